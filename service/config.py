@@ -1,0 +1,172 @@
+"""Settings from ``REFFLOW_*`` environment variables, with embedded defaults.
+
+One ``Settings`` object is shared by the web app, the Celery workers and the
+CLI. With no database URL the service uses a SQLite file in the data dir; with
+no broker URL ``refflow run`` starts an embedded Redis (see ``embedded.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message says which and how to fix it."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting refflow reads. Field ``foo`` comes from ``REFFLOW_FOO``."""
+
+    env: str = "embedded"  # "embedded" (refflow run, tests) or "production"
+    data_dir: Path = Path("refflow-data")
+    database_url: str = ""
+    broker_url: str = ""
+    result_backend: str = ""
+    smtp_url: str = ""
+    smtp_from: str = "refflow@localhost"
+    smtp_timeout: float = 30.0
+    fax_transport: str = "spool"
+    fax_resolution: str = "fine"  # fine = 204x196 dpi, normal = 204x98
+    paper: str = "letter"  # letter or a4
+    secret_key: str = ""
+    clinic_name: str = "refflow Rehabilitation Clinic"
+    clinic_phone: str = "+1 763 555 0100"
+    clinic_fax: str = "+1 763 555 0101"
+    clinic_timezone: str = "America/Chicago"
+    disabled_plugins: tuple[str, ...] = ()
+    load_plugins: tuple[str, ...] | None = None
+    max_body_bytes: int = 1024 * 1024
+    idempotency_retention_hours: int = 48
+    session_idle_minutes: int = 30
+    intake_rate_limit: str = "120/minute"
+    login_rate_limit: str = "10/minute"
+    stuck_after_seconds: int = 600
+    log_level: str = "INFO"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    # -- derived ------------------------------------------------------------
+    @property
+    def embedded(self) -> bool:
+        return self.env != "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Accept the common "postgresql://" and "postgres://" spellings.
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix):]
+            return url
+        return f"sqlite:///{(self.data_dir / 'refflow.db').resolve()}"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+    @property
+    def fax_spool_dir(self) -> Path:
+        return self.data_dir / "fax-spool"
+
+    @property
+    def mail_outbox_dir(self) -> Path:
+        return self.data_dir / "mail-outbox"
+
+    def with_overrides(self, **overrides) -> "Settings":
+        return replace(self, **overrides)
+
+
+def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
+    """Read ``Settings`` from the environment (``REFFLOW_`` prefix), then apply overrides.
+
+    Raises ``ConfigError`` with a message naming the variable when a value is
+    malformed or a production setting is missing.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        key = f"REFFLOW_{f.name.upper()}"
+        if key not in environ:
+            continue
+        raw = environ[key]
+        try:
+            if f.name in {"disabled_plugins", "load_plugins"}:
+                values[f.name] = _list(raw)
+            elif f.type in ("Path",):
+                values[f.name] = Path(raw)
+            elif f.type in ("int",):
+                values[f.name] = int(raw)
+            elif f.type in ("float",):
+                values[f.name] = float(raw)
+            elif f.type in ("bool",):
+                values[f.name] = _bool(raw)
+            else:
+                values[f.name] = raw
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    return _finish(settings)
+
+
+def _finish(settings: Settings) -> Settings:
+    if settings.env not in {"embedded", "production"}:
+        raise ConfigError("REFFLOW_ENV must be 'embedded' or 'production'")
+    if settings.fax_resolution not in {"fine", "normal"}:
+        raise ConfigError("REFFLOW_FAX_RESOLUTION must be 'fine' or 'normal'")
+    if settings.paper not in {"letter", "a4"}:
+        raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
+    if not settings.secret_key:
+        if not settings.embedded:
+            raise ConfigError(
+                "REFFLOW_SECRET_KEY is required in production "
+                "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        settings = replace(settings, secret_key=_embedded_secret(settings.data_dir))
+    if not settings.embedded:
+        if not settings.database_url:
+            raise ConfigError("REFFLOW_DATABASE_URL is required in production")
+        if not settings.broker_url:
+            raise ConfigError("REFFLOW_BROKER_URL is required in production")
+    return settings
+
+
+def _embedded_secret(data_dir: Path) -> str:
+    """Generate the secret key once and keep it in the data dir (mode 0600)."""
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    try:
+        os.link(tmp, path)  # first writer wins when several processes start at once
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

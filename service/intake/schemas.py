@@ -1,0 +1,223 @@
+"""The referral input contract (DESIGN.md "The referral").
+
+These pydantic models are the single source of truth for what a referral may
+contain: the API validates with them, the OpenAPI document is generated from
+them, and the plan engine and renderers receive a validated ``Referral``.
+
+An absent key means "not known", which is not the same as an empty list
+("none"): ``clinical.fractures is None`` means the fracture history is unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Literal
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_PHONE_REGION = "US"
+
+# ICD-10-CM: a letter, a digit, a digit or letter, then optionally a dot and
+# up to four more characters (e.g. M81.0, M80.08XA, S22.080A, I10).
+ICD10_PATTERN = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$")
+
+FractureSite = Literal["vertebral", "hip", "wrist", "humerus", "pelvis", "rib", "ankle", "other"]
+MobilityAid = Literal["none", "cane", "walker", "rollator", "wheelchair"]
+ActivityLevel = Literal["sedentary", "light", "active"]
+
+
+def _e164(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, DEFAULT_PHONE_REGION)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError("not a phone number") from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _email(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError("not a valid email address") from exc
+
+
+def _icd10(value: str) -> str:
+    code = value.strip().upper()
+    if not ICD10_PATTERN.match(code):
+        raise ValueError("not an ICD-10-CM code (e.g. M81.0)")
+    return code
+
+
+Phone = Annotated[str, Field(max_length=40), AfterValidator(_e164)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+ICD10Code = Annotated[str, Field(max_length=10), AfterValidator(_icd10)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(max_length=4000)]
+
+
+class Strict(BaseModel):
+    """Base for every input model: unknown fields are errors, strings trimmed."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class Patient(Strict):
+    given_name: ShortText
+    family_name: ShortText
+    birth_date: dt.date
+    sex: Literal["female", "male", "other", "unknown"]
+    phone: Phone | None = None
+    email: Email | None = None
+    preferred_language: Annotated[str, Field(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")] = "en"
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_in_future(cls, value: dt.date) -> dt.date:
+        if value > dt.date.today():
+            raise ValueError("birth date is in the future")
+        if value.year < 1890:
+            raise ValueError("birth date is implausibly early")
+        return value
+
+
+class Referrer(Strict):
+    name: ShortText | None = None
+    npi: Annotated[str, Field(pattern=r"^[0-9]{10}$")] | None = None
+    phone: Phone | None = None
+    fax: Phone | None = None
+    email: Email | None = None
+
+    @field_validator("npi")
+    @classmethod
+    def _npi_checksum(cls, value: str | None) -> str | None:
+        # NPI check digit: the Luhn check over "80840" + the ten digits.
+        total = 0
+        for i, ch in enumerate(reversed("80840" + value)):
+            d = int(ch)
+            if i % 2 == 1:
+                d = d * 2 - 9 if d > 4 else d * 2
+            total += d
+        if total % 10:
+            raise ValueError("NPI check digit does not match")
+        return value
+
+
+class Diagnosis(Strict):
+    codes: list[ICD10Code] = Field(default_factory=list, max_length=20)
+    text: LongText | None = None
+
+    @model_validator(mode="after")
+    def _code_or_text(self) -> "Diagnosis":
+        if not self.codes and not (self.text and self.text.strip()):
+            raise ValueError("give at least one ICD-10-CM code or a text")
+        return self
+
+
+class Frax(Strict):
+    major_osteoporotic: Annotated[float, Field(ge=0, le=100)] | None = None
+    hip: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class Fracture(Strict):
+    site: FractureSite
+    level: Annotated[str, Field(max_length=20)] | None = None
+    date: dt.date | None = None
+    low_trauma: bool | None = None
+
+
+class Pain(Strict):
+    score: Annotated[int, Field(ge=0, le=10)]
+    site: Annotated[str, Field(max_length=100)] | None = None
+    since: dt.date | None = None
+    after_minor_trauma: bool | None = None
+
+
+class BloodPressure(Strict):
+    systolic: Annotated[int, Field(ge=50, le=300)]
+    diastolic: Annotated[int, Field(ge=20, le=200)]
+
+    @model_validator(mode="after")
+    def _order(self) -> "BloodPressure":
+        if self.diastolic >= self.systolic:
+            raise ValueError("diastolic must be lower than systolic")
+        return self
+
+
+class Medication(Strict):
+    name: ShortText
+    dose_mg_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
+    since: dt.date | None = None
+
+
+class Clinical(Strict):
+    t_score: Annotated[float, Field(ge=-7, le=4)] | None = None
+    frax: Frax | None = None
+    fractures: list[Fracture] | None = Field(default=None, max_length=50)
+    falls_last_12_months: Annotated[int, Field(ge=0, le=365)] | None = None
+    injurious_fall: bool | None = None
+    fear_of_falling: bool | None = None
+    mobility_aid: MobilityAid | None = None
+    can_rise_from_floor: bool | None = None
+    pain: Pain | None = None
+    blood_pressure: BloodPressure | None = None
+    conditions: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
+        default=None, max_length=50
+    )
+    medications: list[Annotated[str, Field(min_length=1, max_length=200)] | Medication] | None = (
+        Field(default=None, max_length=50)
+    )
+    activity_level: ActivityLevel | None = None
+    exercise_history: LongText | None = None
+    gym_access: bool | None = None
+    contraindications_text: LongText | None = None
+
+
+class Deliver(Strict):
+    fax_to_referrer: bool = True
+    email_to_patient: bool = True
+    chart_pdf: bool = True
+
+
+class Referral(Strict):
+    """A referral as a referring office submits it (POST /api/v1/referrals)."""
+
+    external_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    patient: Patient
+    referrer: Referrer = Field(default_factory=Referrer)
+    diagnosis: Diagnosis
+    clinical: Clinical = Field(default_factory=Clinical)
+    goals: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=20
+    )
+    urgency: Literal["routine", "urgent"] = "routine"
+    deliver: Deliver = Field(default_factory=Deliver)
+    notes: LongText | None = None
+
+    @model_validator(mode="after")
+    def _dates_consistent(self) -> "Referral":
+        for fracture in self.clinical.fractures or []:
+            if fracture.date and fracture.date < self.patient.birth_date:
+                raise ValueError("a fracture date is before the birth date")
+        return self
+
+    def age_on(self, day: dt.date) -> int:
+        """The patient's age in whole years on ``day``."""
+        born = self.patient.birth_date
+        return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def referral_json_schema() -> dict:
+    """The referral's JSON Schema (for OpenAPI and docs)."""
+    return Referral.model_json_schema(ref_template="#/components/schemas/{model}")
