@@ -1,0 +1,58 @@
+"""The Flask application factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from flask import Flask, g, request
+
+from refflow.config import Settings, load_settings
+from refflow.db import database_for
+
+
+def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
+    """Build the WSGI app. Nothing is created at import time."""
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes + 64 * 1024,  # headroom for form encoding
+        IDEMPOTENCY_RETENTION=dt.timedelta(hours=settings.idempotency_retention_hours),
+        JSON_SORT_KEYS=False,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="refflow_session",
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=settings.session_idle_minutes),
+    )
+    app.json.sort_keys = False
+    if test_config:
+        app.config.update(test_config)
+
+    app.extensions["refflow.settings"] = settings
+    app.extensions["refflow.db"] = database_for(settings)
+
+    @app.before_request
+    def _request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isalnum() \
+            else uuid.uuid4().hex
+
+    @app.after_request
+    def _headers(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    from refflow.intake.api import bp as referrals_api
+    from refflow.ops import errors
+    from refflow.ops.health import bp as health
+
+    errors.init_app(app)
+    app.register_blueprint(health)
+    app.register_blueprint(referrals_api)
+    return app

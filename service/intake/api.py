@@ -1,0 +1,201 @@
+"""The referral API: /api/v1/referrals (DESIGN.md "Public contract")."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from sqlalchemy import select
+
+from refflow.accounts.principal import Principal, require_principal
+from refflow.db.models import AuditEntry, Document, Plan
+from refflow.intake import accept as intake
+from refflow.intake.idempotency import check_key
+from refflow.intake.validation import parse_referral
+from refflow.ops.errors import ApiError
+from refflow.referrals import queries, states
+
+bp = Blueprint("referrals_api", __name__, url_prefix="/api/v1")
+
+MAX_PAGE = 200
+
+
+def _db():
+    return current_app.extensions["refflow.db"]
+
+
+def _settings():
+    return current_app.extensions["refflow.settings"]
+
+
+def _audit(session, principal: Principal, action: str, referral_id: str | None) -> None:
+    session.add(AuditEntry(actor=principal.actor, action=action, referral_id=referral_id,
+                           ip=request.remote_addr))
+
+
+def _load_visible(session, principal: Principal, referral_id: str):
+    referral = queries.visible(session, referral_id,
+                               None if principal.is_staff else principal.practice_id)
+    if referral is None:
+        raise ApiError(404, "no such referral")
+    return referral
+
+
+def read_json_body() -> object:
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise ApiError(415, "send the referral as JSON (Content-Type: application/json)")
+    limit = _settings().max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"request body is larger than {limit} bytes")
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise ApiError(413, f"request body is larger than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
+
+
+@bp.post("/referrals")
+def create_referral():
+    principal = require_principal()
+    if principal.practice_id is None:
+        raise ApiError(403, "only a referring practice can submit referrals")
+    key = check_key(request.headers.get("Idempotency-Key"))
+    data = read_json_body()
+    referral = parse_referral(data)
+    settings = _settings()
+    submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
+                                 ip=request.remote_addr, request_id=g.get("request_id"))
+    status, body = intake.accept(
+        _db(), submitter, data, referral, idempotency_key=key,
+        clinic_timezone=settings.clinic_timezone,
+        find_problems=current_app.extensions.get("refflow.find_problems"),
+        retention=current_app.config["IDEMPOTENCY_RETENTION"],
+    )
+    response = jsonify(body)
+    response.status_code = status
+    response.headers["Location"] = body["links"]["self"]
+    return response
+
+
+@bp.get("/referrals")
+def list_referrals():
+    principal = require_principal()
+    statuses = [s for value in request.args.getlist("status") for s in value.split(",") if s]
+    unknown = sorted(set(statuses) - set(states.STATES))
+    if unknown:
+        raise ApiError(400, "unknown status: " + ", ".join(unknown),
+                       fields={"status": "one of " + ", ".join(states.STATES)})
+    try:
+        limit = int(request.args.get("limit", 50))
+    except ValueError:
+        raise ApiError(400, "limit must be a whole number", fields={"limit": "not a number"}) \
+            from None
+    if not 1 <= limit <= MAX_PAGE:
+        raise ApiError(400, f"limit must be between 1 and {MAX_PAGE}",
+                       fields={"limit": "out of range"})
+    cursor = request.args.get("cursor") or None
+    with _db().session() as session:
+        try:
+            rows, next_cursor = queries.page(
+                session, practice_id=None if principal.is_staff else principal.practice_id,
+                statuses=statuses or None, limit=limit, cursor=cursor)
+        except (ValueError, TypeError):
+            raise ApiError(400, "cursor is not one this API gave out",
+                           fields={"cursor": "invalid"}) from None
+        _audit(session, principal, "referral.list", None)
+        items = [queries.summary(r) for r in rows]
+    body = {"items": items, "next_cursor": next_cursor}
+    if next_cursor:
+        args = {"cursor": next_cursor, "limit": limit}
+        if statuses:
+            args["status"] = ",".join(statuses)
+        body["links"] = {"next": "/api/v1/referrals?" + "&".join(f"{k}={v}"
+                                                                 for k, v in args.items())}
+    return jsonify(body)
+
+
+@bp.get("/referrals/<referral_id>")
+def get_referral(referral_id: str):
+    principal = require_principal()
+    with _db().session() as session:
+        referral = _load_visible(session, principal, referral_id)
+        _audit(session, principal, "referral.read", referral.id)
+        return jsonify(queries.detail(session, referral))
+
+
+@bp.get("/referrals/<referral_id>/plan")
+def get_plan(referral_id: str):
+    principal = require_principal()
+    with _db().session() as session:
+        referral = _load_visible(session, principal, referral_id)
+        plan = session.scalar(select(Plan).where(Plan.referral_id == referral.id))
+        _audit(session, principal, "plan.read", referral.id)
+        if plan is None:
+            raise ApiError(404, f"no plan yet: the referral is {referral.status}",
+                           code="plan_not_ready")
+        return jsonify(plan.body)
+
+
+@bp.get("/referrals/<referral_id>/documents")
+def list_documents(referral_id: str):
+    principal = require_principal()
+    with _db().session() as session:
+        referral = _load_visible(session, principal, referral_id)
+        rows = session.execute(select(Document.name, Document.content_type, Document.size,
+                                      Document.sha256)
+                               .where(Document.referral_id == referral.id)
+                               .order_by(Document.name)).all()
+        _audit(session, principal, "documents.list", referral.id)
+    return jsonify({"items": [queries.document_json(referral_id, *row) for row in rows]})
+
+
+@bp.get("/referrals/<referral_id>/documents/<name>")
+def get_document(referral_id: str, name: str):
+    principal = require_principal()
+    with _db().session() as session:
+        referral = _load_visible(session, principal, referral_id)
+        doc = session.scalar(select(Document).where(Document.referral_id == referral.id,
+                                                    Document.name == name))
+        if doc is None:
+            raise ApiError(404, "no such document")
+        _audit(session, principal, "document.read", referral.id)
+        response = Response(doc.content, mimetype=doc.content_type)
+    response.headers["Content-Disposition"] = f'inline; filename="{name}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["ETag"] = doc.sha256
+    return response
+
+
+@bp.post("/referrals/<referral_id>/cancel")
+def cancel_referral(referral_id: str):
+    principal = require_principal()
+    reason = _optional_reason()
+    with _db().session() as session:
+        referral = _load_visible(session, principal, referral_id)
+        try:
+            states.transition(session, referral, states.CANCELLED, actor=principal.actor,
+                              reason=reason or "cancelled")
+        except states.IllegalTransition as exc:
+            raise ApiError(409, f"a {exc.current} referral cannot be cancelled",
+                           code="invalid_state") from None
+        _audit(session, principal, "referral.cancel", referral.id)
+        body = queries.summary(referral)
+    return jsonify(body)
+
+
+def _optional_reason() -> str | None:
+    if not request.get_data(cache=True):
+        return None
+    data = read_json_body()
+    if not isinstance(data, dict) or set(data) - {"reason"}:
+        raise ApiError(422, "the body may only hold a 'reason'",
+                       fields={k: "unknown field" for k in (data if isinstance(data, dict)
+                                                            else {"body": 1}) if k != "reason"})
+    reason = data.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 500):
+        raise ApiError(422, "reason must be text of at most 500 characters",
+                       fields={"reason": "invalid"})
+    return reason

@@ -1,0 +1,103 @@
+"""The JSON error envelope: ``{"error": {"code", "message", "fields"}}``.
+
+API paths (``/api/``, ``/healthz``, ``/readyz``, ``/metrics``) always answer
+errors in it, including 404, 405, 413 and 500; web pages get HTML.
+Messages never contain patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger("refflow.errors")
+
+CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 fields: dict | None = None, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code or CODES.get(status, "error")
+        self.message = message
+        self.fields = fields or {}
+        self.headers = headers or {}
+
+
+def error_response(status: int, message: str, *, code: str | None = None,
+                   fields: dict | None = None, headers: dict | None = None):
+    body = {"error": {"code": code or CODES.get(status, "error"), "message": message,
+                      "fields": fields or {}}}
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def wants_json() -> bool:
+    path = request.path
+    if path.startswith(("/api/", "/healthz", "/readyz", "/metrics")):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def init_app(app: Flask, html_handler=None) -> None:
+    """Install the handlers. ``html_handler(status, message)`` renders web pages."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message, code=exc.code, fields=exc.fields,
+                              headers=exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = {
+            404: "no such resource",
+            405: f"method {request.method} is not allowed here",
+            413: f"request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes",
+        }.get(status, exc.description or exc.name)
+        if wants_json() or html_handler is None:
+            headers = {}
+            if status == 405 and getattr(exc, "valid_methods", None):
+                headers["Allow"] = ", ".join(exc.valid_methods)
+            if status == 429:
+                retry = exc.get_response().headers.get("Retry-After")
+                if retry:
+                    headers["Retry-After"] = retry
+                message = "too many requests; slow down and retry later"
+            return error_response(status, message, headers=headers)
+        return html_handler(status, message)
+
+    @app.errorhandler(Exception)
+    def _unhandled(exc: Exception):
+        if isinstance(exc, HTTPException):  # pragma: no cover - handled above
+            return _http_error(exc)
+        # The exception's message may quote request data (PHI): log its type and
+        # where it happened, never its text.
+        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
+                  request.url_rule.rule if request.url_rule else "<no route>",
+                  "".join(traceback.format_tb(exc.__traceback__)))
+        if wants_json() or html_handler is None:
+            return error_response(500, "internal error; the request was not completed")
+        return html_handler(500, "Something went wrong on our side.")
