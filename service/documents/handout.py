@@ -8,12 +8,10 @@ the patient to see their doctor first.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
-from refflow.documents.layout import Flow, Style, draft_watermark
+from refflow.documents.layout import Flow, Style, draft_watermark, wrap
 
 BODY = Style(REGULAR, 13, 17.5)
 BODY_BOLD = Style(BOLD, 13, 17.5)
@@ -127,31 +125,48 @@ def _phases(flow: Flow, plan: dict) -> None:
         flow.bullets([text], BODY)
 
 
+LABEL_WIDTH = 140
+
+
+def _exercise_rows(ex: dict) -> list[tuple[str, str, Style]]:
+    """The exercise as (label, text, style) rows; label "" = a numbered step."""
+    rows: list[tuple[str, str, Style]] = [
+        ("How much:", fmt.sentence(fmt.dose_text(ex.get("dose"))), BODY),
+        ("How often:", fmt.sentence(fmt.days_text(ex.get("days_per_week"))), BODY),
+    ]
+    equipment = ex.get("equipment")
+    if equipment and equipment.strip().lower() not in {"none", "no equipment"}:
+        rows.append(("You need:", fmt.sentence(equipment), BODY))
+    for i, step in enumerate(ex.get("instructions") or [], 1):
+        rows.append((f"{i}.", fmt.sentence(step), BODY))
+    if ex.get("safety_cue"):
+        rows.append(("Stay safe:", fmt.sentence(ex["safety_cue"]), BODY_BOLD))
+    if ex.get("progression"):
+        rows.append(("When it is easy:", fmt.sentence(ex["progression"]), BODY))
+    if ex.get("regression"):
+        rows.append(("If it is too hard:", fmt.sentence(ex["regression"]), BODY))
+    return rows
+
+
 def _exercise(flow: Flow, number: int, ex: dict) -> None:
     name = ex.get("name") or ex.get("id") or "Exercise"
-    flow.heading(f"{number}. {name}", H2, before=12, keep_with=BODY.lead * 4)
-    flow.label_value("How much:", fmt.sentence(fmt.dose_text(ex.get("dose"))), BODY, BODY_BOLD,
-                     label_width=112)
-    flow.label_value("How often:", fmt.sentence(fmt.days_text(ex.get("days_per_week"))), BODY,
-                     BODY_BOLD, label_width=112)
-    equipment = ex.get("equipment")
-    if equipment and equipment.lower() not in {"none", "no equipment"}:
-        flow.label_value("You need:", fmt.sentence(equipment), BODY, BODY_BOLD, label_width=112)
-    instructions = ex.get("instructions") or []
-    if instructions:
-        flow.paragraph("How to do it:", BODY_BOLD, after=0)
-        for i, step in enumerate(instructions, 1):
-            flow.bullets([fmt.sentence(step)], BODY, bullet=f"{i}.", indent=22, after=0)
-        flow.space(3)
-    if ex.get("safety_cue"):
-        flow.label_value("Stay safe:", fmt.sentence(ex["safety_cue"]), BODY_BOLD, BODY_BOLD,
-                         label_width=112)
-    if ex.get("progression"):
-        flow.label_value("When it is easy:", fmt.sentence(ex["progression"]), BODY, BODY_BOLD,
-                         label_width=112)
-    if ex.get("regression"):
-        flow.label_value("If it is too hard:", fmt.sentence(ex["regression"]), BODY, BODY_BOLD,
-                         label_width=112)
+    rows = _exercise_rows(ex)
+    steps = [r for r in rows if r[0][:-1].isdigit()]
+    # Keep the whole exercise on one page when it fits on a page at all.
+    height = BODY.lead * (1 if steps else 0) + 8
+    for label, text, style in rows:
+        width = flow.text_width - (22 if label[:-1].isdigit() else LABEL_WIDTH)
+        height += style.lead * len(wrap(text, style.font, style.size, width)) + 1
+    flow.heading(f"{number}. {name}", H2, before=12, keep_with=height)
+    shown_steps = False
+    for label, text, style in rows:
+        if label[:-1].isdigit():
+            if not shown_steps:
+                flow.paragraph("How to do it:", BODY_BOLD, after=0)
+                shown_steps = True
+            flow.bullets([text], BODY, bullet=label, indent=22, after=0)
+            continue
+        flow.label_value(label, text, style, BODY_BOLD, label_width=LABEL_WIDTH)
     flow.space(4)
 
 
@@ -220,7 +235,3 @@ def _tick_boxes(flow: Flow, top: float, rows: list[list[str]]) -> None:
                 c.rect(x + (scale - side) / 2, y - 20 - side / 2, side, side, stroke=1, fill=0)
             x += scale
         y -= 40
-
-
-def generated_on(moment: dt.datetime | None, clinic: ClinicInfo) -> str:
-    return fmt.date_time(fmt.local(moment, clinic.zone))

@@ -93,7 +93,7 @@ class Flow:
         paper: str = "letter",
         margin: float = 54.0,
         top: float = 72.0,
-        bottom: float = 64.0,
+        bottom: float = 56.0,
         title: str = "",
         author: str = "",
         subject: str = "",
@@ -102,7 +102,8 @@ class Flow:
         ensure_fonts()
         self.buffer = io.BytesIO()
         self.pagesize = paper_size(paper)
-        self.canvas = Canvas(self.buffer, pagesize=self.pagesize, pageCompression=1)
+        self.canvas = Canvas(self.buffer, pagesize=self.pagesize, pageCompression=1,
+                             initialFontName=REGULAR, initialFontSize=12)
         self.canvas.setTitle(title)
         self.canvas.setAuthor(author)
         self.canvas.setSubject(subject)
@@ -131,6 +132,13 @@ class Flow:
             self.decorate(self)
         self.canvas.setFillGray(0)
         self.canvas.setStrokeGray(0)
+        self._font = None
+
+    def font(self, name: str, size: float) -> None:
+        """Select a font, skipping the PDF operators when it is already current."""
+        if self._font != (name, size):
+            self.canvas.setFont(name, size)
+            self._font = (name, size)
 
     def new_page(self) -> None:
         self.canvas.showPage()
@@ -184,7 +192,7 @@ class Flow:
         for line in lines:
             self.need(lead)
             self.y -= lead
-            c.setFont(style.font, style.size)
+            self.font(style.font, style.size)
             c.drawString(x, self.y + (lead - style.size) * 0.5 + style.size * 0.2, line)
 
     def paragraph(
@@ -215,9 +223,9 @@ class Flow:
             lines = wrap(item, style.font, style.size, self.text_width - indent)
             self.need(style.lead * min(len(lines), 3))
             top = self.y
-            self.canvas.setFont(style.font, style.size)
+            self.font(style.font, style.size)
             self.lines(lines[:1], style, x=self.left + indent)
-            self.canvas.setFont(style.font, style.size)
+            self.font(style.font, style.size)
             if self.y < top:  # drawn on this page
                 self.canvas.drawString(self.left + 4, self.y + (style.lead - style.size) * 0.5
                                        + style.size * 0.2, bullet)
@@ -236,10 +244,10 @@ class Flow:
             self.y -= style.lead
             base = self.y + (style.lead - style.size) * 0.5 + style.size * 0.2
             if i < len(label_lines):
-                c.setFont(bold.font, bold.size)
+                self.font(bold.font, bold.size)
                 c.drawString(self.left, base, label_lines[i])
             if i < len(lines):
-                c.setFont(style.font, style.size)
+                self.font(style.font, style.size)
                 c.drawString(self.left + label_width, base, lines[i])
         self.y -= after
 
@@ -269,7 +277,7 @@ class Flow:
         for lines in item_lines:
             first = self.y
             self.lines(lines, style, x=x + 18)
-            c.setFont(style.font, style.size)
+            self.font(style.font, style.size)
             c.drawString(x + 4, first - style.lead + (style.lead - style.size) * 0.5
                          + style.size * 0.2, bullet)
             self.y -= 2
@@ -306,7 +314,7 @@ class Flow:
             c.setLineWidth(line_width)
             for cell, w in zip(cells, widths):
                 c.rect(x, top - h, w, h, stroke=1, fill=0)
-                c.setFont(st.font, st.size)
+                self.font(st.font, st.size)
                 ty = top - padding
                 for line in cell:
                     ty -= st.lead
