@@ -1,0 +1,106 @@
+"""The ``fax`` channel: sends ``fax.tiff`` through the configured fax transport.
+
+The channel validates the number (E.164, via ``phonenumbers``), checks the
+image is a readable TIFF and counts its pages, then hands a
+:class:`~refflow.plugins.channels.fax.transports.FaxJob` to the transport
+named by ``REFFLOW_FAX_TRANSPORT`` (transports are plugins too:
+``refflow_fax_transports``). The built-in transport is ``spool``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import phonenumbers
+
+from refflow.plugins import hookimpl
+from refflow.plugins.channels.base import (
+    Channel,
+    Delivery,
+    PermanentChannelError,
+    SendResult,
+    safe_id,
+)
+from refflow.plugins.channels.fax.spool import SpoolTransport
+from refflow.plugins.channels.fax.transports import FaxJob, FaxTransport
+
+DOCUMENT = "fax.tiff"
+DEFAULT_REGION = "US"
+
+__all__ = ["FaxChannel", "FaxJob", "FaxTransport", "SpoolTransport", "normalize_fax_number"]
+
+
+def normalize_fax_number(value: str, region: str = DEFAULT_REGION) -> str:
+    """The number in E.164, or :class:`PermanentChannelError` (message without the number)."""
+    try:
+        number = phonenumbers.parse(value or "", region)
+    except phonenumbers.NumberParseException:
+        raise PermanentChannelError("fax target is not a phone number") from None
+    if not phonenumbers.is_valid_number(number):
+        raise PermanentChannelError("fax target is not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def count_tiff_pages(data: bytes) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            if image.format != "TIFF":
+                raise PermanentChannelError("fax.tiff is not a TIFF image")
+            return getattr(image, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise PermanentChannelError("fax.tiff is not a readable TIFF image") from None
+
+
+class FaxChannel(Channel):
+    name = "fax"
+    documents = (DOCUMENT,)
+
+    def __init__(self, settings, transport: FaxTransport | None = None, pm=None) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._pm = pm
+
+    @property
+    def transport(self) -> FaxTransport:
+        if self._transport is None:
+            from refflow.plugins.manager import fax_transports, get_plugin_manager
+
+            pm = self._pm or get_plugin_manager(self.settings)
+            available = fax_transports(pm, self.settings)
+            wanted = self.settings.fax_transport
+            if wanted not in available:
+                raise PermanentChannelError(
+                    f"fax transport {wanted!r} is not installed (REFFLOW_FAX_TRANSPORT); "
+                    f"available: {', '.join(sorted(available)) or 'none'}"
+                )
+            self._transport = available[wanted]
+        return self._transport
+
+    def validate_target(self, target: str) -> str:
+        return normalize_fax_number(target)
+
+    def send(self, delivery: Delivery) -> SendResult:
+        safe_id(delivery.id, "delivery id")
+        number = self.validate_target(delivery.target)
+        tiff = delivery.document(DOCUMENT)
+        job = FaxJob(
+            delivery_id=delivery.id,
+            referral_id=delivery.referral_id,
+            number=number,
+            tiff=tiff,
+            pages=count_tiff_pages(tiff),
+            attempt=delivery.attempt,
+        )
+        return self.transport.submit(job)
+
+
+@hookimpl
+def refflow_output_channels(settings):
+    return [FaxChannel(settings)]
+
+
+@hookimpl
+def refflow_fax_transports(settings):
+    return [SpoolTransport(settings.fax_spool_dir)]

@@ -1,0 +1,81 @@
+"""The ``pdf`` channel: files the chart summary PDF in the document store.
+
+The file lands at ``<documents_dir>/chart/<referral_id>/summary-<delivery_id>.pdf``
+(ids only, never PHI), written atomically (temporary name, fsync, rename).
+Sending the same delivery again leaves one file; its SHA-256 is returned in
+``SendResult.detail["sha256"]`` so the chart copy can be checked later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refflow.plugins import hookimpl
+from refflow.plugins.channels.base import (
+    Channel,
+    Delivery,
+    PermanentChannelError,
+    SendResult,
+    TransientChannelError,
+    atomic_write,
+    safe_id,
+    sha256_hex,
+)
+
+DOCUMENT = "summary.pdf"
+
+
+class PdfChannel(Channel):
+    name = "pdf"
+    documents = (DOCUMENT,)
+
+    def __init__(self, documents_dir: Path) -> None:
+        self.documents_dir = Path(documents_dir)
+
+    def validate_target(self, target: str) -> str:
+        if target not in ("", None):
+            raise PermanentChannelError("the pdf channel files into the chart; its target must be empty")
+        return ""
+
+    def path_for(self, delivery: Delivery) -> Path:
+        referral = safe_id(delivery.referral_id, "referral id")
+        ident = safe_id(delivery.id, "delivery id")
+        return self.documents_dir / "chart" / referral / f"summary-{ident}.pdf"
+
+    def send(self, delivery: Delivery) -> SendResult:
+        self.validate_target(delivery.target)
+        data = delivery.document(DOCUMENT)
+        if not data.startswith(b"%PDF-"):
+            raise PermanentChannelError(f"delivery {delivery.id}: {DOCUMENT} is not a PDF")
+        path = self.path_for(delivery)
+        checksum = sha256_hex(data)
+        replaced = False
+        try:
+            if path.exists():
+                if sha256_hex(path.read_bytes()) == checksum:
+                    return self._result(path, checksum, already=True)
+                replaced = True  # re-rendered for the same delivery: newest wins
+            atomic_write(path, data)
+        except OSError as exc:  # disk full, permissions: staff/operator can fix, retry
+            raise TransientChannelError(
+                f"could not write the chart PDF ({type(exc).__name__})"
+            ) from None
+        return self._result(path, checksum, already=False, replaced=replaced)
+
+    def _result(self, path: Path, checksum: str, *, already: bool, replaced: bool = False) -> SendResult:
+        relative = path.relative_to(self.documents_dir).as_posix()
+        return SendResult(
+            reference=relative,
+            detail={
+                "path": relative,
+                "sha256": checksum,
+                "bytes": path.stat().st_size,
+                "already_filed": already,
+                "replaced": replaced,
+            },
+        )
+
+
+@hookimpl
+def refflow_output_channels(settings):
+    return [PdfChannel(settings.documents_dir)]
