@@ -1,0 +1,73 @@
+"""`refflow practice …` and `refflow user …` as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from argon2 import PasswordHasher
+from sqlalchemy import select
+
+from refflow.db.models import ApiKey, User
+
+
+@pytest.fixture
+def run(sqlite_settings):
+    env = {**os.environ, "REFFLOW_DATA_DIR": str(sqlite_settings.data_dir),
+           "REFFLOW_SECRET_KEY": "x"}
+    env.pop("REFFLOW_DATABASE_URL", None)
+
+    def run(*args, stdin=""):
+        return subprocess.run([sys.executable, "-m", "refflow", *args], env=env,
+                              input=stdin, capture_output=True, text=True, timeout=60)
+
+    return run
+
+
+def test_practice_add_prints_a_working_key_once(run, sqlite_settings):
+    from refflow.accounts.practices import authenticate_key
+    from refflow.db import database_for
+
+    out = run("practice", "add", "Lakeside Family Practice", "--fax", "(763) 555-0198",
+              "--email", "front@lakeside.example", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"id", "name", "api_key"}
+    assert result["fax"] == "+17635550198"
+    with database_for(sqlite_settings).session() as session:
+        key = authenticate_key(session, result["api_key"])
+        assert key is not None and key.practice_id == result["id"]
+        # stored hashed only
+        hashes = session.scalars(select(ApiKey.key_hash)).all()
+        assert result["api_key"] not in hashes
+
+
+def test_cli_errors_are_one_line_exit_2(run):
+    assert run("practice", "add", "Dup").returncode == 0
+    for args in (("practice", "add", "Dup"),
+                 ("practice", "add", "Other", "--fax", "12"),
+                 ("practice", "key", "Nobody"),
+                 ("user", "add", "not-an-email", "--role", "staff"),
+                 ("user", "add", "p@example.org", "--role", "practice")):
+        out = run(*args)
+        assert out.returncode == 2, (args, out)
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("refflow: error:"), out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_user_add_generates_a_password_when_not_on_a_terminal(run, sqlite_settings):
+    from refflow.db import database_for
+
+    assert run("practice", "add", "Lakeside").returncode == 0
+    out = run("user", "add", "front@lakeside.example", "--role", "practice", "--practice",
+              "Lakeside", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    with database_for(sqlite_settings).session() as session:
+        user = session.scalar(select(User).where(User.email == "front@lakeside.example"))
+        assert user.role == "practice" and user.practice_id
+        assert user.password_hash.startswith("$argon2")
+        assert PasswordHasher().verify(user.password_hash, result["password"])
