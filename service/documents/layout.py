@@ -45,16 +45,23 @@ def wrap(text: str, font: str, size: float, width: float) -> list[str]:
         used = 0.0
         for word in words:
             w = stringWidth(word, font, size)
-            if w > width:  # a word longer than the line: break it by characters
+            if w > width:  # a word longer than the line: break after _ / - or anywhere
                 if line:
                     lines.append(" ".join(line))
                     line, used = [], 0.0
                 chunk = ""
-                for ch in word:
-                    if stringWidth(chunk + ch, font, size) > width and chunk:
+                for piece in _pieces(word):
+                    if chunk and stringWidth(chunk + piece, font, size) > width:
                         lines.append(chunk)
                         chunk = ""
-                    chunk += ch
+                    if stringWidth(piece, font, size) > width:
+                        for ch in piece:
+                            if chunk and stringWidth(chunk + ch, font, size) > width:
+                                lines.append(chunk)
+                                chunk = ""
+                            chunk += ch
+                    else:
+                        chunk += piece
                 line, used = [chunk], stringWidth(chunk, font, size)
                 continue
             if line and used + space + w > width:
@@ -66,6 +73,18 @@ def wrap(text: str, font: str, size: float, width: float) -> list[str]:
         if line:
             lines.append(" ".join(line))
     return lines
+
+
+def _pieces(word: str) -> list[str]:
+    """``word`` cut after each underscore, hyphen or slash (good places to break)."""
+    pieces, start = [], 0
+    for i, ch in enumerate(word):
+        if ch in "_-/":
+            pieces.append(word[start:i + 1])
+            start = i + 1
+    if start < len(word):
+        pieces.append(word[start:])
+    return pieces
 
 
 @dataclass

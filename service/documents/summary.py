@@ -1,0 +1,293 @@
+"""The chart / referrer summary: the referral's facts and the plan's reasoning.
+
+Written for a clinician reading a fax: 10.5 pt and larger, black on white,
+no grey fills, thin black rules. Every optional referral field that is absent
+is printed as "not known" (which is not the same as "none").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from refflow.documents import formatting as fmt
+from refflow.documents.clinic import ClinicInfo
+from refflow.documents.fonts import BOLD, REGULAR
+from refflow.documents.layout import Flow, Style
+
+BODY = Style(REGULAR, 10.5, 13.5)
+BOLD_BODY = Style(BOLD, 10.5, 13.5)
+TITLE = Style(BOLD, 17, 21)
+H1 = Style(BOLD, 12.5, 16)
+DECISION = Style(BOLD, 12.5, 16)
+
+DECISIONS = {
+    "release": "RELEASED – the plan goes to the patient",
+    "review": "HELD FOR REVIEW – a clinician must approve the plan before the patient gets it",
+    "do_not_exercise": "DO NOT EXERCISE – please see the patient before any exercise starts",
+}
+BONE_CATEGORY = {
+    "A": "A – osteopenia-level risk",
+    "B": "B – osteoporosis-level risk",
+    "C": "C – vertebral or multiple fractures / very high risk",
+}
+LABEL = 150
+
+
+def render_summary(
+    referral,
+    plan: dict,
+    clinic: ClinicInfo,
+    *,
+    paper: str = "letter",
+    generated_at: dt.datetime | None = None,
+) -> bytes:
+    """The chart / referrer summary PDF (bytes)."""
+    return summary_with_page_count(referral, plan, clinic, paper=paper,
+                                   generated_at=generated_at)[0]
+
+
+def summary_with_page_count(referral, plan, clinic, *, paper="letter",
+                            generated_at=None) -> tuple[bytes, int]:
+    """The summary PDF and its number of pages (the fax cover page needs it)."""
+    flow = _summary_flow(referral, plan, clinic, paper=paper, generated_at=generated_at)
+    return flow.finish(), flow.page
+
+
+def _summary_flow(referral, plan, clinic, *, paper, generated_at) -> Flow:
+    printed = fmt.date_time(fmt.local(generated_at, clinic.zone))
+
+    def decorate(flow: Flow) -> None:
+        c = flow.canvas
+        c.setFillGray(0)
+        c.setFont(BOLD, 11)
+        c.drawString(flow.left, flow.height - 40, clinic.name)
+        c.setFont(REGULAR, 10.5)
+        c.drawRightString(flow.right, flow.height - 40,
+                          f"Phone {clinic.phone}   Fax {clinic.fax}")
+        c.setLineWidth(1)
+        c.line(flow.left, flow.height - 47, flow.right, flow.height - 47)
+        c.setFont(REGULAR, 10)
+        c.drawString(flow.left, 36, f"CONFIDENTIAL – protected health information. Printed {printed}.")
+        label = f"Page {flow.page} of "
+        x = flow.right - c.stringWidth(label + "00", REGULAR, 10)
+        c.drawString(x, 36, label)
+        flow.draw_page_count(x + c.stringWidth(label, REGULAR, 10), 36, REGULAR, 10)
+
+    flow = Flow(paper=paper, margin=50, top=64, bottom=54,
+                title="Exercise referral summary", author=clinic.name,
+                subject="Referral summary and exercise plan", decorate=decorate)
+    flow.lines(["Exercise referral summary"], TITLE)
+    flow.space(4)
+    decision = plan.get("decision", "review")
+    flow.box("Decision: " + DECISIONS.get(decision, str(decision)), [], DECISION, BODY,
+             line_width=2, padding=7)
+
+    _patient(flow, referral, plan)
+    _clinical(flow, referral)
+    _risk(flow, plan)
+    _flags(flow, plan)
+    _plan_in_brief(flow, plan)
+    _rules(flow, plan)
+    flow.space(6)
+    flow.paragraph(
+        f"Plan engine {plan.get('engine_version') or fmt.UNKNOWN}, exercise catalogue "
+        f"{plan.get('catalog_version') or fmt.UNKNOWN}, plan date "
+        f"{plan.get('as_of') or fmt.UNKNOWN}. Questions: {clinic.name}, phone {clinic.phone}, "
+        f"fax {clinic.fax}.", BODY)
+    return flow
+
+
+def _kv(flow: Flow, label: str, value) -> None:
+    flow.label_value(label, str(value), BODY, BOLD_BODY, label_width=LABEL)
+
+
+def _patient(flow: Flow, referral, plan) -> None:
+    p = referral.patient
+    as_of = plan.get("as_of")
+    try:
+        age_day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
+    except ValueError:
+        age_day = dt.date.today()
+    flow.heading("Patient and referral", H1, rule=True, keep_with=60)
+    _kv(flow, "Patient", f"{p.family_name}, {p.given_name}")
+    _kv(flow, "Born", f"{p.birth_date.isoformat()} (age {referral.age_on(age_day)}), sex {p.sex}")
+    _kv(flow, "Patient contact", f"phone {fmt.phone(p.phone)}; email {p.email or fmt.UNKNOWN}; "
+                                 f"language {p.preferred_language}")
+    r = referral.referrer
+    who = r.name or fmt.UNKNOWN
+    if r.npi:
+        who += f" (NPI {r.npi})"
+    _kv(flow, "Referred by", who)
+    _kv(flow, "Referrer contact", f"phone {fmt.phone(r.phone)}; fax {fmt.phone(r.fax)}; "
+                                  f"email {r.email or fmt.UNKNOWN}")
+    _kv(flow, "Referral", f"{referral.external_id or 'no external id'}; urgency {referral.urgency}")
+    d = referral.diagnosis
+    diag = ", ".join(d.codes) if d.codes else "no code"
+    if d.text:
+        diag += f" – {d.text}"
+    _kv(flow, "Diagnosis", diag)
+    if referral.goals:
+        _kv(flow, "Goals", "; ".join(referral.goals))
+    if referral.notes:
+        _kv(flow, "Notes", referral.notes)
+
+
+def _fractures(fractures) -> str:
+    if fractures is None:
+        return fmt.UNKNOWN
+    if not fractures:
+        return "none"
+    parts = []
+    for f in fractures:
+        text = f.site + (f" {f.level}" if f.level else "")
+        text += f", {f.date.isoformat()}" if f.date else ", date not known"
+        if f.low_trauma is True:
+            text += ", low trauma"
+        elif f.low_trauma is False:
+            text += ", not low trauma"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _medications(meds) -> str:
+    if meds is None:
+        return fmt.UNKNOWN
+    if not meds:
+        return "none"
+    out = []
+    for m in meds:
+        if isinstance(m, str):
+            out.append(m)
+            continue
+        text = m.name
+        if m.dose_mg_per_day is not None:
+            text += f" {m.dose_mg_per_day:g} mg/day"
+        if m.since:
+            text += f" since {m.since.isoformat()}"
+        out.append(text)
+    return "; ".join(out)
+
+
+def _clinical(flow: Flow, referral) -> None:
+    c = referral.clinical
+    flow.heading("Clinical information", H1, rule=True, keep_with=60)
+    frax = c.frax
+    frax_text = fmt.UNKNOWN
+    if frax is not None:
+        frax_text = (f"major osteoporotic {fmt.known(frax.major_osteoporotic, '%')}, "
+                     f"hip {fmt.known(frax.hip, '%')}")
+    _kv(flow, "T-score", fmt.known(c.t_score))
+    _kv(flow, "FRAX (10-year)", frax_text)
+    _kv(flow, "Fractures", _fractures(c.fractures))
+    falls = fmt.known(c.falls_last_12_months)
+    falls += f"; injurious fall {fmt.yes_no(c.injurious_fall)}; fear of falling " \
+             f"{fmt.yes_no(c.fear_of_falling)}"
+    _kv(flow, "Falls (12 months)", falls)
+    _kv(flow, "Mobility", f"aid {fmt.known(c.mobility_aid)}; can rise from floor "
+                          f"{fmt.yes_no(c.can_rise_from_floor)}")
+    pain = fmt.UNKNOWN
+    if c.pain is not None:
+        pain = f"{c.pain.score}/10"
+        if c.pain.site:
+            pain += f", {c.pain.site}"
+        if c.pain.since:
+            pain += f", since {c.pain.since.isoformat()}"
+        if c.pain.after_minor_trauma is not None:
+            pain += f", after minor trauma {fmt.yes_no(c.pain.after_minor_trauma)}"
+    _kv(flow, "Pain", pain)
+    bp = c.blood_pressure
+    _kv(flow, "Blood pressure", f"{bp.systolic}/{bp.diastolic} mmHg" if bp else fmt.UNKNOWN)
+    conditions = c.conditions
+    _kv(flow, "Conditions", fmt.UNKNOWN if conditions is None else ("; ".join(conditions) or "none"))
+    _kv(flow, "Medications", _medications(c.medications))
+    _kv(flow, "Activity", f"{fmt.known(c.activity_level)}; gym access {fmt.yes_no(c.gym_access)}")
+    if c.exercise_history:
+        _kv(flow, "Exercise history", c.exercise_history)
+    if c.contraindications_text:
+        _kv(flow, "Contraindications", c.contraindications_text)
+
+
+def _risk(flow: Flow, plan: dict) -> None:
+    risk = plan.get("risk") or {}
+    flow.heading("Risk", H1, rule=True, keep_with=50)
+    cat = risk.get("bone_category")
+    _kv(flow, "Bone category", BONE_CATEGORY.get(cat, fmt.known(cat)))
+    falls_high = risk.get("falls_high")
+    _kv(flow, "Falls risk", "HIGH" if falls_high else ("not high" if falls_high is False
+                                                      else fmt.UNKNOWN))
+    reasons = risk.get("reasons") or []
+    if reasons:
+        flow.paragraph("Reasons:", BOLD_BODY, after=0)
+        flow.bullets([fmt.sentence(r) for r in reasons], BODY, after=1)
+
+
+def _flags(flow: Flow, plan: dict) -> None:
+    flags = plan.get("flags") or []
+    flow.heading("Flags", H1, rule=True, keep_with=70)
+    if not flags:
+        flow.paragraph("None.", BODY)
+        return
+    order = {"needs_review": 0, "caution": 1, "info": 2}
+    rows = [["Severity", "Flag", "Message", "Source"]]
+    for f in sorted(flags, key=lambda f: order.get(f.get("severity"), 3)):
+        severity = str(f.get("severity", ""))
+        rows.append([severity.upper() if severity == "needs_review" else severity,
+                     str(f.get("code", "")), str(f.get("message", "")), str(f.get("source", ""))])
+    flow.table(rows, [1.1, 1.7, 4, 1.3], BODY, BOLD_BODY, padding=3)
+
+
+def _plan_in_brief(flow: Flow, plan: dict) -> None:
+    flow.heading("The plan in brief", H1, rule=True, keep_with=80)
+    exercises = plan.get("exercises") or []
+    if not exercises:
+        flow.paragraph("No exercises prescribed.", BOLD_BODY)
+    else:
+        rows = [["Exercise", "Category", "Dose", "Days/wk", "Phase"]]
+        for ex in exercises:
+            rows.append([str(ex.get("name") or ex.get("id")), str(ex.get("category", "")),
+                         fmt.dose_text(ex.get("dose")), str(ex.get("days_per_week") or "–"),
+                         str(ex.get("phase_from") or 1)])
+        flow.table(rows, [3.1, 1.25, 3, 1.05, 0.9], BODY, BOLD_BODY, padding=3)
+    targets = plan.get("targets") or {}
+    if targets and exercises:
+        rows = [["Target", "Days/wk", "Min/wk", "Max effort (0–10) by phase"]]
+        for name, t in targets.items():
+            effort = t.get("effort_max") or {}
+            effort_text = ", ".join(f"phase {k}: {v}" for k, v in sorted(effort.items()))
+            rows.append([name.replace("_", " "), fmt.known(t.get("days_per_week")),
+                         fmt.known(t.get("minutes_per_week")), effort_text or "–"])
+        flow.table(rows, [2, 1, 1, 4], BODY, BOLD_BODY, padding=3)
+    phases = plan.get("phases") or []
+    if phases and exercises:
+        flow.paragraph("Phases:", BOLD_BODY, after=0)
+        flow.bullets([
+            f"{fmt.weeks_text(p.get('week_from'), p.get('week_to'))}: "
+            f"{p.get('name') or 'phase ' + str(p.get('phase'))}"
+            + (f" – {p['changes']}" if p.get("changes") else "")
+            for p in phases], BODY, after=1)
+    precautions = plan.get("precautions") or []
+    if precautions:
+        flow.paragraph("Precautions given to the patient:", BOLD_BODY, after=0)
+        flow.bullets([fmt.sentence(p) for p in precautions], BODY, after=1)
+    excluded = plan.get("excluded_exercises") or []
+    if excluded:
+        flow.paragraph("Excluded by rules:", BOLD_BODY, after=0)
+        flow.bullets([f"{e.get('id')} ({e.get('rule')})" for e in excluded], BODY, after=1)
+
+
+def _rules(flow: Flow, plan: dict) -> None:
+    rules = plan.get("rules_applied") or []
+    evidence: dict[str, list[dict]] = {}
+    for e in plan.get("evidence") or []:
+        evidence.setdefault(e.get("rule"), []).append(e)
+    flow.heading("Rules applied and evidence", H1, rule=True, keep_with=110)
+    if not rules:
+        flow.paragraph("No rules changed the plan.", BODY)
+        return
+    rows = [["Rule (plugin)", "Effect", "Evidence"]]
+    for r in rules:
+        ev = evidence.get(r.get("rule")) or []
+        ev_text = "\n".join(f"{e.get('source', '')}: {e.get('summary', '')}" for e in ev) or "–"
+        rows.append([f"{r.get('rule', '')}\n({r.get('plugin', '')})", str(r.get("effect", "")),
+                     ev_text])
+    flow.table(rows, [2.4, 2.2, 3.6], BODY, BOLD_BODY, padding=3)
