@@ -51,8 +51,24 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     from refflow.intake.api import bp as referrals_api
     from refflow.ops import errors
     from refflow.ops.health import bp as health
+    from refflow.pipeline.hooks import install_status_hook, problem_finder
+    from refflow.pipeline.steps import Pipeline
+    from refflow.referrals.staff_api import bp as staff_api
+
+    # The web process never publishes to the broker in a request (a broker
+    # outage must not hang intake): the scheduler's relay sends the outbox.
+    app.extensions["refflow.pipeline"] = Pipeline(settings, db=app.extensions["refflow.db"])
+    app.extensions["refflow.find_problems"] = problem_finder(settings)
+    install_status_hook(settings)
+    if settings.broker_url:
+        from refflow.workers.monitor import broker_stats_reader
+
+        stats = broker_stats_reader(settings.broker_url)
+        app.extensions["refflow.broker_stats"] = stats
+        app.extensions["refflow.broker_check"] = lambda: stats()
 
     errors.init_app(app)
     app.register_blueprint(health)
     app.register_blueprint(referrals_api)
+    app.register_blueprint(staff_api)
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 
@@ -37,8 +37,12 @@ class Settings:
     env: str = "embedded"  # "embedded" (refflow run, tests) or "production"
     data_dir: Path = Path("refflow-data")
     database_url: str = ""
+    database_schema: str = ""  # PostgreSQL search_path (one schema per deployment or test run)
     broker_url: str = ""
-    result_backend: str = ""
+    delivery_max_attempts: int = 5
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 600.0
+    relay_interval_seconds: float = 0.1
     smtp_url: str = ""
     smtp_from: str = "refflow@localhost"
     smtp_timeout: float = 30.0
@@ -59,7 +63,6 @@ class Settings:
     login_rate_limit: str = "10/minute"
     stuck_after_seconds: int = 600
     log_level: str = "INFO"
-    extra: dict = field(default_factory=dict, compare=False)
 
     # -- derived ------------------------------------------------------------
     @property
@@ -102,8 +105,6 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
     environ = os.environ if environ is None else environ
     values: dict = {}
     for f in fields(Settings):
-        if f.name == "extra":
-            continue
         key = f"REFFLOW_{f.name.upper()}"
         if key not in environ:
             continue

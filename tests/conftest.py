@@ -41,7 +41,7 @@ def pg_schema():
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     settings = load_settings({}, database_url=PG_URL, data_dir=Path("/nonexistent-unused"),
-                             secret_key="test", extra={"db_schema": schema})
+                             secret_key="test", database_schema=schema)
     migrate.upgrade(database_for(settings))
     yield schema
     database_for(settings).dispose()
@@ -67,7 +67,7 @@ def settings(request, tmp_path):
     else:
         schema = request.getfixturevalue("pg_schema")
         s = load_settings({}, data_dir=tmp_path / "data", database_url=PG_URL,
-                          secret_key="test-secret", extra={"db_schema": schema})
+                          secret_key="test-secret", database_schema=schema)
         _truncate(database_for(s))
         yield s
 

@@ -259,12 +259,13 @@ class OutboxMessage(Base):
     that caused it; the dispatcher relays unsent rows and marks them sent."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "id"),)
+    __table_args__ = (Index("ix_outbox_unsent", "sent_at", "available_at"),)
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     task: Mapped[str] = mapped_column(String(100))
     args: Mapped[dict] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)  # retry backoff
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     relay_attempts: Mapped[int] = mapped_column(Integer, default=0)
 

@@ -76,7 +76,7 @@ _databases: dict[tuple[str, str | None], Database] = {}
 
 def database_for(settings) -> Database:
     """The process-wide ``Database`` for these settings (one pool per URL)."""
-    key = (settings.sqlalchemy_url, settings.extra.get("db_schema"))
+    key = (settings.sqlalchemy_url, settings.database_schema or None)
     db = _databases.get(key)
     if db is None:
         if settings.sqlalchemy_url.startswith("sqlite"):

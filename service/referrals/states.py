@@ -94,13 +94,15 @@ def record_event(session: Session, referral_id: str, kind: str, *, actor: str,
     return entry
 
 
-_listeners: list[Callable[[str, str, str], None]] = []
+_listeners: dict[str, Callable[[str, str, str], None]] = {}
 
 
-def on_status_changed(listener: Callable[[str, str, str], None]) -> None:
-    """Call ``listener(referral_id, old, new)`` after each committed status change."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+def on_status_changed(name: str, listener: Callable[[str, str, str], None]) -> None:
+    """Call ``listener(referral_id, old, new)`` after each committed status change.
+
+    Registering again under the same ``name`` replaces the earlier listener.
+    """
+    _listeners[name] = listener
 
 
 @event.listens_for(Session, "after_commit")
@@ -109,7 +111,7 @@ def _notify_after_commit(session: Session) -> None:
     if not changes:
         return
     for referral_id, old, new in changes:
-        for listener in list(_listeners):
+        for listener in list(_listeners.values()):
             try:
                 listener(referral_id, old, new)
             except Exception:  # a notification never undoes a committed change

@@ -34,12 +34,13 @@ def upgrade() -> None:
     sa.Column('task', sa.String(length=100), nullable=False),
     sa.Column('args', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('available_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('relay_attempts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_unsent', ['sent_at', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_unsent', ['sent_at', 'available_at'], unique=False)
 
     op.create_table('practices',
     sa.Column('id', sa.String(length=36), nullable=False),

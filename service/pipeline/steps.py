@@ -1,0 +1,479 @@
+"""The workflow core: what each pipeline step does to the database.
+
+Celery tasks (refflow.workers.tasks) are thin wrappers around these functions;
+the staff API calls the review and retry ones. Every step is idempotent: it
+checks the state it expects with a conditional update and does nothing when
+another run got there first, so a task delivered twice never acts twice.
+
+    build_plan ─▶ render_documents ─▶ deliver (one per delivery) ─▶ finalize
+
+Each step commits its change together with the outbox message for the next
+step, then asks the relay to publish (the scheduler's relay is the backstop).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import random
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import select, update
+
+from refflow.config import Settings
+from refflow.db.models import (
+    AuditEntry,
+    Delivery,
+    DeliveryAttempt,
+    Document,
+    Plan,
+    Referral,
+    utcnow,
+)
+from refflow.db.session import Database, database_for
+from refflow.intake.schemas import Referral as ReferralIn
+from refflow.pipeline import outbox
+from refflow.pipeline.outbox import Publisher
+from refflow.referrals import states
+from refflow.referrals.states import IllegalTransition
+
+log = logging.getLogger("refflow.pipeline")
+
+BUILD_PLAN = "refflow.build_plan"
+RENDER = "refflow.render_documents"
+DELIVER = "refflow.deliver"
+FINALIZE = "refflow.finalize"
+
+CONTENT_TYPES = {"handout.pdf": "application/pdf", "summary.pdf": "application/pdf",
+                 "fax.tiff": "image/tiff"}
+ENDED = frozenset({"sent", "failed"})
+WORKER = "worker"
+
+
+class StepError(Exception):
+    """A staff action that does not apply (e.g. retrying a delivery already sent)."""
+
+
+@dataclass
+class Pipeline:
+    """Everything a step needs: settings, database, plugins, channels, the broker."""
+
+    settings: Settings
+    publish: Publisher | None = None
+    db: Database = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.db is None:
+            self.db = database_for(self.settings)
+
+    @cached_property
+    def pm(self):
+        from refflow.plugins.manager import get_plugin_manager
+
+        return get_plugin_manager(self.settings)
+
+    @cached_property
+    def channels(self) -> dict:
+        from refflow.plugins.manager import channels
+
+        return channels(self.pm, self.settings)
+
+    @cached_property
+    def clinic(self):
+        from refflow.documents.clinic import ClinicInfo
+
+        return ClinicInfo.from_settings(self.settings)
+
+    def relay(self) -> int:
+        """Publish what the last commit queued (no-op without a broker)."""
+        if self.publish is None:
+            return 0
+        return outbox.relay(self.db, self.publish)
+
+
+def referral_input(row: Referral) -> ReferralIn:
+    return ReferralIn.model_validate(row.payload)
+
+
+# -- build_plan -----------------------------------------------------------------
+
+def build_plan(p: Pipeline, referral_id: str) -> str | None:
+    """received → planning → planned | needs_review. Returns the new status."""
+    from refflow.plugins.manager import plan_for
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None:
+            log.warning("build_plan: no referral %s", referral_id)
+            return None
+        if row.status == states.RECEIVED:
+            states.transition(session, row, states.PLANNING, actor=WORKER,
+                              reason="building the exercise plan")
+        elif row.status != states.PLANNING:
+            return row.status  # already planned (a duplicate message): nothing to do
+        payload, received_on, problems = row.payload, row.received_on, row.intake_problems or []
+
+    referral = ReferralIn.model_validate(payload)
+    plan = plan_for(referral, as_of=received_on, pm=p.pm)
+    intake_flags = [
+        {"code": pr["code"], "severity": pr["severity"],
+         "message": pr["message"], "source": pr.get("source", "intake")}
+        for pr in problems if pr.get("severity") in {"needs_review", "caution"}
+    ]
+    if intake_flags:
+        plan = dict(plan)
+        plan["flags"] = list(plan.get("flags", [])) + intake_flags
+        if any(f["severity"] == "needs_review" for f in intake_flags) \
+                and plan["decision"] == "release":
+            plan["decision"] = "review"
+    held = plan["decision"] == "review"
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row.status != states.PLANNING:
+            return row.status  # cancelled meanwhile, or another run finished first
+        existing = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
+        if existing is None:
+            session.add(Plan(referral_id=referral_id, decision=plan["decision"],
+                             engine_version=str(plan.get("engine_version", "")), body=plan))
+        else:
+            existing.decision, existing.body = plan["decision"], plan
+            existing.engine_version = str(plan.get("engine_version", ""))
+        row.flagged = held or row.flagged
+        for flag in plan.get("flags", []):
+            if flag.get("code") == "plugin_failed":
+                states.record_event(session, referral_id, "plugin_error", actor=WORKER,
+                                    reason=flag["message"])
+        if held:
+            codes = sorted({f["code"] for f in plan.get("flags", [])
+                            if f.get("severity") == "needs_review"})
+            states.transition(session, row, states.NEEDS_REVIEW, actor=WORKER,
+                              reason="held for a clinician: " + ", ".join(codes))
+        else:
+            states.transition(session, row, states.PLANNED, actor=WORKER,
+                              reason=f"plan built ({plan['decision']})")
+            outbox.enqueue(session, RENDER, {"referral_id": referral_id})
+        status = row.status
+    p.relay()
+    return status
+
+
+# -- render_documents -----------------------------------------------------------
+
+def render_documents(p: Pipeline, referral_id: str) -> str | None:
+    """planned → delivering: render the documents, create one delivery per route."""
+    from refflow.documents import render_all
+    from refflow.plugins.manager import routes_for
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None or row.status != states.PLANNED:
+            return row.status if row else None
+        plan_row = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
+        plan, payload = plan_row.body, row.payload
+
+    referral = ReferralIn.model_validate(payload)
+    docs = render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
+                      paper=p.settings.paper)
+    routes, failures = routes_for(referral, plan, p.pm)
+    if plan.get("decision") == "do_not_exercise":
+        # A red flag: the referrer and the chart hear about it; the patient gets
+        # no plan until a clinician has seen them.
+        routes = [r for r in routes if r["document"] != "handout.pdf"]
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row.status != states.PLANNED:
+            return row.status
+        for name, content in docs.items():
+            _store_document(session, referral_id, name, content)
+        for failure in failures:
+            states.record_event(session, referral_id, "plugin_error", actor=WORKER,
+                                reason=failure.message)
+        created = _create_deliveries(p, session, row, routes)
+        states.transition(session, row, states.DELIVERING, actor=WORKER,
+                          reason=f"documents rendered; {len(created)} deliveries queued")
+        for delivery in created:
+            outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
+        if not created:
+            outbox.enqueue(session, FINALIZE, {"referral_id": referral_id})
+        status = row.status
+    p.relay()
+    return status
+
+
+def _store_document(session, referral_id: str, name: str, content: bytes) -> None:
+    digest = hashlib.sha256(content).hexdigest()
+    doc = session.scalar(select(Document).where(Document.referral_id == referral_id,
+                                                Document.name == name))
+    pages = _page_count(name, content)
+    if doc is None:
+        session.add(Document(referral_id=referral_id, name=name, content=content,
+                             content_type=CONTENT_TYPES.get(name, "application/octet-stream"),
+                             sha256=digest, size=len(content), pages=pages))
+    else:
+        doc.content, doc.sha256, doc.size, doc.pages = content, digest, len(content), pages
+
+
+def _page_count(name: str, content: bytes) -> int | None:
+    if name.endswith(".tiff"):
+        from PIL import Image
+
+        import io
+
+        with Image.open(io.BytesIO(content)) as image:
+            return getattr(image, "n_frames", 1)
+    return None
+
+
+def _create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict]) -> list[Delivery]:
+    existing = {(d.channel, d.document): d for d in session.scalars(
+        select(Delivery).where(Delivery.referral_id == row.id))}
+    created = []
+    for route in routes:
+        key = (route["channel"], route["document"])
+        if key in existing:
+            continue
+        channel = p.channels.get(route["channel"])
+        delivery = Delivery(referral_id=row.id, channel=route["channel"],
+                            document=route["document"], target=route["target"],
+                            max_attempts=p.settings.delivery_max_attempts, status="pending")
+        if channel is None:
+            delivery.status = "failed"
+            delivery.last_error = f"no channel named {route['channel']!r} is installed"
+        else:
+            try:
+                delivery.target = channel.validate_target(route["target"])
+            except Exception as exc:  # noqa: BLE001 - a bad target fails this delivery only
+                delivery.status = "failed"
+                delivery.last_error = _safe_error(exc, "the delivery target is not valid")
+        session.add(delivery)
+        existing[key] = delivery
+        if delivery.status == "pending":
+            created.append(delivery)
+        else:
+            states.record_event(session, row.id, "delivery_failed", actor=WORKER,
+                                reason=f"{delivery.channel}: {delivery.last_error}")
+    session.flush()
+    return created
+
+
+def _safe_error(exc: Exception, fallback: str) -> str:
+    from refflow.plugins.channels.base import ChannelError
+
+    if isinstance(exc, ChannelError):
+        return exc.message[:500]
+    return f"{fallback} ({type(exc).__name__})"
+
+
+# -- deliver --------------------------------------------------------------------
+
+def deliver(p: Pipeline, delivery_id: str) -> str | None:
+    """Claim the delivery (pending/retrying → sending, by exactly one worker), send
+    it through its channel, record the outcome. Returns the delivery status."""
+    from refflow.plugins.channels.base import ChannelError, Delivery as ChannelDelivery
+
+    now = utcnow()
+    with p.db.session() as session:
+        claimed = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "retrying")),
+                   (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))
+            .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now,
+                    updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            return None
+        session.refresh(delivery)
+        if claimed != 1:
+            return delivery.status  # sent, failed, or another worker holds it
+        referral = session.get(Referral, delivery.referral_id)
+        if referral.status != states.DELIVERING:
+            delivery.status = "pending"  # cancelled or not ours to send now
+            delivery.attempts -= 1
+            return delivery.status
+        attempt = DeliveryAttempt(delivery_id=delivery.id, number=delivery.attempts,
+                                  started_at=now)
+        session.add(attempt)
+        session.flush()
+        attempt_id = attempt.id
+        channel = p.channels.get(delivery.channel)
+        needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
+        documents = {d.name: d.content for d in session.scalars(
+            select(Document).where(Document.referral_id == referral.id,
+                                   Document.name.in_(needs)))}
+        payload = referral.payload
+        request = ChannelDelivery(
+            id=delivery.id, referral_id=referral.id, channel=delivery.channel,
+            target=delivery.target, documents=documents, subject=_subject(p, delivery),
+            recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
+
+    outcome, error, reference = "sent", None, None
+    if channel is None:
+        outcome, error = "permanent", f"no channel named {request.channel!r} is installed"
+    else:
+        try:
+            result = channel.send(request)
+            reference = str(getattr(result, "reference", "") or "")[:200]
+        except ChannelError as exc:
+            outcome, error = ("permanent" if exc.permanent else "transient"), exc.message[:500]
+        except Exception as exc:  # noqa: BLE001 - a plugin bug: treat as permanent, tell staff
+            outcome = "permanent"
+            error = f"channel {request.channel!r} raised {type(exc).__name__}"
+            log.error("delivery %s: %s", delivery_id, error)
+
+    status = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+    if status in ENDED:
+        finalize(p, request.referral_id)
+    p.relay()
+    return status
+
+
+def _subject(p: Pipeline, delivery: Delivery) -> str:
+    if delivery.document == "handout.pdf":
+        return f"Your exercise plan from {p.clinic.name}"
+    return f"Referral plan summary from {p.clinic.name}"
+
+
+def _recipient_name(payload: dict, delivery: Delivery) -> str | None:
+    if delivery.document == "handout.pdf":
+        patient = payload.get("patient", {})
+        return f"{patient.get('given_name', '')} {patient.get('family_name', '')}".strip() or None
+    return payload.get("referrer", {}).get("name")
+
+
+def backoff_seconds(settings: Settings, attempt: int, rng=random) -> float:
+    """Exponential backoff with full jitter between 50 % and 100 % of the step."""
+    step = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    return step * (0.5 + rng.random() / 2)
+
+
+def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str,
+                    error: str | None, reference: str | None) -> str:
+    now = utcnow()
+    with p.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        attempt = session.get(DeliveryAttempt, attempt_id)
+        attempt.finished_at, attempt.outcome, attempt.error = now, outcome, error
+        delivery.updated_at = now
+        if outcome == "sent":
+            delivery.status, delivery.sent_at, delivery.reference = "sent", now, reference
+            delivery.last_error = None
+            states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
+                                reason=f"{delivery.channel}: sent (attempt {delivery.attempts})")
+        elif outcome == "transient" and delivery.attempts < delivery.max_attempts:
+            wait = backoff_seconds(p.settings, delivery.attempts)
+            delivery.status, delivery.last_error = "retrying", error
+            delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
+            outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id},
+                           available_at=delivery.next_attempt_at)
+            states.record_event(session, delivery.referral_id, "retry", actor=WORKER,
+                                reason=f"{delivery.channel}: attempt {delivery.attempts} failed "
+                                       f"({error}); retrying in {wait:.1f} s")
+        else:
+            delivery.status, delivery.last_error = "failed", error
+            why = "gave up after %d attempts" % delivery.attempts if outcome == "transient" \
+                else "permanent error"
+            states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
+                                reason=f"{delivery.channel}: {why}: {error}")
+        return delivery.status
+
+
+# -- finalize -------------------------------------------------------------------
+
+def finalize(p: Pipeline, referral_id: str) -> str | None:
+    """delivering → completed (all sent) or failed (any failed), once every
+    delivery has ended. Safe to call any number of times."""
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None or row.status != states.DELIVERING:
+            return row.status if row else None
+        statuses = session.scalars(select(Delivery.status).where(
+            Delivery.referral_id == referral_id)).all()
+        if any(s not in ENDED for s in statuses):
+            return row.status
+        failed = sum(s == "failed" for s in statuses)
+        try:
+            if failed:
+                states.transition(session, row, states.FAILED, actor=WORKER,
+                                  reason=f"{failed} of {len(statuses)} deliveries failed")
+            else:
+                states.transition(session, row, states.COMPLETED, actor=WORKER,
+                                  reason=f"all {len(statuses)} deliveries sent")
+        except IllegalTransition:
+            pass  # a concurrent finalize got there first
+        return row.status
+
+
+# -- staff actions --------------------------------------------------------------
+
+def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
+    """needs_review → planned, with who and when; delivery continues."""
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        try:
+            states.transition(session, row, states.PLANNED, actor=actor,
+                              reason="plan approved" + (f": {note}" if note else ""))
+        except IllegalTransition as exc:
+            raise StepError(f"a {exc.current} referral cannot be approved") from None
+        plan = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
+        plan.approved_by, plan.approved_at = actor, utcnow()
+        session.add(AuditEntry(actor=actor, action="plan.approve", referral_id=referral_id))
+        outbox.enqueue(session, RENDER, {"referral_id": referral_id})
+    p.relay()
+    return states.PLANNED
+
+
+def reject(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        try:
+            states.transition(session, row, states.REJECTED, actor=actor,
+                              reason="plan rejected" + (f": {note}" if note else ""))
+        except IllegalTransition as exc:
+            raise StepError(f"a {exc.current} referral cannot be rejected") from None
+        session.add(AuditEntry(actor=actor, action="plan.reject", referral_id=referral_id))
+    return states.REJECTED
+
+
+def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
+                   target: str | None = None) -> Delivery:
+    """Re-send one failed delivery (optionally to a corrected target). A delivery
+    already sent is never sent again."""
+    with p.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            raise LookupError(delivery_id)
+        if delivery.status != "failed":
+            raise StepError(f"only a failed delivery can be retried (this one is "
+                            f"{delivery.status})")
+        if target is not None:
+            channel = p.channels.get(delivery.channel)
+            if channel is None:
+                raise StepError(f"no channel named {delivery.channel!r} is installed")
+            try:
+                target = channel.validate_target(target)
+            except Exception as exc:  # noqa: BLE001
+                raise StepError(_safe_error(exc, "the new target is not valid")) from None
+            delivery.target = target
+        row = session.get(Referral, delivery.referral_id)
+        if row.status == states.FAILED:
+            states.transition(session, row, states.DELIVERING, actor=actor,
+                              reason=f"staff retry of the {delivery.channel} delivery"
+                                     + (" to a corrected target" if target else ""))
+        elif row.status != states.DELIVERING:
+            raise StepError(f"a {row.status} referral's deliveries cannot be retried")
+        delivery.status, delivery.next_attempt_at, delivery.updated_at = "pending", None, utcnow()
+        delivery.max_attempts = delivery.attempts + p.settings.delivery_max_attempts
+        states.record_event(session, row.id, "retry_requested", actor=actor,
+                            reason=f"{delivery.channel}: staff asked to send again")
+        session.add(AuditEntry(actor=actor, action="delivery.retry", referral_id=row.id,
+                               detail=f"delivery {delivery.id}"
+                                      + ("; target corrected" if target else "")))
+        outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
+    p.relay()
+    return delivery

@@ -1,0 +1,76 @@
+"""The Celery app, configured from the same REFFLOW_* settings as the web app.
+
+The settings follow ../shared/reliability.md §3: late acks with requeue on
+worker loss, prefetch 1, a visibility timeout well above the longest task,
+JSON only, ids (never PHI) in messages, no results stored, socket timeouts so
+a broker outage never hangs a caller.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from refflow.config import Settings, load_settings
+
+TASK_TIME_LIMIT = 300
+VISIBILITY_TIMEOUT = 2 * TASK_TIME_LIMIT + 600  # > 2 × the longest task (K3, K4)
+
+PLANNING_QUEUE = "refflow.planning"
+DELIVERY_QUEUE = "refflow.deliveries"
+
+ROUTES = {
+    "refflow.build_plan": {"queue": PLANNING_QUEUE},
+    "refflow.render_documents": {"queue": PLANNING_QUEUE},
+    "refflow.finalize": {"queue": PLANNING_QUEUE},
+    "refflow.deliver": {"queue": DELIVERY_QUEUE},
+}
+
+
+def celery_config(settings: Settings) -> dict:
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 5,
+                 "socket_connect_timeout": 5, "health_check_interval": 25}
+    return {
+        "broker_url": settings.broker_url or "redis://127.0.0.1:6379/0",
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_timeout": 5,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_soft_shutdown_timeout": 20,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": False,
+        "task_soft_time_limit": TASK_TIME_LIMIT - 30,
+        "task_time_limit": TASK_TIME_LIMIT,
+        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "task_publish_retry": True,
+        "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
+                                      "interval_step": 0.2, "interval_max": 0.5},
+        "task_queues": [Queue(PLANNING_QUEUE), Queue(DELIVERY_QUEUE)],
+        "task_default_queue": PLANNING_QUEUE,
+        "task_routes": ROUTES,
+        "worker_max_memory_per_child": 400_000,  # KiB: recycle a child that bloats
+    }
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app. Without ``settings`` they are read from the environment when
+    the app is first configured (so importing this module reads nothing)."""
+    app = Celery("refflow", set_as_current=False)
+    if settings is not None:
+        app.conf.update(celery_config(settings))
+        app.refflow_settings = settings
+    else:
+        def _configure() -> None:
+            app.refflow_settings = load_settings()
+            app.conf.update(celery_config(app.refflow_settings))
+
+        app.on_configure.connect(lambda **_: _configure(), weak=False)
+    return app

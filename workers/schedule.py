@@ -1,0 +1,53 @@
+"""``refflow scheduler``: the loop that relays the outbox to the broker (every
+``relay_interval_seconds``), re-drives stuck work (every 15 s), and expires
+idempotency keys and old outbox rows (hourly). Several schedulers may run at
+once: the relay locks the rows it publishes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+
+from refflow.config import Settings
+from refflow.pipeline import outbox, redrive
+from refflow.pipeline.steps import Pipeline
+from refflow.workers.celery_app import TASK_TIME_LIMIT, create_celery
+from refflow.workers.publisher import celery_publisher
+
+log = logging.getLogger("refflow.scheduler")
+
+REDRIVE_EVERY = 15.0
+HOUSEKEEPING_EVERY = 3600.0
+
+
+def run_scheduler(settings: Settings, stop: threading.Event) -> None:
+    app = create_celery(settings)
+    pipeline = Pipeline(settings, publish=celery_publisher(app))
+    stuck_after = dt.timedelta(seconds=settings.stuck_after_seconds)
+    lease = dt.timedelta(seconds=TASK_TIME_LIMIT + 60)
+    next_redrive = time.monotonic() + REDRIVE_EVERY
+    next_housekeeping = time.monotonic()
+    log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
+    while not stop.is_set():
+        try:
+            sent = pipeline.relay()
+            now = time.monotonic()
+            if now >= next_redrive:
+                redrive.redrive(pipeline, stuck_after=stuck_after, lease=lease)
+                next_redrive = now + REDRIVE_EVERY
+            if now >= next_housekeeping:
+                expired = redrive.expire_idempotency_keys(pipeline)
+                pruned = outbox.prune(pipeline.db)
+                log.info("housekeeping: %d idempotency keys expired, %d outbox rows pruned",
+                         expired, pruned)
+                next_housekeeping = now + HOUSEKEEPING_EVERY
+        except Exception as exc:  # noqa: BLE001 - the database may be away; keep going
+            log.warning("scheduler round failed (%s); retrying", type(exc).__name__)
+            sent = 0
+            stop.wait(1.0)
+        if not sent:
+            stop.wait(settings.relay_interval_seconds)
+    log.info("scheduler stopped")

@@ -1,0 +1,42 @@
+"""The Celery tasks. Each is thin: load by id, call the core step in
+``refflow.pipeline.steps``, and let the database state machine decide whether
+there is anything to do (so a message delivered twice does nothing twice).
+
+Retries of deliveries live in the database (``next_attempt_at`` plus a
+delayed outbox message), not in Celery countdowns; a task that raises is
+re-driven by the scheduler. Celery itself never retries these tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+
+from refflow.pipeline import steps
+
+log = logging.getLogger("refflow.tasks")
+
+
+def register(app: Celery, pipeline_for) -> None:
+    """Bind the tasks to ``app``; ``pipeline_for(app)`` gives the process's Pipeline."""
+
+    @app.task(name=steps.BUILD_PLAN)
+    def build_plan(referral_id: str) -> None:
+        steps.build_plan(pipeline_for(app), referral_id)
+
+    @app.task(name=steps.RENDER)
+    def render_documents(referral_id: str) -> None:
+        steps.render_documents(pipeline_for(app), referral_id)
+
+    @app.task(name=steps.DELIVER)
+    def deliver(delivery_id: str) -> None:
+        steps.deliver(pipeline_for(app), delivery_id)
+
+    @app.task(name=steps.FINALIZE)
+    def finalize(referral_id: str) -> None:
+        steps.finalize(pipeline_for(app), referral_id)
+
+    @app.task(name="refflow.ping")
+    def ping() -> str:  # the orchestration floor in bench/pipeline.py
+        return "pong"
