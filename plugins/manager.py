@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
-
 from refflow.plugins import hookspecs
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ def _build(disabled: tuple, allow: tuple | None, under_test: bool) -> pluggy.Plu
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
-        except Exception as exc:  # a broken plugin must not take the service down
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the service down
             failure = _failure(ep.name, "load", exc)
             load_failures.append(failure)
             record.reason = f"load failed ({failure.error_class})"
@@ -250,7 +249,7 @@ def _plugin_version(plugin: object) -> str | None:
     try:
         for dist in importlib.metadata.packages_distributions().get(top, []):
             return importlib.metadata.version(dist)
-    except Exception:  # pragma: no cover - metadata quirks
+    except Exception:  # noqa: BLE001  # pragma: no cover - metadata quirks
         return None
     return None
 
@@ -290,7 +289,7 @@ def call_each(
         args = {name: kwargs[name] for name in impl.argnames if name in kwargs}
         try:
             result = impl.function(**args)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - fault isolation is the point
             failure = _failure(impl.plugin_name, hook, exc)
             log.warning("%s at %s", failure.message, failure.where or "?")
             yield impl.plugin_name, None, failure

@@ -42,7 +42,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
@@ -72,7 +71,7 @@ class SmtpConfig:
     timeout: float
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 30.0) -> "SmtpConfig":
+    def from_url(cls, url: str, timeout: float = 30.0) -> SmtpConfig:
         """Parse ``smtp://`` / ``smtps://`` URLs; ValueError names what is wrong."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
@@ -273,7 +272,7 @@ class EmailChannel(Channel):
             if refused:  # pragma: no cover - one recipient: smtplib raises instead
                 raise smtplib.SMTPRecipientsRefused(refused)
             stage = "QUIT"
-        except Exception as exc:
+        except (smtplib.SMTPException, OSError) as exc:  # OSError covers ssl and timeouts
             if isinstance(exc, smtplib.SMTPRecipientsRefused):
                 stage = "RCPT"
             elif isinstance(exc, smtplib.SMTPDataError):
@@ -284,7 +283,7 @@ class EmailChannel(Channel):
             if client is not None:
                 try:
                     client.quit()
-                except Exception:
+                except (smtplib.SMTPException, OSError):
                     client.close()
         return SendResult(
             reference=msg["Message-ID"],
@@ -296,7 +295,7 @@ class EmailChannel(Channel):
 def _now():
     import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 @hookimpl

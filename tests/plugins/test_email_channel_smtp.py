@@ -17,14 +17,12 @@ from urllib.parse import quote
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-
 from refflow.plugins.channels.base import (
     Delivery,
     PermanentChannelError,
     TransientChannelError,
 )
 from refflow.plugins.channels.email import EmailChannel, SmtpConfig
-
 
 USER, PASSWORD = "clinic", "p@ss/w:rd"  # needs URL-encoding in REFFLOW_SMTP_URL
 PATIENT = "ann.lee@example.org"
@@ -80,7 +78,7 @@ def smtp_server(handler, **kwargs):
         controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
         try:
             controller.start()
-        except Exception as exc:  # pragma: no cover - port race
+        except Exception as exc:  # noqa: BLE001  # pragma: no cover - port race
             last = exc
             continue
         try:

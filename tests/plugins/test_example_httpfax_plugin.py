@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from refflow.plugins.channels.base import (
     Delivery,
     PermanentChannelError,
@@ -79,10 +78,10 @@ def httpfax_settings(plugin_settings, httpfax_installed):
 class FaxProvider(http.server.BaseHTTPRequestHandler):
     """A tiny HTTP fax provider: answers from a script, records what it got."""
 
-    script: list[tuple[int, float]] = []
-    received: list[dict] = []
+    script: list[tuple[int, float]]  # set per test (see the provider fixture)
+    received: list[dict]
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         status, delay = self.script.pop(0) if self.script else (201, 0.0)
         time.sleep(delay)

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from refflow.plugins import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
@@ -40,7 +39,7 @@ def test_plugin_hooks_are_documented(name):
 
 
 def test_python_examples_compile():
-    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.DOTALL)
     assert len(blocks) >= 10
     for i, block in enumerate(blocks):
         if "@dataclass(frozen=True)\nclass Delivery" in block:
@@ -54,7 +53,6 @@ def test_hook_examples_run(tmp_path, referral):
     import types
 
     import click
-
     from refflow.config import load_settings
     from refflow.plugins.manager import call_each, get_plugin_manager
 
@@ -68,9 +66,9 @@ def test_hook_examples_run(tmp_path, referral):
     docs = DOCS.read_text()
     for name, _ in _hooks():
         section = docs.split(f"### {name}(", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
-        code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+        code = re.search(r"```python\n(.*?)```", section, flags=re.DOTALL).group(1)
         module = types.ModuleType(f"docs_example_{name}")
-        exec(compile(code, module.__name__, "exec"), module.__dict__)
+        exec(compile(code, module.__name__, "exec"), module.__dict__)  # noqa: S102 - our docs
         pm.register(module, name=f"undo-{module.__name__}")
         try:
             ran = [(plugin, failure) for plugin, _, failure in call_each(pm, name, **arguments)

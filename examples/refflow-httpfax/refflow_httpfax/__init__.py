@@ -10,12 +10,10 @@ import copy
 import datetime as dt
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 
 import phonenumbers
-
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
@@ -79,7 +77,7 @@ class HttpFaxChannel(Channel):
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as exc:
             raise error_for_status(exc.code) from None
-        except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as exc:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
             raise TransientChannelError(
                 f"fax provider unreachable ({type(reason).__name__})"

@@ -55,7 +55,7 @@ class SpoolTransport(FaxTransport):
                 "pages": job.pages,
                 "document": tiff_path.relative_to(self.spool_dir).as_posix(),
                 "sha256": checksum,
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "attempt": job.attempt,
             }
             data = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
