@@ -231,7 +231,7 @@ def _flags(flow: Flow, plan: dict) -> None:
     rows = [["Severity", "Flag", "Message", "Source"]]
     for f in sorted(flags, key=lambda f: order.get(f.get("severity"), 3)):
         severity = str(f.get("severity", ""))
-        rows.append([severity.upper() if severity == "needs_review" else severity,
+        rows.append(["NEEDS REVIEW" if severity == "needs_review" else severity,
                      str(f.get("code", "")), str(f.get("message", "")), str(f.get("source", ""))])
     flow.table(rows, [1.1, 1.7, 4, 1.3], BODY, BOLD_BODY, padding=3)
 

@@ -1,0 +1,125 @@
+"""The fax: TIFF Class F as a fax server accepts it, checked by HylaFAX's and libtiff's tools.
+
+tiffcheck's data-format flag names the coding the server will transmit:
+-1 is Group 3 1-D (what we write: Compression 3, T4Options without 2-D),
+-2 Group 3 2-D, -3 Group 4 (MMR) — so -1 is the check that must say OK.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+
+import pytest
+from documents_pdf_checks import find_tool, page_texts, plain
+from PIL import Image, ImageSequence
+
+from refflow.documents import pdf_to_fax_tiff, render_fax, render_handout
+from refflow.documents.cover import render_cover
+
+SENT = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.timezone.utc)  # 21:00 the day before in Chicago
+FORMATS = {
+    ("fine", "letter"): (196, 280, 2156),
+    ("normal", "letter"): (98, 280, 1078),
+    ("fine", "a4"): (196, 297, 2291),
+    ("normal", "a4"): (98, 297, 1145),
+}
+
+
+@pytest.fixture(scope="module")
+def faxes(referral, sample_plan, clinic, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fax")
+    out = {}
+    for (resolution, paper) in FORMATS:
+        path = folder / f"{resolution}-{paper}.tiff"
+        path.write_bytes(render_fax(referral, sample_plan, clinic, resolution=resolution,
+                                    paper=paper, sent_at=SENT))
+        out[resolution, paper] = path
+    return out
+
+
+@pytest.mark.parametrize("resolution,paper", list(FORMATS))
+def test_tiffcheck_accepts_the_fax_as_it_is(faxes, resolution, paper):
+    lines_per_inch, length_mm, _ = FORMATS[resolution, paper]
+    result = subprocess.run(
+        [find_tool("tiffcheck"), "-r", str(lines_per_inch), "-w", "1728", "-l", str(length_mm),
+         "-1", str(faxes[resolution, paper])], capture_output=True, text=True, check=False)
+    assert result.stdout.splitlines()[0] == "OK", result.stdout + result.stderr
+
+
+def _directories(path) -> list[str]:
+    out = subprocess.run([find_tool("tiffinfo"), str(path)], capture_output=True, text=True,
+                         check=True).stdout
+    return [d for d in re.split(r"=== TIFF directory \d+ ===", out) if d.strip()]
+
+
+@pytest.mark.parametrize("resolution,paper", list(FORMATS))
+def test_tiffinfo_shows_tiff_class_f(faxes, resolution, paper):
+    lines_per_inch, _, rows = FORMATS[resolution, paper]
+    pages = _directories(faxes[resolution, paper])
+    assert len(pages) >= 2  # cover + summary
+    for index, info in enumerate(pages):
+        assert f"Image Width: 1728 Image Length: {rows}" in info
+        assert f"Resolution: 204, {lines_per_inch} pixels/inch" in info
+        assert "Bits/Sample: 1" in info
+        assert "Compression Scheme: CCITT Group 3" in info
+        assert "Photometric Interpretation: min-is-white" in info
+        assert f"Rows/Strip: {rows}" in info  # one strip per page
+        assert "FillOrder: msb-to-lsb" in info
+        assert "Samples/Pixel: 1" in info
+        assert f"Page Number: {index}-{len(pages)}" in info
+        assert "Subfile Type: multi-page document" in info
+
+
+def test_fax_pages_are_white_paper_with_black_text(faxes):
+    with Image.open(faxes["fine", "letter"]) as tiff:
+        assert tiff.n_frames >= 2
+        for page in ImageSequence.Iterator(tiff):
+            grey = page.convert("L")
+            histogram = grey.histogram()
+            total = grey.width * grey.height
+            assert histogram[255] / total > 0.8  # mostly white
+            assert histogram[0] / total > 0.005  # real black text
+
+
+def test_cover_page_counts_pages_and_dates_in_the_clinic_zone(referral, clinic):
+    text = plain(" ".join(page_texts(render_cover(referral, clinic, total_pages=4,
+                                                  sent_at=SENT))))
+    assert "Tuesday, November 24, 2026, 21:00 CST" in text
+    assert "4 (including this cover page)" in text
+    assert "Dr. R. Patel" in text and "+1 763-555-0198" in text
+    assert clinic.phone in text and clinic.fax in text
+    assert "CONFIDENTIALITY NOTICE" in text
+    assert "Ann" not in text and "Lee" not in text  # no patient details on the cover
+
+
+def test_cover_page_count_matches_the_fax(faxes):
+    # The cover's "N (including this cover page)" equals the number of directories.
+    pages = len(_directories(faxes["fine", "letter"]))
+    with Image.open(faxes["fine", "letter"]) as tiff:
+        assert tiff.n_frames == pages
+
+
+def test_any_pdf_converts(referral, sample_plan, clinic, tmp_path):
+    pdf = render_handout(referral, sample_plan, clinic, paper="a4")
+    path = tmp_path / "handout.tiff"
+    path.write_bytes(pdf_to_fax_tiff(pdf, resolution="normal", paper="letter"))
+    pages = _directories(path)
+    assert len(pages) >= 4
+    assert "Image Length: 1078" in pages[0]
+
+
+def test_fax_without_referrer_details(minimal_referral, do_not_exercise_plan, clinic, tmp_path):
+    path = tmp_path / "fax.tiff"
+    path.write_bytes(render_fax(minimal_referral, do_not_exercise_plan, clinic))
+    result = subprocess.run([find_tool("tiffcheck"), "-r", "196", "-w", "1728", "-l", "280",
+                             "-1", str(path)], capture_output=True, text=True, check=False)
+    assert result.stdout.splitlines()[0] == "OK"
+
+
+def test_bad_format_is_refused(referral, sample_plan, clinic):
+    with pytest.raises(ValueError):
+        render_fax(referral, sample_plan, clinic, resolution="superfine")
+    with pytest.raises(ValueError):
+        render_fax(referral, sample_plan, clinic, paper="legal")
