@@ -86,23 +86,24 @@ def fax_tiff(pages: int = 2) -> bytes:
 
 
 @pytest.fixture(scope="session")
-def handout_pdf() -> bytes:
-    """The real handout when the renderer can make one from a minimal plan, else a small PDF."""
+def handout_pdf(tmp_path_factory) -> bytes:
+    """The real patient handout (plan engine + renderer) when both are importable, else a
+    small ReportLab PDF: the email tests need a real PDF, not this particular one."""
+    import datetime as dt
+
     try:
         from refflow.documents.clinic import ClinicInfo
         from refflow.documents.handout import render_handout
         from refflow.intake.schemas import Referral
-
-        referral = Referral.model_validate(json.loads(EXAMPLE_REFERRAL.read_text()))
-        plan = {"decision": "release", "exercises": [], "weekly_schedule": [], "precautions": [],
-                "flags": [], "phases": [], "targets": {}}
-        pdf = render_handout(referral, plan, ClinicInfo(name="Lakeside Rehab",
-                                                        phone="+1 763 555 0100"))
-        if pdf.startswith(b"%PDF"):
-            return pdf
-    except Exception:  # noqa: BLE001, S110 - the renderer is optional here; fall back
-        pass
-    return small_pdf()
+        from refflow.planning.engine import build_plan
+    except ImportError:
+        return small_pdf()
+    referral = Referral.model_validate(json.loads(EXAMPLE_REFERRAL.read_text()))
+    settings = load_settings({}, data_dir=tmp_path_factory.mktemp("handout"))
+    plan = build_plan(referral, as_of=dt.date(2026, 6, 1))
+    pdf = render_handout(referral, plan, ClinicInfo.from_settings(settings))
+    assert pdf.startswith(b"%PDF")
+    return pdf
 
 
 # -- TLS ----------------------------------------------------------------------
