@@ -1,0 +1,895 @@
+"""The rule pipeline (guidance §1-§5) as small named functions.
+
+Each rule takes the ``Draft`` (facts, risk, and the plan being built), does
+one thing, and records what it did with ``draft.applied(rule, effect)``; the
+guideline behind it comes from ``evidence.RULES``. Gates (§3) run first and
+produce flags; prescription rules (§4-§5) then choose exercises, doses,
+targets and phases. ``exclusion_rule`` is the single safety predicate used
+both while selecting and when re-checking a plan after plugin adjusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from refflow.planning import vocabulary as vocab
+from refflow.planning.catalog import IMPACT_RANK, IMPACTS, Catalog, Exercise, dose_text
+from refflow.planning.risk import (
+    ACUTE_PAIN_DAYS,
+    GC_VERY_HIGH_DAYS,
+    GC_VERY_HIGH_MG,
+    RECENT_FRACTURE_DAYS,
+    VERY_RECENT_VERTEBRAL_DAYS,
+    Facts,
+    Risk,
+)
+
+ALLOW_MODERATE_IMPACT_B = False  # guidance §4 / §9.1: clinic default is low impact for B
+SEVERITIES = ("info", "caution", "needs_review")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """The exclusion-relevant facts: plans with the same profile exclude the same exercises."""
+
+    category: str
+    falls_high: bool
+    spine_c: bool  # category C or any vertebral fracture
+    max_impact: str
+    can_rise: bool
+    gym: bool
+    habitual_runner: bool
+
+
+@dataclass
+class Draft:
+    facts: Facts
+    risk: Risk
+    catalog: Catalog
+    extras: tuple[Exercise, ...] = ()
+    flags: list[dict] = field(default_factory=list)
+    rules_applied: list[dict] = field(default_factory=list)
+    fired: list[str] = field(default_factory=list)
+    excluded: list[dict] = field(default_factory=list)
+    urgent: bool = False
+    withheld: bool = False
+    profile: Profile | None = None
+    selected: list[tuple[Exercise, str]] = field(default_factory=list)  # (exercise, component)
+    strength_days: int = 2
+    aerobic_days: int = 5
+    aerobic_effort_cap: int = 10
+    strength_effort_cap: int = 10
+    goal_exercises: tuple[str, ...] = ()
+
+    def flag(self, code: str, severity: str, message: str, source: str = "refflow") -> None:
+        self.flags.append({"code": code, "severity": severity, "message": message, "source": source})
+
+    def applied(self, rule: str, effect: str, plugin: str = "refflow") -> None:
+        self.rules_applied.append({"rule": rule, "plugin": plugin, "effect": effect})
+        if rule not in self.fired:
+            self.fired.append(rule)
+
+    @property
+    def planning(self) -> bool:
+        return not (self.urgent or self.withheld)
+
+
+Rule = Callable[[Draft], None]
+
+
+def _labels(keys: Iterable[str]) -> str:
+    return ", ".join(sorted({vocab.concept_label(k) for k in keys}))
+
+
+# ==========================================================================
+# Intake scope (§1)
+
+
+def diagnosis_in_scope(d: Draft) -> None:
+    if not d.facts.diagnoses:
+        d.withheld = True
+        d.flag("diagnosis_out_of_scope", "needs_review",
+               "The diagnosis is not osteoporosis, osteopenia/low bone mass or high fracture risk; "
+               "no plan was drafted. A clinician must decide.")
+        d.applied("diagnosis_in_scope", "diagnosis out of scope: no exercises drafted")
+
+
+def age_in_scope(d: Draft) -> None:
+    if d.facts.age < 18:
+        d.withheld = True
+        d.flag("out_of_scope_age", "needs_review", "Patient is under 18; the rule set covers adults only.")
+        d.applied("age_in_scope", "under 18: no exercises drafted")
+
+
+def fracture_dates_valid(d: Draft) -> None:
+    if any(f.days_ago is not None and f.days_ago < 0 for f in d.facts.fractures):
+        d.withheld = True
+        d.flag("invalid_fracture_date", "needs_review",
+               "A fracture is dated after the referral date; please correct the fracture history.")
+        d.applied("fracture_dates_valid", "fracture dated in the future: no exercises drafted")
+
+
+# ==========================================================================
+# Urgent gates (§3.1): do not exercise
+
+
+def suspected_vertebral_fracture(d: Draft) -> None:
+    f = d.facts
+    if f.pain_score is None or not f.pain_spinal:
+        return
+    acute = f.pain_days is None or f.pain_days <= ACUTE_PAIN_DAYS
+    if f.pain_score >= 7 and acute:
+        d.urgent = True
+        d.flag("suspected_vertebral_fracture", "needs_review",
+               "Severe spinal pain (7/10 or more) of recent or unknown onset: possible new vertebral "
+               "fracture. See the doctor for assessment before starting exercise.")
+        d.applied("suspected_vertebral_fracture", "acute severe spinal pain: do not exercise")
+    elif f.pain_after_minor_trauma and acute and f.pain_score > 0:
+        if d.risk.bone_category in ("B", "C") or f.on_glucocorticoid:
+            d.urgent = True
+            d.flag("suspected_vertebral_fracture", "needs_review",
+                   "Sudden back pain after minor trauma with osteoporosis or glucocorticoid use: "
+                   "possible new vertebral fracture. See the doctor before starting exercise.")
+            d.applied("suspected_vertebral_fracture", "back pain after minor trauma: do not exercise")
+        else:
+            d.flag("back_pain_after_minor_trauma", "needs_review",
+                   "Back pain after minor trauma with low bone mass: assess for vertebral fracture "
+                   "before the plan is released.")
+            d.applied("suspected_vertebral_fracture", "back pain after minor trauma (category A): review")
+
+
+def spinal_red_flag(d: Draft) -> None:
+    f = d.facts
+    back_pain = f.pain_score is not None and f.pain_score > 0 and f.pain_spinal
+    hits = []
+    if "spinal_red_flag" in f.conditions:
+        hits.append("spinal red-flag symptoms")
+    if back_pain and ("cancer" in f.conditions):
+        hits.append("back pain with active cancer")
+    if back_pain and ("immunosuppression" in f.conditions or "immunosuppressant" in f.med_classes):
+        hits.append("back pain with immunosuppression")
+    if back_pain and "acute_illness" in f.conditions:
+        hits.append("back pain with fever or infection")
+    if hits:
+        d.urgent = True
+        d.flag("spinal_red_flag", "needs_review",
+               "Spinal red flag (" + "; ".join(hits) + "): urgent medical assessment before exercise.")
+        d.applied("spinal_red_flag", "spinal red flag: do not exercise")
+
+
+def blood_pressure_urgent(d: Draft) -> None:
+    bp = d.facts.bp
+    if bp and (bp[0] >= 180 or bp[1] >= 110):
+        d.urgent = True
+        d.flag("bp_ge_180_110", "needs_review",
+               "Resting blood pressure is 180/110 or higher: blood pressure must be controlled "
+               "before exercise starts.")
+        d.applied("blood_pressure_urgent", "resting BP >=180/110: do not exercise")
+
+
+def unstable_cardiopulmonary(d: Draft) -> None:
+    hits = d.facts.conditions & {"unstable_cardiac", "acute_illness"}
+    if hits:
+        d.urgent = True
+        d.flag("unstable_cardiopulmonary_condition", "needs_review",
+               f"Referral lists an absolute contraindication ({_labels(hits)}): medical review "
+               "before exercise.")
+        d.applied("unstable_cardiopulmonary", "absolute contraindication: do not exercise")
+
+
+# ==========================================================================
+# Review gates (§3.2): draft the plan, hold it for a clinician
+
+
+def recent_fracture(d: Draft) -> None:
+    f = d.facts
+    recent = [x for x in f.fractures if x.days_ago is not None and 0 <= x.days_ago < RECENT_FRACTURE_DAYS]
+    undated = [x for x in f.fractures if x.days_ago is None]
+    if recent:
+        sites = ", ".join(sorted({x.site for x in recent}))
+        d.flag("recent_fracture_lt_12wk", "needs_review",
+               f"Fracture within the last 12 weeks ({sites}): exercise must be individualised and "
+               "any surgical or weight-bearing precautions checked.")
+        d.applied("recent_fracture", f"fracture <12 weeks ({sites}): review")
+    very = [x for x in recent if x.site == "vertebral" and x.days_ago < VERY_RECENT_VERTEBRAL_DAYS]
+    if very:
+        d.flag("vertebral_fracture_lt_4wk", "needs_review",
+               "Vertebral fracture less than 4 weeks ago: exercise usually starts 4-12 weeks after, "
+               "once acute pain has eased.")
+        d.applied("recent_fracture", "vertebral fracture <4 weeks: review")
+    if undated:
+        d.flag("fracture_date_unknown", "needs_review",
+               "A fracture has no date, so it may be recent: please give the fracture date.")
+        d.applied("recent_fracture", "undated fracture treated as possibly recent: review")
+    if d.facts.dx_implies_fracture and not f.fractures:
+        d.flag("diagnosis_implies_fracture", "needs_review",
+               "The diagnosis code describes a current fragility fracture, but no fracture is listed.")
+        d.applied("recent_fracture", "diagnosis code implies a current fracture: review")
+
+
+def multiple_vertebral_fractures(d: Draft) -> None:
+    f = d.facts
+    vertebral = [x for x in f.fractures if x.site == "vertebral"]
+    painful_kyphosis = "hyperkyphosis" in f.conditions and f.pain_spinal and (f.pain_score or 0) > 0
+    if len(vertebral) >= 2 or painful_kyphosis:
+        d.flag("multiple_vertebral_fractures", "needs_review",
+               "Two or more vertebral fractures or painful hyperkyphosis: physical therapist "
+               "assessment before a home programme.")
+        d.applied("multiple_vertebral_fractures", "highest-risk spine: review")
+
+
+def back_pain(d: Draft) -> None:
+    f = d.facts
+    if d.urgent or f.pain_score is None:
+        return
+    acute = f.pain_days is None or f.pain_days <= ACUTE_PAIN_DAYS
+    if f.pain_spinal and (f.pain_score >= 7 or (4 <= f.pain_score <= 6 and acute)):
+        d.flag("significant_back_pain", "needs_review",
+               "Significant or new back pain: needs assessment before the plan is released.")
+        d.applied("back_pain", "significant back pain: review")
+    elif not f.pain_spinal and f.pain_score >= 7:
+        d.flag("severe_pain", "needs_review", "Severe pain (7/10 or more): needs assessment first.")
+        d.applied("back_pain", "severe pain: review")
+
+
+def falls_review(d: Draft) -> None:
+    f = d.facts
+    reasons = []
+    if f.falls is not None and f.falls >= 2:
+        reasons.append("two or more falls")
+    if f.injurious_fall:
+        reasons.append("an injurious fall")
+    if f.aid in ("walker", "rollator", "wheelchair"):
+        reasons.append(f"uses a {f.aid}")
+    if reasons:
+        d.flag("high_falls_risk", "needs_review",
+               "High falls risk (" + ", ".join(reasons) + "): falls service or a PT-delivered "
+               "Otago programme; strength and balance first.")
+        d.applied("falls_review", "high falls risk: review")
+    if f.aid == "wheelchair":
+        d.flag("non_ambulatory", "needs_review",
+               "Uses a wheelchair: the standing programme may not apply; a PT must tailor it.")
+        d.applied("falls_review", "non-ambulatory: review")
+
+
+def cardiovascular_review(d: Draft) -> None:
+    if "cardiac_disease" in d.facts.conditions:
+        d.aerobic_effort_cap = min(d.aerobic_effort_cap, 6)
+        d.flag("cardiovascular_disease", "needs_review",
+               "Known heart disease: medical clearance needed; aerobic effort is capped at moderate "
+               "(6/10) until cleared.")
+        d.applied("cardiovascular_review", "heart disease: review, aerobic effort <=6")
+
+
+def blood_pressure_review(d: Draft) -> None:
+    bp, conds = d.facts.bp, d.facts.conditions
+    if d.urgent and bp and (bp[0] >= 180 or bp[1] >= 110):
+        return
+    if bp and (160 <= bp[0] <= 179 or 100 <= bp[1] <= 109):
+        d.strength_effort_cap = min(d.strength_effort_cap, 5)
+        d.aerobic_effort_cap = min(d.aerobic_effort_cap, 6)
+        d.flag("bp_160_179_or_100_109", "needs_review",
+               "Resting blood pressure 160-179 / 100-109: a relative contraindication to resistance "
+               "training; effort is capped until blood pressure is reviewed.")
+        d.applied("blood_pressure_review", "BP 160-179/100-109: review, strength effort <=5")
+    elif bp and (bp[0] >= 140 or bp[1] >= 90):
+        d.flag("elevated_blood_pressure", "caution",
+               "Resting blood pressure above 140/90: monitor; avoid breath-holding when lifting.")
+        d.applied("blood_pressure_review", "BP 140-159/90-99: caution")
+    if "uncontrolled_hypertension" in conds and not bp:
+        d.flag("uncontrolled_hypertension_reported", "needs_review",
+               "Uncontrolled hypertension is reported without a blood pressure reading.")
+        d.applied("blood_pressure_review", "uncontrolled hypertension without a reading: review")
+    elif "hypertension" in conds and not bp:
+        d.flag("blood_pressure_not_reported", "caution",
+               "Hypertension is listed but no resting blood pressure was given.")
+        d.applied("blood_pressure_review", "hypertension without a reading: caution")
+
+
+_COMORBID = (
+    ("neuro_vestibular", "neurological_or_vestibular_condition",
+     "falls risk; balance work must be tailored"),
+    ("cognitive", "cognitive_impairment", "an unsupervised programme may be unsafe"),
+    ("inflammatory_arthritis", "inflammatory_arthritis_flare",
+     "check for an active flare; impact and loading may need modifying"),
+    ("severe_osteoarthritis", "severe_oa_limits_weight_bearing", "impact and loading need modifying"),
+    ("metabolic_uncontrolled", "uncontrolled_metabolic_disease", "a relative contraindication"),
+    ("surgery", "surgical_precautions", "precautions depend on the surgical approach"),
+    ("cancer", "active_cancer", "bone involvement must be ruled out"),
+    ("pregnancy", "pregnancy", "outside the rule set"),
+)
+
+
+def comorbidity_review(d: Draft) -> None:
+    for concept, code, why in _COMORBID:
+        if concept in d.facts.conditions and not (concept == "cancer" and d.urgent):
+            d.flag(code, "needs_review", f"{vocab.concept_label(concept).capitalize()}: {why}.")
+            d.applied("comorbidity_review", f"{code}: review")
+    for concept, code, why in (("osteoarthritis", "osteoarthritis", "impact limited to low"),
+                               ("diabetes", "diabetes", "check glucose around sessions"),
+                               ("respiratory", "chronic_lung_disease", "pace by breathlessness"),
+                               ("hyperkyphosis", "hyperkyphosis", "emphasise posture work")):
+        if concept in d.facts.conditions:
+            d.flag(code, "caution", f"{vocab.concept_label(concept).capitalize()}: {why}.")
+            d.applied("comorbidity_review", f"{code}: caution")
+
+
+def age_premenopausal_review(d: Draft) -> None:
+    if 18 <= d.facts.age < 50 or "premenopausal" in d.facts.conditions:
+        d.flag("age_lt_50_or_premenopausal", "needs_review",
+               "Age under 50 or premenopausal: the guidelines target postmenopausal women and men "
+               "50+; consider a secondary-cause work-up.")
+        d.applied("age_premenopausal_review", "under 50 or premenopausal: review")
+
+
+def glucocorticoid_review(d: Draft) -> None:
+    f = d.facts
+    for gc in f.glucocorticoids:
+        if gc.pred_mg is not None and gc.pred_mg >= GC_VERY_HIGH_MG and (
+                gc.days is None or gc.days > GC_VERY_HIGH_DAYS):
+            d.flag("glucocorticoid_very_high_dose", "needs_review",
+                   "Glucocorticoid 30 mg/day or more for over 30 days: very high fracture risk.")
+            d.applied("glucocorticoid_review", "very high glucocorticoid dose: review")
+            break
+    if f.glucocorticoids and f.fractures:
+        for gc in f.glucocorticoids:
+            on_gc = any(
+                (gc.since is not None and x.date is not None and x.date >= gc.since)
+                or (gc.since is None and (x.days_ago is None or x.days_ago <= 365))
+                for x in f.fractures)
+            if on_gc:
+                d.flag("fracture_on_glucocorticoid", "needs_review",
+                       "A fracture occurred while on glucocorticoids (or cannot be ruled out): very "
+                       "high fracture risk.")
+                d.applied("glucocorticoid_review", "fracture on glucocorticoids: review")
+                break
+    if d.risk.gc_upgrade:
+        d.flag("glucocorticoid_upgrade", "info",
+               "Long-term glucocorticoids: bone category raised one level.")
+        d.applied("glucocorticoid_upgrade", "bone category raised one level")
+    if d.risk.gc_assumed:
+        d.flag("glucocorticoid_dose_unknown", "caution",
+               "Glucocorticoid dose or start date not given: long-term use at 7.5 mg/day or more "
+               "was assumed (the cautious case).")
+        d.applied("glucocorticoid_upgrade", "dose or duration unknown: upgrade assumed")
+
+
+def missing_fracture_history(d: Draft) -> None:
+    if not d.facts.fractures_known:
+        d.flag("missing_fracture_history", "needs_review",
+               "Fracture history not given: a vertebral fracture cannot be ruled out, so the most "
+               "cautious category (C) is used.")
+        d.applied("missing_fracture_history", "unknown fracture history: category C, review")
+
+
+def diagnosis_consistency(d: Draft) -> None:
+    f = d.facts
+    if f.t_score is None:
+        d.flag("missing_tscore", "info", "No T-score given: classified from diagnosis and fractures.")
+        d.applied("diagnosis_consistency", "no T-score: classified without it")
+    elif "osteopenia" in f.diagnoses and "osteoporosis" not in f.diagnoses and f.t_score <= -2.5:
+        d.flag("diagnosis_tscore_mismatch", "needs_review",
+               "Diagnosis says osteopenia but the T-score is in the osteoporosis range; the worse "
+               "category is used.")
+        d.applied("diagnosis_consistency", "osteopenia with T<=-2.5: review")
+
+
+def referrer_restrictions(d: Draft) -> None:
+    if d.facts.restrictions_text:
+        d.flag("referrer_restrictions", "needs_review",
+               "The referral states restrictions in free text; a clinician must check the plan "
+               "against them.")
+        d.applied("referrer_restrictions", "free-text restrictions: review")
+
+
+def falls_overlay(d: Draft) -> None:
+    if d.risk.falls_high:
+        d.applied("falls_overlay", "high falls risk overlay applied")
+
+
+def bone_category(d: Draft) -> None:
+    d.applied("bone_category", f"bone category {d.risk.bone_category}")
+
+
+# ==========================================================================
+# Soft flags (§3.3) and vocabulary
+
+
+_SUPERVISED_GOAL_WORDS = (" heavy lifting", " deadlift", " powerlifting", " weightlifting",
+                          " liftmor", " 1rm", " one rep max", " jump", " jumping", " plyometric",
+                          " box jump")
+GOAL_ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("jogging", (" jog", " jogging", " run ", " running", " runs ")),
+    ("tennis", (" tennis", " pickleball", " squash", " badminton", " racquet")),
+    ("golf_full_swing", (" golf",)),
+    ("yoga_forward_fold", (" yoga",)),
+    ("sit_up_crunch", (" sit up", " situp", " crunch")),
+    ("jump_rope", (" jump rope", " skipping", " skip rope")),
+    ("box_jumps", (" plyometric", " box jump")),
+    ("heavy_deadlift_liftmor", (" deadlift", " heavy lifting", " powerlifting", " weightlifting")),
+    ("social_dancing", (" dance", " dancing")),
+    ("water_aerobics", (" swim", " swimming", " pool", " aqua")),
+    ("stationary_bike_upright", (" bike", " cycling", " cycle")),
+    ("nordic_walking", (" nordic", " pole walking")),
+    ("rowing_machine", (" rowing",)),
+)
+
+
+def soft_flags(d: Draft) -> None:
+    f, r = d.facts, d.risk
+    why = []
+    if r.bone_category == "C":
+        why.append("category C")
+    if f.new_to_exercise:
+        why.append("new to exercise")
+    if f.pain_score is not None and 4 <= f.pain_score <= 6:
+        why.append("pain 4-6/10")
+    if why:
+        d.flag("recommend_pt", "caution",
+               "A physical therapist should supervise the start (" + ", ".join(why) + ").")
+        d.applied("soft_flags", "recommend PT")
+    if r.falls_high:
+        d.flag("recommend_falls_service", "caution", "High falls risk: refer to a falls service.")
+        d.applied("soft_flags", "recommend falls service")
+    if f.falls is None:
+        d.flag("missing_falls_history", "caution",
+               "Falls history not given: treated as high falls risk.")
+        d.applied("soft_flags", "unknown falls history treated as high risk")
+    if any(w in f.goals_text for w in _SUPERVISED_GOAL_WORDS):
+        d.flag("refer_supervised_program", "caution",
+               "Goals mention heavy lifting or jumping: that needs a supervised programme; the home "
+               "plan stays at moderate loads.")
+        d.applied("soft_flags", "refer to a supervised programme")
+    d.goal_exercises = tuple(ex_id for ex_id, words in GOAL_ACTIVITIES
+                             if any(w in f.goals_text for w in words))
+
+
+def vocabulary(d: Draft) -> None:
+    f = d.facts
+    if f.unknown_conditions:
+        shown = "; ".join(sorted({c[:60] for c in f.unknown_conditions}))
+        d.flag("unrecognised_conditions", "caution",
+               f"{len(f.unknown_conditions)} condition(s) not recognised by the rules, check them: {shown}")
+        d.applied("vocabulary", f"{len(f.unknown_conditions)} unrecognised condition(s) flagged")
+    if f.unknown_meds:
+        shown = "; ".join(sorted({m[:60] for m in f.unknown_meds}))
+        d.flag("unrecognised_medications", "caution",
+               f"{len(f.unknown_meds)} medication(s) not recognised by the rules, check them: {shown}")
+        d.applied("vocabulary", f"{len(f.unknown_meds)} unrecognised medication(s) flagged")
+
+
+_MED_CAUTIONS = (
+    ("beta_blocker", "beta_blocker", "Beta-blocker: heart rate will not reflect effort; use the 0-10 effort scale."),
+    ("anticoagulant", "anticoagulant", "Blood thinner: a fall can cause serious bleeding; report any fall."),
+    ("fall_risk", "fall_risk_medication", "Medication that raises falls risk: review with the prescriber."),
+    ("hypoglycaemic", "hypoglycaemia_risk", "Glucose-lowering medication: check for low blood sugar around sessions."),
+)
+
+
+def medication_cautions(d: Draft) -> None:
+    for cls, code, message in _MED_CAUTIONS:
+        if cls in d.facts.med_classes:
+            d.flag(code, "caution", message)
+            d.applied("medication_cautions", f"{code}: caution")
+
+
+GATES: tuple[Rule, ...] = (
+    diagnosis_in_scope, age_in_scope, fracture_dates_valid,
+    bone_category, falls_overlay,
+    suspected_vertebral_fracture, spinal_red_flag, blood_pressure_urgent, unstable_cardiopulmonary,
+    recent_fracture, multiple_vertebral_fractures, back_pain, falls_review, cardiovascular_review,
+    blood_pressure_review, comorbidity_review, age_premenopausal_review, glucocorticoid_review,
+    missing_fracture_history, diagnosis_consistency, referrer_restrictions,
+    soft_flags, vocabulary, medication_cautions,
+)
+
+# ==========================================================================
+# Exclusion predicates (§5): one safety predicate, used before and after plugins
+
+
+def max_impact(category: str, falls_high: bool, pain: int | None, osteoarthritis: bool) -> str:
+    limit = {"A": "moderate", "B": "moderate" if ALLOW_MODERATE_IMPACT_B else "low", "C": "low"}[category]
+    if falls_high or (pain is not None and pain >= 4) or osteoarthritis:
+        limit = "low" if IMPACT_RANK[limit] > IMPACT_RANK["low"] else limit
+    return limit
+
+
+def exclusion_rule(e: Exercise, p: Profile) -> str | None:
+    """The first rule that excludes ``e`` for profile ``p`` (None = allowed)."""
+    if "all" in e.avoid_for:
+        return "never_in_home_plan"
+    if e.supervision_required:
+        return "supervised_only"
+    if e.impact == "high":
+        return "no_high_impact"
+    if e.spinal_flexion and (e.loaded or e.end_range or e.rapid_or_repetitive_spine):
+        return "no_loaded_or_end_range_flexion"
+    if e.spinal_rotation and (e.loaded or e.end_range or e.rapid_or_repetitive_spine):
+        return "no_loaded_or_end_range_rotation"
+    if p.category in e.avoid_for or (p.spine_c and "C" in e.avoid_for) or (
+            p.category == "C" and "B" in e.avoid_for):
+        return "avoid_for_category"
+    if p.falls_high and "F" in e.avoid_for:
+        return "avoid_for_falls_risk"
+    if IMPACT_RANK[e.impact] > IMPACT_RANK[p.max_impact]:
+        return "impact_above_limit"
+    if p.spine_c and e.spinal_flexion:
+        return "no_spinal_flexion_category_c"
+    if e.floor_transfer and (p.falls_high or not p.can_rise):
+        return "no_floor_exercises"
+    if p.falls_high and "brisk_walking_program" in e.tags:
+        return "no_brisk_walking_program_falls_risk"
+    if p.falls_high and e.category == "balance" and not e.support_possible:
+        return "balance_needs_support"
+    if "gym" in e.tags and not p.gym:
+        return "needs_gym_access"
+    if e.id == "jogging" and not p.habitual_runner:
+        return "jogging_only_if_habitual"
+    return None
+
+
+def profile_for(d: Draft) -> Profile:
+    f, r = d.facts, d.risk
+    return Profile(
+        category=r.bone_category,
+        falls_high=r.falls_high,
+        spine_c=r.bone_category == "C" or f.any_vertebral,
+        max_impact=max_impact(r.bone_category, r.falls_high, f.pain_score,
+                              bool(f.conditions & {"osteoarthritis", "severe_osteoarthritis"})),
+        can_rise=f.can_rise is True,
+        gym=f.gym_access,
+        habitual_runner=f.habitual_runner and r.bone_category == "A",
+    )
+
+
+def component_of(e: Exercise) -> str:
+    if e.subcategory == "spinal_extensor":
+        return "spinal_extensor"
+    if e.subcategory == "impact_loading":
+        return "impact"
+    return e.category
+
+
+# Preference lists (first available wins within each slot).
+_STRENGTH_F = ("sit_to_stand", "seated_knee_extension_weight", "standing_knee_flexion_weight",
+               "standing_hip_abduction", "heel_raises", "toe_raises", "band_seated_row",
+               "wall_push_up")
+_STRENGTH = ("squat_to_chair", "sit_to_stand", "step_up", "standing_hip_abduction", "heel_raises",
+             "band_seated_row", "wall_push_up",
+             "dumbbell_overhead_press_seated")
+_STRENGTH_GROUPS = ("legs", "hips", "back", "chest", "shoulders", "arms")
+_BALANCE = ("weight_shift_heel_toe", "tandem_stance", "single_leg_stand",
+            "tandem_walk", "sideways_walk", "walk_and_turn", "tai_chi")
+_EXTENSOR_C = ("supine_head_shoulder_press", "seated_thoracic_extension", "wall_posture_slide")
+_EXTENSOR_F = ("seated_thoracic_extension", "wall_posture_slide", "shoulder_blade_squeeze")
+_EXTENSOR = ("wall_posture_slide", "seated_thoracic_extension", "prone_lift_small")
+_MOBILITY = ("chin_tuck", "doorway_chest_stretch", "calf_stretch_wall", "standing_hip_flexor_stretch",
+             "gentle_seated_rotation")
+_MOBILITY_F = ("chin_tuck", "doorway_chest_stretch", "calf_stretch_wall", "seated_ankle_circles")
+_IMPACT = ("heel_drops", "marching_stamps")
+
+
+def impact_limit(d: Draft) -> None:
+    d.profile = p = profile_for(d)
+    d.applied("impact_limit", f"maximum impact {p.max_impact}")
+
+
+def exclude_unsafe(d: Draft) -> None:
+    p = d.profile
+    counts: dict[str, int] = {}
+    for e in d.catalog.exercises + d.extras:
+        rule = exclusion_rule(e, p)
+        if rule is not None:
+            d.excluded.append({"id": e.id, "rule": rule})
+            counts[rule] = counts.get(rule, 0) + 1
+    for rule in sorted(counts):
+        d.applied(rule, f"excluded {counts[rule]} exercise(s)")
+    excluded_ids = {x["id"] for x in d.excluded}
+    blocked = [ex for ex in d.goal_exercises if ex in excluded_ids]
+    if blocked:
+        names = ", ".join(d.catalog.by_id[ex].name for ex in blocked)
+        d.flag("goal_activity_not_advised", "caution",
+               f"Goals mention activities the rules exclude for this patient: {names}.")
+        d.applied("exclude_unsafe", "goal activities not advised flagged")
+
+
+def _allowed(d: Draft) -> dict[str, Exercise]:
+    excluded = {x["id"] for x in d.excluded}
+    return {e.id: e for e in d.catalog.exercises if e.id not in excluded}
+
+
+def _pick(d: Draft, ids: Iterable[str], allowed: dict[str, Exercise], component: str, limit: int) -> list[Exercise]:
+    chosen = []
+    have = {e.id for e, _ in d.selected}
+    for ex_id in ids:
+        if len(chosen) >= limit:
+            break
+        e = allowed.get(ex_id)
+        if e is not None and ex_id not in have:
+            chosen.append(e)
+            d.selected.append((e, component))
+    return chosen
+
+
+def strength_all_major_groups(d: Draft) -> None:
+    allowed = _allowed(d)
+    f_high = d.risk.falls_high
+    prefs = _STRENGTH_F if f_high else _STRENGTH
+    chosen = []
+    covered: set[str] = set()
+    for ex_id in prefs:
+        e = allowed.get(ex_id)
+        if e is None:
+            continue
+        if ex_id == "sit_to_stand" and any(c.id == "squat_to_chair" for c in chosen):
+            continue  # one squat pattern is enough
+        chosen.append(e)
+        covered |= set(e.muscle_groups)
+    for group in _STRENGTH_GROUPS:  # fill any gap from the whole allowed pool
+        if group not in covered:
+            for e in allowed.values():
+                if component_of(e) == "strength" and group in e.muscle_groups and e not in chosen:
+                    chosen.append(e)
+                    covered |= set(e.muscle_groups)
+                    break
+    for e in chosen:
+        d.selected.append((e, "strength"))
+    d.strength_days = 3 if (f_high or d.facts.activity == "active") else 2
+    missing = [g for g in _STRENGTH_GROUPS if g not in covered]
+    d.applied("strength_all_major_groups",
+              f"{len(chosen)} strength exercises, {d.strength_days} non-consecutive days/week"
+              + ("; Otago leg set" if f_high else "")
+              + (f"; not covered: {', '.join(missing)}" if missing else ""))
+
+
+def balance_every_plan(d: Draft) -> None:
+    allowed = _allowed(d)
+    chosen = _pick(d, _BALANCE, allowed, "balance", 8)
+    if not chosen:
+        chosen = _pick(d, (e.id for e in allowed.values() if e.category == "balance"), allowed, "balance", 3)
+    d.applied("balance_every_plan", f"{len(chosen)} balance exercises, daily"
+              + ("; all beside a support" if d.risk.falls_high else ""))
+
+
+def aerobic_low_impact(d: Draft) -> None:
+    allowed = _allowed(d)
+    f_high = d.risk.falls_high
+    primary = ("walking_comfortable",) if f_high else ("brisk_walking", "walking_comfortable")
+    chosen = _pick(d, primary, allowed, "aerobic", 1)
+    extra = [ex for ex in d.goal_exercises if ex in allowed and allowed[ex].category == "aerobic"]
+    if d.profile.habitual_runner:
+        extra.insert(0, "jogging")
+    chosen += _pick(d, extra, allowed, "aerobic", 1)
+    if not chosen:
+        chosen = _pick(d, ("stationary_bike_upright",), allowed, "aerobic", 1)
+    d.aerobic_days = 3 if f_high else 5
+    d.applied("aerobic_low_impact", f"{len(chosen)} aerobic exercise(s), {d.aerobic_days} days/week"
+              + (", moderate effort only" if d.profile.spine_c else ""))
+
+
+def spinal_extensor_daily(d: Draft) -> None:
+    allowed = _allowed(d)
+    prefs = _EXTENSOR_F if d.risk.falls_high else (_EXTENSOR_C if d.profile.spine_c else _EXTENSOR)
+    chosen = _pick(d, prefs + _EXTENSOR, allowed, "spinal_extensor", 2)
+    d.applied("spinal_extensor_daily", f"{len(chosen)} spinal-extensor/posture exercises, daily")
+
+
+def mobility_daily(d: Draft) -> None:
+    allowed = _allowed(d)
+    prefs = _MOBILITY_F if d.risk.falls_high else _MOBILITY
+    chosen = _pick(d, prefs, allowed, "mobility", 4)
+    d.applied("mobility_daily", f"{len(chosen)} mobility exercises, daily")
+
+
+def impact_loading_a(d: Draft) -> None:
+    if d.profile.max_impact != "moderate":
+        return
+    chosen = _pick(d, _IMPACT, _allowed(d), "impact", 2)
+    if chosen:
+        d.applied("impact_loading_a", f"{len(chosen)} impact exercises from phase 2, 3 days/week")
+
+
+def plugin_exercises(d: Draft) -> None:
+    excluded = {x["id"] for x in d.excluded}
+    for e in d.extras:
+        if e.id not in excluded:
+            d.selected.append((e, component_of(e)))
+            d.applied("plugin_exercises", f"added plugin exercise {e.id}", plugin=e.source)
+
+
+PRESCRIPTION: tuple[Rule, ...] = (
+    impact_limit, exclude_unsafe, strength_all_major_groups, balance_every_plan,
+    aerobic_low_impact, spinal_extensor_daily, mobility_daily, impact_loading_a, plugin_exercises,
+)
+
+# ==========================================================================
+# Doses, targets, phases, precautions
+
+
+def _dose_dict(sets, reps, hold, minutes, per_side, suffix: str = "") -> dict:
+    return {"sets": sets, "reps": reps, "hold_seconds": hold, "minutes": minutes,
+            "text": dose_text(sets, reps, hold, minutes, per_side) + suffix}
+
+
+def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
+    sets, reps, hold, minutes, per_side = e.dose
+    spine_c, f_high = d.profile.spine_c, d.risk.falls_high
+    suffix = ""
+    if component == "aerobic" and spine_c:
+        suffix = ", in bouts of 10 minutes or more"
+    start = _dose_dict(sets, reps, hold, minutes, per_side, suffix)
+    # full (phase 3) dose
+    t_sets, t_reps, t_hold, t_min = sets, reps, hold, minutes
+    if component == "strength":
+        t_sets = 2 if (spine_c or f_high) else 3
+    elif component == "spinal_extensor":
+        t_reps = 10 if reps else reps
+        t_hold = 5 if hold else hold
+    elif component == "aerobic":
+        t_min = 25 if f_high else 30
+    elif component == "impact":
+        t_reps = 25 if per_side else 50
+    elif component in ("balance", "mobility"):
+        if hold:
+            t_hold, t_sets = 30, 3
+        elif sets and reps and e.category == "balance" and e.subcategory == "dynamic" and reps == 10 and sets == 2:
+            t_sets = 4
+        if minutes and e.id == "tai_chi":
+            t_min = 30
+    target = _dose_dict(t_sets, t_reps, t_hold, t_min, per_side, suffix)
+    instructions = list(e.instructions)
+    safety_cue = e.safety_cue
+    if f_high and component == "balance":
+        instructions.insert(0, "Stand next to a kitchen counter or sturdy support and keep a hand on it.")
+        safety_cue = "Always keep a hand on a sturdy support. " + safety_cue
+    return {
+        "id": e.id,
+        "name": e.name,
+        "category": e.category,
+        "component": component,
+        "impact": e.impact,
+        "spinal_flexion": e.spinal_flexion,
+        "spinal_rotation": e.spinal_rotation,
+        "loaded": e.loaded,
+        "end_range": e.end_range,
+        "equipment": e.equipment,
+        "muscle_groups": list(e.muscle_groups),
+        "dose": start,
+        "dose_target": target,
+        "days_per_week": days,
+        "instructions": instructions,
+        "safety_cue": safety_cue,
+        "progression": e.progression,
+        "regression": e.regression,
+        "phase_from": e.phase_from,
+        "source": e.source,
+    }
+
+
+def effort_ceilings(d: Draft) -> dict:
+    spine_c, f_high, cat = d.profile.spine_c, d.risk.falls_high, d.risk.bone_category
+
+    def cap(values, ceiling):
+        return {str(i + 1): min(v, ceiling) for i, v in enumerate(values)}
+
+    strength = [4, 6, 8]
+    if cat == "C" or spine_c:
+        strength = [4, 5, 6]
+    if f_high:
+        strength = [min(a, b) for a, b in zip(strength, [4, 6, 6])]
+    aerobic = [5, 6, 8]
+    if spine_c:
+        aerobic = [5, 6, 6]
+    if f_high:
+        aerobic = [min(a, b) for a, b in zip(aerobic, [4, 5, 6])]
+    balance = [3, 4, 5] if f_high else [3, 5, 6]
+    targets = {
+        "strength": {"days_per_week": d.strength_days, "minutes_per_week": d.strength_days * 30,
+                     "effort_max": cap(strength, d.strength_effort_cap)},
+        "aerobic": {"days_per_week": d.aerobic_days,
+                    "minutes_per_week": 75 if f_high else 150,
+                    "effort_max": cap(aerobic, d.aerobic_effort_cap)},
+        "balance": {"days_per_week": 7, "minutes_per_week": 120, "effort_max": cap(balance, 10)},
+        "mobility": {"days_per_week": 7, "minutes_per_week": 35, "effort_max": cap([3, 3, 3], 10)},
+    }
+    components = {c for _, c in d.selected}
+    if "spinal_extensor" in components:
+        targets["spinal_extensor"] = {"days_per_week": 7, "minutes_per_week": 70,
+                                      "effort_max": cap([3, 4, 5], 10)}
+    if "impact" in components:
+        targets["impact"] = {"days_per_week": 3, "minutes_per_week": 15,
+                             "effort_max": cap([0, 5, 6], 10)}
+    d.applied("effort_ceilings", "effort ceilings by phase: strength "
+              + "/".join(str(v) for v in targets["strength"]["effort_max"].values())
+              + ", aerobic " + "/".join(str(v) for v in targets["aerobic"]["effort_max"].values()))
+    return targets
+
+
+def phases(d: Draft, targets: dict) -> list[dict]:
+    s = targets["strength"]["effort_max"]
+    a = targets["aerobic"]["effort_max"]
+    f_high, spine_c = d.risk.falls_high, d.profile.spine_c
+    walk = "walking with your usual aid" if f_high else "walking"
+    support = "always beside a support" if (f_high or spine_c) else "beside a support"
+    impact = "impact" in targets
+    result = [
+        {"phase": 1, "name": "Familiarise", "week_from": 1, "week_to": 2,
+         "changes": f"Learn each exercise. Strength: 1 set of 10-12, effort up to {s['1']}/10. "
+                    f"Aerobic: 10-15 minutes of {walk}, effort up to {a['1']}/10. Balance: 10 minutes a day, "
+                    f"standing still, {support}. Exercises that start in a later phase are not done yet."},
+        {"phase": 2, "name": "Build", "week_from": 3, "week_to": 6,
+         "changes": f"Strength: 2 sets of 10-12, effort up to {s['2']}/10. Aerobic: 15-30 minutes, effort up "
+                    f"to {a['2']}/10. Balance: 15 minutes a day; start the moving balance exercises and "
+                    "use less hand support." + (" Start impact work: 10-20 heel drops or stamps a session."
+                                                 if impact else "")},
+        {"phase": 3, "name": "Target", "week_from": 7, "week_to": 12,
+         "changes": f"Strength: {2 if (spine_c or f_high) else '2-3'} sets of 8-12, effort up to {s['3']}/10. "
+                    f"Aerobic: {'25' if f_high else '30'} minutes, building to "
+                    f"{targets['aerobic']['minutes_per_week']} minutes a week, effort up to {a['3']}/10. "
+                    "Balance: 15-20 minutes a day, at least 120 minutes a week, more moving exercises."
+                    + (" Impact: build to about 50 a session." if impact else "")},
+        {"phase": 4, "name": "Maintain", "week_from": 13, "week_to": None,
+         "changes": "Keep the phase 3 level. Review with your therapist at 12 weeks."
+                    + ("" if f_high else " Tai chi or dancing can be added for balance.")},
+    ]
+    d.applied("phases", "4 phases over 12 weeks, then maintenance")
+    return result
+
+
+STOP_AND_CALL_IF = (
+    "You have chest pain, pressure or tightness.",
+    "You feel dizzy, light-headed or faint.",
+    "You are very short of breath.",
+    "You have sudden new back pain, or back pain that is much worse.",
+    "You fall and are hurt, or you hit your head.",
+    "You have new numbness or weakness in your legs, or new trouble controlling your bladder or bowels.",
+)
+
+
+def stop_and_call(d: Draft) -> list[str]:
+    items = list(STOP_AND_CALL_IF)
+    if "anticoagulant" in d.facts.med_classes:
+        items.append("You fall while taking a blood thinner, even if you feel fine.")
+    if "hypoglycaemic" in d.facts.med_classes or "diabetes" in d.facts.conditions:
+        items.append("You feel shaky, sweaty or confused (possible low blood sugar).")
+    return items
+
+
+def precautions(d: Draft) -> list[str]:
+    if not d.planning:
+        return ["Do not start an exercise programme until your doctor has seen you.",
+                "Stop and call your doctor if: " + " ".join(s.rstrip(".").lower() + ";"
+                                                             for s in stop_and_call(d)).rstrip(";") + "."]
+    f_high, spine_c, cat = d.risk.falls_high, d.profile.spine_c, d.risk.bone_category
+    out = [
+        "Start slowly: the first two weeks are easier on purpose.",
+        "Breathe out as you lift or push; never hold your breath.",
+        "Bend at your hips and knees with a straight back; avoid bending forward from the waist, "
+        "especially when lifting or twisting.",
+        "Do not do sit-ups, crunches, toe touches, deep forward bends or forced twists.",
+        "Do not do high-impact activities such as jumping, skipping or jogging unless this plan lists them.",
+    ]
+    if spine_c:
+        out.append("Do not lift anything from the floor and avoid heavy lifting; work on good form before "
+                   "adding weight.")
+    if cat in ("B", "C"):
+        out.append("Keep impact low: brisk walking is the most impact this plan allows.")
+    if f_high:
+        out.append("Do every balance exercise next to a kitchen counter or sturdy support. Keep your walking "
+                   "aid nearby and the floor clear.")
+        out.append("Do not do exercises on the floor.")
+    out += [
+        "Mild effort or stretch is fine. If pain during exercise goes above 5 out of 10, or is new or worse "
+        "the next day, go back to the previous phase.",
+        "Move to the next phase only if pain stays at 3 out of 10 or less and is no worse the next day, you "
+        "have had no falls or near-falls, and you did at least 2 of every 3 sessions. Change one thing at a "
+        "time: repeats, then sets, then weight.",
+        "See your therapist again at 12 weeks, and after any fall, new fracture or new diagnosis.",
+        "Stop at once and get help if any sign in the 'stop and call if' list happens.",
+    ]
+    d.applied("precautions", f"{len(out)} precautions, stop-and-call list")
+    return out
+
+
+IMPACTS_ORDER = IMPACTS
