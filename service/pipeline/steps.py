@@ -143,7 +143,7 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
             existing.engine_version = str(plan.get("engine_version", ""))
         row.flagged = held or row.flagged
         for flag in plan.get("flags", []):
-            if flag.get("code") == "plugin_failed":
+            if flag.get("code") in {"plugin_failed", "plugin_error"}:
                 states.record_event(session, referral_id, "plugin_error", actor=WORKER,
                                     reason=flag["message"])
         if held:
