@@ -237,8 +237,13 @@ class Flow:
         self.y -= after
 
     def bullets(self, items: Sequence[str], style: Style, *, bullet: str = "•",
-                indent: float = 18.0, after: float = 3.0) -> None:
-        for item in items:
+                indent: float = 18.0, after: float = 3.0, bullet_numbers: bool = False) -> None:
+        """A list; ``bullet_numbers`` numbers the items [1], [2], … instead."""
+        if bullet_numbers:
+            indent = max(indent, stringWidth(f"[{len(items)}]", style.font, style.size) + 8)
+        for number, item in enumerate(items, 1):
+            if bullet_numbers:
+                bullet = f"[{number}]"
             lines = wrap(item, style.font, style.size, self.text_width - indent)
             self.need(style.lead * min(len(lines), 3))
             top = self.y
@@ -246,7 +251,8 @@ class Flow:
             self.lines(lines[:1], style, x=self.left + indent)
             self.font(style.font, style.size)
             if self.y < top:  # drawn on this page
-                self.canvas.drawString(self.left + 4, self.y + (style.lead - style.size) * 0.5
+                self.canvas.drawString(self.left + (0 if bullet_numbers else 4),
+                                       self.y + (style.lead - style.size) * 0.5
                                        + style.size * 0.2, bullet)
             self.lines(lines[1:], style, x=self.left + indent)
             self.y -= after

@@ -271,23 +271,66 @@ def _plan_in_brief(flow: Flow, plan: dict) -> None:
         flow.bullets([fmt.sentence(p) for p in precautions], BODY, after=1)
     excluded = plan.get("excluded_exercises") or []
     if excluded:
+        by_rule: dict[str, list[str]] = {}
+        for e in excluded:
+            by_rule.setdefault(str(e.get("rule")), []).append(str(e.get("id")))
         flow.paragraph("Excluded by rules:", BOLD_BODY, after=0)
-        flow.bullets([f"{e.get('id')} ({e.get('rule')})" for e in excluded], BODY, after=1)
+        flow.bullets([f"{rule}: {', '.join(ids)}" for rule, ids in by_rule.items()], BODY,
+                     after=1)
+
+
+def _split_sources(text: str) -> list[str]:
+    """Split "A; B (x; y); C" at the "; " outside parentheses."""
+    parts: list[str] = []
+    for piece in text.split("; "):
+        if parts and parts[-1].count("(") > parts[-1].count(")"):
+            parts[-1] += "; " + piece
+        else:
+            parts.append(piece)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _sources(evidence: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
+    """Unique literature sources, numbered, and each rule's reference numbers.
+
+    Engines cite several sources per rule separated by "; " and the same
+    guideline backs many rules, so listing each once keeps the fax short.
+    """
+    numbers: dict[str, int] = {}
+    refs: dict[str, list[int]] = {}
+    for e in evidence:
+        for source in _split_sources(str(e.get("source") or "")):
+            if not source:
+                continue
+            number = numbers.setdefault(source, len(numbers) + 1)
+            cited = refs.setdefault(str(e.get("rule")), [])
+            if number not in cited:
+                cited.append(number)
+    return list(numbers), refs
 
 
 def _rules(flow: Flow, plan: dict) -> None:
     rules = plan.get("rules_applied") or []
-    evidence: dict[str, list[dict]] = {}
-    for e in plan.get("evidence") or []:
-        evidence.setdefault(e.get("rule"), []).append(e)
-    flow.heading("Rules applied and evidence", H1, rule=True, keep_with=110)
+    evidence = plan.get("evidence") or []
+    summaries: dict[str, list[str]] = {}
+    for e in evidence:
+        if e.get("summary"):
+            summaries.setdefault(str(e.get("rule")), []).append(str(e["summary"]))
+    sources, refs = _sources(evidence)
+    flow.heading("Rules applied and evidence", H1, rule=True, keep_with=60)
     if not rules:
         flow.paragraph("No rules changed the plan.", BODY)
-        return
-    rows = [["Rule (plugin)", "Effect", "Evidence"]]
     for r in rules:
-        ev = evidence.get(r.get("rule")) or []
-        ev_text = "\n".join(f"{e.get('source', '')}: {e.get('summary', '')}" for e in ev) or "–"
-        rows.append([f"{r.get('rule', '')}\n({r.get('plugin', '')})", str(r.get("effect", "")),
-                     ev_text])
-    flow.table(rows, [2.4, 2.2, 3.6], BODY, BOLD_BODY, padding=3)
+        name = str(r.get("rule", ""))
+        plugin = r.get("plugin")
+        label = name if not plugin or plugin == "refflow" else f"{name} ({plugin})"
+        text = fmt.sentence(str(r.get("effect", "")))
+        for summary in summaries.get(name, []):
+            text += f" {fmt.sentence(summary)}"
+        if refs.get(name):
+            text += " [" + ", ".join(str(n) for n in refs[name]) + "]"
+        flow.label_value(label, text, BODY, BOLD_BODY, label_width=LABEL, after=3)
+    if sources:
+        flow.heading("Sources", H1, rule=True, keep_with=40)
+        flow.bullets([f"{source}" for source in sources], BODY, after=1,
+                     bullet_numbers=True)
