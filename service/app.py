@@ -67,8 +67,14 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.extensions["refflow.broker_stats"] = stats
         app.extensions["refflow.broker_check"] = lambda: stats()
 
-    errors.init_app(app)
+    from refflow import ops, web
+    from refflow.plugins.api import bp as plugins_api
+
+    errors.init_app(app, html_handler=web.error_page)
     app.register_blueprint(health)
     app.register_blueprint(referrals_api)
     app.register_blueprint(staff_api)
+    app.register_blueprint(plugins_api)
+    ops.init_app(app)  # metrics, OpenAPI, rate limits, security headers, JSON logs
+    web.init_app(app)  # staff dashboard, practice portal, sign-in
     return app
