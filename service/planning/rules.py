@@ -497,16 +497,16 @@ def max_impact(category: str, falls_high: bool, pain: int | None, osteoarthritis
 
 def exclusion_rule(e: Exercise, p: Profile) -> str | None:
     """The first rule that excludes ``e`` for profile ``p`` (None = allowed)."""
-    if "all" in e.avoid_for:
-        return "never_in_home_plan"
-    if e.supervision_required:
-        return "supervised_only"
     if e.impact == "high":
         return "no_high_impact"
     if e.spinal_flexion and (e.loaded or e.end_range or e.rapid_or_repetitive_spine):
         return "no_loaded_or_end_range_flexion"
     if e.spinal_rotation and (e.loaded or e.end_range or e.rapid_or_repetitive_spine):
         return "no_loaded_or_end_range_rotation"
+    if e.supervision_required:
+        return "supervised_only"
+    if "all" in e.avoid_for:
+        return "never_in_home_plan"
     if p.category in e.avoid_for or (p.spine_c and "C" in e.avoid_for) or (
             p.category == "C" and "B" in e.avoid_for):
         return "avoid_for_category"
