@@ -120,6 +120,6 @@ def check_invariants(plan: dict, referral: Referral | None = None) -> None:
     assert plan["stop_and_call_if"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def invariants():
     return check_invariants
