@@ -15,7 +15,7 @@ import click
 from refflow.cli import CLIError
 from refflow.commands.common import host_option, port_option, settings_or_exit
 
-STAFF_EMAIL = "staff@refflow.local"
+STAFF_EMAIL = "staff@refflow.example.org"
 
 
 @click.command("run")
