@@ -11,7 +11,7 @@ from __future__ import annotations
 from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
-from refflow.documents.layout import Flow, Style, draft_watermark, wrap
+from refflow.documents.layout import Flow, Style, draft_watermark
 
 BODY = Style(REGULAR, 13, 17.5)
 BODY_BOLD = Style(BOLD, 13, 17.5)
@@ -94,20 +94,35 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
 
     schedule = plan.get("weekly_schedule") or []
     if schedule:
-        flow.heading("Your week", H1, rule=True, keep_with=80)
-        rows = [["Day", "What to do"]]
-        for day in schedule:
-            ids = day.get("exercises") or []
-            what = ", ".join(names.get(i, i) for i in ids)
-            if day.get("rest"):
-                what = "Rest day" + (f". Optional: {what}" if what else "")
-            rows.append([day.get("day", ""), what or "Rest day"])
-        flow.table(rows, [1, 3.6], BODY, BODY_BOLD)
+        _week(flow, schedule, exercises)
 
     _precautions_and_stop(flow, plan, clinic)
     if exercises and schedule:
         _log_sheet(flow, schedule)
     return flow.finish()
+
+
+def _week(flow: Flow, schedule: list[dict], exercises: list[dict]) -> None:
+    """The weekly schedule as a grid: one row per exercise, a tick on its days."""
+    days = [d.get("day") or "" for d in schedule]
+    on_day = [set(d.get("exercises") or []) for d in schedule]
+    header = ["Exercise"] + [day[:3] for day in days]
+    rest_days = [day for day, d in zip(days, schedule) if d.get("rest")]
+    rows = [header]
+    for number, ex in enumerate(exercises, 1):
+        name = ex.get("name") or ex.get("id") or ""
+        rows.append([f"{number}. {name}"] + ["✓" if ex.get("id") in ids else "" for ids in on_day])
+    known = {ex.get("id") for ex in exercises}
+    for ids in on_day:  # anything scheduled that is not in the list above
+        for extra in sorted(i for i in ids if i not in known):
+            known.add(extra)
+            rows.append([extra] + ["✓" if extra in day_ids else "" for day_ids in on_day])
+    flow.heading("Your week", H1, rule=True, keep_with=BODY.lead * 9)
+    intro = "A tick (✓) means: do this exercise on that day."
+    if rest_days:
+        intro += f" Rest day: {' and '.join(rest_days)} (gentle exercises only, if any)."
+    flow.paragraph(intro, BODY)
+    flow.table(rows, [5.2] + [1] * len(days), BODY, BODY_BOLD, padding=3)
 
 
 def _phases(flow: Flow, plan: dict) -> None:
@@ -156,7 +171,7 @@ def _exercise(flow: Flow, number: int, ex: dict) -> None:
     height = BODY.lead * (1 if steps else 0) + 8
     for label, text, style in rows:
         width = flow.text_width - (22 if label[:-1].isdigit() else LABEL_WIDTH)
-        height += style.lead * len(wrap(text, style.font, style.size, width)) + 1
+        height += style.lead * len(flow.wrap(text, style.font, style.size, width)) + 1
     flow.heading(f"{number}. {name}", H2, before=12, keep_with=height)
     shown_steps = False
     for label, text, style in rows:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from reportlab.lib.pagesizes import A4, LETTER
-from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
+from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfgen.canvas import Canvas
 
 from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
@@ -34,9 +35,13 @@ def paper_size(paper: str) -> tuple[float, float]:
 
 def wrap(text: str, font: str, size: float, width: float) -> list[str]:
     """Greedy word wrap of ``text`` to ``width`` points; honours newlines."""
+    text = str(text)
+    measure = getFont(font).stringWidth
+    if "\n" not in text and measure(text, size) <= width:  # the common case: one line
+        return [" ".join(text.split())] if text.strip() else [""]
     lines: list[str] = []
-    space = stringWidth(" ", font, size)
-    for raw in str(text).split("\n"):
+    space = measure(" ", size)
+    for raw in text.split("\n"):
         words = raw.split()
         if not words:
             lines.append("")
@@ -44,7 +49,7 @@ def wrap(text: str, font: str, size: float, width: float) -> list[str]:
         line: list[str] = []
         used = 0.0
         for word in words:
-            w = stringWidth(word, font, size)
+            w = measure(word, size)
             if w > width:  # a word longer than the line: break after _ / - or anywhere
                 if line:
                     lines.append(" ".join(line))
@@ -137,6 +142,7 @@ class Flow:
         self.page = 0
         self.y = 0.0
         self._page_count_used = False
+        self._wraps: dict[tuple, list[str]] = {}
         self._start_page()
 
     # -- pages ---------------------------------------------------------------
@@ -151,13 +157,28 @@ class Flow:
             self.decorate(self)
         self.canvas.setFillGray(0)
         self.canvas.setStrokeGray(0)
-        self._font = None
+        self._font = (REGULAR, 12.0)
 
     def font(self, name: str, size: float) -> None:
-        """Select a font, skipping the PDF operators when it is already current."""
-        if self._font != (name, size):
-            self.canvas.setFont(name, size)
-            self._font = (name, size)
+        """Select the font for the following ``text`` calls."""
+        self._font = (name, size)
+
+    def text(self, x: float, y: float, text: str) -> None:
+        """Draw one line in the current font.
+
+        This writes the text operators directly, as ReportLab documents for
+        dynamic (TrueType subset) fonts, instead of ``canvas.drawString``,
+        whose text-object bookkeeping is half the cost of a handout.
+        """
+        name, size = self._font
+        font = getFont(name)
+        doc = self.canvas._doc
+        ops = [f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm"]
+        for subset, data in font.splitString(text, doc):
+            ops.append(f"{font.getSubsetInternalName(subset, doc)} {size:g} Tf "
+                       f"({escapePDF(data)}) Tj")
+        ops.append("ET")
+        self.canvas.addLiteral(" ".join(ops))
 
     def new_page(self) -> None:
         self.canvas.showPage()
@@ -187,14 +208,22 @@ class Flow:
         if self._page_count_used:
             font, size = self._count_font
             c.beginForm(PAGE_COUNT_FORM)
-            c.setFont(font, size)
             c.setFillGray(0)
-            c.drawString(0, 0, str(self.page))
+            self.font(font, size)
+            self.text(0, 0, str(self.page))
             c.endForm()
         c.save()
         return self.buffer.getvalue()
 
     # -- blocks --------------------------------------------------------------
+    def wrap(self, text: str, font: str, size: float, width: float) -> list[str]:
+        """``wrap`` remembered for this document (blocks are measured, then drawn)."""
+        key = (text, font, size, width)
+        lines = self._wraps.get(key)
+        if lines is None:
+            lines = self._wraps[key] = wrap(text, font, size, width)
+        return lines
+
     def lines(
         self,
         lines: Sequence[str],
@@ -212,20 +241,20 @@ class Flow:
             self.need(lead)
             self.y -= lead
             self.font(style.font, style.size)
-            c.drawString(x, self.y + (lead - style.size) * 0.5 + style.size * 0.2, line)
+            self.text(x, self.y + (lead - style.size) * 0.5 + style.size * 0.2, line)
 
     def paragraph(
         self, text: str, style: Style, *, indent: float = 0.0, after: float = 4.0,
         keep_together: bool = True,
     ) -> None:
-        lines = wrap(text, style.font, style.size, self.text_width - indent)
+        lines = self.wrap(text, style.font, style.size, self.text_width - indent)
         self.lines(lines, style, x=self.left + indent, keep_together=keep_together)
         self.y -= after
 
     def heading(self, text: str, style: Style, *, before: float = 10.0, after: float = 4.0,
                 keep_with: float = 0.0, rule: bool = False) -> None:
         """A heading, kept on the same page as the next ``keep_with`` points."""
-        lines = wrap(text, style.font, style.size, self.text_width)
+        lines = self.wrap(text, style.font, style.size, self.text_width)
         self.need(before + style.lead * len(lines) + keep_with)
         if self.y < self.top_y:
             self.y -= before
@@ -244,14 +273,14 @@ class Flow:
         for number, item in enumerate(items, 1):
             if bullet_numbers:
                 bullet = f"[{number}]"
-            lines = wrap(item, style.font, style.size, self.text_width - indent)
+            lines = self.wrap(item, style.font, style.size, self.text_width - indent)
             self.need(style.lead * min(len(lines), 3))
             top = self.y
             self.font(style.font, style.size)
             self.lines(lines[:1], style, x=self.left + indent)
             self.font(style.font, style.size)
             if self.y < top:  # drawn on this page
-                self.canvas.drawString(self.left + (0 if bullet_numbers else 4),
+                self.text(self.left + (0 if bullet_numbers else 4),
                                        self.y + (style.lead - style.size) * 0.5
                                        + style.size * 0.2, bullet)
             self.lines(lines[1:], style, x=self.left + indent)
@@ -260,8 +289,8 @@ class Flow:
     def label_value(self, label: str, value: str, style: Style, bold: Style, *,
                     label_width: float = 130.0, after: float = 1.0) -> None:
         """A "label: value" row with the value wrapped in its own column."""
-        lines = wrap(value, style.font, style.size, self.text_width - label_width)
-        label_lines = wrap(label, bold.font, bold.size, label_width - 6)
+        lines = self.wrap(value, style.font, style.size, self.text_width - label_width)
+        label_lines = self.wrap(label, bold.font, bold.size, label_width - 6)
         n = max(len(lines), len(label_lines))
         self.need(style.lead * n)
         c = self.canvas
@@ -270,10 +299,10 @@ class Flow:
             base = self.y + (style.lead - style.size) * 0.5 + style.size * 0.2
             if i < len(label_lines):
                 self.font(bold.font, bold.size)
-                c.drawString(self.left, base, label_lines[i])
+                self.text(self.left, base, label_lines[i])
             if i < len(lines):
                 self.font(style.font, style.size)
-                c.drawString(self.left + label_width, base, lines[i])
+                self.text(self.left + label_width, base, lines[i])
         self.y -= after
 
     def box(self, title: str, items: Sequence[str], title_style: Style, style: Style, *,
@@ -281,10 +310,10 @@ class Flow:
             footer: str | None = None, footer_style: Style | None = None) -> None:
         """A bordered box with a bold title, bullet items and an optional footer line."""
         inner = self.text_width - 2 * padding
-        title_lines = wrap(title, title_style.font, title_style.size, inner)
-        item_lines = [wrap(item, style.font, style.size, inner - 18) for item in items]
+        title_lines = self.wrap(title, title_style.font, title_style.size, inner)
+        item_lines = [self.wrap(item, style.font, style.size, inner - 18) for item in items]
         fstyle = footer_style or style
-        footer_lines = wrap(footer, fstyle.font, fstyle.size, inner) if footer else []
+        footer_lines = self.wrap(footer, fstyle.font, fstyle.size, inner) if footer else []
         height = (
             2 * padding
             + title_style.lead * len(title_lines)
@@ -303,7 +332,7 @@ class Flow:
             first = self.y
             self.lines(lines, style, x=x + 18)
             self.font(style.font, style.size)
-            c.drawString(x + 4, first - style.lead + (style.lead - style.size) * 0.5
+            self.text(x + 4, first - style.lead + (style.lead - style.size) * 0.5
                          + style.size * 0.2, bullet)
             self.y -= 2
         if footer_lines:
@@ -329,7 +358,7 @@ class Flow:
         c = self.canvas
 
         def layout(row, st):
-            cells = [wrap(cell, st.font, st.size, w - 2 * padding) for cell, w in zip(row, widths)]
+            cells = [self.wrap(cell, st.font, st.size, w - 2 * padding) for cell, w in zip(row, widths)]
             h = max(len(cell) for cell in cells) * st.lead + 2 * padding
             return cells, max(h, min_row_height)
 
@@ -343,7 +372,7 @@ class Flow:
                 ty = top - padding
                 for line in cell:
                     ty -= st.lead
-                    c.drawString(x + padding, ty + (st.lead - st.size) * 0.5 + st.size * 0.2,
+                    self.text(x + padding, ty + (st.lead - st.size) * 0.5 + st.size * 0.2,
                                  line)
                 x += w
             self.y = top - h

@@ -21,7 +21,7 @@ def test_handout_names_every_exercise_and_the_clinic(referral, sample_plan, clin
         assert plain(exercise["safety_cue"]) in text
     assert clinic.name in text and clinic.phone in text
     assert "Stop and call us if" in text
-    assert "Your week" in text and "Monday" in text and "Sunday" in text
+    assert "Your week" in text and "Mon" in text and "Rest day: Sunday" in text and "✓" in text
     assert "My exercise log" in text
     for precaution in sample_plan["precautions"]:
         assert plain(precaution) in text
