@@ -134,7 +134,7 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity (used as a cache key)
 class Catalog:
     version: str
     exercises: tuple[Exercise, ...]

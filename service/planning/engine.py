@@ -90,11 +90,13 @@ def build_plan(referral: Referral, *, as_of: dt.date,
         "catalog_version": catalog.version,
         "as_of": as_of.isoformat(),
     }
-    builtin = _Builtin(plan)
-    attribution: dict[str, str] = {}
     if adjusters:
+        # Without adjusters the plan is safe by construction (the same exclusion
+        # predicate chose every exercise); with them, re-check everything.
+        builtin = _Builtin(plan)
+        attribution: dict[str, str] = {}
         plan = _run_adjusters(referral, plan, d, adjusters, attribution)
-    _enforce_safety(plan, d, builtin, attribution)
+        _enforce_safety(plan, d, builtin, attribution)
     plan["flags"] = d.flags
     plan["rules_applied"] = d.rules_applied
     plan["evidence"] = [evidence_entry(rule) for rule in d.fired if rule in EVIDENCE_RULES]

@@ -11,6 +11,7 @@ both while selecting and when re-checking a plan after plugin adjusters.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable
 
 from refflow.planning import vocabulary as vocab
@@ -61,6 +62,7 @@ class Draft:
     aerobic_effort_cap: int = 10
     strength_effort_cap: int = 10
     goal_exercises: tuple[str, ...] = ()
+    allowed: dict[str, Exercise] = field(default_factory=dict)
 
     def flag(self, code: str, severity: str, message: str, source: str = "refflow") -> None:
         self.flags.append({"code": code, "severity": severity, "message": message, "source": source})
@@ -575,14 +577,32 @@ def impact_limit(d: Draft) -> None:
     d.applied("impact_limit", f"maximum impact {p.max_impact}")
 
 
+@lru_cache(maxsize=512)
+def _catalog_exclusions(catalog: Catalog, p: Profile) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """Precomputed per profile: (excluded (id, rule) pairs, allowed ids in catalogue order)."""
+    excluded, allowed = [], []
+    for e in catalog.exercises:
+        rule = exclusion_rule(e, p)
+        if rule is None:
+            allowed.append(e.id)
+        else:
+            excluded.append((e.id, rule))
+    return tuple(excluded), tuple(allowed)
+
+
 def exclude_unsafe(d: Draft) -> None:
     p = d.profile
     counts: dict[str, int] = {}
-    for e in d.catalog.exercises + d.extras:
+    pairs, allowed = _catalog_exclusions(d.catalog, p)
+    d.allowed = {ex_id: d.catalog.by_id[ex_id] for ex_id in allowed}
+    pairs = list(pairs)
+    for e in d.extras:
         rule = exclusion_rule(e, p)
         if rule is not None:
-            d.excluded.append({"id": e.id, "rule": rule})
-            counts[rule] = counts.get(rule, 0) + 1
+            pairs.append((e.id, rule))
+    for ex_id, rule in pairs:
+        d.excluded.append({"id": ex_id, "rule": rule})
+        counts[rule] = counts.get(rule, 0) + 1
     for rule in sorted(counts):
         d.applied(rule, f"excluded {counts[rule]} exercise(s)")
     excluded_ids = {x["id"] for x in d.excluded}
@@ -595,8 +615,7 @@ def exclude_unsafe(d: Draft) -> None:
 
 
 def _allowed(d: Draft) -> dict[str, Exercise]:
-    excluded = {x["id"] for x in d.excluded}
-    return {e.id: e for e in d.catalog.exercises if e.id not in excluded}
+    return d.allowed
 
 
 def _pick(d: Draft, ids: Iterable[str], allowed: dict[str, Exercise], component: str, limit: int) -> list[Exercise]:
