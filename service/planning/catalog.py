@@ -11,10 +11,11 @@ exclude them by name when a plugin or a referral brings them up.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 CATEGORIES = ("mobility", "aerobic", "strength", "balance")
 IMPACTS = ("none", "low", "moderate", "high")

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from refflow.intake.schemas import Referral
 from refflow.planning import rules as R
@@ -186,7 +187,7 @@ def _run_adjusters(referral: Referral, plan: dict, d: R.Draft,
         before = plan
         try:
             result = fn(referral, copy.deepcopy(plan))
-        except Exception as exc:  # a plugin must never take the engine down
+        except Exception as exc:  # noqa: BLE001 (a plugin must never take the engine down)
             d.flag("plugin_error", "needs_review",
                    f"Plugin {name} raised {type(exc).__name__}; its changes were discarded.", source=name)
             d.applied("plugin_adjustment", f"raised {type(exc).__name__}; changes discarded", plugin=name)
@@ -370,9 +371,8 @@ def _enforce_safety(plan: dict, d: R.Draft, builtin: _Builtin, attribution: dict
         fixed_targets["aerobic"]["days_per_week"] = min(5, max(low, fixed_targets["aerobic"]["days_per_week"]))
     if "balance" in fixed_targets:
         fixed_targets["balance"]["days_per_week"] = 7
-    if fixed_targets != targets:
-        if targets != builtin.targets:
-            d.applied("safety_enforcement", "targets kept within the built-in limits")
+    if fixed_targets != targets and targets != builtin.targets:
+        d.applied("safety_enforcement", "targets kept within the built-in limits")
     plan["targets"] = fixed_targets
     plan["exercises"] = kept
     plan["excluded_exercises"] = excluded

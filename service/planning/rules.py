@@ -10,9 +10,9 @@ both while selecting and when re-checking a plan after plugin adjusters.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable, Iterable
 
 from refflow.planning import vocabulary as vocab
 from refflow.planning.catalog import IMPACT_RANK, IMPACTS, Catalog, Exercise, dose_text
@@ -884,8 +884,8 @@ def precautions(d: Draft) -> list[str]:
     out = [
         "Start slowly: the first two weeks are easier on purpose.",
         "Breathe out as you lift or push; never hold your breath.",
-        "Bend at your hips and knees with a straight back; avoid bending forward from the waist, "
-        "especially when lifting or twisting.",
+        ("Bend at your hips and knees with a straight back; avoid bending forward from the waist, "
+         "especially when lifting or twisting."),
         "Do not do sit-ups, crunches, toe touches, deep forward bends or forced twists.",
         "Do not do high-impact activities such as jumping, skipping or jogging unless this plan lists them.",
     ]
@@ -899,11 +899,11 @@ def precautions(d: Draft) -> list[str]:
                    "aid nearby and the floor clear.")
         out.append("Do not do exercises on the floor.")
     out += [
-        "Mild effort or stretch is fine. If pain during exercise goes above 5 out of 10, or is new or worse "
-        "the next day, go back to the previous phase.",
-        "Move to the next phase only if pain stays at 3 out of 10 or less and is no worse the next day, you "
-        "have had no falls or near-falls, and you did at least 2 of every 3 sessions. Change one thing at a "
-        "time: repeats, then sets, then weight.",
+        ("Mild effort or stretch is fine. If pain during exercise goes above 5 out of 10, or is new or "
+         "worse the next day, go back to the previous phase."),
+        ("Move to the next phase only if pain stays at 3 out of 10 or less and is no worse the next day, "
+         "you have had no falls or near-falls, and you did at least 2 of every 3 sessions. Change one "
+         "thing at a time: repeats, then sets, then weight."),
         "See your therapist again at 12 weeks, and after any fall, new fracture or new diagnosis.",
         "Stop at once and get help if any sign in the 'stop and call if' list happens.",
     ]

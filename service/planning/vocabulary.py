@@ -91,7 +91,7 @@ CONDITIONS: dict[str, Concept] = {
     ),
     "cancer": Concept(
         "active cancer",
-        tuple(f"C{n:02d}" for n in range(0, 97)),
+        tuple(f"C{n:02d}" for n in range(97)),
         ("cancer", "malignancy", "carcinoma", "metastatic", "myeloma", "multiple myeloma",
          "lymphoma", "leukaemia", "leukemia", "sarcoma", "tumour", "tumor"),
     ),
@@ -283,7 +283,7 @@ _meds("other_known", "lisinopril, ramipril, enalapril, perindopril, losartan, va
       "multivitamin, fish oil, omega 3")
 
 _WORD = re.compile(r"[^a-z0-9]+")
-_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*mg", re.I)
+_DOSE = re.compile(r"(\d+(?:\.\d+)?)\s*mg", re.IGNORECASE)
 _CODE = re.compile(r"^[A-TV-Z][0-9][0-9A-Z](?:\.?[0-9A-Z]{1,4})?$")
 
 

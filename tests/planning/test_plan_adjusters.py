@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import jsonschema
-
 from refflow.planning.catalog import load_catalog
 from refflow.planning.engine import ENGINE_VERSION, build_plan
 from refflow.planning.rules import exercise_entry
@@ -145,7 +144,6 @@ def test_adjusters_get_a_copy(make_referral, as_of):
 
     def keep(referral, plan):
         seen["plan"] = plan
-        return None
 
     plan = build_plan(r, as_of=as_of, adjusters=[("peek", keep)])
     seen["plan"]["exercises"].clear()

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import jsonschema
 from click.testing import CliRunner
-
 from refflow.cli import cli
 from refflow.planning.schema import PLAN_SCHEMA
 
@@ -69,7 +68,7 @@ def test_bad_as_of():
 def test_console_script_stderr_one_line(tmp_path):
     missing = tmp_path / "missing.json"
     proc = subprocess.run([sys.executable, "-c", "from refflow.cli import main; main()", "plan", str(missing)],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("refflow: error:")

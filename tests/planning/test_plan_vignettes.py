@@ -6,9 +6,8 @@ tests they trace every rule to a test (docs/plan-engine.md has the table).
 
 from __future__ import annotations
 
-import json
-
 import datetime as dt
+import json
 
 from refflow.planning.engine import build_plan
 
