@@ -28,6 +28,8 @@ import ctypes
 import math
 import io
 import struct
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -86,8 +88,23 @@ def pdfs_to_fax_tiff(
 ) -> bytes:
     """The pages of several PDFs, in order, as one TIFF Class F file."""
     fmt = FaxFormat(resolution, paper)
-    strips = [encode_g3(page) for page in _render_pages(pdfs, fmt)]
+    # PDFium (main thread) renders page i+1 while a worker thresholds and codes
+    # page i: both release the GIL, so on two cores the pages cost about the
+    # larger of the two steps rather than their sum. PDFium itself is only ever
+    # called from this thread.
+    strips: list[G3Strip] = []
+    pending: deque[Future] = deque()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refflow-fax") as pool:
+        for grey in _render_pages(pdfs, fmt):
+            pending.append(pool.submit(_threshold_and_encode, grey))
+            if len(pending) > 2:  # bound the bitmaps held in memory
+                strips.append(pending.popleft().result())
+        strips.extend(f.result() for f in pending)
     return _write_tiff_f(strips, fmt)
+
+
+def _threshold_and_encode(grey: Image.Image) -> "G3Strip":
+    return encode_g3(grey.point(_BLACK_LUT, "1"))
 
 
 # -- rendering ---------------------------------------------------------------
@@ -123,8 +140,7 @@ def _render_page(page, width: int, rows: int, stride: int, fmt: FaxFormat) -> Im
                                        _RENDER_FLAGS)
     finally:
         pdfium_c.FPDFBitmap_Destroy(bitmap)
-    grey = Image.frombuffer("L", (width, rows), buffer, "raw", "L", stride, 1)
-    return grey.point(_BLACK_LUT, "1")
+    return Image.frombuffer("L", (width, rows), buffer, "raw", "L", stride, 1)
 
 
 # -- Group 3 coding ------------------------------------------------------------
