@@ -7,7 +7,6 @@ import json
 
 import click
 from pydantic import ValidationError
-
 from refflow.cli import CLIError
 
 
