@@ -83,8 +83,14 @@ def main() -> None:
     parser.add_argument("--paper", choices=("letter", "a4"), default="letter")
     args = parser.parse_args()
 
-    from refflow.documents import (ClinicInfo, pdf_to_fax_tiff, render_all, render_fax,
-                                   render_handout, render_summary)
+    from refflow.documents import (
+        ClinicInfo,
+        pdf_to_fax_tiff,
+        render_all,
+        render_fax,
+        render_handout,
+        render_summary,
+    )
     from refflow.intake.schemas import Referral
 
     referral = Referral.model_validate(json.loads(args.referral.read_text()))
@@ -99,11 +105,11 @@ def main() -> None:
     opts = {"resolution": args.resolution, "paper": args.paper}
     runs = args.runs
 
-    handout_ms, handout_cpu, handout = timed(
+    handout_ms, handout_cpu, _ = timed(
         lambda: render_handout(referral, plan, clinic, paper=args.paper), runs)
     summary_ms, summary_cpu, summary = timed(
         lambda: render_summary(referral, plan, clinic, paper=args.paper), runs)
-    fax_ms, fax_cpu, fax = timed(lambda: render_fax(referral, plan, clinic, **opts), runs)
+    fax_ms, fax_cpu, _ = timed(lambda: render_fax(referral, plan, clinic, **opts), runs)
     all_ms, all_cpu, documents = timed(lambda: render_all(referral, plan, clinic, **opts), runs)
 
     with tempfile.TemporaryDirectory() as tmp:

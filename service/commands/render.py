@@ -5,15 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfoNotFoundError
 
 import click
-
 from refflow.cli import CLIError
 
 
 def _load_referral(path: Path):
     from pydantic import ValidationError
-
     from refflow.intake.schemas import Referral
 
     try:
@@ -69,7 +68,7 @@ def command(referral_file: Path, out_dir: Path, as_of, resolution, paper) -> Non
     try:
         clinic = ClinicInfo.from_settings(settings)
         clinic.zone  # noqa: B018 - an unknown zone fails here, before any file is written
-    except Exception:
+    except (ValueError, ZoneInfoNotFoundError):
         raise CLIError(f"unknown time zone in REFFLOW_CLINIC_TIMEZONE: "
                        f"{settings.clinic_timezone}") from None
     documents = render_all(referral, plan, clinic,

@@ -21,7 +21,7 @@ class ClinicInfo:
     timezone: str = "America/Chicago"
 
     @classmethod
-    def from_settings(cls, settings) -> "ClinicInfo":
+    def from_settings(cls, settings) -> ClinicInfo:
         """Build from ``refflow.config.Settings`` (clinic_name/phone/fax/timezone)."""
         return cls(
             name=settings.clinic_name,

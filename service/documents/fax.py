@@ -25,13 +25,13 @@ encode that (it labels it min-is-black), and copy only the coded strip.
 from __future__ import annotations
 
 import ctypes
-import math
 import io
+import math
 import struct
 from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
@@ -103,7 +103,7 @@ def pdfs_to_fax_tiff(
     return _write_tiff_f(strips, fmt)
 
 
-def _threshold_and_encode(grey: Image.Image) -> "G3Strip":
+def _threshold_and_encode(grey: Image.Image) -> G3Strip:
     return encode_g3(grey.point(_BLACK_LUT, "1"))
 
 

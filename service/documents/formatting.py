@@ -11,14 +11,14 @@ UNKNOWN = "not known"
 
 
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def local(moment: dt.datetime | None, zone) -> dt.datetime:
     """``moment`` (naive = UTC) in the clinic's zone; ``None`` means now."""
     moment = moment or now_utc()
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+        moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(zone)
 
 

@@ -75,7 +75,6 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         return flow.finish()
 
     exercises = plan.get("exercises") or []
-    names = {ex.get("id"): ex.get("name") or ex.get("id") for ex in exercises}
     flow.heading("How to use this plan", H1, rule=True)
     flow.bullets([
         "Do the exercises on the days shown in \"Your week\".",
@@ -208,8 +207,8 @@ def _do_not_exercise(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
     flow.box(DO_NOT_EXERCISE_TEXT, [
         "Your doctor needs to see you before you begin an exercise program.",
         "Please make an appointment with your doctor soon.",
-        f"When your doctor says it is safe, call us at {clinic.phone} and we will "
-        "make a plan with you.",
+        (f"When your doctor says it is safe, call us at {clinic.phone} and we will "
+         "make a plan with you."),
     ], BANNER, BODY, bullet="!")
     flow.space(6)
     _precautions_and_stop(flow, plan, clinic)

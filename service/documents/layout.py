@@ -12,15 +12,14 @@ readable after faxing; the only exception is the optional DRAFT watermark.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-from reportlab.lib.pagesizes import A4, LETTER
-from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
-from reportlab.lib.rl_accel import escapePDF
-from reportlab.pdfgen.canvas import Canvas
 
 from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
+from reportlab.lib.pagesizes import A4, LETTER
+from reportlab.lib.rl_accel import escapePDF
+from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
+from reportlab.pdfgen.canvas import Canvas
 
 PAPER = {"letter": LETTER, "a4": A4}
 PAGE_COUNT_FORM = "refflowPageCount"
@@ -121,7 +120,7 @@ class Flow:
         title: str = "",
         author: str = "",
         subject: str = "",
-        decorate: Callable[["Flow"], None] | None = None,
+        decorate: Callable[[Flow], None] | None = None,
     ) -> None:
         ensure_fonts()
         self.buffer = io.BytesIO()
@@ -236,7 +235,6 @@ class Flow:
         lead = style.lead
         if keep_together:
             self.need(lead * len(lines))
-        c = self.canvas
         for line in lines:
             self.need(lead)
             self.y -= lead
@@ -293,7 +291,6 @@ class Flow:
         label_lines = self.wrap(label, bold.font, bold.size, label_width - 6)
         n = max(len(lines), len(label_lines))
         self.need(style.lead * n)
-        c = self.canvas
         for i in range(n):
             self.y -= style.lead
             base = self.y + (style.lead - style.size) * 0.5 + style.size * 0.2

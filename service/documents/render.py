@@ -55,7 +55,7 @@ def render_all(
     The summary is rendered once and used both as the chart PDF and as the
     faxed pages, so the two always agree.
     """
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     summary, pages = summary_with_page_count(referral, plan, clinic, paper=paper,
                                              generated_at=now)
     return {

@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from refflow.documents import ClinicInfo
 from refflow.intake.schemas import Referral
 

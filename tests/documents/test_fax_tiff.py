@@ -14,11 +14,10 @@ import subprocess
 import pytest
 from documents_pdf_checks import find_tool, page_texts, plain
 from PIL import Image, ImageSequence
-
 from refflow.documents import pdf_to_fax_tiff, render_fax, render_handout
 from refflow.documents.cover import render_cover
 
-SENT = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.timezone.utc)  # 21:00 the day before in Chicago
+SENT = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)  # 21:00 the day before in Chicago
 FORMATS = {
     ("fine", "letter"): (196, 280, 2156),
     ("normal", "letter"): (98, 280, 1078),

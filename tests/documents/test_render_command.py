@@ -8,7 +8,6 @@ import types
 
 import pytest
 from documents_pdf_checks import page_texts, plain
-
 from refflow.cli import main
 
 EXAMPLE_NAMES = ("Ann", "Lee", "ann@example.org")
@@ -77,7 +76,7 @@ def test_bad_referral_is_one_line_exit_2_without_patient_values(engine, env, tmp
                                                                  content, expected):
     bad = tmp_path / "referral.json"
     bad.write_text(content)
-    code, out, err = run(["render", str(bad), "--out", str(tmp_path / "out")], capsys)
+    code, _, err = run(["render", str(bad), "--out", str(tmp_path / "out")], capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and expected in err
     for value in EXAMPLE_NAMES + ("2999",):
