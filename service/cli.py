@@ -39,30 +39,52 @@ class CLIError(click.ClickException):
         click.echo(f"refflow: error: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command is asked for, so that
+    ``refflow --help`` stays fast and command modules may import this one."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._module(name) is not None] \
+            + sorted(super().list_commands(ctx))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module = self._module(name)
+            return module.command if module is not None else None
+        return super().get_command(ctx, name)
+
+    @staticmethod
+    def _module(name: str):
+        try:
+            return importlib.import_module(f"refflow.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"refflow.commands.{name}":
+                return None  # not installed in this build
+            raise
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refflow")
 def cli() -> None:
     """refflow — referral workflow service for rehabilitation clinics."""
 
 
-def _load_commands() -> None:
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"refflow.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"refflow.commands.{name}":
-                continue  # not built yet
-            raise
-        cli.add_command(module.command)
+def _plugin_commands() -> None:
+    """Let plugins add commands (``refflow_register_commands``)."""
+    from refflow.config import ConfigError, load_settings
+    from refflow.plugins.manager import get_plugin_manager, register_commands
 
-
-_load_commands()
+    try:
+        register_commands(cli, get_plugin_manager(load_settings()))
+    except ConfigError:
+        pass  # the command itself will report the configuration problem
 
 
 def main(argv: list[str] | None = None) -> None:
     from refflow.config import ConfigError
 
     try:
+        _plugin_commands()
         cli.main(args=argv, prog_name="refflow", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("refflow: aborted", err=True)

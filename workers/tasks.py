@@ -9,6 +9,7 @@ re-driven by the scheduler. Celery itself never retries these tasks.
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from celery import Celery
@@ -38,5 +39,18 @@ def register(app: Celery, pipeline_for) -> None:
         steps.finalize(pipeline_for(app), referral_id)
 
     @app.task(name="refflow.ping")
-    def ping() -> str:  # the orchestration floor in bench/pipeline.py
-        return "pong"
+    def ping(reply_to: str | None = None) -> None:
+        """A no-op round trip (bench/pipeline.py's orchestration floor; health probes).
+
+        With ``reply_to`` it pushes one item onto that Redis list of the broker."""
+        if reply_to:
+            client = _redis(app.conf.broker_url)
+            client.rpush(reply_to, b"1")
+            client.expire(reply_to, 60)
+
+
+@functools.lru_cache(maxsize=4)
+def _redis(url: str):
+    import redis
+
+    return redis.Redis.from_url(url)
