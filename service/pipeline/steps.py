@@ -143,8 +143,8 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
             existing.engine_version = str(plan.get("engine_version", ""))
         row.flagged = held or row.flagged
         for flag in plan.get("flags", []):
-            if flag.get("code") in {"plugin_failed", "plugin_error"}:
-                states.record_event(session, referral_id, "plugin_error", actor=WORKER,
+            if flag.get("code") == "plugin_failed":
+                states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
                                     reason=flag["message"])
         if held:
             codes = sorted({f["code"] for f in plan.get("flags", [])
@@ -190,7 +190,7 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         for name, content in docs.items():
             _store_document(session, referral_id, name, content)
         for failure in failures:
-            states.record_event(session, referral_id, "plugin_error", actor=WORKER,
+            states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
                                 reason=failure.message)
         created = _create_deliveries(p, session, row, routes)
         states.transition(session, row, states.DELIVERING, actor=WORKER,

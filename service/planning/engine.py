@@ -188,7 +188,7 @@ def _run_adjusters(referral: Referral, plan: dict, d: R.Draft,
         try:
             result = fn(referral, copy.deepcopy(plan))
         except Exception as exc:  # noqa: BLE001 (a plugin must never take the engine down)
-            d.flag("plugin_error", "needs_review",
+            d.flag("plugin_failed", "needs_review",
                    f"Plugin {name} raised {type(exc).__name__}; its changes were discarded.", source=name)
             d.applied("plugin_adjustment", f"raised {type(exc).__name__}; changes discarded", plugin=name)
             continue
@@ -196,7 +196,7 @@ def _run_adjusters(referral: Referral, plan: dict, d: R.Draft,
             continue
         problem = _shape_problem(result)
         if problem:
-            d.flag("plugin_error", "needs_review",
+            d.flag("plugin_failed", "needs_review",
                    f"Plugin {name} returned an invalid plan ({problem}); its changes were discarded.",
                    source=name)
             d.applied("plugin_adjustment", f"invalid plan ({problem}); changes discarded", plugin=name)

@@ -26,7 +26,7 @@ def test_raising_adjuster_keeps_plan_and_flags_plugin(make_referral, as_of, inva
     plan = build_plan(r, as_of=as_of, adjusters=[("clinic_boom", boom)])
     invariants(plan, r)
     assert plan["exercises"] == base["exercises"]
-    errors = [f for f in plan["flags"] if f["code"] == "plugin_error"]
+    errors = [f for f in plan["flags"] if f["code"] == "plugin_failed"]
     assert errors and errors[0]["severity"] == "needs_review" and errors[0]["source"] == "clinic_boom"
     assert "RuntimeError" in errors[0]["message"] and "clinic_boom" in errors[0]["message"]
     assert "secret" not in dump(plan) and "Test Patient" not in dump(plan)
@@ -134,7 +134,7 @@ def test_adjuster_returning_none_or_garbage(make_referral, as_of):
     same = build_plan(r, as_of=as_of, adjusters=[("noop", lambda ref, plan: None)])
     assert dump(same) == dump(base)
     bad = build_plan(r, as_of=as_of, adjusters=[("garbage", lambda ref, plan: ["not", "a", "plan"])])
-    assert any(f["code"] == "plugin_error" and f["source"] == "garbage" for f in bad["flags"])
+    assert any(f["code"] == "plugin_failed" and f["source"] == "garbage" for f in bad["flags"])
     assert bad["exercises"] == base["exercises"]
 
 
