@@ -98,6 +98,10 @@ def _store(session, submitter: Submitter, data: dict, referral: ReferralIn, prin
                               reason="referral received"))
     session.add(AuditEntry(actor=submitter.actor, action="referral.create", referral_id=row.id,
                            ip=submitter.ip))
+    for problem in problems:
+        if problem.get("code") == "plugin_failed":  # names the plugin and error class only
+            states.record_event(session, row.id, "plugin_failed", actor="intake-rules",
+                                reason=problem["message"])
     if rejects:
         codes = ", ".join(sorted({p["code"] for p in rejects}))
         states.transition(session, row, states.REJECTED, actor="intake-rules",

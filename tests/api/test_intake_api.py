@@ -246,3 +246,31 @@ def test_health_and_readiness(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["checks"]["migrations"] == "ok"
+
+
+def test_a_raising_validation_plugin_flags_the_referral_for_staff(client, auth, referral_body,
+                                                                  app):
+    from refflow.plugins import hookimpl
+    from refflow.plugins.manager import get_plugin_manager
+
+    class Broken:
+        @hookimpl
+        def refflow_validate_referral(self, referral):
+            raise KeyError("Ann Lee")  # the text (PHI) must not surface anywhere
+
+    pm = get_plugin_manager(app.extensions["refflow.settings"])
+    pm.register(Broken(), name="broken-rule")
+    try:
+        r = post(client, auth, referral_body)
+    finally:
+        pm.unregister(name="broken-rule")
+    assert r.status_code == 202
+    body = r.get_json()
+    assert body["status"] == "received"
+    [problem] = [p for p in body["problems"] if p["code"] == "plugin_failed"]
+    assert problem["severity"] == "needs_review" and "broken-rule" in problem["message"]
+    detail = client.get(body["links"]["self"], headers=auth).get_json()
+    assert detail["flagged"] is True
+    [event] = [e for e in detail["timeline"] if e["kind"] == "plugin_failed"]
+    assert "broken-rule" in event["reason"] and "KeyError" in event["reason"]
+    assert "Ann" not in str(detail["timeline"])

@@ -177,7 +177,13 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, redis_server, smtp, pg_module_schema):
+def stack_env() -> dict:
+    """Extra environment for this module's worker and scheduler (override per module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, redis_server, smtp, pg_module_schema, stack_env):
     data_dir = tmp_path_factory.mktemp("data")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("REFFLOW_")},
@@ -191,6 +197,7 @@ def stack(tmp_path_factory, redis_server, smtp, pg_module_schema):
         "REFFLOW_RETRY_MAX_SECONDS": "1",
         "REFFLOW_STUCK_AFTER_SECONDS": "4",
         "REFFLOW_TASK_TIME_LIMIT": "8",
+        **stack_env,
     }
     settings = load_settings(env)
     migrate.upgrade(database_for(settings))

@@ -127,3 +127,22 @@ def refflow_adjust_plan(referral, plan):
         "Your first exercise session will be at the clinic with a therapist."
     )
     return plan
+
+
+# -- routing -------------------------------------------------------------------
+
+
+@hookimpl
+def refflow_route_deliveries(referral, plan):
+    """Send the referrer's fax through the HTTP provider when one is configured.
+
+    Returning ``None`` leaves the decision to the next plugin or the default.
+    """
+    if not os.environ.get("REFFLOW_HTTPFAX_URL") or not referral.referrer.fax:
+        return None
+    from refflow.plugins.manager import default_routes
+
+    return [
+        {**route, "channel": PLUGIN} if route["channel"] == "fax" else route
+        for route in default_routes(referral)
+    ]
