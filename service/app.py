@@ -38,16 +38,6 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isalnum() \
             else uuid.uuid4().hex
 
-    @app.after_request
-    def _headers(response):
-        response.headers["X-Request-Id"] = g.get("request_id", "")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
     from refflow.intake.api import bp as referrals_api
     from refflow.ops import errors
     from refflow.ops.health import bp as health

@@ -11,6 +11,7 @@ from celery import Celery
 
 from refflow.workers.celery_app import create_celery
 from refflow.workers import monitor  # noqa: F401 - worker heartbeat signals
+from refflow.ops.metrics import install_task_signals
 from refflow.workers.tasks import register
 
 _lock = threading.Lock()
@@ -39,6 +40,7 @@ def pipeline_for(celery_app: Celery):
 
 app = create_celery()
 register(app, pipeline_for)
+install_task_signals()  # task metrics, JSON logs, request id into tasks
 celery = app
 
 __all__ = ["app", "celery", "create_celery", "pipeline_for"]

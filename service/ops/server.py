@@ -1,6 +1,16 @@
-"""Running the WSGI app under gunicorn from inside refflow (no config file)."""
+"""Running the WSGI app under gunicorn from inside refflow (no config file).
+
+Metrics are multiprocess-safe: every gunicorn worker writes its samples to
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh directory per server start unless the
+operator sets one), a scrape of ``/metrics`` on any worker aggregates them,
+and ``child_exit`` marks a dead worker's live gauges.
+"""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 
@@ -8,9 +18,10 @@ from refflow.config import Settings
 
 
 class RefflowServer(BaseApplication):
-    def __init__(self, settings: Settings, options: dict) -> None:
+    def __init__(self, settings: Settings, options: dict, app_factory=None) -> None:
         self.settings = settings
         self.options = options
+        self.app_factory = app_factory
         super().__init__()
 
     def load_config(self) -> None:
@@ -18,13 +29,62 @@ class RefflowServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        if self.app_factory is not None:
+            return self.app_factory()
         from refflow.app import create_app
 
         return create_app(self.settings)
 
 
+def _child_exit(server, worker) -> None:
+    from refflow.ops.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def prepare_metrics_dir() -> str:
+    """Point prometheus-client at a clean multiprocess directory (before any sample)."""
+    from refflow.ops.metrics import MULTIPROC_ENV, enable_multiprocess
+
+    directory = os.environ.get(MULTIPROC_ENV)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for name in os.listdir(directory):  # samples of a previous run are stale
+            if name.endswith(".db"):
+                os.unlink(os.path.join(directory, name))
+    else:
+        directory = tempfile.mkdtemp(prefix="refflow-metrics-")
+    enable_multiprocess(directory)
+    return directory
+
+
+# Imported in the master before gunicorn binds and forks: workers then start
+# in milliseconds (and share the pages of these modules), and the port only
+# accepts connections once a worker can answer soon.
+WARM_MODULES = ("refflow.app", "refflow.intake.api", "refflow.referrals.staff_api",
+                "refflow.plugins.api", "refflow.pipeline.steps", "refflow.plugins.manager",
+                "refflow.ops.metrics", "refflow.ops.limits", "refflow.ops.openapi",
+                "refflow.web", "refflow.web.auth", "refflow.web.staff", "refflow.web.portal")
+
+
+def warm_imports() -> None:
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional part not installed
+            pass
+
+
 def serve(settings: Settings, *, host: str, port: int, workers: int = 2, threads: int = 4,
-          **extra) -> None:
+          app_factory=None, **extra) -> None:
+    from refflow.ops.logging import configure_logging
+
+    configure_logging(settings.log_level)
+    owned = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    directory = prepare_metrics_dir()
+    warm_imports()
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -36,6 +96,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 2, threads
         "graceful_timeout": 10,
         "keepalive": 5,
         "proc_name": "refflow-web",
+        "child_exit": _child_exit,
         **extra,
     }
-    RefflowServer(settings, options).run()
+    try:
+        RefflowServer(settings, options, app_factory).run()
+    finally:
+        if owned:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,302 @@
+"""Prometheus metrics: ``GET /metrics``.
+
+Process metrics (HTTP requests, intake latency, task durations and outcomes)
+are prometheus-client counters and histograms. Under gunicorn (and a Celery
+prefork worker) every process writes them to ``PROMETHEUS_MULTIPROC_DIR`` and a
+scrape aggregates all of them (``refflow.ops.server`` sets the directory up
+and marks dead workers). State that lives in the database or the broker —
+referrals by state, deliveries by channel and outcome, the outbox backlog,
+queue depth, workers online — is read at scrape time by a collector, so every
+web process reports the same numbers whichever machine the workers run on.
+
+Labels are route rules (``/api/v1/referrals/<referral_id>``), task names,
+channel names, states and status codes: never ids, never patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    values,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+log = logging.getLogger("refflow.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+HTTP_REQUESTS = Counter("refflow_http_requests_total", "HTTP requests by route rule and status",
+                        ["method", "endpoint", "status"])
+HTTP_DURATION = Histogram("refflow_http_request_duration_seconds",
+                          "HTTP request duration by route rule", ["method", "endpoint"],
+                          buckets=LATENCY_BUCKETS)
+INTAKE_DURATION = Histogram("refflow_intake_duration_seconds",
+                            "POST /api/v1/referrals latency by outcome "
+                            "(accepted, rejected, client_error, server_error)",
+                            ["outcome"], buckets=LATENCY_BUCKETS)
+TASK_DURATION = Histogram("refflow_task_duration_seconds", "Celery task run time by task",
+                          ["task", "state"], buckets=TASK_BUCKETS)
+TASKS = Counter("refflow_tasks_total", "Celery task runs by task and final state", ["task", "state"])
+TASK_RETRIES = Counter("refflow_task_retries_total", "Celery task retries by task", ["task"])
+
+INTAKE_ENDPOINT = "referrals_api.create_referral"
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Write this process's metrics to ``directory`` (call before the first sample)."""
+    os.makedirs(directory, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = directory
+    values.ValueClass = values.get_value_class()
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def mark_process_dead(pid: int) -> None:
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class StateCollector:
+    """Numbers read from the database and the broker at scrape time."""
+
+    def __init__(self, db, broker_stats=None) -> None:
+        self.db = db
+        self.broker_stats = broker_stats
+
+    def describe(self):  # no auto-describe: collect() queries the database
+        return []
+
+    def collect(self):
+        from sqlalchemy import func, select
+
+        from refflow.db.models import Delivery, DeliveryAttempt, Referral
+        from refflow.pipeline.outbox import backlog
+        from refflow.referrals import states
+
+        up = GaugeMetricFamily("refflow_database_up", "1 when the scrape could read the database")
+        try:
+            with self.db.session() as session:
+                by_state = dict(session.execute(
+                    select(Referral.status, func.count()).group_by(Referral.status)).all())
+                deliveries = session.execute(
+                    select(Delivery.channel, Delivery.status, func.count())
+                    .group_by(Delivery.channel, Delivery.status)).all()
+                attempts = session.execute(
+                    select(Delivery.channel, DeliveryAttempt.outcome, func.count())
+                    .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+                    .where(DeliveryAttempt.outcome.is_not(None))
+                    .group_by(Delivery.channel, DeliveryAttempt.outcome)).all()
+                outbox = backlog(session)
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the database
+            log.warning("metrics: database unavailable (%s)", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+        else:
+            up.add_metric([], 1)
+            yield up
+            g = GaugeMetricFamily("refflow_referrals", "Referrals by state", labels=["state"])
+            for state in states.STATES:
+                g.add_metric([state], by_state.get(state, 0))
+            yield g
+            g = GaugeMetricFamily("refflow_deliveries", "Deliveries by channel and state",
+                                  labels=["channel", "state"])
+            for channel, status, count in deliveries:
+                g.add_metric([channel, status], count)
+            yield g
+            c = CounterMetricFamily("refflow_delivery_attempts",
+                                    "Delivery attempts by channel and outcome "
+                                    "(sent, transient = retried, permanent)",
+                                    labels=["channel", "outcome"])
+            r = CounterMetricFamily("refflow_delivery_retries",
+                                    "Delivery attempts that failed transiently (then retried)",
+                                    labels=["channel"])
+            for channel, outcome, count in attempts:
+                c.add_metric([channel, outcome], count)
+                if outcome == "transient":
+                    r.add_metric([channel], count)
+            yield c
+            yield r
+            g = GaugeMetricFamily("refflow_outbox_backlog", "Outbox messages not yet published")
+            g.add_metric([], outbox)
+            yield g
+        if self.broker_stats is not None:
+            bup = GaugeMetricFamily("refflow_broker_up", "1 when the scrape could read the broker")
+            try:
+                stats = self.broker_stats()
+            except Exception:  # noqa: BLE001
+                bup.add_metric([], 0)
+                yield bup
+                return
+            bup.add_metric([], 1)
+            yield bup
+            g = GaugeMetricFamily("refflow_queue_depth", "Messages waiting in a broker queue",
+                                  labels=["queue"])
+            for queue, depth in stats["queue_depth"].items():
+                g.add_metric([queue], depth)
+            yield g
+            g = GaugeMetricFamily("refflow_workers_online", "Workers with a live heartbeat")
+            g.add_metric([], stats["workers_online"])
+            yield g
+
+
+def render(app) -> tuple[bytes, str]:
+    registry = CollectorRegistry(auto_describe=False)
+    if multiprocess_enabled():
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in list(REGISTRY._collector_to_names):  # this process's metrics
+            registry.register(collector)
+    registry.register(StateCollector(app.extensions["refflow.db"],
+                                     app.extensions.get("refflow.broker_stats")))
+    return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+def init_app(app) -> None:
+    from flask import Response, g, request
+
+    @app.before_request
+    def _start_timer() -> None:
+        g._metrics_start = time.perf_counter()
+
+    @app.after_request
+    def _observe(response):
+        start = g.pop("_metrics_start", None)
+        if start is None:
+            return response
+        elapsed = time.perf_counter() - start
+        rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        if rule == "/metrics":
+            return response
+        status = response.status_code
+        HTTP_REQUESTS.labels(request.method, rule, str(status)).inc()
+        HTTP_DURATION.labels(request.method, rule).observe(elapsed)
+        if request.endpoint == INTAKE_ENDPOINT and request.method == "POST":
+            outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
+                       else "rejected" if (response.is_json and (response.get_json(silent=True)
+                                                                 or {}).get("status") == "rejected")
+                       else "accepted")
+            INTAKE_DURATION.labels(outcome).observe(elapsed)
+        return response
+
+    @app.get("/metrics", endpoint="ops.metrics")
+    def metrics():
+        body, content_type = render(app)
+        return Response(body, content_type=content_type)
+
+
+# -- Celery -------------------------------------------------------------------
+
+def install_task_signals() -> None:
+    """Task durations, outcomes and retries; the request id into every task."""
+    from celery import signals
+
+    from refflow.ops.logging import REQUEST_ID_HEADER, request_id_var, task_var
+
+    if getattr(install_task_signals, "done", False):
+        return
+    install_task_signals.done = True
+    started: dict[str, float] = {}
+
+    @signals.setup_logging.connect(weak=False)
+    def _json_logs(loglevel=None, **_):
+        from refflow.ops.logging import configure_logging
+
+        level = loglevel if isinstance(loglevel, str) else logging.getLevelName(loglevel or 20)
+        configure_logging(level)
+
+    @signals.before_task_publish.connect(weak=False)
+    def _carry_request_id(headers=None, **_):
+        rid = request_id_var.get()
+        if rid is None:
+            from refflow.ops.logging import current_request_id
+
+            rid = current_request_id()
+        if rid and headers is not None and REQUEST_ID_HEADER not in headers:
+            headers[REQUEST_ID_HEADER] = rid
+
+    @signals.task_prerun.connect(weak=False)
+    def _prerun(task_id=None, task=None, kwargs=None, **_):
+        started[task_id] = time.perf_counter()
+        task_var.set(task.name if task else None)
+        rid = getattr(task.request, REQUEST_ID_HEADER, None) if task else None
+        if rid is None and task is not None:
+            rid = _request_id_from_db(task, kwargs or {})
+        request_id_var.set(rid)
+
+    @signals.task_postrun.connect(weak=False)
+    def _postrun(task_id=None, task=None, state=None, **_):
+        start = started.pop(task_id, None)
+        name = task.name if task else "unknown"
+        state = state or "UNKNOWN"
+        TASKS.labels(name, state).inc()
+        if start is not None:
+            TASK_DURATION.labels(name, state).observe(time.perf_counter() - start)
+        request_id_var.set(None)
+        task_var.set(None)
+
+    @signals.task_retry.connect(weak=False)
+    def _retry(sender=None, **_):
+        TASK_RETRIES.labels(getattr(sender, "name", "unknown")).inc()
+
+    @signals.worker_process_shutdown.connect(weak=False)
+    def _child_exit(pid=None, **_):
+        mark_process_dead(pid or os.getpid())
+
+    @signals.worker_init.connect(weak=False)
+    def _worker_metrics(sender=None, **_):
+        port = int(os.environ.get("REFFLOW_WORKER_METRICS_PORT", "0") or 0)
+        if not port:
+            return
+        import tempfile
+
+        from prometheus_client import multiprocess, start_http_server
+
+        if not multiprocess_enabled():
+            enable_multiprocess(tempfile.mkdtemp(prefix="refflow-worker-metrics-"))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        start_http_server(port, addr=os.environ.get("REFFLOW_WORKER_METRICS_HOST", "0.0.0.0"),
+                          registry=registry)
+        log.info("worker metrics on port %d", port)
+
+
+def _request_id_from_db(task, kwargs: dict) -> str | None:
+    """Tasks published by the scheduler's relay carry no header: look the request
+    id up from the referral that started the work (one indexed read)."""
+    try:
+        from sqlalchemy import select
+
+        from refflow.db.models import Delivery, Referral
+
+        from refflow.workers import pipeline_for
+
+        pipeline = pipeline_for(task.app)
+        with pipeline.db.session() as session:
+            if "referral_id" in kwargs:
+                return session.scalar(select(Referral.request_id)
+                                      .where(Referral.id == kwargs["referral_id"]))
+            if "delivery_id" in kwargs:
+                return session.scalar(select(Referral.request_id)
+                                      .join(Delivery, Delivery.referral_id == Referral.id)
+                                      .where(Delivery.id == kwargs["delivery_id"]))
+    except Exception:  # noqa: BLE001 - logging context is best effort
+        return None
+    return None

@@ -1,0 +1,380 @@
+"""OpenAPI 3.1 description of the HTTP API: ``GET /api/v1/openapi.json``.
+
+The request body of ``POST /api/v1/referrals`` is generated from the same
+pydantic ``Referral`` model the API validates with; the plan is the plan
+engine's own JSON Schema. Every operation lists every status it can answer,
+and every error uses the one envelope ``{"error": {"code", "message", "fields"}}``.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+from flask import Flask, jsonify
+
+from refflow import __version__
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str, headers: dict | None = None) -> dict:
+    out = {"description": description, "content": {"application/json": {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+ERROR_TEXT = {
+    400: "Malformed request (bad JSON, bad query parameter, bad Idempotency-Key)",
+    401: "No or unknown credentials",
+    403: "Authenticated, but not allowed to do this",
+    404: "No such resource (or not visible to this caller)",
+    409: "Conflict with the current state (or an Idempotency-Key still in flight)",
+    413: "Request body larger than the configured limit",
+    415: "Content-Type is not application/json",
+    422: "Validation failed; `fields` names each bad field (values are never echoed)",
+    429: "Rate limited; retry after `Retry-After` seconds",
+    500: "Internal error; nothing was half-written",
+    503: "A dependency (database) is unavailable; retry later",
+}
+
+
+def _errors(*statuses: int) -> dict:
+    out = {}
+    for status in statuses:
+        headers = None
+        if status == 429:
+            headers = {"Retry-After": {"description": "Seconds to wait before retrying",
+                                       "schema": {"type": "string"}}}
+        if status == 401:
+            headers = {"WWW-Authenticate": {"description": "The expected scheme",
+                                            "schema": {"type": "string"}}}
+        out[str(status)] = _json(_ref("Error"), ERROR_TEXT[status], headers)
+    return out
+
+
+COMMON = (401, 500, 503)
+READ = (*COMMON, 404)
+WRITE_BODY = (400, 413, 415, 422)
+
+REFERRAL_ID = {"name": "referral_id", "in": "path", "required": True,
+               "schema": {"type": "string", "maxLength": 64}}
+DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True,
+               "schema": {"type": "string", "maxLength": 64}}
+
+PRACTICE_OR_STAFF = [{"apiKey": []}, {"session": []}]
+STAFF = [{"session": []}]
+
+
+def _schemas(states: tuple[str, ...]) -> dict:
+    from refflow.intake.schemas import Referral
+    from refflow.planning.schema import PLAN_SCHEMA
+
+    referral = Referral.model_json_schema(ref_template=REF)
+    schemas = referral.pop("$defs", {})
+    schemas["Referral"] = referral
+    plan = copy.deepcopy(PLAN_SCHEMA)
+    plan.pop("$schema", None)
+    plan.pop("$id", None)
+    schemas["Plan"] = plan
+    nullable_str = {"type": ["string", "null"]}
+    dt_str = {"type": "string", "format": "date-time"}
+    status = {"type": "string", "enum": list(states)}
+    problem = {"type": "object", "required": ["code", "severity", "message"],
+               "properties": {"code": {"type": "string"},
+                              "severity": {"type": "string",
+                                           "enum": ["reject", "needs_review", "caution", "info"]},
+                              "message": {"type": "string"}, "field": {"type": "string"},
+                              "source": {"type": "string"}}}
+    links = {"type": "object", "additionalProperties": {"type": "string"}}
+    schemas.update({
+        "Error": {
+            "type": "object", "required": ["error"], "additionalProperties": False,
+            "properties": {"error": {
+                "type": "object", "required": ["code", "message", "fields"],
+                "additionalProperties": False,
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                               "fields": {"type": "object",
+                                          "additionalProperties": {"type": "string"}}}}}},
+        "Problem": problem,
+        "ReferralAccepted": {
+            "type": "object", "required": ["id", "status", "created_at", "links"],
+            "properties": {"id": {"type": "string"}, "status": status,
+                           "external_id": nullable_str, "created_at": dt_str,
+                           "links": links, "problems": {"type": "array", "items": _ref("Problem")}}},
+        "ReferralSummary": {
+            "type": "object",
+            "required": ["id", "status", "urgency", "flagged", "created_at", "updated_at", "links"],
+            "properties": {"id": {"type": "string"}, "external_id": nullable_str,
+                           "status": status, "urgency": {"type": "string",
+                                                         "enum": ["routine", "urgent"]},
+                           "flagged": {"type": "boolean"}, "created_at": dt_str,
+                           "updated_at": dt_str, "links": links}},
+        "ReferralList": {
+            "type": "object", "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": _ref("ReferralSummary")},
+                           "next_cursor": nullable_str,
+                           "links": {"type": "object",
+                                     "properties": {"next": {"type": "string"}}}}},
+        "Event": {
+            "type": "object", "required": ["at", "actor", "kind"],
+            "properties": {"at": dt_str, "actor": {"type": "string"}, "kind": {"type": "string"},
+                           "from": nullable_str, "to": nullable_str, "reason": nullable_str}},
+        "Delivery": {
+            "type": "object", "required": ["id", "channel", "document", "target", "status",
+                                           "attempts", "max_attempts"],
+            "properties": {"id": {"type": "string"}, "channel": {"type": "string"},
+                           "document": {"type": "string"}, "target": {"type": "string"},
+                           "status": {"type": "string", "enum": ["pending", "sending", "sent",
+                                                                  "retrying", "failed"]},
+                           "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
+                           "last_error": nullable_str, "reference": nullable_str,
+                           "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                           "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                           "links": links}},
+        "DocumentInfo": {
+            "type": "object", "required": ["name", "content_type", "size", "sha256", "href"],
+            "properties": {"name": {"type": "string"}, "content_type": {"type": "string"},
+                           "size": {"type": "integer"}, "sha256": {"type": "string"},
+                           "href": {"type": "string"}}},
+        "DocumentList": {"type": "object", "required": ["items"],
+                         "properties": {"items": {"type": "array",
+                                                  "items": _ref("DocumentInfo")}}},
+        "ReferralDetail": {
+            "allOf": [_ref("ReferralSummary"), {
+                "type": "object",
+                "required": ["received_on", "problems", "timeline", "deliveries", "documents"],
+                "properties": {"received_on": {"type": "string", "format": "date"},
+                               "problems": {"type": "array", "items": _ref("Problem")},
+                               "timeline": {"type": "array", "items": _ref("Event")},
+                               "deliveries": {"type": "array", "items": _ref("Delivery")},
+                               "documents": {"type": "array", "items": _ref("DocumentInfo")}}}]},
+        "Reason": {"type": "object", "additionalProperties": False,
+                   "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}},
+        "Note": {"type": "object", "additionalProperties": False,
+                 "properties": {"note": {"type": ["string", "null"], "maxLength": 1000}}},
+        "RetryRequest": {"type": "object", "additionalProperties": False,
+                         "properties": {"target": {"type": ["string", "null"],
+                                                   "maxLength": 1000,
+                                                   "description": "a corrected fax number or "
+                                                                  "email address"}}},
+        "StatusChange": {"type": "object", "required": ["id", "status"],
+                         "properties": {"id": {"type": "string"}, "status": status}},
+        "Queue": {
+            "type": "object",
+            "required": ["counts", "oldest_waiting_seconds", "review_queue", "deliveries",
+                         "failures", "outbox_backlog", "broker", "workers_online"],
+            "properties": {
+                "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "oldest_waiting_seconds": {"type": "object",
+                                           "additionalProperties": {"type": "number"}},
+                "oldest_waiting": {"type": ["number", "null"]},
+                "review_queue": {"type": "integer"},
+                "deliveries": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "failures": {"type": "array", "items": {"type": "object"}},
+                "outbox_backlog": {"type": "integer"},
+                "broker": {"type": ["object", "null"]},
+                "workers_online": {"type": ["integer", "null"]}}},
+        "PluginList": {
+            "type": "object", "required": ["items"],
+            "properties": {"items": {"type": "array", "items": {
+                "type": "object", "required": ["name", "enabled"],
+                "properties": {"name": {"type": "string"}, "version": nullable_str,
+                               "hooks": {"type": "array", "items": {"type": "string"}},
+                               "enabled": {"type": "boolean"}, "builtin": {"type": "boolean"},
+                               "reason": {"type": "string"}}}}}},
+        "Health": {"type": "object", "required": ["status"],
+                   "properties": {"status": {"type": "string"}}},
+        "Ready": {"type": "object", "required": ["status", "checks"],
+                  "properties": {"status": {"type": "string", "enum": ["ready", "not_ready"]},
+                                 "checks": {"type": "object",
+                                            "additionalProperties": {"type": "string"}}}},
+    })
+    return schemas
+
+
+def _optional_body(name: str) -> dict:
+    return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def build_spec() -> dict:
+    from refflow.referrals import states
+
+    spec = _build(states.STATES)
+    return copy.deepcopy(spec)
+
+
+@lru_cache(maxsize=4)
+def _build(state_names: tuple[str, ...]) -> dict:
+    idem = {"name": "Idempotency-Key", "in": "header", "required": False,
+            "description": "Same key + same body = the same referral and answer (kept "
+                           "at least 24 h); same key + another body = 422; while the first "
+                           "request is in flight = 409",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255}}
+    paths = {
+        "/api/v1/referrals": {
+            "post": {
+                "operationId": "createReferral", "tags": ["referrals"],
+                "summary": "Submit a referral",
+                "security": [{"apiKey": []}],
+                "parameters": [idem],
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("Referral")}}},
+                "responses": {
+                    "202": _json(_ref("ReferralAccepted"),
+                                 "Stored (committed before this answer); the plan follows",
+                                 {"Location": {"schema": {"type": "string"}}}),
+                    **_errors(*WRITE_BODY, 401, 403, 409, 429, 500, 503)}},
+            "get": {
+                "operationId": "listReferrals", "tags": ["referrals"],
+                "summary": "List referrals, newest first (a practice sees only its own)",
+                "security": PRACTICE_OR_STAFF,
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False, "style": "form",
+                     "explode": False,
+                     "schema": {"type": "array", "items": {"type": "string",
+                                                           "enum": list(state_names)}}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 200,
+                                "default": 50}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref("ReferralList"), "A page of referrals"),
+                              **_errors(400, *COMMON)}}},
+        "/api/v1/referrals/{referral_id}": {
+            "get": {
+                "operationId": "getReferral", "tags": ["referrals"],
+                "summary": "Status, timeline, deliveries and documents",
+                "security": PRACTICE_OR_STAFF, "parameters": [REFERRAL_ID],
+                "responses": {"200": _json(_ref("ReferralDetail"), "The referral"),
+                              **_errors(*READ)}}},
+        "/api/v1/referrals/{referral_id}/plan": {
+            "get": {
+                "operationId": "getPlan", "tags": ["referrals"],
+                "summary": "The exercise plan (404 `plan_not_ready` until it is built)",
+                "security": PRACTICE_OR_STAFF, "parameters": [REFERRAL_ID],
+                "responses": {"200": _json(_ref("Plan"), "The plan"), **_errors(*READ)}}},
+        "/api/v1/referrals/{referral_id}/documents": {
+            "get": {
+                "operationId": "listDocuments", "tags": ["documents"],
+                "summary": "The rendered documents",
+                "security": PRACTICE_OR_STAFF, "parameters": [REFERRAL_ID],
+                "responses": {"200": _json(_ref("DocumentList"), "The documents"),
+                              **_errors(*READ)}}},
+        "/api/v1/referrals/{referral_id}/documents/{name}": {
+            "get": {
+                "operationId": "getDocument", "tags": ["documents"],
+                "summary": "One document: handout.pdf, summary.pdf or fax.tiff",
+                "security": PRACTICE_OR_STAFF,
+                "parameters": [REFERRAL_ID, {"name": "name", "in": "path", "required": True,
+                                             "schema": {"type": "string", "maxLength": 40}}],
+                "responses": {
+                    "200": {"description": "The document",
+                            "content": {"application/pdf": {"schema": {"type": "string",
+                                                                       "format": "binary"}},
+                                        "image/tiff": {"schema": {"type": "string",
+                                                                  "format": "binary"}}}},
+                    **_errors(*READ)}}},
+        "/api/v1/referrals/{referral_id}/cancel": {
+            "post": {
+                "operationId": "cancelReferral", "tags": ["referrals"],
+                "summary": "Cancel a referral that has not completed",
+                "security": PRACTICE_OR_STAFF, "parameters": [REFERRAL_ID],
+                "requestBody": _optional_body("Reason"),
+                "responses": {"200": _json(_ref("ReferralSummary"), "Cancelled"),
+                              **_errors(*WRITE_BODY, *READ, 409)}}},
+        "/api/v1/referrals/{referral_id}/approve": {
+            "post": {
+                "operationId": "approvePlan", "tags": ["staff"],
+                "summary": "Approve a plan held for review (staff)",
+                "security": STAFF, "parameters": [REFERRAL_ID],
+                "requestBody": _optional_body("Note"),
+                "responses": {"200": _json(_ref("StatusChange"), "Approved"),
+                              **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/referrals/{referral_id}/reject": {
+            "post": {
+                "operationId": "rejectPlan", "tags": ["staff"],
+                "summary": "Reject a plan held for review (staff)",
+                "security": STAFF, "parameters": [REFERRAL_ID],
+                "requestBody": _optional_body("Note"),
+                "responses": {"200": _json(_ref("StatusChange"), "Rejected"),
+                              **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/deliveries/{delivery_id}/retry": {
+            "post": {
+                "operationId": "retryDelivery", "tags": ["staff"],
+                "summary": "Retry a failed delivery, optionally to a corrected target (staff)",
+                "security": STAFF, "parameters": [DELIVERY_ID],
+                "requestBody": _optional_body("RetryRequest"),
+                "responses": {"200": _json(_ref("Delivery"), "Queued again"),
+                              **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/queue": {
+            "get": {
+                "operationId": "getQueue", "tags": ["staff"],
+                "summary": "Counts by state, oldest waiting, failures, broker depth, workers",
+                "security": STAFF,
+                "responses": {"200": _json(_ref("Queue"), "The queue"),
+                              **_errors(403, *COMMON)}}},
+        "/api/v1/plugins": {
+            "get": {
+                "operationId": "listPlugins", "tags": ["operations"],
+                "summary": "Loaded plugins", "security": [],
+                "responses": {"200": _json(_ref("PluginList"), "Plugins"), **_errors(500)}}},
+        "/api/v1/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi", "tags": ["operations"],
+                "summary": "This document", "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1"),
+                              **_errors(500)}}},
+        "/healthz": {
+            "get": {
+                "operationId": "healthz", "tags": ["operations"],
+                "summary": "Liveness: the process answers", "security": [],
+                "responses": {"200": _json(_ref("Health"), "Alive"), **_errors(500)}}},
+        "/readyz": {
+            "get": {
+                "operationId": "readyz", "tags": ["operations"],
+                "summary": "Readiness: database reachable, migrations at head, broker reachable",
+                "security": [],
+                "responses": {"200": _json(_ref("Ready"), "Ready"),
+                              "503": _json(_ref("Ready"), "Not ready; `checks` says why"),
+                              **_errors(500)}}},
+        "/metrics": {
+            "get": {
+                "operationId": "metrics", "tags": ["operations"],
+                "summary": "Prometheus metrics (text exposition format)", "security": [],
+                "responses": {"200": {"description": "Metrics",
+                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
+                              **_errors(500)}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "info": {"title": "refflow API", "version": __version__,
+                 "description": "Referral intake, status, plans and documents for referring "
+                                "practices (API key); queue and review actions for clinic "
+                                "staff (signed-in session). Errors are always "
+                                "`{\"error\": {\"code\", \"message\", \"fields\"}}`.",
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "servers": [{"url": "/"}],
+        "security": PRACTICE_OR_STAFF,
+        "tags": [{"name": n} for n in ("referrals", "documents", "staff", "operations")],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(state_names),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer",
+                           "description": "A practice's API key: `Authorization: Bearer <key>`"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "refflow_session",
+                            "description": "A signed-in staff (or practice user) session"}}},
+    }
+
+
+def init_app(app: Flask) -> None:
+    @app.get("/api/v1/openapi.json", endpoint="ops.openapi")
+    def openapi_json():
+        return jsonify(build_spec())

@@ -1,0 +1,39 @@
+"""Ops tests reuse the real-pipeline harness of tests/pipeline (test-owned Redis,
+aiosmtpd SMTP server, PostgreSQL schema, worker and scheduler subprocesses)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "refflow_pipeline_harness", Path(__file__).resolve().parents[1] / "pipeline" / "conftest.py")
+harness = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = harness
+_spec.loader.exec_module(harness)
+
+PG_URL = harness.PG_URL
+RedisServer, SmtpSink, Stack = harness.RedisServer, harness.SmtpSink, harness.Stack
+redis_server = harness.redis_server
+smtp = harness.smtp
+pg_module_schema = harness.pg_module_schema
+
+
+def staff_cookie(app, db, role: str = "staff") -> str:
+    """A signed session cookie of a new staff user (as the sign-in page would set)."""
+    from refflow.db.models import User
+
+    with db.session() as session:
+        user = User(email=f"staff-{uuid.uuid4().hex[:8]}@example.org", password_hash="x",
+                    role=role, active=True)
+        session.add(user)
+        session.flush()
+        user_id = user.id
+    now = int(time.time())
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.dumps({"user_id": user_id, "seen": now, "since": now})
