@@ -1,0 +1,87 @@
+"""The outbox relay, idempotency-key expiry and the status hook, on both databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select
+
+from refflow.db.models import IdempotencyKey, OutboxMessage, utcnow
+from refflow.intake.idempotency import expire
+from refflow.pipeline import outbox
+
+
+def post(client, auth, body, **headers):
+    return client.post("/api/v1/referrals", json=body, headers={**auth, **headers})
+
+
+def test_relay_publishes_due_messages_once_and_keeps_them_when_the_broker_fails(
+        client, auth, referral_body, db):
+    ids = [post(client, auth, referral_body).get_json()["id"] for _ in range(3)]
+    with db.session() as session:
+        outbox.enqueue(session, "refflow.deliver", {"delivery_id": "later"},
+                       available_at=utcnow() + dt.timedelta(hours=1))
+
+    def broken(task, args):
+        raise ConnectionError("broker down")
+
+    assert outbox.relay(db, broken) == 0
+    with db.session() as session:
+        assert outbox.backlog(session) == 4
+        attempts = session.scalars(select(OutboxMessage.relay_attempts)
+                                   .order_by(OutboxMessage.id)).all()
+    assert attempts[0] == 1
+
+    published = []
+    assert outbox.relay(db, lambda task, args: published.append((task, args))) == 3
+    assert published == [("refflow.build_plan", {"referral_id": i}) for i in ids]
+    assert outbox.relay(db, lambda task, args: published.append((task, args))) == 0
+    with db.session() as session:
+        assert outbox.backlog(session) == 1  # the delayed retry waits for its time
+
+
+def test_idempotency_keys_expire_after_retention(client, auth, referral_body, db):
+    post(client, auth, referral_body, **{"Idempotency-Key": "old"})
+    post(client, auth, referral_body, **{"Idempotency-Key": "new"})
+    with db.session() as session:
+        row = session.scalar(select(IdempotencyKey).where(IdempotencyKey.key == "old"))
+        row.expires_at = utcnow() - dt.timedelta(seconds=1)
+    with db.session() as session:
+        assert expire(session) == 1
+        assert session.scalars(select(IdempotencyKey.key)).all() == ["new"]
+    # after expiry the key is free again: a new referral, not a replay
+    again = post(client, auth, referral_body, **{"Idempotency-Key": "old"})
+    assert again.status_code == 202
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 2
+
+
+def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body, app):
+    from refflow.plugins import hookimpl
+    from refflow.plugins.manager import get_plugin_manager
+
+    seen = []
+
+    class Listener:
+        @hookimpl
+        def refflow_referral_status_changed(self, referral_id, old, new):
+            seen.append((referral_id, old, new))
+
+    class Broken:
+        @hookimpl
+        def refflow_referral_status_changed(self, referral_id, old, new):
+            raise RuntimeError("notification service down")
+
+    pm = get_plugin_manager(app.extensions["refflow.settings"])
+    pm.register(Listener(), name="listener")
+    pm.register(Broken(), name="broken-notifier")
+    try:
+        rid = post(client, auth, referral_body).get_json()["id"]
+        r = client.post(f"/api/v1/referrals/{rid}/cancel", headers=auth)
+        assert r.status_code == 200  # a failing notifier never undoes the change
+        # a refused change (already cancelled) notifies nobody
+        client.post(f"/api/v1/referrals/{rid}/cancel", headers=auth)
+    finally:
+        pm.unregister(name="listener")
+        pm.unregister(name="broken-notifier")
+    assert seen == [(rid, "received", "cancelled")]
