@@ -1,17 +1,122 @@
-"""The staff dashboard, the referring-office portal and sign-in (server-rendered)."""
+"""The staff dashboard, the referring-office portal and sign-in (server-rendered).
+
+Pages are Flask/Jinja with one stylesheet and one small script from
+``static/`` (no inline script or style, so a strict CSP holds). Every form
+carries a CSRF token (Flask-WTF); the JSON API blueprints are exempt because
+they authenticate with a Bearer key or expect a JSON body a cross-site form
+cannot send.
+"""
 
 from __future__ import annotations
 
+import time
 
-def init_app(app) -> None:
+from flask import Blueprint, Flask, abort, g, render_template, request, session
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from refflow.web import formatting
+
+# Blueprints of the JSON API: no CSRF token (Bearer keys; JSON bodies only).
+API_BLUEPRINTS = ("referrals_api", "staff_api", "plugins_api", "health")
+# A signed-in session ends after this long even when used all the time.
+ABSOLUTE_SESSION_SECONDS = 12 * 3600
+# Requests the page makes on its own (auto-refresh) do not count as activity.
+POLL_HEADER = "X-Refflow-Poll"
+
+csrf = CSRFProtect()
+# Templates and the stylesheet/script of every page (served at /web-static/).
+assets = Blueprint("web", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/web-static")
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The signed cookie session, marked Secure whenever the request came over TLS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            return True
+        try:
+            return request.is_secure
+        except RuntimeError:  # outside a request
+            return False
+
+
+def init_app(app: Flask) -> None:
     """Register the web pages on ``app`` (called by ``create_app``)."""
+    from refflow.web import auth, portal, staff
+
+    settings = app.extensions["refflow.settings"]
+    app.session_interface = SessionInterface()
+    if not settings.embedded:
+        app.config["SESSION_COOKIE_SECURE"] = True  # production: never over plain HTTP
+    # The token lives as long as the (idle-limited) session; Referer checks
+    # would fail under Referrer-Policy: no-referrer, so Origin is checked below.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    app.config["WTF_CSRF_SSL_STRICT"] = False
+
+    csrf.init_app(app)
+    for name, blueprint in list(app.blueprints.items()):
+        if name in API_BLUEPRINTS or (blueprint.url_prefix or "").startswith("/api"):
+            csrf.exempt(blueprint)
+
+    app.register_blueprint(assets)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(staff.bp)
+    app.register_blueprint(portal.bp)
+    formatting.init_app(app, settings)
+
+    @app.before_request
+    def _session_idle_expiry() -> None:
+        if not session.get("user_id"):
+            return
+        now = int(time.time())
+        seen = session.get("seen", now)
+        since = session.get("since", now)
+        idle = settings.session_idle_minutes * 60
+        if now - seen > idle or now - since > ABSOLUTE_SESSION_SECONDS:
+            session.clear()
+            g.session_expired = True
+            return
+        if request.headers.get(POLL_HEADER) != "1":
+            session["seen"] = now
+        session.setdefault("since", since)
+
+    @app.before_request
+    def _same_origin_forms() -> None:
+        """A browser form post must come from our own origin (when the browser says)."""
+        if request.method in {"GET", "HEAD", "OPTIONS"}:
+            return
+        if request.blueprint in API_BLUEPRINTS or request.path.startswith("/api/"):
+            return
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and origin != request.host_url.rstrip("/"):
+            abort(403, "This form was sent from another site.")
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        return error_page(400, "This form could not be accepted because its security token "
+                               "is missing or has expired. Go back, reload the page and "
+                               "try again.")
 
 
 def error_page(status: int, message: str):
     """An HTML error page for browser requests."""
     from flask import make_response
-    from markupsafe import escape
 
-    response = make_response(f"<!doctype html><title>{status}</title><h1>{status}</h1>"
-                             f"<p>{escape(message)}</p>", status)
+    titles = {400: "The request could not be accepted", 401: "Please sign in",
+              403: "Not allowed", 404: "Page not found", 405: "Not allowed here",
+              413: "Too large", 429: "Too many attempts", 500: "Something went wrong"}
+    if status == 404:
+        message = "There is no page at this address, or you do not have access to it."
+    try:
+        body = render_template("error.html", status=status, title=titles.get(status, "Error"),
+                               message=message)
+    except Exception:  # noqa: BLE001 - the error page must never fail itself
+        from markupsafe import escape
+
+        body = (f"<!doctype html><title>{status}</title><h1>{status}</h1>"
+                f"<p>{escape(message)}</p>")
+    response = make_response(body, status)
+    response.headers["Cache-Control"] = "no-store"
     return response

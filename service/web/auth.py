@@ -1,0 +1,215 @@
+"""Sign-in and sign-out, the signed-in user, and the page guards.
+
+Passwords are checked with argon2 (``verify_login``). Sign-in starts a fresh
+session (the old one, and its CSRF token, are dropped). Failed sign-ins are
+limited per account here (a few tries, then a pause); the ops package limits
+the ``auth.login`` endpoint per client address.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+
+from refflow.accounts.users import verify_login
+from refflow.db.models import AuditEntry, Practice, User, utcnow
+
+bp = Blueprint("auth", __name__)
+
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class WebUser:
+    id: str
+    email: str
+    role: str  # staff | admin | practice
+    practice_id: str | None
+    practice_name: str | None
+
+    @property
+    def actor(self) -> str:
+        return f"user:{self.id}"
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in {"staff", "admin"}
+
+
+class FailedLogins:
+    """Failed sign-ins per account (keyed by a hash of the email), in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    @staticmethod
+    def _key(email: str) -> str:
+        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+
+    def locked(self, email: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(self._key(email), []) if now - t < LOCK_SECONDS]
+            return len(recent) >= MAX_FAILURES
+
+    def fail(self, email: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            key = self._key(email)
+            recent = [t for t in self._failures.get(key, []) if now - t < LOCK_SECONDS]
+            recent.append(now)
+            self._failures[key] = recent[-MAX_FAILURES:]
+            if len(self._failures) > 10000:  # bound memory under a spray of emails
+                self._failures.pop(next(iter(self._failures)))
+
+    def clear(self, email: str) -> None:
+        with self._lock:
+            self._failures.pop(self._key(email), None)
+
+
+def _failed_logins() -> FailedLogins:
+    return current_app.extensions.setdefault("refflow.web.failed_logins", FailedLogins())
+
+
+def _db():
+    return current_app.extensions["refflow.db"]
+
+
+def current_user() -> WebUser | None:
+    """The signed-in user of this request, or None."""
+    if "web_user" in g:
+        return g.web_user
+    user = None
+    user_id = session.get("user_id")
+    if user_id:
+        with _db().session() as s:
+            row = s.get(User, user_id)
+            if row is not None and row.active:
+                practice_name = None
+                if row.practice_id:
+                    practice = s.get(Practice, row.practice_id)
+                    practice_name = practice.name if practice else None
+                user = WebUser(row.id, row.email, row.role, row.practice_id, practice_name)
+        if user is None:
+            session.clear()
+    g.web_user = user
+    return user
+
+
+def _to_login():
+    if request.headers.get("X-Refflow-Poll") == "1":
+        abort(401)
+    if g.get("session_expired"):
+        flash("You were signed out because the session was idle. Please sign in again.",
+              "info")
+    nxt = request.full_path if request.method == "GET" else None
+    return redirect(url_for("auth.login", next=nxt.rstrip("?") if nxt else None))
+
+
+def staff_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        user = current_user()
+        if user is None:
+            return _to_login()
+        if not user.is_staff:
+            abort(404)  # a practice user never learns what staff pages exist
+        return view(user, *args, **kwargs)
+
+    return wrapped
+
+
+def practice_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        user = current_user()
+        if user is None:
+            return _to_login()
+        if user.role != "practice" or not user.practice_id:
+            abort(404)
+        return view(user, *args, **kwargs)
+
+    return wrapped
+
+
+def home_for(user: WebUser) -> str:
+    return url_for("portal.index") if user.role == "practice" else url_for("staff.dashboard")
+
+
+def _safe_next(value: str | None) -> str | None:
+    """Only a path on this site (never //host or a scheme)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return None
+    return value
+
+
+@bp.route("/login", methods=["GET", "POST"], endpoint="login")
+def login():
+    user = current_user()
+    if request.method == "GET":
+        if user is not None:
+            return redirect(home_for(user))
+        return render_template("login.html", email="", next=_safe_next(request.args.get("next")))
+
+    email = (request.form.get("email") or "").strip()[:254]
+    password = request.form.get("password") or ""
+    nxt = _safe_next(request.form.get("next"))
+    failures = _failed_logins()
+    error = None
+    if not email or not password:
+        error = "Enter your email and your password."
+    elif failures.locked(email):
+        error = ("Too many failed sign-ins for this account. Wait 15 minutes and try again, "
+                 "or ask an administrator.")
+    else:
+        with _db().session() as s:
+            row = verify_login(s, email, password)
+            if row is None:
+                failures.fail(email)
+                s.add(AuditEntry(actor="anonymous", action="login.failed", ip=request.remote_addr))
+            else:
+                row.last_login_at = utcnow()
+                s.add(AuditEntry(actor=f"user:{row.id}", action="login", ip=request.remote_addr))
+                user_id, role = row.id, row.role
+        if row is None:
+            error = "The email or password is not right."
+    if error:
+        return render_template("login.html", email=email, next=nxt, error=error), 401
+
+    failures.clear(email)
+    session.clear()  # a new session: nothing (and no CSRF token) carries over
+    session.permanent = True
+    now = int(time.time())
+    session.update({"user_id": user_id, "seen": now, "since": now})
+    g.pop("web_user", None)
+    default = url_for("portal.index") if role == "practice" else url_for("staff.dashboard")
+    return redirect(nxt or default)
+
+
+@bp.post("/logout")
+def logout():
+    user = current_user()
+    if user is not None:
+        with _db().session() as s:
+            s.add(AuditEntry(actor=user.actor, action="logout", ip=request.remote_addr))
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))

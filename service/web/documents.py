@@ -1,0 +1,65 @@
+"""Serving a referral's documents to a signed-in person: PDFs inline, fax pages as PNG."""
+
+from __future__ import annotations
+
+import io
+
+from flask import Response, abort
+from sqlalchemy import select
+
+from refflow.db.models import Document
+
+INLINE = {"handout.pdf", "summary.pdf"}
+NAMES = ("summary.pdf", "handout.pdf", "fax.tiff")
+FAX_WIDTH_DPI = 204.0
+
+
+def load(session, referral_id: str, name: str) -> Document:
+    if name not in NAMES:
+        abort(404)
+    doc = session.scalar(select(Document).where(Document.referral_id == referral_id,
+                                                Document.name == name))
+    if doc is None:
+        abort(404)
+    return doc
+
+
+def file_response(doc: Document, *, download: bool = False) -> Response:
+    response = Response(doc.content, mimetype=doc.content_type)
+    disposition = "attachment" if download or doc.name not in INLINE else "inline"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="{doc.name}"'
+    private(response)
+    # The referral page shows the PDFs in a frame of this site.
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Content-Security-Policy"] = "frame-ancestors 'self'"
+    return response
+
+
+def private(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def fax_page_png(content: bytes, page: int) -> bytes:
+    """Page ``page`` (1-based) of a TIFF-F fax as a PNG with square pixels."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(content)) as image:
+        pages = getattr(image, "n_frames", 1)
+        if not 1 <= page <= pages:
+            abort(404)
+        image.seek(page - 1)
+        xdpi, ydpi = image.info.get("dpi", (FAX_WIDTH_DPI, FAX_WIDTH_DPI))
+        frame = image.convert("L")
+        if ydpi and xdpi and abs(float(xdpi) - float(ydpi)) > 20:
+            # "normal" resolution is 204x98 dpi: stretch the height to square pixels
+            height = round(frame.height * float(xdpi) / float(ydpi))
+            frame = frame.resize((frame.width, height))
+        out = io.BytesIO()
+        frame.save(out, format="PNG", optimize=False)
+    return out.getvalue()
+
+
+def fax_pages(session, referral_id: str) -> int:
+    return session.scalar(select(Document.pages).where(Document.referral_id == referral_id,
+                                                       Document.name == "fax.tiff")) or 0

@@ -1,0 +1,153 @@
+"""The referring-office portal: submit a referral through a form, then follow the
+practice's own referrals and read their documents.
+
+A practice user only ever reaches referrals of their own practice; any other
+id answers the same 404 page as an id that does not exist.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+
+from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
+from refflow.intake import accept as intake
+from refflow.referrals import queries, states
+from refflow.web import documents, forms, queue
+from refflow.web.auth import WebUser, practice_required
+
+bp = Blueprint("portal", __name__, url_prefix="/portal")
+
+PAGE = 100
+
+
+def _db():
+    return current_app.extensions["refflow.db"]
+
+
+def _audit(s, user: WebUser, action: str, referral_id: str | None = None,
+           detail: str | None = None) -> None:
+    s.add(AuditEntry(actor=user.actor, action=action, referral_id=referral_id,
+                     ip=request.remote_addr, detail=detail))
+
+
+def _own(s, user: WebUser, referral_id: str):
+    referral = queries.visible(s, referral_id, user.practice_id)
+    if referral is None:
+        abort(404)
+    return referral
+
+
+@bp.get("/")
+@practice_required
+def index(user: WebUser):
+    with _db().session() as s:
+        rows, _ = queries.page(s, practice_id=user.practice_id, limit=PAGE)
+        ids = [r.id for r in rows]
+        docs: dict[str, list[str]] = {}
+        if ids:
+            for rid, name in s.execute(select(Document.referral_id, Document.name)
+                                       .where(Document.referral_id.in_(ids))):
+                docs.setdefault(rid, []).append(name)
+        _audit(s, user, "referral.list")
+        items = [{"id": r.id, "name": queue.patient_name(r), "external_id": r.external_id,
+                  "status": r.status, "created_at": r.created_at,
+                  "documents": [n for n in documents.NAMES if n in docs.get(r.id, [])]}
+                 for r in rows]
+    return documents.private(Response(render_template("portal/index.html", user=user,
+                                                      items=items)))
+
+
+@bp.route("/referrals/new", methods=["GET", "POST"])
+@practice_required
+def new_referral(user: WebUser):
+    if request.method == "GET":
+        with _db().session() as s:
+            practice = s.get(Practice, user.practice_id)
+            values = forms.defaults(practice.fax if practice else None,
+                                    practice.email if practice else None)
+        return _form(user, values, {})
+
+    values = forms.posted_values(request.form)
+    referral, body, errors = forms.validate(values)
+    if referral is None:
+        return _form(user, values, errors), 422
+    settings = current_app.extensions["refflow.settings"]
+    submitter = intake.Submitter(practice_id=user.practice_id, actor=user.actor,
+                                 ip=request.remote_addr, request_id=g.get("request_id"))
+    _, answer = intake.accept(
+        _db(), submitter, body, referral, idempotency_key=None,
+        clinic_timezone=settings.clinic_timezone,
+        find_problems=current_app.extensions.get("refflow.find_problems"),
+        retention=current_app.config["IDEMPOTENCY_RETENTION"],
+    )
+    if answer["status"] == states.REJECTED:
+        flash("The referral was received but not accepted by the clinic's intake rules. "
+              "The clinic will contact you.", "error")
+    else:
+        flash("Thank you: the referral was received. This page follows its progress.",
+              "success")
+    return redirect(url_for("portal.referral", referral_id=answer["id"]))
+
+
+def _form(user: WebUser, values: dict, errors: dict):
+    shown = {name: forms.message(text) for name, text in errors.items()}
+    summary = [(forms.FIELDS[n].id if n in forms.FIELDS else "form-top",
+                forms.FIELDS[n].label if n in forms.FIELDS else "The referral", text)
+               for n, text in shown.items()]
+    body = render_template("portal/form.html", user=user, fieldsets=forms.FIELDSETS,
+                           values=values, errors=shown, summary=summary)
+    return documents.private(Response(body))
+
+
+def _detail(s, referral) -> dict:
+    events = s.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id,
+                                                   ReferralEvent.kind == "status")
+                       .order_by(ReferralEvent.id)).all()
+    deliveries = s.scalars(select(Delivery).where(Delivery.referral_id == referral.id)
+                           .order_by(Delivery.created_at, Delivery.id)).all()
+    names = set(s.scalars(select(Document.name).where(Document.referral_id == referral.id)))
+    return {"referral": referral, "patient_name": queue.patient_name(referral),
+            "events": events, "deliveries": deliveries,
+            "documents": [n for n in documents.NAMES if n in names],
+            "terminal": referral.status in states.TERMINAL}
+
+
+@bp.get("/referrals/<referral_id>")
+@practice_required
+def referral(user: WebUser, referral_id: str):
+    with _db().session() as s:
+        row = _own(s, user, referral_id)
+        _audit(s, user, "referral.view", row.id)
+        body = render_template("portal/referral.html", user=user, **_detail(s, row))
+    return documents.private(Response(body))
+
+
+@bp.get("/referrals/<referral_id>/status")
+@practice_required
+def status_fragment(user: WebUser, referral_id: str):
+    with _db().session() as s:
+        row = _own(s, user, referral_id)
+        body = render_template("portal/_status.html", user=user, **_detail(s, row))
+    return documents.private(Response(body))
+
+
+@bp.get("/referrals/<referral_id>/documents/<name>")
+@practice_required
+def document(user: WebUser, referral_id: str, name: str):
+    with _db().session() as s:
+        row = _own(s, user, referral_id)
+        doc = documents.load(s, row.id, name)
+        _audit(s, user, "document.read", row.id, detail=name)
+        return documents.file_response(doc)

@@ -1,0 +1,126 @@
+"""The dashboard's list of referrals: filters and search over the referral table.
+
+Search text never travels in a URL: the filter form is posted and kept in the
+(signed, HttpOnly) session, so auto-refresh keeps the user's filters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, func, or_, select
+
+from refflow.db.models import Delivery, Practice, Referral
+from refflow.referrals import states
+
+LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str = ""
+    practice_id: str = ""
+    flagged: bool = False
+    failed: bool = False
+    date_from: str = ""  # YYYY-MM-DD, clinic time zone
+    date_to: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_form(cls, form) -> "Filters":
+        status = form.get("status", "")
+        return cls(
+            status=status if status in states.STATES else "",
+            practice_id=(form.get("practice_id") or "")[:36],
+            flagged=form.get("flagged") in {"1", "on", "true", True},
+            failed=form.get("failed") in {"1", "on", "true", True},
+            date_from=_date_text(form.get("date_from")),
+            date_to=_date_text(form.get("date_to")),
+            q=(form.get("q") or "").strip()[:100],
+        )
+
+    @classmethod
+    def from_session(cls, data) -> "Filters":
+        return cls.from_form(data or {})
+
+    def to_session(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v}
+
+    @property
+    def active(self) -> bool:
+        return any(asdict(self).values())
+
+
+def _date_text(value) -> str:
+    try:
+        return dt.date.fromisoformat(str(value or "")).isoformat()
+    except ValueError:
+        return ""
+
+
+def _patient(key: str):
+    return Referral.payload[("patient", key)].as_string()
+
+
+def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
+    """(rows, total) newest first; each row is (Referral, practice name, failed count)."""
+    failed_count = (select(func.count()).where(Delivery.referral_id == Referral.id,
+                                               Delivery.status == "failed")
+                    .correlate(Referral).scalar_subquery())
+    query = select(Referral, Practice.name, failed_count).join(
+        Practice, Practice.id == Referral.practice_id)
+    conditions = []
+    if filters.status:
+        conditions.append(Referral.status == filters.status)
+    if filters.practice_id:
+        conditions.append(Referral.practice_id == filters.practice_id)
+    if filters.flagged:
+        conditions.append(or_(Referral.flagged.is_(True),
+                              Referral.status == states.NEEDS_REVIEW))
+    if filters.failed:
+        conditions.append(or_(Referral.status == states.FAILED, exists().where(
+            Delivery.referral_id == Referral.id, Delivery.status == "failed")))
+    tz = ZoneInfo(timezone)
+    if filters.date_from:
+        start = dt.datetime.combine(dt.date.fromisoformat(filters.date_from), dt.time(),
+                                    tzinfo=tz)
+        conditions.append(Referral.created_at >= start.astimezone(dt.timezone.utc))
+    if filters.date_to:
+        end = dt.datetime.combine(dt.date.fromisoformat(filters.date_to) + dt.timedelta(days=1),
+                                  dt.time(), tzinfo=tz)
+        conditions.append(Referral.created_at < end.astimezone(dt.timezone.utc))
+    for word in filters.q.split()[:5]:
+        like = f"%{_escape_like(word.lower())}%"
+        conditions.append(or_(
+            func.lower(_patient("given_name")).like(like, escape="\\"),
+            func.lower(_patient("family_name")).like(like, escape="\\"),
+            func.lower(Referral.external_id).like(like, escape="\\"),
+        ))
+    query = query.where(*conditions)
+    total = session.scalar(select(func.count()).select_from(
+        select(Referral.id).where(*conditions).subquery()))
+    rows = session.execute(query.order_by(Referral.created_at.desc(), Referral.id.desc())
+                           .limit(limit)).all()
+    return rows, total
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def review_queue(session, limit: int = 20):
+    return session.execute(
+        select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
+        .where(Referral.status == states.NEEDS_REVIEW)
+        .order_by(Referral.updated_at).limit(limit)).all()
+
+
+def practices(session):
+    return session.execute(select(Practice.id, Practice.name).order_by(Practice.name)).all()
+
+
+def patient_name(referral: Referral) -> str:
+    patient = (referral.payload or {}).get("patient", {})
+    return f"{patient.get('family_name', '')}, {patient.get('given_name', '')}".strip(", ")

@@ -1,0 +1,281 @@
+"""Staff pages: the queue dashboard, a referral with everything about it, and the
+staff actions (approve / reject, retry or correct a delivery, cancel).
+
+Actions go through the pipeline's steps (they write the timeline and the audit
+trail); every view of a referral is audited as ``referral.view``.
+"""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from sqlalchemy import select
+
+from refflow.db.models import (
+    AuditEntry,
+    Delivery,
+    DeliveryAttempt,
+    Document,
+    Plan,
+    Referral,
+    ReferralEvent,
+    User,
+    utcnow,
+)
+from refflow.pipeline import steps
+from refflow.referrals import states
+from refflow.referrals.overview import queue_overview
+from refflow.web import documents, queue
+from refflow.web.auth import WebUser, staff_required
+
+bp = Blueprint("staff", __name__)
+
+FILTERS_KEY = "queue_filters"
+NOTE_MAX = 1000
+
+
+def _pipeline() -> steps.Pipeline:
+    return current_app.extensions["refflow.pipeline"]
+
+
+def _db():
+    return current_app.extensions["refflow.db"]
+
+
+def _settings():
+    return current_app.extensions["refflow.settings"]
+
+
+def _audit(session, user: WebUser, action: str, referral_id: str | None = None,
+           detail: str | None = None) -> None:
+    session.add(AuditEntry(actor=user.actor, action=action, referral_id=referral_id,
+                           ip=request.remote_addr, detail=detail))
+
+
+# -- the queue --------------------------------------------------------------------
+
+def _queue_context(user: WebUser) -> dict:
+    filters = queue.Filters.from_session(session.get(FILTERS_KEY))
+    overview = queue_overview(_db(), current_app.extensions.get("refflow.broker_stats"))
+    with _db().session() as s:
+        rows, total = queue.search(s, filters, _settings().clinic_timezone)
+        review = queue.review_queue(s)
+        practices = queue.practices(s)
+        failing = {d["referral_id"] for d in overview["failures"]}
+        names = {r.id: queue.patient_name(r) for r in
+                 s.scalars(select(Referral).where(Referral.id.in_(failing)))} if failing else {}
+        _audit(s, user, "queue.read")
+        ctx = {
+            "filters": filters,
+            "overview": overview,
+            "rows": [(r, practice, failed, queue.patient_name(r)) for r, practice, failed in rows],
+            "total": total,
+            "review": [(r, practice, queue.patient_name(r)) for r, practice in review],
+            "practices": practices,
+            "failure_names": names,
+            "states": states.STATES,
+            "limit": queue.LIMIT,
+            "now": utcnow(),
+        }
+    return ctx
+
+
+@bp.get("/")
+@staff_required
+def dashboard(user: WebUser):
+    return render_template("staff/dashboard.html", user=user, **_queue_context(user))
+
+
+@bp.get("/queue/fragment")
+@staff_required
+def queue_fragment(user: WebUser):
+    response = Response(render_template("staff/_queue.html", user=user,
+                                        **_queue_context(user)))
+    return documents.private(response)
+
+
+@bp.post("/queue/filters")
+@staff_required
+def set_filters(user: WebUser):
+    if request.form.get("clear"):
+        session.pop(FILTERS_KEY, None)
+    else:
+        session[FILTERS_KEY] = queue.Filters.from_form(request.form).to_session()
+    return redirect(url_for("staff.dashboard"))
+
+
+# -- one referral -----------------------------------------------------------------
+
+def _load(s, referral_id: str) -> Referral:
+    referral = s.get(Referral, referral_id)
+    if referral is None:
+        abort(404)
+    return referral
+
+
+def _actor_names(s, actors) -> dict[str, str]:
+    ids = {a.split(":", 1)[1] for a in actors if a and a.startswith("user:")}
+    names = {}
+    if ids:
+        for uid, email in s.execute(select(User.id, User.email).where(User.id.in_(ids))).all():
+            names[f"user:{uid}"] = email
+    return names
+
+
+def referral_context(s, referral: Referral) -> dict:
+    events = s.scalars(select(ReferralEvent).where(ReferralEvent.referral_id == referral.id)
+                       .order_by(ReferralEvent.id)).all()
+    deliveries = s.scalars(select(Delivery).where(Delivery.referral_id == referral.id)
+                           .order_by(Delivery.created_at, Delivery.id)).all()
+    attempts: dict[str, list] = {}
+    if deliveries:
+        for a in s.scalars(select(DeliveryAttempt).where(
+                DeliveryAttempt.delivery_id.in_([d.id for d in deliveries]))
+                .order_by(DeliveryAttempt.id)):
+            attempts.setdefault(a.delivery_id, []).append(a)
+    plan = s.scalar(select(Plan).where(Plan.referral_id == referral.id))
+    docs = s.execute(select(Document.name, Document.size, Document.pages)
+                     .where(Document.referral_id == referral.id)).all()
+    docs = sorted(docs, key=lambda d: documents.NAMES.index(d.name)
+                  if d.name in documents.NAMES else 99)
+    actors = _actor_names(s, [e.actor for e in events]
+                          + ([plan.approved_by] if plan and plan.approved_by else []))
+    return {
+        "referral": referral,
+        "payload": referral.payload or {},
+        "practice": referral.practice,
+        "events": events,
+        "deliveries": deliveries,
+        "attempts": attempts,
+        "plan": plan.body if plan else None,
+        "plan_row": plan,
+        "documents": docs,
+        "fax_pages": next((d.pages or 0 for d in docs if d.name == "fax.tiff"), 0),
+        "actors": actors,
+        "patient_name": queue.patient_name(referral),
+        "can_cancel": states.can_transition(referral.status, states.CANCELLED),
+    }
+
+
+@bp.get("/referrals/<referral_id>")
+@staff_required
+def referral(user: WebUser, referral_id: str):
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        _audit(s, user, "referral.view", row.id)
+        ctx = referral_context(s, row)
+        body = render_template("staff/referral.html", user=user, **ctx)
+    return documents.private(Response(body))
+
+
+@bp.get("/referrals/<referral_id>/documents/<name>")
+@staff_required
+def document(user: WebUser, referral_id: str, name: str):
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        doc = documents.load(s, row.id, name)
+        _audit(s, user, "document.read", row.id, detail=name)
+        return documents.file_response(doc, download=request.args.get("download") == "1")
+
+
+@bp.get("/referrals/<referral_id>/fax/<int:page>.png")
+@staff_required
+def fax_page(user: WebUser, referral_id: str, page: int):
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        doc = documents.load(s, row.id, "fax.tiff")
+        _audit(s, user, "document.read", row.id, detail=f"fax.tiff page {page}")
+        content = doc.content
+    response = Response(documents.fax_page_png(content, page), mimetype="image/png")
+    return documents.private(response)
+
+
+def _note(field: str = "note") -> str | None:
+    note = (request.form.get(field) or "").strip()
+    if len(note) > NOTE_MAX:
+        note = note[:NOTE_MAX]
+    return note or None
+
+
+def _back(referral_id: str):
+    return redirect(url_for("staff.referral", referral_id=referral_id) + "#actions")
+
+
+@bp.post("/referrals/<referral_id>/approve")
+@staff_required
+def approve(user: WebUser, referral_id: str):
+    with _db().session() as s:
+        _load(s, referral_id)
+    try:
+        steps.approve(_pipeline(), referral_id, actor=user.actor, note=_note())
+        flash("Plan approved. The documents will now be prepared and sent.", "success")
+    except steps.StepError as exc:
+        flash(f"Not approved: {exc}.", "error")
+    return _back(referral_id)
+
+
+@bp.post("/referrals/<referral_id>/reject")
+@staff_required
+def reject(user: WebUser, referral_id: str):
+    note = _note()
+    if not note:
+        flash("Say why the plan is rejected (the note is required).", "error")
+        return _back(referral_id)
+    with _db().session() as s:
+        _load(s, referral_id)
+    try:
+        steps.reject(_pipeline(), referral_id, actor=user.actor, note=note)
+        flash("Plan rejected. Nothing will be sent.", "success")
+    except steps.StepError as exc:
+        flash(f"Not rejected: {exc}.", "error")
+    return _back(referral_id)
+
+
+@bp.post("/referrals/<referral_id>/cancel")
+@staff_required
+def cancel(user: WebUser, referral_id: str):
+    reason = _note("reason")
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        try:
+            states.transition(s, row, states.CANCELLED, actor=user.actor,
+                              reason="cancelled by staff" + (f": {reason}" if reason else ""))
+        except states.IllegalTransition as exc:
+            s.rollback()
+            flash(f"A {exc.current} referral cannot be cancelled.", "error")
+            return _back(referral_id)
+        _audit(s, user, "referral.cancel", row.id)
+    flash("Referral cancelled.", "success")
+    return _back(referral_id)
+
+
+@bp.post("/deliveries/<delivery_id>/retry")
+@staff_required
+def retry(user: WebUser, delivery_id: str):
+    with _db().session() as s:
+        delivery = s.get(Delivery, delivery_id)
+        if delivery is None:
+            abort(404)
+        referral_id, old_target = delivery.referral_id, delivery.target
+    target = (request.form.get("target") or "").strip()[:254] or None
+    if target == old_target:
+        target = None
+    try:
+        steps.retry_delivery(_pipeline(), delivery_id, actor=user.actor, target=target)
+        flash("Sending again" + (" to the corrected address." if target else "."), "success")
+    except LookupError:
+        abort(404)
+    except steps.StepError as exc:
+        flash(f"Not sent again: {exc}.", "error")
+    return redirect(url_for("staff.referral", referral_id=referral_id)
+                    + f"#delivery-{delivery_id}")

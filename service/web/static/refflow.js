@@ -1,0 +1,43 @@
+/* refflow pages: auto-refresh of [data-poll-url] regions and focus on error summaries.
+   No inline script anywhere, so a strict Content-Security-Policy holds. */
+(function () {
+  "use strict";
+
+  function poll(region) {
+    var url = region.getAttribute("data-poll-url");
+    var seconds = parseFloat(region.getAttribute("data-poll-seconds") || "10");
+    var busy = false;
+
+    function tick() {
+      if (busy || document.hidden || !region.getAttribute("data-poll-url")) { return; }
+      // never replace what the user is working in
+      if (region.contains(document.activeElement) && document.activeElement !== document.body) { return; }
+      busy = true;
+      fetch(url, {credentials: "same-origin", headers: {"X-Refflow-Poll": "1"}, cache: "no-store"})
+        .then(function (response) {
+          if (response.status === 401 || (response.redirected && /\/login/.test(response.url))) {
+            window.location.assign("/login");
+            return null;
+          }
+          return response.ok ? response.text() : null;
+        })
+        .then(function (html) {
+          if (html !== null && html !== undefined) {
+            region.innerHTML = html;
+            var done = region.querySelector("[data-poll-stop]");
+            if (done) { region.removeAttribute("data-poll-url"); }
+          }
+        })
+        .catch(function () { /* offline for a moment: try again next time */ })
+        .then(function () { busy = false; });
+    }
+    window.setInterval(tick, Math.max(2, seconds) * 1000);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var regions = document.querySelectorAll("[data-poll-url]");
+    for (var i = 0; i < regions.length; i++) { poll(regions[i]); }
+    var summary = document.getElementById("error-summary");
+    if (summary) { summary.focus(); }
+  });
+})();
