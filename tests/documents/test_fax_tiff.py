@@ -122,3 +122,71 @@ def test_bad_format_is_refused(referral, sample_plan, clinic):
         render_fax(referral, sample_plan, clinic, resolution="superfine")
     with pytest.raises(ValueError):
         render_fax(referral, sample_plan, clinic, paper="legal")
+
+
+def _summary_pages(referral, sample_plan, clinic):
+    """The summary's fax pages as 8-bit grey arrays (what the coder is given)."""
+    import numpy as np
+    from refflow.documents import fax
+    from refflow.documents.summary import render_summary
+
+    fmt = fax.FaxFormat()
+    buffers = [np.empty((fmt.rows, fax.FAX_WIDTH), np.uint8) for _ in range(8)]
+    return [g.copy() for g in fax._render_pages([render_summary(referral, sample_plan, clinic)],
+                                                 fmt, buffers)]
+
+
+def test_packed_coder_matches_pillows_public_path(referral, sample_plan, clinic):
+    # The fast coder hands libtiff packed rows through Pillow's libtiff encoder;
+    # it must give the very strip Pillow's public save of a mode "1" image gives,
+    # and must really be in use with this Pillow (not silently falling back).
+    from refflow.documents import fax
+
+    for grey in _summary_pages(referral, sample_plan, clinic)[:2]:
+        packed = fax.threshold_and_pack(grey)
+        fast = fax._encode_g3_packed(packed, fax.FAX_WIDTH)
+        assert fast == fax.encode_g3_public(packed)
+        assert fast.t4_options == fax.T4_FILL_BITS and fast.fill_order == 1
+    assert not fax._fast_coder_failed
+
+
+def test_threshold_marks_dark_pixels_black():
+    import numpy as np
+    from refflow.documents import fax
+
+    grey = np.full((2, fax.FAX_WIDTH), 255, np.uint8)
+    grey[0, :8] = [0, 255, fax.THRESHOLD - 1, fax.THRESHOLD, 0, 0, 0, 0]
+    packed = fax.threshold_and_pack(grey)
+    assert packed.shape == (2, fax.FAX_WIDTH // 8)
+    assert packed[0, 0] == 0b10101111 and not packed[0, 1:].any() and not packed[1].any()
+
+
+def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
+    # PDFium is not thread-safe even across documents: the module lock keeps
+    # two faxes rendered at once in a threaded server from crashing or mixing.
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        return render_fax(referral, sample_plan, clinic, sent_at=SENT)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(one, range(8)))
+    assert all(r == results[0] for r in results)
+
+
+def test_coder_falls_back_to_the_public_path(monkeypatch):
+    # A Pillow whose private encoder interface changed still gets a correct fax.
+    import numpy as np
+    from refflow.documents import fax
+
+    grey = np.full((20, fax.FAX_WIDTH), 255, np.uint8)
+    grey[5:15, 100:300] = 0
+    packed = fax.threshold_and_pack(grey)
+
+    def refuse(*args):
+        raise TypeError("changed")
+
+    monkeypatch.setattr(fax, "_encode_g3_packed", refuse)
+    monkeypatch.setattr(fax, "_fast_coder_failed", False)
+    assert fax.encode_g3(packed) == fax.encode_g3_public(packed)
+    assert fax._fast_coder_failed
