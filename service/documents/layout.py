@@ -22,6 +22,8 @@ from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 PAPER = {"letter": LETTER, "a4": A4}
+# What escapePDF does to printable ASCII: backslash, and both parentheses.
+_PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
 PAGE_COUNT_FORM = "refflowPageCount"
 
 
@@ -142,6 +144,7 @@ class Flow:
         self.y = 0.0
         self._page_count_used = False
         self._wraps: dict[tuple, list[str]] = {}
+        self._ascii_font: dict[str, str] = {}
         self._start_page()
 
     # -- pages ---------------------------------------------------------------
@@ -168,8 +171,22 @@ class Flow:
         This writes the text operators directly, as ReportLab documents for
         dynamic (TrueType subset) fonts, instead of ``canvas.drawString``,
         whose text-object bookkeeping is half the cost of a handout.
+
+        Most lines are plain printable ASCII, which ReportLab's subsetting
+        (``asciiReadable``) always codes as itself in subset 0; such a line
+        is written straight away instead of going through ``splitString``'s
+        per-character loop. The bytes are the same either way.
         """
+        if not text:  # an empty cell or line: nothing to draw
+            return
         name, size = self._font
+        fast = self._ascii_font.get(name)
+        if fast is None:
+            fast = self._ascii_font[name] = self._ascii_subset(name)
+        if fast and text.isascii() and text.isprintable():
+            self.canvas.addLiteral(f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm {fast} {size:g} Tf "
+                                   f"({text.translate(_PDF_ESCAPES)}) Tj ET")
+            return
         font = getFont(name)
         doc = self.canvas._doc
         ops = [f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm"]
@@ -178,6 +195,16 @@ class Flow:
                        f"({escapePDF(data)}) Tj")
         ops.append("ET")
         self.canvas.addLiteral(" ".join(ops))
+
+    def _ascii_subset(self, name: str) -> str:
+        """The PDF name of ``name``'s subset 0 if it codes printable ASCII as itself, else ""."""
+        font = getFont(name)
+        doc = self.canvas._doc
+        font.splitString("", doc)  # creates the font's state for this document
+        state = font.state[doc]
+        if state.frozen or any(state.assignments.get(c) != c for c in range(32, 127)):
+            return ""
+        return font.getSubsetInternalName(0, doc)
 
     def new_page(self) -> None:
         self.canvas.showPage()
