@@ -65,11 +65,12 @@ def build_plan(referral: Referral, *, as_of: dt.date,
     if d.planning:
         for rule in R.PRESCRIPTION:
             rule(d)
-        exercises = [R.exercise_entry(e, comp, d, e.days_per_week) for e, comp in d.selected]
+        exercises = [R.exercise_entry(e, comp, d, d.days.get(e.id, e.days_per_week)) for e, comp in d.selected]
         targets = R.effort_ceilings(d)
         phases = R.phases(d, targets)
         schedule = build_schedule(exercises, targets)
         d.applied("weekly_schedule", _schedule_effect(schedule))
+        R.concise_programme(d, exercises, schedule)
     else:
         exercises, targets, phases, schedule = [], {}, [], empty_schedule()
         d.applied("safety_enforcement", "no exercises: "

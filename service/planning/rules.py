@@ -63,6 +63,7 @@ class Draft:
     strength_effort_cap: int = 10
     goal_exercises: tuple[str, ...] = ()
     allowed: dict[str, Exercise] = field(default_factory=dict)
+    days: dict[str, int] = field(default_factory=dict)  # days/week where not the catalogue default
 
     def flag(self, code: str, severity: str, message: str, source: str = "refflow") -> None:
         self.flags.append({"code": code, "severity": severity, "message": message, "source": source})
@@ -553,22 +554,43 @@ def component_of(e: Exercise) -> str:
     return e.category
 
 
-# Preference lists (first available wins within each slot).
-_STRENGTH_F = ("sit_to_stand", "seated_knee_extension_weight", "standing_knee_flexion_weight",
-               "standing_hip_abduction", "heel_raises", "toe_raises", "band_seated_row",
-               "wall_push_up")
-_STRENGTH = ("squat_to_chair", "sit_to_stand", "step_up", "standing_hip_abduction", "heel_raises",
-             "band_seated_row", "wall_push_up",
-             "dumbbell_overhead_press_seated")
+# Programme size (guidance §4). A session is one day's exercises; the guidance
+# asks for about 8-12 per session and 6-8 strength exercises covering legs,
+# hips, back, chest, shoulders and arms. One short daily routine (balance,
+# posture, mobility) is repeated every day rather than rotated, so the patient
+# learns a handful of exercises well [D].
+SESSION_MAX = 12
+SESSION_MIN = 8
+STRENGTH_MIN, STRENGTH_MAX = 6, 8
+BALANCE_DAILY = 3        # static (phase 1) -> static -> dynamic, every day
+BALANCE_F_DAILY = 2      # high falls risk: two supported phase-1 exercises every day ...
+BALANCE_F_EXTRA = 3      # ... and three more on each day without strength work (more volume)
+EXTENSOR_COUNT = 1
+MOBILITY_COUNT = 1
+IMPACT_COUNT = 1
+
+# Preference lists: the clinical order used to break ties (then catalogue order).
 _STRENGTH_GROUPS = ("legs", "hips", "back", "chest", "shoulders", "arms")
-_BALANCE = ("weight_shift_heel_toe", "tandem_stance", "single_leg_stand",
-            "tandem_walk", "sideways_walk", "walk_and_turn", "tai_chi")
+_OTAGO_LEGS = ("sit_to_stand", "seated_knee_extension_weight", "standing_knee_flexion_weight",
+               "standing_hip_abduction", "heel_raises", "toe_raises")
+_STRENGTH = ("squat_to_chair", "band_seated_row", "wall_push_up", "step_up",
+             "dumbbell_overhead_press_seated", "standing_hip_abduction", "heel_raises", "sit_to_stand",
+             "band_standing_row", "incline_plank")
+_STRENGTH_F = ("band_seated_row", "wall_push_up", "dumbbell_overhead_press_seated", "band_standing_row",
+               "incline_plank")
+# One exercise per movement pattern: a second squat or row adds length, not coverage.
+_PATTERN = {"squat_to_chair": "squat", "sit_to_stand": "squat", "leg_press_machine": "squat",
+            "band_seated_row": "row", "band_standing_row": "row", "lat_pulldown_machine": "row",
+            "step_up": "single_leg", "supported_split_squat": "single_leg"}
+_BALANCE = ("tandem_stance", "single_leg_stand", "tandem_walk", "weight_shift_heel_toe", "sideways_walk",
+            "heel_walk", "toe_walk", "backwards_walk", "walk_and_turn", "knee_bends_supported")
+_BALANCE_F = ("weight_shift_heel_toe", "tandem_stance", "sideways_walk", "tandem_walk", "single_leg_stand",
+              "knee_bends_supported", "heel_walk", "toe_walk", "backwards_walk", "walk_and_turn")
 _EXTENSOR_C = ("supine_head_shoulder_press", "seated_thoracic_extension", "wall_posture_slide")
-_EXTENSOR_F = ("seated_thoracic_extension", "wall_posture_slide", "shoulder_blade_squeeze")
+_EXTENSOR_F = ("seated_thoracic_extension", "wall_posture_slide", "band_pull_apart")
 _EXTENSOR = ("wall_posture_slide", "seated_thoracic_extension", "prone_lift_small")
-_MOBILITY = ("chin_tuck", "doorway_chest_stretch", "calf_stretch_wall", "standing_hip_flexor_stretch",
-             "gentle_seated_rotation")
-_MOBILITY_F = ("chin_tuck", "doorway_chest_stretch", "calf_stretch_wall", "seated_ankle_circles")
+_MOBILITY = ("doorway_chest_stretch", "standing_hip_flexor_stretch", "calf_stretch_wall", "chin_tuck")
+_MOBILITY_F = ("doorway_chest_stretch", "calf_stretch_wall", "seated_ankle_circles", "chin_tuck")
 _IMPACT = ("heel_drops", "marching_stamps")
 
 
@@ -625,52 +647,119 @@ def _pick(d: Draft, ids: Iterable[str], allowed: dict[str, Exercise], component:
         if len(chosen) >= limit:
             break
         e = allowed.get(ex_id)
-        if e is not None and ex_id not in have:
+        if e is not None and ex_id not in have and e not in chosen:
             chosen.append(e)
             d.selected.append((e, component))
     return chosen
 
 
-def strength_all_major_groups(d: Draft) -> None:
-    allowed = _allowed(d)
-    f_high = d.risk.falls_high
-    prefs = _STRENGTH_F if f_high else _STRENGTH
-    chosen = []
-    covered: set[str] = set()
-    for ex_id in prefs:
-        e = allowed.get(ex_id)
-        if e is None:
-            continue
-        if ex_id == "sit_to_stand" and any(c.id == "squat_to_chair" for c in chosen):
-            continue  # one squat pattern is enough
+def _ranker(prefs: tuple[str, ...], allowed: dict[str, Exercise]) -> Callable[[Exercise], tuple[int, int]]:
+    """Stable tie-break: position in the preference list, then catalogue order."""
+    pref = {ex_id: i for i, ex_id in enumerate(prefs)}
+    order = {ex_id: i for i, ex_id in enumerate(allowed)}
+    return lambda e: (pref.get(e.id, len(pref)), order.get(e.id, len(order)))
+
+
+def choose_strength(allowed: dict[str, Exercise], falls_high: bool) -> list[Exercise]:
+    """6-8 strength exercises covering every major group, compound exercises first.
+
+    High falls risk starts from the Otago leg set. Then, while a group is
+    uncovered, the exercise covering the most uncovered groups is added (ties:
+    preference list, then catalogue order). Then the list is filled to the
+    minimum of 6 in preference order. One exercise per movement pattern.
+    """
+    pool = [e for e in allowed.values() if component_of(e) == "strength"]
+    rank = _ranker(_STRENGTH_F if falls_high else _STRENGTH, allowed)
+    chosen: list[Exercise] = [allowed[i] for i in (_OTAGO_LEGS if falls_high else ()) if i in allowed]
+    n_fixed = len(chosen)
+    patterns = {_PATTERN.get(e.id, e.id) for e in chosen}
+
+    def add(e: Exercise) -> None:
         chosen.append(e)
-        covered |= set(e.muscle_groups)
-    for group in _STRENGTH_GROUPS:  # fill any gap from the whole allowed pool
-        if group not in covered:
-            for e in allowed.values():
-                if component_of(e) == "strength" and group in e.muscle_groups and e not in chosen:
-                    chosen.append(e)
-                    covered |= set(e.muscle_groups)
-                    break
+        patterns.add(_PATTERN.get(e.id, e.id))
+
+    def free(e: Exercise) -> bool:  # the pattern of a chosen exercise includes its own id
+        return _PATTERN.get(e.id, e.id) not in patterns
+
+    covered = {g for e in chosen for g in e.muscle_groups}
+    while True:
+        missing = {g for g in _STRENGTH_GROUPS if g not in covered}
+        gains = [(len(missing & set(e.muscle_groups)), e) for e in pool if free(e)]
+        gains = [(n, e) for n, e in gains if n]
+        if not missing or not gains:
+            break
+        best = min(gains, key=lambda ne: (-ne[0], rank(ne[1])))[1]
+        add(best)
+        covered |= set(best.muscle_groups)
+    fill = sorted((e for e in pool if free(e)), key=lambda e: (rank(e)[0], -len(e.muscle_groups), rank(e)[1]))
+    for e in fill:
+        if len(chosen) >= STRENGTH_MIN:
+            break
+        if free(e):
+            add(e)
+    return chosen[:n_fixed] + sorted(chosen[n_fixed:], key=rank)  # shown in clinical order
+
+
+def choose_balance(allowed: dict[str, Exercise], falls_high: bool) -> tuple[list[Exercise], list[Exercise]]:
+    """(daily, extra) balance exercises, each list static before dynamic.
+
+    Every plan gets one exercise that starts in phase 1 and one dynamic one.
+    High falls risk: two supported phase-1 exercises every day (the only
+    balance work on strength days, so phase 1 still has balance daily) plus
+    three more on each day without strength work: more balance volume.
+    """
+    rank = _ranker(_BALANCE_F if falls_high else _BALANCE, allowed)
+    pool = sorted((e for e in allowed.values() if component_of(e) == "balance"), key=rank)
+    n_daily, n_extra = (BALANCE_F_DAILY, BALANCE_F_EXTRA) if falls_high else (BALANCE_DAILY, 0)
+    chosen = [e for e in pool if e.phase_from == 1][:n_daily if falls_high else 1]
+    if not any(e.subcategory == "dynamic" for e in chosen):
+        chosen += [e for e in pool if e.subcategory == "dynamic" and e not in chosen][:1]
+    chosen = (chosen + [e for e in pool if e not in chosen])[:n_daily + n_extra]
+
+    def order(e: Exercise) -> tuple:
+        return (e.subcategory != "static", e.phase_from, rank(e))
+
+    return sorted(chosen[:n_daily], key=order), sorted(chosen[n_daily:], key=order)
+
+
+@lru_cache(maxsize=512)
+def _programme(catalog: Catalog, p: Profile) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Per profile (the selection depends only on what is allowed): strength, daily and extra balance ids."""
+    allowed = {ex_id: catalog.by_id[ex_id] for ex_id in _catalog_exclusions(catalog, p)[1]}
+    daily, extra = choose_balance(allowed, p.falls_high)
+    return (tuple(e.id for e in choose_strength(allowed, p.falls_high)),
+            tuple(e.id for e in daily), tuple(e.id for e in extra))
+
+
+def strength_all_major_groups(d: Draft) -> None:
+    f_high = d.risk.falls_high
+    chosen = [d.catalog.by_id[ex_id] for ex_id in _programme(d.catalog, d.profile)[0]]
     for e in chosen:
         d.selected.append((e, "strength"))
+    covered = {g for e in chosen for g in e.muscle_groups}
     d.strength_days = 3 if (f_high or d.facts.activity == "active") else 2
     missing = [g for g in _STRENGTH_GROUPS if g not in covered]
     d.applied("strength_all_major_groups",
-              f"{len(chosen)} strength exercises, {d.strength_days} non-consecutive days/week"
+              f"{len(chosen)} strength exercises, compound first, covering "
+              + ", ".join(g for g in _STRENGTH_GROUPS if g in covered)
+              + f"; {d.strength_days} non-consecutive days/week"
               + ("; Otago leg set" if f_high else "")
               + (f"; not covered: {', '.join(missing)}" if missing else ""))
 
 
 def balance_every_plan(d: Draft) -> None:
-    allowed = _allowed(d)
-    chosen = _pick(d, _BALANCE, allowed, "balance", 8)
-    if not chosen:
-        chosen = _pick(d, (e.id for e in allowed.values() if e.category == "balance"), allowed, "balance", 3)
-    d.applied("balance_every_plan", f"{len(chosen)} balance exercises, daily"
+    _, daily_ids, extra_ids = _programme(d.catalog, d.profile)
+    daily = [d.catalog.by_id[ex_id] for ex_id in daily_ids]
+    extra = [d.catalog.by_id[ex_id] for ex_id in extra_ids]
+    for e in daily:
+        d.selected.append((e, "balance"))
+        d.days[e.id] = 7
+    for e in extra:
+        d.selected.append((e, "balance"))
+        d.days[e.id] = 7 - d.strength_days
+    d.applied("balance_every_plan", f"{len(daily)} balance exercises daily"
+              + (f", {len(extra)} more on the {7 - d.strength_days} days without strength work" if extra else "")
               + ("; all beside a support" if d.risk.falls_high else ""))
-
-
 def aerobic_low_impact(d: Draft) -> None:
     allowed = _allowed(d)
     f_high = d.risk.falls_high
@@ -690,21 +779,21 @@ def aerobic_low_impact(d: Draft) -> None:
 def spinal_extensor_daily(d: Draft) -> None:
     allowed = _allowed(d)
     prefs = _EXTENSOR_F if d.risk.falls_high else (_EXTENSOR_C if d.profile.spine_c else _EXTENSOR)
-    chosen = _pick(d, prefs + _EXTENSOR, allowed, "spinal_extensor", 2)
+    chosen = _pick(d, prefs + _EXTENSOR, allowed, "spinal_extensor", EXTENSOR_COUNT)
     d.applied("spinal_extensor_daily", f"{len(chosen)} spinal-extensor/posture exercises, daily")
 
 
 def mobility_daily(d: Draft) -> None:
     allowed = _allowed(d)
     prefs = _MOBILITY_F if d.risk.falls_high else _MOBILITY
-    chosen = _pick(d, prefs, allowed, "mobility", 4)
+    chosen = _pick(d, prefs, allowed, "mobility", MOBILITY_COUNT)
     d.applied("mobility_daily", f"{len(chosen)} mobility exercises, daily")
 
 
 def impact_loading_a(d: Draft) -> None:
     if d.profile.max_impact != "moderate":
         return
-    chosen = _pick(d, _IMPACT, _allowed(d), "impact", 2)
+    chosen = _pick(d, _IMPACT, _allowed(d), "impact", IMPACT_COUNT)
     if chosen:
         d.applied("impact_loading_a", f"{len(chosen)} impact exercises from phase 2, 3 days/week")
 
@@ -715,6 +804,32 @@ def plugin_exercises(d: Draft) -> None:
         if e.id not in excluded:
             d.selected.append((e, component_of(e)))
             d.applied("plugin_exercises", f"added plugin exercise {e.id}", plugin=e.source)
+
+
+_COMPONENT_ORDER = ("strength", "balance", "aerobic", "spinal_extensor", "mobility", "impact")
+
+
+def concise_programme(d: Draft, exercises: list[dict], schedule: list[dict]) -> None:
+    """Record the programme's size (guidance §4: about 8-12 exercises a session, 6-8 for strength).
+
+    Called by the engine once the schedule exists. The selection itself is made
+    by the component rules above (fixed counts, compound strength exercises,
+    stable tie-breaks); this rule states the result so a reviewer can check it.
+    """
+    counts: dict[str, int] = {}
+    for e in exercises:
+        counts[e["component"]] = counts.get(e["component"], 0) + 1
+    parts = [f"{c} {counts.pop(c)}" for c in _COMPONENT_ORDER if c in counts]
+    parts += [f"{c} {n}" for c, n in sorted(counts.items())]
+    comp = {e["id"]: e["component"] for e in exercises}
+    sizes = [len(day["exercises"]) for day in schedule]
+    strength = [n for day, n in zip(schedule, sizes) if any(comp.get(i) == "strength" for i in day["exercises"])]
+    plugin = sum(1 for e in exercises if e["source"] != "refflow")
+    d.applied("concise_programme",
+              f"{len(exercises)} distinct exercises ({', '.join(parts)}); {min(sizes)}-{max(sizes)} a day"
+              + (f", {min(strength)}-{max(strength)} on strength days" if strength else "")
+              + f" (guidance: about {SESSION_MIN}-{SESSION_MAX} a session)"
+              + (f"; {plugin} from plugins" if plugin else ""))
 
 
 PRESCRIPTION: tuple[Rule, ...] = (

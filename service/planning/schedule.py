@@ -3,17 +3,28 @@
 Strength on 2-3 non-consecutive days (Mon/Thu or Mon/Wed/Fri), aerobic on
 3-5 days, impact loading on 3 days, balance, posture and mobility daily.
 Sunday is always a rest day from strength, aerobic and impact work (the
-short daily balance, posture and mobility routine continues). The schedule is
-derived from the exercises, so it is rebuilt after plugin adjusters run.
+short daily routine of balance, posture and mobility continues).
+
+Sessions are kept short and even: aerobic days avoid strength days where the
+week allows it, and exercises that are not daily (impact loading, the extra
+balance work for high falls risk, a plugin's twice-weekly class) go on the
+days with the fewest exercises so far (ties: Tue, Thu, Sat, Wed, Fri, Mon,
+Sun). The schedule is derived from the exercises, so it is rebuilt after
+plugin adjusters run.
 """
 
 from __future__ import annotations
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 STRENGTH_PATTERN = {2: (0, 3), 3: (0, 2, 4)}
-AEROBIC_PATTERN = {2: (1, 4), 3: (1, 3, 5), 4: (0, 1, 3, 5), 5: (0, 1, 2, 4, 5)}
-SPREAD = {1: (2,), 2: (1, 4), 3: (0, 2, 4), 4: (0, 1, 3, 5), 5: (0, 1, 2, 4, 5),
-          6: (0, 1, 2, 3, 4, 5), 7: (0, 1, 2, 3, 4, 5, 6)}
+# (strength days, aerobic days) -> aerobic days; no strength day is used unless the week needs it
+AEROBIC_PATTERN = {
+    2: {2: (1, 4), 3: (1, 2, 5), 4: (1, 2, 4, 5), 5: (0, 1, 2, 4, 5)},
+    3: {2: (1, 5), 3: (1, 3, 5), 4: (0, 1, 3, 5), 5: (1, 2, 3, 4, 5)},
+}
+TIE_ORDER = (1, 3, 5, 2, 4, 0, 6)
+TRAINING_DAYS = (0, 1, 2, 3, 4, 5)  # Sunday rests from strength, aerobic and impact
+ALL_DAYS = (0, 1, 2, 3, 4, 5, 6)
 TRAINING = ("strength", "aerobic", "impact")
 
 
@@ -31,12 +42,16 @@ def empty_schedule() -> list[dict]:
     return [{"day": name, "exercises": [], "rest": True} for name in DAY_NAMES]
 
 
+def _lightest(load: list[int], n: int, candidates: tuple[int, ...]) -> tuple[int, ...]:
+    by_load = sorted(candidates, key=lambda day: (load[day], TIE_ORDER.index(day)))
+    return tuple(sorted(by_load[:n]))
+
+
 def build_schedule(exercises: list[dict], targets: dict) -> list[dict]:
     """Place every exercise on its days; sets each exercise's ``days_per_week``."""
-    days: list[list[str]] = [[] for _ in DAY_NAMES]
     strength_n = _clamp(targets.get("strength", {}).get("days_per_week"), 2, 3, 2)
     aerobic_n = _clamp(targets.get("aerobic", {}).get("days_per_week"), 2, 5, 3)
-    aerobic_days = AEROBIC_PATTERN[aerobic_n]
+    aerobic_days = AEROBIC_PATTERN[strength_n][aerobic_n]
     aerobic = [e for e in exercises if component(e) == "aerobic"]
     assigned: dict[int, list[int]] = {id(e): [] for e in aerobic}
     if aerobic:
@@ -49,16 +64,34 @@ def build_schedule(exercises: list[dict], targets: dict) -> list[dict]:
         for k, e in enumerate(aerobic):  # more alternatives than days: share a day
             if not assigned[id(e)]:
                 assigned[id(e)].append(aerobic_days[k % len(aerobic_days)])
+    patterns: dict[int, tuple[int, ...]] = {}
+    flexible: list[tuple[dict, int, tuple[int, ...]]] = []
     for e in exercises:
         comp = component(e)
         if comp == "strength":
-            pattern = STRENGTH_PATTERN[strength_n]
+            patterns[id(e)] = STRENGTH_PATTERN[strength_n]
         elif comp == "aerobic":
-            pattern = tuple(assigned[id(e)])
+            patterns[id(e)] = tuple(sorted(assigned[id(e)]))
         elif comp == "impact":
-            pattern = SPREAD[_clamp(e.get("days_per_week"), 3, 6, 3)]
+            flexible.append((e, _clamp(e.get("days_per_week"), 3, 6, 3), TRAINING_DAYS))
         else:
-            pattern = SPREAD[_clamp(e.get("days_per_week"), 1, 7, 7)]
+            n = _clamp(e.get("days_per_week"), 1, 7, 7)
+            if n == 7:
+                patterns[id(e)] = ALL_DAYS
+            else:
+                flexible.append((e, n, ALL_DAYS))
+    load = [0] * 7
+    for pattern in patterns.values():
+        for day in pattern:
+            load[day] += 1
+    for e, n, candidates in flexible:  # exercise order: deterministic
+        pattern = _lightest(load, n, candidates)
+        patterns[id(e)] = pattern
+        for day in pattern:
+            load[day] += 1
+    days: list[list[str]] = [[] for _ in DAY_NAMES]
+    for e in exercises:
+        pattern = patterns[id(e)]
         e["days_per_week"] = len(pattern)
         for day in pattern:
             days[day].append(e["id"])
