@@ -9,6 +9,7 @@ cannot send.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 from flask import Blueprint, Flask, abort, g, render_template, request, session
@@ -48,6 +49,10 @@ def init_app(app: Flask) -> None:
 
     settings = app.extensions["refflow.settings"]
     app.session_interface = SessionInterface()
+    # Idle expiry is checked here from the session's own "seen" time (so the
+    # page can say why you were signed out); the cookie itself lives up to the
+    # absolute limit.
+    app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(seconds=ABSOLUTE_SESSION_SECONDS)
     if not settings.embedded:
         app.config["SESSION_COOKIE_SECURE"] = True  # production: never over plain HTTP
     # The token lives as long as the (idle-limited) session; Referer checks
@@ -110,7 +115,13 @@ def error_page(status: int, message: str):
     if status == 404:
         message = "There is no page at this address, or you do not have access to it."
     try:
-        body = render_template("error.html", status=status, title=titles.get(status, "Error"),
+        from refflow.web.auth import current_user
+
+        try:
+            user = current_user()
+        except Exception:  # noqa: BLE001 - e.g. the database is down
+            user = None
+        body = render_template("error.html", user=user, status=status, title=titles.get(status, "Error"),
                                message=message)
     except Exception:  # noqa: BLE001 - the error page must never fail itself
         from markupsafe import escape
