@@ -37,3 +37,13 @@ def staff_cookie(app, db, role: str = "staff") -> str:
     now = int(time.time())
     serializer = app.session_interface.get_signing_serializer(app)
     return serializer.dumps({"user_id": user_id, "seen": now, "since": now})
+
+
+@pytest.fixture(scope="session")
+def make_staff_cookie():
+    return staff_cookie
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    return PG_URL

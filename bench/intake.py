@@ -1,0 +1,207 @@
+"""Intake load benchmark: sustained POST /api/v1/referrals against gunicorn on
+PostgreSQL, side by side with a minimal Flask JSON endpoint served the same
+way (the framework ceiling), in the same run. Prints one JSON object.
+
+    python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 4]
+
+Needs PostgreSQL at REFFLOW_TEST_DATABASE_URL (default: the local test
+database); a schema is created for the run and dropped afterwards. The load
+generator is a closed-loop multi-threaded client on the same machine with
+keep-alive connections (one per thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import platform
+import socket
+import statistics
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+PG_URL = os.environ.get("REFFLOW_TEST_DATABASE_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+ROOT = Path(__file__).resolve().parents[1]
+REFERRAL = json.loads((ROOT / "examples" / "referrals" / "design-example.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ceiling_app():
+    from flask import Flask, jsonify, request
+
+    app = Flask("ceiling")
+
+    @app.post("/api/v1/referrals")
+    def accept():
+        data = request.get_json()
+        return jsonify({"id": str(uuid.uuid4()), "status": "received",
+                        "fields": len(data)}), 202
+
+    return app
+
+
+def _serve(kind: str, port: int, workers: int, threads: int, settings_env: dict) -> None:
+    os.environ.update(settings_env)
+    from refflow.config import load_settings
+    from refflow.ops.server import serve
+
+    settings = load_settings()
+    factory = _ceiling_app if kind == "ceiling" else None
+    serve(settings, host="127.0.0.1", port=port, workers=workers, threads=threads,
+          app_factory=factory, loglevel="warning")
+
+
+def wait_ready(port: int, path: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on {port} did not start")
+
+
+def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: float) -> dict:
+    body = json.dumps(REFERRAL).encode()
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    start_at = time.monotonic() + 0.2
+    measure_from = start_at + warmup
+    stop_at = measure_from + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        while time.monotonic() < start_at:
+            time.sleep(0.001)
+        while True:
+            t0 = time.monotonic()
+            if t0 >= stop_at:
+                break
+            try:
+                conn.request("POST", "/api/v1/referrals", body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                status = 0
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            t1 = time.monotonic()
+            if t0 >= measure_from:
+                latencies[i].append(t1 - t0)
+                if status != 202:
+                    errors[i] += 1
+                    with lock:
+                        statuses[status] = statuses.get(status, 0) + 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    all_lat = sorted(x for lane in latencies for x in lane)
+    n = len(all_lat)
+
+    def pct(p: float) -> float:
+        return round(all_lat[min(n - 1, int(p * n))] * 1000, 2) if n else float("nan")
+
+    return {"requests": n, "requests_per_second": round(n / seconds, 1),
+            "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "mean_ms": round(statistics.fmean(all_lat) * 1000, 2) if n else None,
+            "errors": sum(errors), "error_statuses": statuses}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--warmup", type=float, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    from sqlalchemy import create_engine, text
+
+    from refflow.accounts.practices import create_practice, issue_key
+    from refflow.config import load_settings
+    from refflow.db import database_for, migrate
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    data_dir = Path(f"/tmp/refflow-bench-{schema}")
+    env = {"REFFLOW_DATABASE_URL": PG_URL, "REFFLOW_DATABASE_SCHEMA": schema,
+           "REFFLOW_DATA_DIR": str(data_dir), "REFFLOW_SECRET_KEY": "bench",
+           "REFFLOW_INTAKE_RATE_LIMIT": "1000000/minute", "REFFLOW_LOG_LEVEL": "WARNING"}
+    procs = []
+    try:
+        settings = load_settings(env)
+        db = database_for(settings)
+        migrate.upgrade(db)
+        with db.session() as session:
+            practice = create_practice(session, "Bench Practice", fax="+1 763 555 0198")
+            _, key = issue_key(session, practice)
+        db.dispose()
+        results = {}
+        ctx = mp.get_context("spawn")
+        for kind in ("ceiling", "intake"):
+            port = free_port()
+            proc = ctx.Process(target=_serve, args=(kind, port, args.workers, args.threads, env),
+                               daemon=True)
+            proc.start()
+            procs.append(proc)
+            wait_ready(port, "/healthz" if kind == "intake" else "/")
+            headers = {"Content-Type": "application/json",
+                       "Authorization": f"Bearer {key}"}
+            results[kind] = load(port, headers, args.seconds, args.concurrency, args.warmup)
+            proc.terminate()
+            proc.join(15)
+        ratio = results["intake"]["requests_per_second"] / \
+            max(results["ceiling"]["requests_per_second"], 1e-9)
+        out = {
+            "benchmark": "intake",
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version()},
+            "server": {"gunicorn_workers": args.workers, "threads": args.threads,
+                       "database": "postgresql"},
+            "load": {"clients": args.concurrency, "seconds": args.seconds,
+                     "warmup_seconds": args.warmup, "generator": "threads, keep-alive, closed loop"},
+            "ceiling_minimal_flask": results["ceiling"],
+            "intake": results["intake"],
+            "intake_vs_ceiling": round(ratio, 3),
+            "targets": {"ratio_min": 0.5, "p99_ms_max": 25, "errors": 0},
+            "meets_targets": bool(ratio >= 0.5 and results["intake"]["p99_ms"] <= 25
+                                  and results["intake"]["errors"] == 0),
+        }
+        print(json.dumps(out, indent=2))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
