@@ -119,6 +119,52 @@ def check_invariants(plan: dict, referral: Referral | None = None) -> None:
     assert plan["stop_and_call_if"]
 
 
+COMPONENTS = ("strength", "balance", "aerobic", "spinal_extensor", "mobility")
+MAJOR_GROUPS = {"legs", "hips", "back", "chest", "shoulders", "arms"}
+
+
+def check_programme_size(plan: dict) -> None:
+    """Guidance §4 on a built-in plan (no plugin exercises): a concise, complete programme.
+
+    About 8-12 exercises a session (never more than 12 on any day, at least 8
+    on a strength day); 6-8 strength exercises covering every major muscle
+    group; all five components; balance, posture and mobility every day; and
+    no more distinct exercises than the per-component counts allow.
+    """
+    from refflow.planning.catalog import load_catalog
+    from refflow.planning.rules import SESSION_MAX, SESSION_MIN, STRENGTH_MAX, STRENGTH_MIN
+
+    exercises = plan["exercises"]
+    if not exercises:
+        return
+    cat = load_catalog().by_id
+    comp = {e["id"]: e["component"] for e in exercises}
+    assert set(COMPONENTS) <= set(comp.values()), sorted(set(comp.values()))
+    strength = [e for e in exercises if e["component"] == "strength"]
+    assert STRENGTH_MIN <= len(strength) <= STRENGTH_MAX, [e["id"] for e in strength]
+    assert MAJOR_GROUPS <= {g for e in strength for g in e["muscle_groups"]}
+    falls_high = plan["risk"]["falls_high"]
+    # 8 strength + 5 balance + 2 aerobic + extensor + mobility (F); 6 + 3 + 2 + 1 + 1 + impact otherwise
+    assert len(exercises) <= (17 if falls_high else 14), len(exercises)
+    assert len({e["id"] for e in exercises}) == len(exercises)
+    balance = [e for e in exercises if e["component"] == "balance"]
+    assert any(e["phase_from"] == 1 and e["days_per_week"] == 7 for e in balance), "balance from day 1, daily"
+    assert any(cat[e["id"]].subcategory == "dynamic" for e in balance), "static progressing to dynamic"
+    for day in plan["weekly_schedule"]:
+        kinds = {comp[i] for i in day["exercises"]}
+        assert {"balance", "spinal_extensor", "mobility"} <= kinds, day["day"]
+        assert len(day["exercises"]) <= SESSION_MAX, (day["day"], len(day["exercises"]))
+        if "strength" in kinds:
+            assert len(day["exercises"]) >= SESSION_MIN, (day["day"], len(day["exercises"]))
+    assert any(r["rule"] == "concise_programme" for r in plan["rules_applied"])
+    assert any(e["rule"] == "concise_programme" for e in plan["evidence"])
+
+
 @pytest.fixture(scope="session")
 def invariants():
     return check_invariants
+
+
+@pytest.fixture(scope="session")
+def programme_size():
+    return check_programme_size

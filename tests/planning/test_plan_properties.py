@@ -82,9 +82,10 @@ SETTINGS = settings(max_examples=250, deadline=None, derandomize=True,
 
 @SETTINGS
 @given(referrals())
-def test_engine_never_crashes_and_invariants_hold(invariants, referral):
+def test_engine_never_crashes_and_invariants_hold(invariants, programme_size, referral):
     plan = build_plan(referral, as_of=AS_OF)
     invariants(plan, referral)
+    programme_size(plan)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])

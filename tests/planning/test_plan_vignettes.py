@@ -210,7 +210,8 @@ def test_clean_osteoporosis_is_released(make_referral, as_of, invariants):
     assert plan["phases"][0]["week_from"] == 1 and plan["phases"][-1]["week_to"] is None
     assert plan["targets"]["balance"]["minutes_per_week"] >= 120
     assert {e["rule"] for e in plan["evidence"]} >= {"no_high_impact", "strength_all_major_groups",
-                                                     "balance_every_plan", "aerobic_low_impact"}
+                                                     "balance_every_plan", "aerobic_low_impact",
+                                                     "concise_programme"}
 
 
 def test_bp_relative_contraindication(make_referral, as_of):
