@@ -26,7 +26,6 @@ from flask import (
     session,
     url_for,
 )
-
 from refflow.accounts.users import verify_login
 from refflow.db.models import AuditEntry, Practice, User, utcnow
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import io
 
 from flask import Response, abort
-from sqlalchemy import select
-
 from refflow.db.models import Document
+from sqlalchemy import select
 
 INLINE = {"handout.pdf", "summary.pdf"}
 NAMES = ("summary.pdf", "handout.pdf", "fax.tiff")

@@ -50,7 +50,7 @@ def local_time(value: dt.datetime | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:
     if value is None:
         return ""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.replace(tzinfo=dt.UTC)
     return value.astimezone(tz).strftime(fmt)
 
 

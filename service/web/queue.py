@@ -10,10 +10,9 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, or_, select
-
 from refflow.db.models import Delivery, Practice, Referral
 from refflow.referrals import states
+from sqlalchemy import exists, func, or_, select
 
 LIMIT = 100
 
@@ -29,7 +28,7 @@ class Filters:
     q: str = ""
 
     @classmethod
-    def from_form(cls, form) -> "Filters":
+    def from_form(cls, form) -> Filters:
         status = form.get("status", "")
         return cls(
             status=status if status in states.STATES else "",
@@ -42,7 +41,7 @@ class Filters:
         )
 
     @classmethod
-    def from_session(cls, data) -> "Filters":
+    def from_session(cls, data) -> Filters:
         return cls.from_form(data or {})
 
     def to_session(self) -> dict:
@@ -86,11 +85,11 @@ def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
     if filters.date_from:
         start = dt.datetime.combine(dt.date.fromisoformat(filters.date_from), dt.time(),
                                     tzinfo=tz)
-        conditions.append(Referral.created_at >= start.astimezone(dt.timezone.utc))
+        conditions.append(Referral.created_at >= start.astimezone(dt.UTC))
     if filters.date_to:
         end = dt.datetime.combine(dt.date.fromisoformat(filters.date_to) + dt.timedelta(days=1),
                                   dt.time(), tzinfo=tz)
-        conditions.append(Referral.created_at < end.astimezone(dt.timezone.utc))
+        conditions.append(Referral.created_at < end.astimezone(dt.UTC))
     for word in filters.q.split()[:5]:
         like = f"%{_escape_like(word.lower())}%"
         conditions.append(or_(

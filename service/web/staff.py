@@ -19,8 +19,6 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import select
-
 from refflow.db.models import (
     AuditEntry,
     Delivery,
@@ -37,6 +35,7 @@ from refflow.referrals import states
 from refflow.referrals.overview import queue_overview
 from refflow.web import documents, queue
 from refflow.web.auth import WebUser, staff_required
+from sqlalchemy import select
 
 bp = Blueprint("staff", __name__)
 

@@ -8,13 +8,12 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
-
 from refflow.db.models import AuditEntry, Delivery, Referral
+from sqlalchemy import select
 
 pytestmark = pytest.mark.browser
 
-import sample_referrals  # noqa: E402  (tests/pipeline is on pythonpath)
+import sample_referrals
 
 GOOD_FAX = "+17635550198"
 VOICE_LINE = "+17635550111"  # the test fax transport answers it as a voice line

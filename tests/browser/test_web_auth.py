@@ -7,10 +7,9 @@ import re
 import time
 
 import pytest
-from sqlalchemy import select
-
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Referral
+from sqlalchemy import select
 
 PASSWORD = "correct horse battery staple"
 
@@ -21,8 +20,8 @@ def token(html: str) -> str:
 
 @pytest.fixture
 def people(db, make_practice):
-    north, north_key = make_practice("North")
-    lake, lake_key = make_practice("Lake")
+    _north, north_key = make_practice("North")
+    _lake, lake_key = make_practice("Lake")
     with db.session() as s:
         create_user(s, "staff@clinic.example", PASSWORD, role="staff")
         create_user(s, "north@practice.example", PASSWORD, role="practice", practice="North")
