@@ -85,7 +85,7 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "spinal_extensor_daily": (("TFTF2015", "ROS2022"), "Spinal-extensor/posture training daily, 5-10 min, 3-5 s holds [V; attribution U]."),
     "mobility_daily": (("CLINIC",), "Mobility daily after exercise, without extreme forward bending or twisting [given; holds U]."),
     "impact_loading_a": (("ROS2022", "KOREA2023", "DESIGN"), "Category A: moderate impact from phase 2, 10-20 building to ~50 per session, 3+ days/week [V; counts U/D]."),
-    "concise_programme": (("TFTF2014", "TFTF2015", "CLINIC", "DESIGN"), "A concise programme: about 8-12 exercises a session; 6-8 strength exercises, compound first, at least one per major muscle group (legs, hips, back, chest, shoulders, arms); one short daily routine of balance, spinal-extensor and mobility work; extra balance on non-strength days with high falls risk; ties broken by a fixed clinical order, then catalogue order [V; counts D]."),
+    "concise_programme": (("TFTF2014", "TFTF2015", "DESIGN"), "About 8-12 exercises a session: 6-8 compound strength exercises covering all major groups, one short daily balance/extensor/mobility routine, more balance with high falls risk [V; counts D]."),
     "plugin_exercises": (("DESIGN",), "Plugin exercises that pass every safety rule are added [D]."),
     "effort_ceilings": (("BONEFIT", "TFTF2014", "TFTF2015", "DESIGN"), "Effort ceilings by phase (0-10): lower at first; C and high falls risk capped at 6 [V/D]."),
     "phases": (("CLINIC", "TFTF2014", "ROS2022", "DESIGN"), "Start slowly: familiarise (weeks 1-2), build (3-6), target (7-12), maintain (13+) [D]."),
