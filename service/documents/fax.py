@@ -97,27 +97,36 @@ class FaxFormat:
         return PAPER_LENGTH_MM[self.paper]
 
 
-def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter") -> bytes:
+def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter",
+                    pipeline: bool = True) -> bytes:
     """Convert a PDF into one multi-page TIFF Class F file (bytes)."""
-    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper)
+    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper, pipeline=pipeline)
 
 
 def pdfs_to_fax_tiff(
-    pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter"
+    pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter",
+    pipeline: bool = True,
 ) -> bytes:
-    """The pages of several PDFs, in order, as one TIFF Class F file."""
+    """The pages of several PDFs, in order, as one TIFF Class F file.
+
+    With ``pipeline`` (the default) PDFium renders page i+1 on this thread
+    while one worker thread thresholds, packs and codes page i: PDFium (a
+    ctypes call), numpy and libtiff all release the GIL, so on two idle cores
+    a page costs about the larger of the two steps rather than their sum.
+    ``pipeline=False`` does everything on this thread (same output, same CPU
+    time; better on one core).
+    """
     fmt = FaxFormat(resolution, paper)
-    # PDFium (this thread) renders page i+1 while a worker thresholds, packs
-    # and codes page i: numpy and libtiff release the GIL, and so does PDFium
-    # (a ctypes call), so on two cores a page costs about the larger of the
-    # two steps rather than their sum. Only this thread calls PDFium.
     # Each page is rendered into one of a few reused buffers: no per-page
     # allocation, and a buffer is only reused once its page has been coded.
     buffers = [np.empty((fmt.rows, FAX_WIDTH), np.uint8) for _ in range(_BUFFERS)]
+    pages = _render_pages(pdfs, fmt, buffers)
+    if not pipeline:
+        return _write_tiff_f([_threshold_and_encode(grey) for grey in pages], fmt)
     strips: list[G3Strip] = []
     pending: deque[Future] = deque()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refflow-fax") as pool:
-        for grey in _render_pages(pdfs, fmt, buffers):
+        for grey in pages:
             pending.append(pool.submit(_threshold_and_encode, grey))
             if len(pending) >= _BUFFERS:  # the next page reuses the oldest page's buffer
                 strips.append(pending.popleft().result())
