@@ -56,9 +56,9 @@ def test_refflow_run_serves_a_referral_to_completion_and_stops_cleanly(tmp_path)
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{base}/readyz", timeout=1).status_code == 200:
+                if requests.get(f"{base}/readyz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or busy
                 pass
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
