@@ -89,6 +89,21 @@ def init_app(app: Flask, html_handler=None) -> None:
             return error_response(status, message, headers=headers)
         return html_handler(status, message)
 
+    from sqlalchemy.exc import DBAPIError
+
+    @app.errorhandler(DBAPIError)
+    def _database_error(exc: DBAPIError):
+        # A lost or refused database connection: the transaction was rolled back,
+        # so nothing was half-written and the client may simply retry.
+        if not (exc.connection_invalidated or _is_operational(exc)):
+            return _unhandled(exc)
+        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__,
+                    request.method, request.url_rule.rule if request.url_rule else "<no route>")
+        if wants_json() or html_handler is None:
+            return error_response(503, "the database is unavailable; nothing was saved, "
+                                       "retry shortly", headers={"Retry-After": "1"})
+        return html_handler(503, "The service is briefly unavailable. Please retry.")
+
     @app.errorhandler(Exception)
     def _unhandled(exc: Exception):
         if isinstance(exc, HTTPException):  # pragma: no cover - handled above
@@ -101,3 +116,9 @@ def init_app(app: Flask, html_handler=None) -> None:
         if wants_json() or html_handler is None:
             return error_response(500, "internal error; the request was not completed")
         return html_handler(500, "Something went wrong on our side.")
+
+
+def _is_operational(exc) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError))

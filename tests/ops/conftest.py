@@ -19,9 +19,11 @@ _spec.loader.exec_module(harness)
 
 PG_URL = harness.PG_URL
 RedisServer, SmtpSink, Stack = harness.RedisServer, harness.SmtpSink, harness.Stack
-redis_server = harness.redis_server
-smtp = harness.smtp
-pg_module_schema = harness.pg_module_schema
+# Re-export every fixture of the pipeline harness (redis_server, smtp,
+# pg_module_schema, stack, intake, ...), whatever it grows to hold.
+for _name, _value in vars(harness).items():
+    if hasattr(_value, "_fixture_function_marker") or type(_value).__name__ == "FixtureFunctionDefinition":
+        globals().setdefault(_name, _value)
 
 
 def staff_cookie(app, db, role: str = "staff") -> str:
