@@ -62,6 +62,7 @@ class Settings:
     intake_rate_limit: str = "120/minute"
     login_rate_limit: str = "10/minute"
     stuck_after_seconds: int = 600
+    task_time_limit: int = 300  # seconds; a delivery lease outlives it by a minute
     log_level: str = "INFO"
 
     # -- derived ------------------------------------------------------------

@@ -9,12 +9,10 @@ a broker outage never hangs a caller.
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from refflow.config import Settings, load_settings
 
-TASK_TIME_LIMIT = 300
-VISIBILITY_TIMEOUT = 2 * TASK_TIME_LIMIT + 600  # > 2 × the longest task (K3, K4)
 
 PLANNING_QUEUE = "refflow.planning"
 DELIVERY_QUEUE = "refflow.deliveries"
@@ -27,8 +25,14 @@ ROUTES = {
 }
 
 
+def visibility_timeout(settings: Settings) -> int:
+    """Well above twice the longest task (reliability.md K3, K4)."""
+    return 2 * settings.task_time_limit + 600
+
+
 def celery_config(settings: Settings) -> dict:
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT, "socket_timeout": 5,
+    limit = settings.task_time_limit
+    transport = {"visibility_timeout": visibility_timeout(settings), "socket_timeout": 5,
                  "socket_connect_timeout": 5, "health_check_interval": 25}
     return {
         "broker_url": settings.broker_url or "redis://127.0.0.1:6379/0",
@@ -36,6 +40,7 @@ def celery_config(settings: Settings) -> dict:
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
         "result_backend": None,
+        "result_backend_transport_options": {"visibility_timeout": visibility_timeout(settings)},
         "task_ignore_result": True,
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -47,13 +52,15 @@ def celery_config(settings: Settings) -> dict:
         "worker_soft_shutdown_timeout": 20,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
-        "task_soft_time_limit": TASK_TIME_LIMIT - 30,
-        "task_time_limit": TASK_TIME_LIMIT,
-        "visibility_timeout": VISIBILITY_TIMEOUT,
+        "task_soft_time_limit": max(1, limit - min(30, limit // 5)),
+        "task_time_limit": limit,
+        "visibility_timeout": visibility_timeout(settings),
         "task_publish_retry": True,
         "task_publish_retry_policy": {"max_retries": 2, "interval_start": 0,
                                       "interval_step": 0.2, "interval_max": 0.5},
-        "task_queues": [Queue(PLANNING_QUEUE), Queue(DELIVERY_QUEUE)],
+        # One direct exchange per queue: a message reaches exactly one queue.
+        "task_queues": [Queue(name, Exchange(name, type="direct"), routing_key=name)
+                        for name in (PLANNING_QUEUE, DELIVERY_QUEUE)],
         "task_default_queue": PLANNING_QUEUE,
         "task_routes": ROUTES,
         "worker_max_memory_per_child": 400_000,  # KiB: recycle a child that bloats

@@ -14,7 +14,7 @@ import time
 from refflow.config import Settings
 from refflow.pipeline import outbox, redrive
 from refflow.pipeline.steps import Pipeline
-from refflow.workers.celery_app import TASK_TIME_LIMIT, create_celery
+from refflow.workers.celery_app import create_celery
 from refflow.workers.publisher import celery_publisher
 
 log = logging.getLogger("refflow.scheduler")
@@ -27,8 +27,10 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     app = create_celery(settings)
     pipeline = Pipeline(settings, publish=celery_publisher(app))
     stuck_after = dt.timedelta(seconds=settings.stuck_after_seconds)
-    lease = dt.timedelta(seconds=TASK_TIME_LIMIT + 60)
-    next_redrive = time.monotonic() + REDRIVE_EVERY
+    # A task is killed at its time limit, so a claim older than that has no sender.
+    lease = dt.timedelta(seconds=settings.task_time_limit * 1.2 + 5)
+    redrive_every = min(REDRIVE_EVERY, max(1.0, settings.stuck_after_seconds / 2))
+    next_redrive = time.monotonic() + redrive_every
     next_housekeeping = time.monotonic()
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
     while not stop.is_set():
@@ -37,7 +39,7 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
             now = time.monotonic()
             if now >= next_redrive:
                 redrive.redrive(pipeline, stuck_after=stuck_after, lease=lease)
-                next_redrive = now + REDRIVE_EVERY
+                next_redrive = now + redrive_every
             if now >= next_housekeeping:
                 expired = redrive.expire_idempotency_keys(pipeline)
                 pruned = outbox.prune(pipeline.db)

@@ -121,7 +121,7 @@ def test_installed_plugin_is_loaded_and_listed(httpfax_settings, plugin_settings
     listed = {p["name"]: p for p in list_plugins(pm)}
     assert listed["httpfax"] == {
         "name": "httpfax", "version": "0.1.0", "builtin": False, "enabled": True,
-        "hooks": ["refflow_adjust_plan", "refflow_output_channels"],
+        "hooks": ["refflow_adjust_plan", "refflow_output_channels", "refflow_route_deliveries"],
     }
     # Without the allow-list, tests ignore installed third-party plugins (as llm does) ...
     default = {p["name"]: p for p in list_plugins(get_plugin_manager(plugin_settings))}
