@@ -192,11 +192,11 @@ def test_coder_falls_back_to_the_public_path(monkeypatch):
     assert fax._fast_coder_failed
 
 
-def test_sequential_conversion_gives_the_same_file(referral, sample_plan, clinic):
+def test_pipelined_conversion_gives_the_same_file(referral, sample_plan, clinic):
     from refflow.documents.cover import render_cover
     from refflow.documents.fax import pdfs_to_fax_tiff
     from refflow.documents.summary import render_summary
 
     pdfs = [render_cover(referral, clinic, total_pages=3, sent_at=SENT),
             render_summary(referral, sample_plan, clinic)]
-    assert pdfs_to_fax_tiff(pdfs, pipeline=False) == pdfs_to_fax_tiff(pdfs)
+    assert pdfs_to_fax_tiff(pdfs, pipeline=True) == pdfs_to_fax_tiff(pdfs, pipeline=False)
