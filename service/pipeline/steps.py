@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, text, update
 
 from refflow.config import Settings
 from refflow.db.models import (
@@ -97,6 +97,18 @@ def referral_input(row: Referral) -> ReferralIn:
     return ReferralIn.model_validate(row.payload)
 
 
+def recomputable(session) -> None:
+    """Commit this transaction without waiting for the WAL flush (PostgreSQL).
+
+    Only for work that can be done again: if the database crashes in the
+    window, the referral is found in its earlier state and re-driven. Never
+    used for intake (202 promises the referral is stored) nor for recording a
+    delivery as sent.
+    """
+    if session.bind.dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+
+
 # -- build_plan -----------------------------------------------------------------
 
 def build_plan(p: Pipeline, referral_id: str) -> str | None:
@@ -109,6 +121,7 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
             log.warning("build_plan: no referral %s", referral_id)
             return None
         if row.status == states.RECEIVED:
+            recomputable(session)
             states.transition(session, row, states.PLANNING, actor=WORKER,
                               reason="building the exercise plan")
         elif row.status != states.PLANNING:
@@ -134,6 +147,7 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
         row = session.get(Referral, referral_id)
         if row.status != states.PLANNING:
             return row.status  # cancelled meanwhile, or another run finished first
+        recomputable(session)
         existing = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         if existing is None:
             session.add(Plan(referral_id=referral_id, decision=plan["decision"],
@@ -187,6 +201,7 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         row = session.get(Referral, referral_id)
         if row.status != states.PLANNED:
             return row.status
+        recomputable(session)
         for name, content in docs.items():
             _store_document(session, referral_id, name, content)
         for failure in failures:
@@ -283,14 +298,13 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))
             .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now,
                     updated_at=now)
+            .returning(Delivery.id)
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).scalar()
+        if claimed is None:
+            # sent, failed, not due, gone, or another worker holds it
+            return session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
         delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            return None
-        session.refresh(delivery)
-        if claimed != 1:
-            return delivery.status  # sent, failed, or another worker holds it
         referral = session.get(Referral, delivery.referral_id)
         if referral.status != states.DELIVERING:
             delivery.status = "pending"  # cancelled or not ours to send now
@@ -327,8 +341,6 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
             log.error("delivery %s: %s", delivery_id, error)
 
     status = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
-    if status in ENDED:
-        finalize(p, request.referral_id)
     p.relay()
     return status
 
@@ -357,6 +369,10 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
     now = utcnow()
     with p.db.session() as session:
         delivery = session.get(Delivery, delivery_id)
+        # Outcomes of one referral's deliveries are recorded one at a time (row
+        # lock), so the last one to finish always sees the others and finalizes.
+        session.execute(select(Referral.id).where(Referral.id == delivery.referral_id)
+                        .with_for_update())
         attempt = session.get(DeliveryAttempt, attempt_id)
         attempt.finished_at, attempt.outcome, attempt.error = now, outcome, error
         delivery.updated_at = now
@@ -380,6 +396,9 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                 else "permanent error"
             states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
                                 reason=f"{delivery.channel}: {why}: {error}")
+        if delivery.status in ENDED:
+            session.flush()
+            _finalize_in(session, delivery.referral_id)
         return delivery.status
 
 
@@ -389,24 +408,29 @@ def finalize(p: Pipeline, referral_id: str) -> str | None:
     """delivering → completed (all sent) or failed (any failed), once every
     delivery has ended. Safe to call any number of times."""
     with p.db.session() as session:
-        row = session.get(Referral, referral_id)
-        if row is None or row.status != states.DELIVERING:
-            return row.status if row else None
-        statuses = session.scalars(select(Delivery.status).where(
-            Delivery.referral_id == referral_id)).all()
-        if any(s not in ENDED for s in statuses):
-            return row.status
-        failed = sum(s == "failed" for s in statuses)
-        try:
-            if failed:
-                states.transition(session, row, states.FAILED, actor=WORKER,
-                                  reason=f"{failed} of {len(statuses)} deliveries failed")
-            else:
-                states.transition(session, row, states.COMPLETED, actor=WORKER,
-                                  reason=f"all {len(statuses)} deliveries sent")
-        except IllegalTransition:
-            pass  # a concurrent finalize got there first
+        return _finalize_in(session, referral_id)
+
+
+def _finalize_in(session, referral_id: str) -> str | None:
+    row = session.get(Referral, referral_id)
+    if row is None or row.status != states.DELIVERING:
+        return row.status if row else None
+    counts = dict(session.execute(select(Delivery.status, func.count())
+                                  .where(Delivery.referral_id == referral_id)
+                                  .group_by(Delivery.status)).all())
+    if set(counts) - ENDED:
         return row.status
+    failed, total = counts.get("failed", 0), sum(counts.values())
+    try:
+        if failed:
+            states.transition(session, row, states.FAILED, actor=WORKER,
+                              reason=f"{failed} of {total} deliveries failed")
+        else:
+            states.transition(session, row, states.COMPLETED, actor=WORKER,
+                              reason=f"all {total} deliveries sent")
+    except IllegalTransition:
+        pass  # a concurrent finalize got there first
+    return row.status
 
 
 # -- staff actions --------------------------------------------------------------
