@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
@@ -15,10 +14,10 @@ from refflow.commands.common import settings_or_exit
 def command() -> None:
     """Relay the outbox to the broker and re-drive stuck referrals (runs until stopped)."""
     settings = settings_or_exit()
+    from refflow.ops.logging import configure_logging
     from refflow.workers.schedule import run_scheduler
 
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
