@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+import uuid
 from email.utils import parseaddr
 
 from sample_referrals import flagged, routine
@@ -176,3 +177,39 @@ def test_worker_killed_mid_delivery_sends_each_once(stack, intake, smtp):
                 assert len(smtp.for_delivery(d.id)) == 1, d.id
             if d.channel == "fax":
                 assert (stack.settings.fax_spool_dir / "sendq" / f"{d.id}.json").exists()
+
+
+def test_no_patient_data_in_logs_broker_or_error_messages(stack, intake, smtp, redis_server):
+    """Synthetic PHI with a canary (reliability.md O-5): after a full run with a
+    failure and a retry, the canary is nowhere but the database's PHI columns."""
+    import redis
+
+    from refflow.db.models import Delivery, ReferralEvent
+
+    canary = "Zzcanary" + uuid.uuid4().hex[:10]
+    body = routine(external_id=f"EHR-{uuid.uuid4().hex[:6]}")
+    body["patient"]["family_name"] = canary
+    body["patient"]["email"] = f"{canary.lower()}@example.org"
+    body["notes"] = f"{canary} notes"
+    smtp.fail_next[:] = ["451 4.3.0 Try again later", f"550 5.1.1 <{canary.lower()}@example.org>"
+                                                       " no such user"]
+    rid = submit(intake, body)
+    stack.wait_for([rid], statuses=("failed",), timeout=60)
+
+    logs = "".join((stack.settings.data_dir / f"{n}.log").read_text(errors="replace")
+                   for n in ("worker", "scheduler"))
+    assert canary.lower() not in logs.lower()
+    r = redis.Redis.from_url(redis_server.url)
+    for key in r.scan_iter():
+        kind = r.type(key)
+        values = (r.lrange(key, 0, -1) if kind == b"list" else
+                  list(r.hgetall(key).values()) if kind == b"hash" else
+                  [r.get(key)] if kind == b"string" else [])
+        assert all(canary.lower().encode() not in (v or b"").lower() for v in values), key
+    with stack.db.session() as session:
+        errors = session.scalars(select(Delivery.last_error).where(
+            Delivery.referral_id == rid)).all()
+        reasons = session.scalars(select(ReferralEvent.reason).where(
+            ReferralEvent.referral_id == rid)).all()
+    assert any(e and "550" in e for e in errors)
+    assert canary.lower() not in " ".join(e or "" for e in errors + reasons).lower()
