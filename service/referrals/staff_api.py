@@ -44,28 +44,26 @@ def _visible_referral(referral_id: str):
             raise ApiError(404, "no such referral")
 
 
-@bp.post("/referrals/<referral_id>/approve")
-def approve(referral_id: str):
+def _review(referral_id: str, action) -> dict:
+    """Approve or reject a held plan on behalf of the signed-in staff member."""
     staff = require_staff()
     note = _body({"note"}).get("note")
     _visible_referral(referral_id)
     try:
-        status = steps.approve(_pipeline(), referral_id, actor=staff.actor, note=note)
+        status = action(_pipeline(), referral_id, actor=staff.actor, note=note)
     except steps.StepError as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
     return jsonify({"id": referral_id, "status": status})
+
+
+@bp.post("/referrals/<referral_id>/approve")
+def approve(referral_id: str):
+    return _review(referral_id, steps.approve)
 
 
 @bp.post("/referrals/<referral_id>/reject")
 def reject(referral_id: str):
-    staff = require_staff()
-    note = _body({"note"}).get("note")
-    _visible_referral(referral_id)
-    try:
-        status = steps.reject(_pipeline(), referral_id, actor=staff.actor, note=note)
-    except steps.StepError as exc:
-        raise ApiError(409, str(exc), code="invalid_state") from None
-    return jsonify({"id": referral_id, "status": status})
+    return _review(referral_id, steps.reject)
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
