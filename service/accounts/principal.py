@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app, g, request, session
 
-from refflow.accounts.practices import authenticate_key
-from refflow.db.models import User, utcnow
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from refflow.accounts.practices import hash_key
+from refflow.db.models import ApiKey, User, utcnow
 from refflow.ops.errors import ApiError
 
 
@@ -27,8 +31,38 @@ def _db():
     return current_app.extensions["refflow.db"]
 
 
-def principal_from_request() -> Principal | None:
-    """Bearer API key first, then a signed-in user's session."""
+_KEYS = ApiKey.__table__
+_LOOKUP = select(_KEYS.c.id, _KEYS.c.practice_id, _KEYS.c.prefix, _KEYS.c.last_used_at).where(
+    _KEYS.c.key_hash == bindparam("key_hash"), _KEYS.c.revoked_at.is_(None))
+_TOUCH = update(_KEYS).where(
+    _KEYS.c.id == bindparam("key_id"),
+    (_KEYS.c.last_used_at.is_(None)) | (_KEYS.c.last_used_at < bindparam("stale_before")),
+).values(last_used_at=bindparam("now"))
+LAST_USED_RESOLUTION = 60  # seconds: reads do not all become writes
+
+
+def _key_principal(s: Session, token: str) -> Principal:
+    """The practice behind a live (unrevoked) key: one indexed read, checked on
+    every request (no cache), in the caller's transaction when it passes one."""
+    row = None
+    if token.startswith("rf_") and len(token) <= 200:
+        conn = s.connection()
+        row = conn.execute(_LOOKUP, {"key_hash": hash_key(token)}).first()
+    if row is None:
+        raise ApiError(401, "the API key is unknown or revoked",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    now = utcnow()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > LAST_USED_RESOLUTION:
+        conn.execute(_TOUCH, {"key_id": row.id, "now": now,
+                              "stale_before": now - dt.timedelta(seconds=LAST_USED_RESOLUTION)})
+    return Principal("practice", f"apikey:{row.prefix}", row.practice_id)
+
+
+def principal_from_request(db_session: Session | None = None) -> Principal | None:
+    """Bearer API key first, then a signed-in user's session.
+
+    With ``db_session``, the key is looked up in that session's transaction (the
+    intake does its lookup and its writes in one transaction)."""
     if "principal" in g:
         return g.principal
     principal = None
@@ -38,15 +72,11 @@ def principal_from_request() -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "use 'Authorization: Bearer <api key>'",
                            headers={"WWW-Authenticate": 'Bearer realm="refflow"'})
-        with _db().session() as s:
-            key = authenticate_key(s, token.strip())
-            if key is None:
-                raise ApiError(401, "the API key is unknown or revoked",
-                               headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-            now = utcnow()
-            if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-                key.last_used_at = now  # coarse, so reads do not all become writes
-            principal = Principal("practice", f"apikey:{key.prefix}", key.practice_id)
+        if db_session is not None:
+            principal = _key_principal(db_session, token.strip())
+        else:
+            with _db().session() as s:
+                principal = _key_principal(s, token.strip())
     elif session.get("user_id"):
         with _db().session() as s:
             user = s.get(User, session["user_id"])
@@ -57,8 +87,8 @@ def principal_from_request() -> Principal | None:
     return principal
 
 
-def require_principal() -> Principal:
-    principal = principal_from_request()
+def require_principal(db_session: Session | None = None) -> Principal:
+    principal = principal_from_request(db_session)
     if principal is None:
         raise ApiError(401, "authentication required: send 'Authorization: Bearer <api key>'",
                        headers={"WWW-Authenticate": 'Bearer realm="refflow"'})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,8 +16,9 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs) -> Engine:
     """Create an engine with the settings each backend needs.
 
     SQLite: WAL journal, a 30 s busy timeout and foreign keys on, so the web
-    process, the worker and the scheduler can share one file. PostgreSQL:
-    pre-ping so a dropped connection is replaced instead of failing a request;
+    process, the worker and the scheduler can share one file. PostgreSQL: a
+    dropped connection is replaced at checkout instead of failing a request
+    (see ``_check_alive``: no round trip unless the connection sat idle);
     ``schema`` sets the search path (tests give each run its own schema).
     """
     if url.startswith("sqlite"):
@@ -45,10 +48,49 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs) -> Engine:
     connect_args = dict(kwargs.pop("connect_args", {}))
     if schema:
         connect_args["options"] = f"-csearch_path={schema}"
-    kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    return create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        event.listen(engine, "checkin", _note_checkin)
+        event.listen(engine, "checkout", _check_alive)
+    return engine
+
+
+# A pooled PostgreSQL connection is checked on checkout without a round trip:
+# an idle connection has nothing to read, so a readable socket means the server
+# closed it (terminated backend, restart, RST) and the pool replaces it — what
+# pre-ping caught, without a SELECT 1 per request. A connection idle longer
+# than IDLE_PING_SECONDS (where a silent network drop is possible) still gets a
+# real ping. A connection that dies between checkout and the first statement
+# fails that request cleanly (503, transaction rolled back); SQLAlchemy then
+# invalidates the whole pool, so the retry gets fresh connections.
+IDLE_PING_SECONDS = 10.0
+
+
+def _note_checkin(dbapi_conn, record) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _check_alive(dbapi_conn, record, proxy) -> None:
+    try:
+        if dbapi_conn.closed or dbapi_conn.broken:
+            raise exc.DisconnectionError("connection closed")
+        idle_since = record.info.get("idle_since")
+        fd = dbapi_conn.pgconn.socket
+        readable, _, _ = select.select([fd], [], [], 0)
+        if readable:
+            raise exc.DisconnectionError("the server closed the connection")
+        if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            if not dbapi_conn.info.transaction_status:  # idle: the SELECT began no transaction
+                return
+            dbapi_conn.rollback()
+    except exc.DisconnectionError:
+        raise
+    except Exception as error:  # any failure here means a dead connection
+        raise exc.DisconnectionError(str(type(error).__name__)) from error
 
 
 class Database:

@@ -6,6 +6,7 @@ import json
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from refflow.accounts.principal import Principal, require_principal
 from refflow.db.models import AuditEntry, Document, Plan
@@ -59,21 +60,33 @@ def read_json_body() -> object:
 
 @bp.post("/referrals")
 def create_referral():
-    principal = require_principal()
-    if principal.practice_id is None:
-        raise ApiError(403, "only a referring practice can submit referrals")
-    key = check_key(request.headers.get("Idempotency-Key"))
-    data = read_json_body()
-    referral = parse_referral(data)
+    db = _db()
     settings = _settings()
-    submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
-                                 ip=request.remote_addr, request_id=g.get("request_id"))
-    status, body = intake.accept(
-        _db(), submitter, data, referral, idempotency_key=key,
-        clinic_timezone=settings.clinic_timezone,
-        find_problems=current_app.extensions.get("refflow.find_problems"),
-        retention=current_app.config["IDEMPOTENCY_RETENTION"],
-    )
+    key = data = None
+    # One transaction: the API key lookup (revocation is checked in it), the
+    # Idempotency-Key check and every INSERT; 202 only after it commits.
+    try:
+        with db.session() as session:
+            principal = require_principal(session)
+            if principal.practice_id is None:
+                raise ApiError(403, "only a referring practice can submit referrals")
+            key = check_key(request.headers.get("Idempotency-Key"))
+            data = read_json_body()
+            referral = parse_referral(data)
+            submitter = intake.Submitter(practice_id=principal.practice_id,
+                                         actor=principal.actor, ip=request.remote_addr,
+                                         request_id=g.get("request_id"))
+            status, body = intake.accept_in(
+                session, submitter, data, referral, idempotency_key=key,
+                clinic_timezone=settings.clinic_timezone,
+                find_problems=current_app.extensions.get("refflow.find_problems"),
+                retention=current_app.config["IDEMPOTENCY_RETENTION"],
+            )
+    except IntegrityError:
+        if not key:
+            raise
+        status, body = intake.replay_after_conflict(db, submitter, data, key)
+    g.intake_outcome = body.get("status")
     response = jsonify(body)
     response.status_code = status
     response.headers["Location"] = body["links"]["self"]

@@ -189,9 +189,9 @@ def init_app(app) -> None:
         HTTP_REQUESTS.labels(request.method, rule, str(status)).inc()
         HTTP_DURATION.labels(request.method, rule).observe(elapsed)
         if request.endpoint == INTAKE_ENDPOINT and request.method == "POST":
+            # the view leaves the referral's status in g: no re-parsing of the answer
             outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
-                       else "rejected" if (response.is_json and (response.get_json(silent=True)
-                                                                 or {}).get("status") == "rejected")
+                       else "rejected" if g.get("intake_outcome") == "rejected"
                        else "accepted")
             INTAKE_DURATION.labels(outcome).observe(elapsed)
         return response
