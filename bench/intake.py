@@ -2,7 +2,11 @@
 PostgreSQL, side by side with a minimal Flask JSON endpoint served the same
 way (the framework ceiling), in the same run. Prints one JSON object.
 
-    python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 4]
+    python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2] [--threads 4]
+
+The server runs as ``refflow web`` serves by default (refflow.ops.server.serve,
+2 gunicorn gthread workers x 4 threads); the JSON states the configuration
+used. Without REFFLOW_BROKER_URL the rate limits count in process memory.
 
 Needs PostgreSQL at REFFLOW_TEST_DATABASE_URL (default: the local test
 database); a schema is created for the run and dropped afterwards. The load
@@ -134,8 +138,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
+    # the defaults of `refflow web` (refflow.commands.web)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
     args = parser.parse_args()
 
     from sqlalchemy import create_engine, text
@@ -182,7 +187,10 @@ def main() -> None:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version()},
             "server": {"gunicorn_workers": args.workers, "threads": args.threads,
-                       "database": "postgresql"},
+                       "worker_class": "gthread" if args.threads > 1 else "sync",
+                       "database": "postgresql", "synchronous_commit": "on",
+                       "rate_limit_storage": "redis" if env.get("REFFLOW_BROKER_URL")
+                       else "memory"},
             "load": {"clients": args.concurrency, "seconds": args.seconds,
                      "warmup_seconds": args.warmup, "generator": "threads, keep-alive, closed loop"},
             "ceiling_minimal_flask": results["ceiling"],

@@ -90,6 +90,11 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 2, threads
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread" if threads > 1 else "sync",
+        # gthread keeps keep-alive connections on the worker that accepted
+        # them: without a bound, the first worker to wake takes every client
+        # connection and serves them all on one core (one GIL) while the other
+        # workers idle. At most this many connections per worker spreads them.
+        "worker_connections": threads * 2,
         "accesslog": None,  # access logs would carry referral ids in URLs; metrics cover traffic
         "errorlog": "-",
         "timeout": 60,
