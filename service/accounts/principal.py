@@ -11,7 +11,8 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from refflow.accounts.practices import hash_key
-from refflow.db.models import ApiKey, User, utcnow
+from refflow.accounts.users import session_user
+from refflow.db.models import ApiKey, utcnow
 from refflow.ops.errors import ApiError
 
 
@@ -79,8 +80,8 @@ def principal_from_request(db_session: Session | None = None) -> Principal | Non
                 principal = _key_principal(s, token.strip())
     elif session.get("user_id"):
         with _db().session() as s:
-            user = s.get(User, session["user_id"])
-            if user is not None and user.active:
+            user = session_user(s, session)
+            if user is not None:
                 kind = "practice" if user.role == "practice" else user.role
                 principal = Principal(kind, f"user:{user.id}", user.practice_id, user.id)
     g.principal = principal

@@ -66,3 +66,22 @@ def verify_login(session: Session, email: str, password: str) -> User | None:
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     return user
+
+
+def session_user(session: Session, cookie: dict) -> User | None:
+    """The active user a signed session cookie belongs to, or None when the
+    user is gone, deactivated, or signed out since the cookie was issued."""
+    user_id = cookie.get("user_id")
+    if not user_id:
+        return None
+    user = session.get(User, user_id)
+    if user is None or not user.active or cookie.get("epoch", 0) != user.session_epoch:
+        return None
+    return user
+
+
+def end_sessions(session: Session, user_id: str) -> None:
+    """Sign the user out everywhere: cookies issued so far stop working."""
+    user = session.get(User, user_id)
+    if user is not None:
+        user.session_epoch = (user.session_epoch or 0) + 1

@@ -119,6 +119,9 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))  # staff | admin | practice
     practice_id: Mapped[str | None] = mapped_column(ForeignKey("practices.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped at sign-out: every session cookie issued before it stops working,
+    # copies included (sessions are signed cookies, so this is how they end).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

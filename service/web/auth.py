@@ -26,8 +26,8 @@ from flask import (
     session,
     url_for,
 )
-from refflow.accounts.users import verify_login
-from refflow.db.models import AuditEntry, Practice, User, utcnow
+from refflow.accounts.users import end_sessions, session_user, verify_login
+from refflow.db.models import AuditEntry, Practice, utcnow
 
 bp = Blueprint("auth", __name__)
 
@@ -100,8 +100,8 @@ def current_user() -> WebUser | None:
     user_id = session.get("user_id")
     if user_id:
         with _db().session() as s:
-            row = s.get(User, user_id)
-            if row is not None and row.active:
+            row = session_user(s, session)
+            if row is not None:
                 practice_name = None
                 if row.practice_id:
                     practice = s.get(Practice, row.practice_id)
@@ -187,7 +187,7 @@ def login():
             else:
                 row.last_login_at = utcnow()
                 s.add(AuditEntry(actor=f"user:{row.id}", action="login", ip=request.remote_addr))
-                user_id, role = row.id, row.role
+                user_id, role, epoch = row.id, row.role, row.session_epoch
         if row is None:
             error = "The email or password is not right."
     if error:
@@ -197,7 +197,7 @@ def login():
     session.clear()  # a new session: nothing (and no CSRF token) carries over
     session.permanent = True
     now = int(time.time())
-    session.update({"user_id": user_id, "seen": now, "since": now})
+    session.update({"user_id": user_id, "epoch": epoch, "seen": now, "since": now})
     g.pop("web_user", None)
     default = url_for("portal.index") if role == "practice" else url_for("staff.dashboard")
     return redirect(nxt or default)
@@ -208,6 +208,7 @@ def logout():
     user = current_user()
     if user is not None:
         with _db().session() as s:
+            end_sessions(s, user.id)  # copies of this cookie stop working too
             s.add(AuditEntry(actor=user.actor, action="logout", ip=request.remote_addr))
     session.clear()
     flash("You are signed out.", "info")

@@ -196,3 +196,20 @@ def test_logout(client, people):
     r = client.post("/logout", data={"csrf_token": token(page.text)})
     assert r.status_code == 302
     assert client.get("/").status_code == 302
+
+
+def test_logout_ends_copies_of_the_session_cookie(app, client, people):
+    sign_in(client, "staff@clinic.example")
+    page = client.get("/")
+    assert page.status_code == 200
+    stolen = client.get_cookie("refflow_session").value
+    thief = app.test_client()
+    thief.set_cookie("refflow_session", stolen)
+    assert thief.get("/").status_code == 200  # the copy works while the session lives
+    assert thief.get("/api/v1/queue").status_code == 200
+    client.post("/logout", data={"csrf_token": token(page.text)})
+    assert thief.get("/").status_code == 302  # …and not after sign-out
+    assert thief.get("/api/v1/queue").status_code == 401
+    # signing in again gives a fresh, working session
+    sign_in(client, "staff@clinic.example")
+    assert client.get("/").status_code == 200
