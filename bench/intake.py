@@ -6,7 +6,9 @@ way (the framework ceiling), in the same run. Prints one JSON object.
 
 The server runs as ``refflow web`` serves by default (refflow.ops.server.serve,
 2 gunicorn gthread workers x 4 threads); the JSON states the configuration
-used. Without REFFLOW_BROKER_URL the rate limits count in process memory.
+used. As in production, a broker URL is set (a Redis server started for the
+run with ``refflow.embedded.start_redis``), so the rate limits count in Redis;
+``--limits-storage memory`` measures the in-process fallback instead.
 
 Needs PostgreSQL at REFFLOW_TEST_DATABASE_URL (default: the local test
 database); a schema is created for the run and dropped afterwards. The load
@@ -141,6 +143,7 @@ def main() -> None:
     # the defaults of `refflow web` (refflow.commands.web)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--limits-storage", choices=("redis", "memory"), default="redis")
     args = parser.parse_args()
 
     from sqlalchemy import create_engine, text
@@ -158,7 +161,12 @@ def main() -> None:
            "REFFLOW_DATA_DIR": str(data_dir), "REFFLOW_SECRET_KEY": "bench",
            "REFFLOW_INTAKE_RATE_LIMIT": "1000000/minute", "REFFLOW_LOG_LEVEL": "WARNING"}
     procs = []
+    redis_proc = None
     try:
+        if args.limits_storage == "redis":
+            from refflow.embedded import start_redis
+
+            redis_proc, env["REFFLOW_BROKER_URL"] = start_redis(data_dir / "redis")
         settings = load_settings(env)
         db = database_for(settings)
         migrate.upgrade(db)
@@ -190,7 +198,8 @@ def main() -> None:
                        "worker_class": "gthread" if args.threads > 1 else "sync",
                        "database": "postgresql", "synchronous_commit": "on",
                        "rate_limit_storage": "redis" if env.get("REFFLOW_BROKER_URL")
-                       else "memory"},
+                       else "memory",
+                       "broker_url_set": bool(env.get("REFFLOW_BROKER_URL"))},
             "load": {"clients": args.concurrency, "seconds": args.seconds,
                      "warmup_seconds": args.warmup, "generator": "threads, keep-alive, closed loop"},
             "ceiling_minimal_flask": results["ceiling"],
@@ -206,6 +215,9 @@ def main() -> None:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
+        if redis_proc is not None:
+            redis_proc.terminate()
+            redis_proc.wait(10)
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()

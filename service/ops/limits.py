@@ -1,32 +1,50 @@
-"""Rate limits (Flask-Limiter): intake per API key and per client address, and
-sign-in per client address.
+"""Rate limits: intake per API key and per client address, sign-in per client
+address.
 
 Counters live in Redis when a broker URL is configured (shared by every web
 process and machine), in memory otherwise. If Redis is unreachable the limits
-fall back to per-process memory rather than failing open or failing requests.
-Keys are hashed before they reach the storage, so no API key is stored in
-Redis. A limited request gets 429 in the JSON error envelope with
-``Retry-After``.
+fall back to per-process memory rather than failing open or failing requests
+(Redis is tried again after ``REDIS_RETRY_SECONDS``). Keys are hashed before
+they reach the storage, so no API key is stored in Redis. A limited request
+gets 429 in the JSON error envelope with ``Retry-After``.
 
 Sign-in (``auth.login``) is registered by ``refflow.web`` after this module is
 initialised, so limits are attached by endpoint name and checked before the
 view runs, whatever module defines it.
+
+The checks cost one Redis round trip per limited request (every counter of
+the request in one pipeline: fixed windows, ``INCR`` + ``EXPIRE`` per
+counter) or a few dictionary operations in memory (moving windows). Limits are
+written as the ``limits`` package parses them (``120/minute``,
+``10/minute;100/hour``). Flask-Limiter is not used: it extracted a stack trace
+on every check and its memory storage restarted an expiry timer thread on
+nearly every hit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
 
 from flask import Flask, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+from limits import RateLimitItem, parse_many
+from werkzeug.exceptions import TooManyRequests
+
+log = logging.getLogger("refflow.limits")
 
 INTAKE_ENDPOINT = "referrals_api.create_referral"
 LOGIN_ENDPOINT = "auth.login"
+KEY_PREFIX = "refflow-limits"
+REDIS_RETRY_SECONDS = 5.0
 
 
 def _client_address() -> str:
-    return "ip:" + (get_remote_address() or "unknown")
+    return "ip:" + (request.remote_addr or "unknown")
 
 
 def _api_key() -> str:
@@ -38,38 +56,137 @@ def _api_key() -> str:
     return "key:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def init_app(app: Flask, settings) -> Limiter:
-    storage = settings.broker_url or "memory://"
-    if app.config.get("RATELIMIT_STORAGE_URI"):
-        storage = app.config["RATELIMIT_STORAGE_URI"]
-    limiter = Limiter(
-        key_func=_client_address,
-        storage_uri=storage,
-        storage_options={"socket_timeout": 1, "socket_connect_timeout": 1}
-        if storage.startswith("redis") else {},
-        strategy="moving-window" if storage.startswith("memory") else "fixed-window",
-        headers_enabled=True,
-        in_memory_fallback_enabled=True,
-        key_prefix="refflow-limits",
-    )
-    limiter.init_app(app)
-    intake = settings.intake_rate_limit
-    login = settings.login_rate_limit
-    checks = {
-        (INTAKE_ENDPOINT, "POST"): [
-            limiter.limit(intake, key_func=_api_key, scope="intake-key"),
-            limiter.limit(intake, key_func=_client_address, scope="intake-ip"),
-        ],
-        (LOGIN_ENDPOINT, "POST"): [
-            limiter.limit(login, key_func=_client_address, scope="login-ip"),
-        ],
-    }
+@dataclass(frozen=True)
+class Check:
+    scope: str
+    items: tuple[RateLimitItem, ...]
+    key_func: object  # () -> str
+
+
+class MemoryCounters:
+    """Moving windows in this process: per key, the times of the hits still in
+    the window (oldest first). Thread-safe; idle keys are swept now and then."""
+
+    SWEEP_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._hits: dict[str, deque] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = time.monotonic() + self.SWEEP_SECONDS
+        self._longest = 0.0
+
+    def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
+        """Count one hit on each counter unless one is full; returns None when
+        allowed, else seconds until the fullest counter has room."""
+        now = time.monotonic()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            wait = 0.0
+            windows = []
+            for key, item in counters:
+                expiry = item.get_expiry()
+                self._longest = max(self._longest, expiry)
+                hits = self._hits.get(key)
+                if hits is None:
+                    hits = self._hits[key] = deque()
+                while hits and hits[0] <= now - expiry:
+                    hits.popleft()
+                if len(hits) >= item.amount:
+                    wait = max(wait, hits[len(hits) - item.amount] + expiry - now)
+                windows.append(hits)
+            if wait > 0:
+                return wait
+            for hits in windows:
+                hits.append(now)
+            return None
+
+    def _sweep(self, now: float) -> None:
+        self._next_sweep = now + self.SWEEP_SECONDS
+        for key in [k for k, hits in self._hits.items()
+                    if not hits or hits[-1] <= now - self._longest]:
+            del self._hits[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._hits.clear()
+
+
+class RedisCounters:
+    """Fixed windows in Redis, every counter of a request in one pipeline."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.errors = (redis.RedisError, OSError)
+
+    def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
+        now = time.time()
+        pipe = self.client.pipeline(transaction=False)
+        resets = []
+        for key, item in counters:
+            expiry = item.get_expiry()
+            window = int(now // expiry)
+            pipe.incr(f"{key}:{expiry}:{window}")
+            pipe.expire(f"{key}:{expiry}:{window}", expiry + 1)
+            resets.append((window + 1) * expiry)
+        results = pipe.execute()
+        wait = 0.0
+        for (_key, item), count, reset in zip(counters, results[::2], resets):
+            if count > item.amount:
+                wait = max(wait, reset - now)
+        return wait if wait > 0 else None
+
+
+class RateLimits:
+    """The checks by (endpoint, method) and the storage that counts them."""
+
+    def __init__(self, checks: dict[tuple[str, str], list[Check]], redis_url: str = "") -> None:
+        self.checks = checks
+        self.memory = MemoryCounters()
+        self.redis = RedisCounters(redis_url) if redis_url else None
+        self._redis_down_until = 0.0
+        self.storage = "redis" if self.redis else "memory"
+
+    def check(self, endpoint: str | None, method: str) -> None:
+        checks = self.checks.get((endpoint, method))
+        if not checks:
+            return
+        counters = [(f"{KEY_PREFIX}:{check.scope}:{check.key_func()}:{item.amount}", item)
+                    for check in checks for item in check.items]
+        wait = self._hit(counters)
+        if wait is not None:
+            raise TooManyRequests(retry_after=max(1, math.ceil(wait)))
+
+    def _hit(self, counters) -> float | None:
+        if self.redis is not None and time.monotonic() >= self._redis_down_until:
+            try:
+                return self.redis.hit(counters)
+            except self.redis.errors as exc:
+                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                log.warning("rate limits: Redis unavailable (%s); counting in memory for %.0f s",
+                            type(exc).__name__, REDIS_RETRY_SECONDS)
+        return self.memory.hit(counters)
+
+    def reset(self) -> None:
+        self.memory.clear()
+
+
+def init_app(app: Flask, settings) -> RateLimits:
+    storage = app.config.get("RATELIMIT_STORAGE_URI") or settings.broker_url or ""
+    redis_url = storage if storage.startswith(("redis://", "rediss://", "unix://")) else ""
+    intake = tuple(parse_many(settings.intake_rate_limit))
+    login = tuple(parse_many(settings.login_rate_limit))
+    limits = RateLimits({
+        (INTAKE_ENDPOINT, "POST"): [Check("intake-key", intake, _api_key),
+                                    Check("intake-ip", intake, _client_address)],
+        (LOGIN_ENDPOINT, "POST"): [Check("login-ip", login, _client_address)],
+    }, redis_url)
 
     @app.before_request
     def _rate_limits() -> None:
-        for limit in checks.get((request.endpoint, request.method), ()):
-            with limit:  # raises RateLimitExceeded (429) when over
-                pass
+        limits.check(request.endpoint, request.method)  # raises 429 when over
 
-    app.extensions["refflow.limiter"] = limiter
-    return limiter
+    app.extensions["refflow.limiter"] = limits
+    return limits
