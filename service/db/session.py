@@ -109,6 +109,14 @@ class Database:
             with session.begin():
                 yield session
 
+    @contextmanager
+    def autocommit(self) -> Iterator:
+        """A pooled connection on which each statement is its own transaction,
+        committed by the server before the statement returns (no BEGIN and
+        COMMIT round trips). For a single statement that must be atomic."""
+        with self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -153,13 +153,12 @@ def _statements(dialect: str, with_outbox: bool, with_key: bool) -> tuple:
     return (last,)
 
 
-def _store(session: Session, submitter: Submitter, data: dict, referral: ReferralIn, print_: str,
-           problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
-           retention: dt.timedelta) -> tuple[int, dict]:
+def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, print_: str,
+                       problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
+                       retention: dt.timedelta, status: str) -> tuple[dict, dict]:
+    """The 202 body and the parameters of the INSERTs."""
     now = utcnow()
     rid = new_id()
-    rejects = [p for p in problems if p.get("severity") == "reject"]
-    status = states.REJECTED if rejects else states.RECEIVED
     body = {
         "id": rid,
         "status": status,
@@ -187,6 +186,17 @@ def _store(session: Session, submitter: Submitter, data: dict, referral: Referra
     if idempotency_key:
         params.update(key_id=new_id(), key=idempotency_key, fingerprint=print_,
                       response_body=body, expires_at=now + retention)
+    return body, params
+
+
+def _store(session: Session, submitter: Submitter, data: dict, referral: ReferralIn, print_: str,
+           problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
+           retention: dt.timedelta) -> tuple[int, dict]:
+    rejects = [p for p in problems if p.get("severity") == "reject"]
+    body, params = _answer_and_params(submitter, data, referral, print_, problems,
+                                      idempotency_key, clinic_timezone, retention,
+                                      states.REJECTED if rejects else states.RECEIVED)
+    rid = params["rid"]
     conn = session.connection()
     for stmt in _statements(conn.dialect.name, not rejects, bool(idempotency_key)):
         conn.execute(stmt, params)  # a unique-key conflict surfaces here, in this transaction
@@ -207,3 +217,120 @@ def _store(session: Session, submitter: Submitter, data: dict, referral: Referra
 @lru_cache(maxsize=32)
 def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+# -- one statement, one round trip: API key check and INSERTs together --------
+
+@dataclass(frozen=True)
+class KeyedAcceptance:
+    status: int
+    body: dict
+    practice_id: str
+    actor: str
+
+
+def can_accept_in_one_statement(db: Database, problems: list[dict]) -> bool:
+    """PostgreSQL, and no intake rule rejects the referral or failed (those
+    paths record timeline entries through the ORM)."""
+    return db.engine.dialect.name == "postgresql" and not any(
+        p.get("severity") == "reject" or p.get("code") == "plugin_failed" for p in problems)
+
+
+def accept_with_api_key(db: Database, token: str, data: dict, referral: ReferralIn, *,
+                        problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
+                        ip: str | None, request_id: str | None,
+                        retention: dt.timedelta = dt.timedelta(hours=48)) -> KeyedAcceptance | None:
+    """Accept a referral sent with API key ``token`` in one statement that is
+    its own transaction: it finds the live (unrevoked) key, refreshes its
+    last-used time, and inserts the referral, its timeline entry, the audit
+    entry, the outbox message and the Idempotency-Key row only if the key is
+    live. It returns after the server committed it (synchronous commit), or
+    None when the key is unknown or revoked (nothing was written).
+
+    With an Idempotency-Key that a committed request already used, the unique
+    constraint fails the whole statement: ``IntegrityError``, nothing written;
+    answer with ``replay_after_conflict``. Only for referrals no rule rejected
+    (``can_accept_in_one_statement``).
+    """
+    from refflow.accounts.practices import hash_key
+    from refflow.accounts.principal import LAST_USED_RESOLUTION
+
+    print_ = idempotency.fingerprint(data) if idempotency_key else ""
+    submitter = Submitter(practice_id="", actor="", ip=ip, request_id=request_id)
+    body, params = _answer_and_params(submitter, data, referral, print_, problems,
+                                      idempotency_key, clinic_timezone, retention,
+                                      states.RECEIVED)
+    # Bind names must not be columns of api_keys: SQLAlchemy would add those to
+    # the UPDATE's SET clause.
+    del params["practice_id"], params["actor"]
+    params["token_hash"] = hash_key(token)
+    params["stale_before"] = params["now"] - dt.timedelta(seconds=LAST_USED_RESOLUTION)
+    with db.autocommit() as conn:
+        row = conn.execute(_keyed_statement(bool(idempotency_key)), params).first()
+    if row is None:
+        return None
+    return KeyedAcceptance(202, body, row.practice_id, row.actor)
+
+
+@cache
+def _keyed_statement(with_key: bool):
+    from sqlalchemy import String, cast, literal, null, or_, select, update
+
+    from refflow.db.models import ApiKey
+
+    K = ApiKey.__table__
+    r, e, a = Referral.__table__, ReferralEvent.__table__, AuditEntry.__table__
+    o, k = OutboxMessage.__table__, IdempotencyKey.__table__
+    key = select(K.c.id, K.c.practice_id,
+                 (literal("apikey:", String) + K.c.prefix).label("actor")).where(
+        K.c.key_hash == bindparam("token_hash", type_=K.c.key_hash.type),
+        K.c.revoked_at.is_(None)).cte("live_key")
+    now = bindparam("now", type_=r.c.created_at.type)
+    touch = update(K).where(
+        K.c.id.in_(select(key.c.id)),
+        or_(K.c.last_used_at.is_(None),
+            K.c.last_used_at < bindparam("stale_before", type_=K.c.last_used_at.type)),
+    ).values(last_used_at=now)
+    rid = bindparam("rid", type_=r.c.id.type)
+
+    def p(col, name=None):
+        return bindparam(name or col.name, type_=col.type)
+
+    def const(col, value):
+        return cast(null(), col.type) if value is None else literal(value, col.type)
+
+    def insert_from_key(table, values: dict):
+        return insert(table).from_select(list(values), select(*values.values()).select_from(key))
+
+    stmts = [
+        touch,
+        insert_from_key(r, {
+            "id": rid, "practice_id": key.c.practice_id, "status": const(r.c.status, states.RECEIVED),
+            "external_id": p(r.c.external_id), "urgency": p(r.c.urgency), "payload": p(r.c.payload),
+            "payload_sha256": p(r.c.payload_sha256), "received_on": p(r.c.received_on),
+            "intake_problems": p(r.c.intake_problems), "flagged": p(r.c.flagged),
+            "request_id": p(r.c.request_id), "created_at": now, "updated_at": now}),
+        insert_from_key(e, {
+            "referral_id": rid, "at": now, "actor": key.c.actor, "kind": const(e.c.kind, "status"),
+            "from_status": const(e.c.from_status, None),
+            "to_status": const(e.c.to_status, states.RECEIVED),
+            "reason": const(e.c.reason, "referral received")}),
+        insert_from_key(a, {
+            "at": now, "actor": key.c.actor, "action": const(a.c.action, "referral.create"),
+            "referral_id": rid, "ip": p(a.c.ip), "detail": const(a.c.detail, None)}),
+        insert_from_key(o, {
+            "task": const(o.c.task, PLAN_TASK), "args": p(o.c.args, "outbox_args"),
+            "created_at": now, "available_at": now, "sent_at": const(o.c.sent_at, None),
+            "relay_attempts": const(o.c.relay_attempts, 0)}),
+    ]
+    if with_key:
+        stmts.append(insert_from_key(k, {
+            "id": p(k.c.id, "key_id"), "practice_id": key.c.practice_id, "key": p(k.c.key),
+            "fingerprint": p(k.c.fingerprint), "referral_id": rid,
+            "response_status": const(k.c.response_status, 202),
+            "response_body": p(k.c.response_body), "created_at": now,
+            "expires_at": p(k.c.expires_at)}))
+    main = select(key.c.practice_id, key.c.actor)
+    for i, stmt in enumerate(stmts):
+        main = main.add_cte(stmt.cte(f"w_{i}"))
+    return main

@@ -58,11 +58,74 @@ def read_json_body() -> object:
         raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
 
 
+def _bearer_key() -> str | None:
+    """The API key of a well-formed ``Authorization: Bearer rf_...`` header."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token.startswith("rf_") and len(token) <= 200:
+        return token
+    return None
+
+
 @bp.post("/referrals")
 def create_referral():
     db = _db()
+    token = _bearer_key()
+    if token is not None and db.engine.dialect.name == "postgresql":
+        response, parsed = _create_with_api_key(db, token)
+        if response is not None:
+            return response
+        return _create_in_transaction(db, parsed)
+    return _create_in_transaction(db)
+
+
+def _create_with_api_key(db, token: str):
+    """The common case in one round trip: an API key and a referral no rule
+    rejects, checked and stored by one self-committing statement
+    (``intake.accept_with_api_key``). Returns (response, None), or (None, what
+    was parsed) when the general path must store it."""
+    settings = _settings()
+    try:
+        key = check_key(request.headers.get("Idempotency-Key"))
+        data = read_json_body()
+        referral = parse_referral(data)
+    except ApiError:
+        require_principal()  # an unknown or revoked key answers 401 first, as before
+        raise
+    find_problems = current_app.extensions.get("refflow.find_problems")
+    problems = find_problems(referral) if find_problems else []
+    if not intake.can_accept_in_one_statement(db, problems):
+        return None, (key, data, referral, problems)
+    try:
+        accepted = intake.accept_with_api_key(
+            db, token, data, referral, problems=problems, idempotency_key=key,
+            clinic_timezone=settings.clinic_timezone, ip=request.remote_addr,
+            request_id=g.get("request_id"), retention=current_app.config["IDEMPOTENCY_RETENTION"])
+    except IntegrityError:
+        if not key:
+            raise
+        principal = require_principal()
+        submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
+                                     ip=request.remote_addr, request_id=g.get("request_id"))
+        status, body = intake.replay_after_conflict(db, submitter, data, key)
+        return _answer(status, body), None
+    if accepted is None:  # unknown or revoked key: nothing was written
+        require_principal()
+        raise ApiError(401, "the API key is unknown or revoked",
+                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    g.principal = Principal("practice", accepted.actor, accepted.practice_id)
+    return _answer(accepted.status, accepted.body), None
+
+
+def _create_in_transaction(db, parsed: tuple | None = None):
+    """Any principal, any outcome: key lookup, checks and INSERTs in one transaction.
+    ``parsed``: (Idempotency-Key, body, referral, problems) already read."""
     settings = _settings()
     key = data = None
+    find_problems = current_app.extensions.get("refflow.find_problems")
+    if parsed is not None:
+        found = parsed[3]
+        find_problems = lambda _referral: found  # noqa: E731 - found once per request
     # One transaction: the API key lookup (revocation is checked in it), the
     # Idempotency-Key check and every INSERT; 202 only after it commits.
     try:
@@ -70,22 +133,29 @@ def create_referral():
             principal = require_principal(session)
             if principal.practice_id is None:
                 raise ApiError(403, "only a referring practice can submit referrals")
-            key = check_key(request.headers.get("Idempotency-Key"))
-            data = read_json_body()
-            referral = parse_referral(data)
+            if parsed is None:
+                key = check_key(request.headers.get("Idempotency-Key"))
+                data = read_json_body()
+                referral = parse_referral(data)
+            else:
+                key, data, referral, _ = parsed
             submitter = intake.Submitter(practice_id=principal.practice_id,
                                          actor=principal.actor, ip=request.remote_addr,
                                          request_id=g.get("request_id"))
             status, body = intake.accept_in(
                 session, submitter, data, referral, idempotency_key=key,
                 clinic_timezone=settings.clinic_timezone,
-                find_problems=current_app.extensions.get("refflow.find_problems"),
+                find_problems=find_problems,
                 retention=current_app.config["IDEMPOTENCY_RETENTION"],
             )
     except IntegrityError:
         if not key:
             raise
         status, body = intake.replay_after_conflict(db, submitter, data, key)
+    return _answer(status, body)
+
+
+def _answer(status: int, body: dict):
     g.intake_outcome = body.get("status")
     response = jsonify(body)
     response.status_code = status

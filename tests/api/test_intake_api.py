@@ -274,3 +274,32 @@ def test_a_raising_validation_plugin_flags_the_referral_for_staff(client, auth, 
     [event] = [e for e in detail["timeline"] if e["kind"] == "plugin_failed"]
     assert "broken-rule" in event["reason"] and "KeyError" in event["reason"]
     assert "Ann" not in str(detail["timeline"])
+
+
+def test_refused_key_writes_nothing_and_answers_401_before_422(client, referral_body, practice,
+                                                              db):
+    from refflow.accounts.practices import revoke_key
+    from refflow.db.models import ApiKey, IdempotencyKey, ReferralEvent
+
+    key = practice[1]
+    auth = {"Authorization": f"Bearer {key}"}
+    assert post(client, auth, referral_body).status_code == 202
+    with db.session() as session:
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == key.split("_")[1]))
+        practice_id, key_hash, used = row.practice_id, row.key_hash, row.last_used_at
+        assert used is not None  # the accepting statement refreshed it
+        revoke_key(session, key.split("_")[1])
+
+    def counts():
+        with db.session() as session:
+            return [session.scalar(select(func.count()).select_from(m))
+                    for m in (Referral, ReferralEvent, AuditEntry, OutboxMessage, IdempotencyKey)]
+
+    before = counts()
+    assert_error(post(client, auth, referral_body, **{"Idempotency-Key": "k-1"}), 401)
+    assert_error(post(client, auth, {"nope": 1}), 401)  # the key is checked before the body
+    assert_error(post(client, {"Authorization": "Bearer rf_00000000_nope"}, {"nope": 1}), 401)
+    assert counts() == before
+    with db.session() as session:  # the key row is untouched apart from its revocation
+        row = session.scalar(select(ApiKey).where(ApiKey.prefix == key.split("_")[1]))
+        assert (row.practice_id, row.key_hash, row.last_used_at) == (practice_id, key_hash, used)
