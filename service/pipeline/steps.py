@@ -20,8 +20,6 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from sqlalchemy import func, select, text, update
-
 from refflow.config import Settings
 from refflow.db.models import (
     AuditEntry,
@@ -38,6 +36,7 @@ from refflow.pipeline import outbox
 from refflow.pipeline.outbox import Publisher
 from refflow.referrals import states
 from refflow.referrals.states import IllegalTransition
+from sqlalchemy import func, insert, select, text, update
 
 log = logging.getLogger("refflow.pipeline")
 
@@ -202,8 +201,7 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         if row.status != states.PLANNED:
             return row.status
         recomputable(session)
-        for name, content in docs.items():
-            _store_document(session, referral_id, name, content)
+        _store_documents(session, referral_id, docs)
         for failure in failures:
             states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
                                 reason=failure.message)
@@ -219,24 +217,26 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
     return status
 
 
-def _store_document(session, referral_id: str, name: str, content: bytes) -> None:
-    digest = hashlib.sha256(content).hexdigest()
-    doc = session.scalar(select(Document).where(Document.referral_id == referral_id,
-                                                Document.name == name))
-    pages = _page_count(name, content)
-    if doc is None:
-        session.add(Document(referral_id=referral_id, name=name, content=content,
-                             content_type=CONTENT_TYPES.get(name, "application/octet-stream"),
-                             sha256=digest, size=len(content), pages=pages))
-    else:
-        doc.content, doc.sha256, doc.size, doc.pages = content, digest, len(content), pages
+def _store_documents(session, referral_id: str, docs: dict[str, bytes]) -> None:
+    existing = {d.name: d for d in session.scalars(
+        select(Document).where(Document.referral_id == referral_id))}
+    for name, content in docs.items():
+        digest = hashlib.sha256(content).hexdigest()
+        pages = _page_count(name, content)
+        doc = existing.get(name)
+        if doc is None:
+            session.add(Document(referral_id=referral_id, name=name, content=content,
+                                 content_type=CONTENT_TYPES.get(name, "application/octet-stream"),
+                                 sha256=digest, size=len(content), pages=pages))
+        else:
+            doc.content, doc.sha256, doc.size, doc.pages = content, digest, len(content), pages
 
 
 def _page_count(name: str, content: bytes) -> int | None:
     if name.endswith(".tiff"):
-        from PIL import Image
-
         import io
+
+        from PIL import Image
 
         with Image.open(io.BytesIO(content)) as image:
             return getattr(image, "n_frames", 1)
@@ -288,41 +288,41 @@ def _safe_error(exc: Exception, fallback: str) -> str:
 def deliver(p: Pipeline, delivery_id: str) -> str | None:
     """Claim the delivery (pending/retrying → sending, by exactly one worker), send
     it through its channel, record the outcome. Returns the delivery status."""
-    from refflow.plugins.channels.base import ChannelError, Delivery as ChannelDelivery
+    from refflow.plugins.channels.base import ChannelError
+    from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
     now = utcnow()
     with p.db.session() as session:
-        claimed = session.execute(
+        delivery = session.scalars(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "retrying")),
                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now))
             .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now,
                     updated_at=now)
-            .returning(Delivery.id)
+            .returning(Delivery)
             .execution_options(synchronize_session=False)
-        ).scalar()
-        if claimed is None:
+        ).one_or_none()
+        if delivery is None:
             # sent, failed, not due, gone, or another worker holds it
             return session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
-        delivery = session.get(Delivery, delivery_id)
-        referral = session.get(Referral, delivery.referral_id)
-        if referral.status != states.DELIVERING:
+        referral_status, payload = session.execute(
+            select(Referral.status, Referral.payload).where(Referral.id == delivery.referral_id)
+        ).one()
+        if referral_status != states.DELIVERING:
             delivery.status = "pending"  # cancelled or not ours to send now
             delivery.attempts -= 1
             return delivery.status
-        attempt = DeliveryAttempt(delivery_id=delivery.id, number=delivery.attempts,
-                                  started_at=now)
-        session.add(attempt)
-        session.flush()
-        attempt_id = attempt.id
+        attempt_id = session.execute(
+            insert(DeliveryAttempt).values(delivery_id=delivery.id, number=delivery.attempts,
+                                           started_at=now, outcome="sending")
+            .returning(DeliveryAttempt.id)).scalar_one()
         channel = p.channels.get(delivery.channel)
         needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
-        documents = {d.name: d.content for d in session.scalars(
-            select(Document).where(Document.referral_id == referral.id,
-                                   Document.name.in_(needs)))}
-        payload = referral.payload
+        documents = dict(session.execute(
+            select(Document.name, Document.content).where(
+                Document.referral_id == delivery.referral_id, Document.name.in_(needs))).all())
         request = ChannelDelivery(
-            id=delivery.id, referral_id=referral.id, channel=delivery.channel,
+            id=delivery.id, referral_id=delivery.referral_id, channel=delivery.channel,
             target=delivery.target, documents=documents, subject=_subject(p, delivery),
             recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
 
@@ -341,7 +341,8 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
             log.error("delivery %s: %s", delivery_id, error)
 
     status = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
-    p.relay()
+    if status == "retrying":
+        p.relay()  # publishes the retry when it is due now (backoff 0); else the scheduler
     return status
 
 
@@ -371,10 +372,10 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
         delivery = session.get(Delivery, delivery_id)
         # Outcomes of one referral's deliveries are recorded one at a time (row
         # lock), so the last one to finish always sees the others and finalizes.
-        session.execute(select(Referral.id).where(Referral.id == delivery.referral_id)
-                        .with_for_update())
-        attempt = session.get(DeliveryAttempt, attempt_id)
-        attempt.finished_at, attempt.outcome, attempt.error = now, outcome, error
+        referral = session.scalars(select(Referral).where(Referral.id == delivery.referral_id)
+                                   .with_for_update()).one()
+        session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
+                        .values(finished_at=now, outcome=outcome, error=error))
         delivery.updated_at = now
         if outcome == "sent":
             delivery.status, delivery.sent_at, delivery.reference = "sent", now, reference
@@ -398,7 +399,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                                 reason=f"{delivery.channel}: {why}: {error}")
         if delivery.status in ENDED:
             session.flush()
-            _finalize_in(session, delivery.referral_id)
+            _finalize_in(session, referral)
         return delivery.status
 
 
@@ -408,13 +409,14 @@ def finalize(p: Pipeline, referral_id: str) -> str | None:
     """delivering → completed (all sent) or failed (any failed), once every
     delivery has ended. Safe to call any number of times."""
     with p.db.session() as session:
-        return _finalize_in(session, referral_id)
+        row = session.get(Referral, referral_id)
+        return _finalize_in(session, row) if row is not None else None
 
 
-def _finalize_in(session, referral_id: str) -> str | None:
-    row = session.get(Referral, referral_id)
-    if row is None or row.status != states.DELIVERING:
-        return row.status if row else None
+def _finalize_in(session, row: Referral) -> str:
+    referral_id = row.id
+    if row.status != states.DELIVERING:
+        return row.status
     counts = dict(session.execute(select(Delivery.status, func.count())
                                   .where(Delivery.referral_id == referral_id)
                                   .group_by(Delivery.status)).all())

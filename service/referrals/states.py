@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from refflow.db.models import Referral, ReferralEvent, utcnow
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
-
-from refflow.db.models import Referral, ReferralEvent, utcnow
+from sqlalchemy.orm.attributes import set_committed_value
 
 RECEIVED = "received"
 PLANNING = "planning"
@@ -76,9 +76,10 @@ def transition(session: Session, referral: Referral, new: str, *, actor: str,
     if result.rowcount != 1:
         session.refresh(referral, ["status"])
         raise IllegalTransition(referral.id, referral.status, new)
-    referral.status = new
-    referral.updated_at = now
-    session.flush()  # keep the identity map in step with the UPDATE
+    # Keep the loaded object in step with the UPDATE without marking it dirty
+    # (which would make the ORM write the same values a second time).
+    set_committed_value(referral, "status", new)
+    set_committed_value(referral, "updated_at", now)
     entry = ReferralEvent(referral_id=referral.id, at=now, actor=actor, kind="status",
                           from_status=current, to_status=new, reason=reason)
     session.add(entry)
