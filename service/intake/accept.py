@@ -265,11 +265,37 @@ def accept_with_api_key(db: Database, token: str, data: dict, referral: Referral
     del params["practice_id"], params["actor"]
     params["token_hash"] = hash_key(token)
     params["stale_before"] = params["now"] - dt.timedelta(seconds=LAST_USED_RESOLUTION)
-    with db.autocommit() as conn:
-        row = conn.execute(_keyed_statement(bool(idempotency_key)), params).first()
+    sql, constants, json_params = _keyed_sql(bool(idempotency_key), db.engine.dialect)
+    params.update(constants)
+    for name in json_params:
+        if name in params:
+            params[name] = _Jsonb(params[name])
+    with db.autocommit() as conn:  # SQLAlchemy still wraps errors and invalidates dead connections
+        row = conn.exec_driver_sql(sql, params).first()
     if row is None:
         return None
     return KeyedAcceptance(202, body, row.practice_id, row.actor)
+
+
+def _Jsonb(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+@cache
+def _keyed_sql(with_key: bool, dialect) -> tuple[str, dict, frozenset]:
+    """The statement compiled once to the driver's SQL: its text, the values
+    of its constants, and the parameters that go to JSONB columns (adapted here,
+    as SQLAlchemy's bind processing would)."""
+    from sqlalchemy import JSON
+
+    compiled = _keyed_statement(with_key).compile(dialect=dialect)
+    constants = {name: bind.value for bind, name in compiled.bind_names.items()
+                 if bind.value is not None}
+    json_params = frozenset(name for bind, name in compiled.bind_names.items()
+                            if isinstance(bind.type, JSON) and bind.value is None)
+    return str(compiled), constants, json_params
 
 
 @cache
