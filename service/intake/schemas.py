@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from functools import lru_cache
 from typing import Annotated, Literal
 
 import phonenumbers
@@ -62,6 +63,11 @@ def _icd10(value: str) -> str:
 
 Phone = Annotated[str, Field(max_length=40), AfterValidator(_e164)]
 Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+# A practice sends its own phone, fax and email with every referral: the
+# referrer's numbers are normalised once per process (a bounded cache of pure
+# functions; failures are not cached). Patient contact details are not cached.
+PracticePhone = Annotated[str, Field(max_length=40), AfterValidator(lru_cache(512)(_e164))]
+PracticeEmail = Annotated[str, Field(max_length=254), AfterValidator(lru_cache(512)(_email))]
 ICD10Code = Annotated[str, Field(max_length=10), AfterValidator(_icd10)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(max_length=4000)]
@@ -95,9 +101,9 @@ class Patient(Strict):
 class Referrer(Strict):
     name: ShortText | None = None
     npi: Annotated[str, Field(pattern=r"^[0-9]{10}$")] | None = None
-    phone: Phone | None = None
-    fax: Phone | None = None
-    email: Email | None = None
+    phone: PracticePhone | None = None
+    fax: PracticePhone | None = None
+    email: PracticeEmail | None = None
 
     @field_validator("npi")
     @classmethod
