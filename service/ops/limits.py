@@ -12,9 +12,8 @@ Sign-in (``auth.login``) is registered by ``refflow.web`` after this module is
 initialised, so limits are attached by endpoint name and checked before the
 view runs, whatever module defines it.
 
-The checks cost one Redis round trip per limited request (every counter of
-the request in one pipeline: fixed windows, ``INCR`` + ``EXPIRE`` per
-counter) or a few dictionary operations in memory (moving windows). Limits are
+The checks cost one Redis command per limited request (fixed windows: one
+script increments every counter of the request and sets new ones' expiry) or a few dictionary operations in memory (moving windows). Limits are
 written as the ``limits`` package parses them (``120/minute``,
 ``10/minute;100/hour``). Flask-Limiter is not used: it extracted a stack trace
 on every check and its memory storage restarted an expiry timer thread on
@@ -112,28 +111,41 @@ class MemoryCounters:
             self._hits.clear()
 
 
+# INCR every counter of a request, giving a new one its expiry, atomically and
+# in one command (EVALSHA; the script is loaded again if Redis lost it).
+_HIT_SCRIPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+  counts[i] = n
+end
+return counts
+"""
+
+
 class RedisCounters:
-    """Fixed windows in Redis, every counter of a request in one pipeline."""
+    """Fixed windows in Redis, every counter of a request in one round trip."""
 
     def __init__(self, url: str) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self.script = self.client.register_script(_HIT_SCRIPT)
         self.errors = (redis.RedisError, OSError)
 
     def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
         now = time.time()
-        pipe = self.client.pipeline(transaction=False)
-        resets = []
+        keys, ttls, resets = [], [], []
         for key, item in counters:
             expiry = item.get_expiry()
             window = int(now // expiry)
-            pipe.incr(f"{key}:{expiry}:{window}")
-            pipe.expire(f"{key}:{expiry}:{window}", expiry + 1)
+            keys.append(f"{key}:{expiry}:{window}")
+            ttls.append(expiry + 1)
             resets.append((window + 1) * expiry)
-        results = pipe.execute()
+        counts = self.script(keys=keys, args=ttls)
         wait = 0.0
-        for (_key, item), count, reset in zip(counters, results[::2], resets):
+        for (_key, item), count, reset in zip(counters, counts, resets):
             if count > item.amount:
                 wait = max(wait, reset - now)
         return wait if wait > 0 else None
