@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 from gunicorn.app.base import BaseApplication
@@ -40,6 +41,15 @@ def _child_exit(server, worker) -> None:
     from refflow.ops.metrics import mark_process_dead
 
     mark_process_dead(worker.pid)
+
+
+def _post_fork(server, worker) -> None:
+    # A thread back from the database or Redis waits for the GIL while another
+    # thread parses or validates; by default it may wait up to 5 ms for the
+    # holder to yield, which queues every request behind CPU work.
+    switch = float(os.environ.get("REFFLOW_GIL_SWITCH_SECONDS", "0.0005"))
+    if switch > 0:
+        sys.setswitchinterval(switch)
 
 
 def prepare_metrics_dir() -> str:
@@ -102,6 +112,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 2, threads
         "keepalive": 5,
         "proc_name": "refflow-web",
         "child_exit": _child_exit,
+        "post_fork": _post_fork,
         **extra,
     }
     try:
