@@ -213,3 +213,17 @@ def test_no_patient_data_in_logs_broker_or_error_messages(stack, intake, smtp, r
             ReferralEvent.referral_id == rid)).all()
     assert any(e and "550" in e for e in errors)
     assert canary.lower() not in " ".join(e or "" for e in errors + reasons).lower()
+
+
+def test_red_flag_tells_the_referrer_and_sends_the_patient_nothing(stack, intake):
+    """do_not_exercise: zero exercises; the referring office gets the fax at once,
+    the chart gets its copy, and no exercise handout goes to the patient."""
+    body = routine(external_id="EHR-REDFLAG")
+    body["clinical"]["blood_pressure"] = {"systolic": 210, "diastolic": 115}
+    rid = submit(intake, body)
+    stack.wait_for([rid], timeout=60)
+    plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
+    assert plan["decision"] == "do_not_exercise" and plan["exercises"] == []
+    deliveries = {d.channel: d for d in stack.deliveries(rid)}
+    assert set(deliveries) == {"fax", "pdf"}
+    assert all(d.status == "sent" for d in deliveries.values())
