@@ -5,6 +5,9 @@ record and the audit entry. Only after it commits does the API answer 202.
 The rows are written with prebuilt Core INSERTs (ids set client-side, no ORM
 unit of work); on PostgreSQL they go to the server as one statement (data-
 modifying CTEs), so accepting a referral is one round trip plus the commit.
+A referral sent with an API key that no rule rejects goes further
+(``accept_with_api_key``): the key check joins the same statement, which runs
+as its own transaction, so the whole intake is one round trip.
 The unique constraint on (practice, Idempotency-Key) still decides between
 concurrent requests: the losing statement fails as a whole, its transaction
 rolls back, and the request answers with the winner's stored response.
