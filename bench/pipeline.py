@@ -88,6 +88,48 @@ def rss_tree(pid: int) -> int:
     return total
 
 
+def cpu_tree(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its living descendants."""
+    return sum(_cpu(p) for p in _tree(pid))
+
+
+def _tree(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu() -> float:
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip().startswith("postgres"):
+                    total += _cpu(int(entry.name))
+            except OSError:
+                pass
+    return total
+
+
 def work_once(args):
     """The work of one referral without Celery or a database (the work floor)."""
     settings_env, body, i = args
@@ -139,7 +181,6 @@ def main() -> None:
            "REFFLOW_DATA_DIR": str(tmp / "data"), "REFFLOW_DATABASE_URL": PG_URL,
            "REFFLOW_DATABASE_SCHEMA": schema, "REFFLOW_BROKER_URL": broker,
            "REFFLOW_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}", "REFFLOW_SECRET_KEY": "bench",
-           "REFFLOW_RELAY_INTERVAL_SECONDS": "0.02",
            "REFFLOW_INTAKE_RATE_LIMIT": "1000000/minute"}  # measure the pipeline, not the limiter
     settings = load_settings(env)
     db = database_for(settings)
@@ -202,14 +243,28 @@ def main() -> None:
                                         "p95_s": pct(latencies, 0.95),
                                         "max_s": round(max(latencies), 4)}
 
-        # 2. sustained throughput
+        # 2. sustained throughput, with where the CPU went
+        cpu0 = {"worker": cpu_tree(procs["worker"].pid),
+                "scheduler": cpu_tree(procs["scheduler"].pid),
+                "postgres": postgres_cpu(), "redis": cpu_tree(redis_proc.pid),
+                "bench_process_intake_and_polling": time.process_time()}
         started = time.monotonic()
         ids = [post() for _ in range(args.burst)]
         final = wait_all(ids)
         elapsed = time.monotonic() - started
+        cpu1 = {"worker": cpu_tree(procs["worker"].pid),
+                "scheduler": cpu_tree(procs["scheduler"].pid),
+                "postgres": postgres_cpu(), "redis": cpu_tree(redis_proc.pid),
+                "bench_process_intake_and_polling": time.process_time()}
         result["throughput"] = {"referrals": len(ids), "seconds": round(elapsed, 2),
                                 "referrals_per_s": round(len(ids) / elapsed, 2),
-                                "completed": sum(s == "completed" for s in final.values())}
+                                "completed": sum(s == "completed" for s in final.values()),
+                                "cpu_ms_per_referral": {
+                                    k: round(1000 * (cpu1[k] - cpu0[k]) / len(ids), 1)
+                                    for k in cpu0},
+                                "cpu_utilisation_of_all_cores": round(
+                                    sum(cpu1[k] - cpu0[k] for k in cpu0)
+                                    / (elapsed * (os.cpu_count() or 1)), 3)}
 
         # 3. orchestration floor: no-op task round trips on the same broker and worker
         celery_app = create_celery(settings)

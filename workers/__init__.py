@@ -8,10 +8,9 @@ from __future__ import annotations
 import threading
 
 from celery import Celery
-
-from refflow.workers.celery_app import create_celery
-from refflow.workers import monitor  # noqa: F401 - worker heartbeat signals
 from refflow.ops.metrics import install_task_signals
+from refflow.workers import monitor  # noqa: F401 - worker heartbeat signals
+from refflow.workers.celery_app import create_celery
 from refflow.workers.tasks import register
 
 _lock = threading.Lock()
@@ -24,8 +23,8 @@ def pipeline_for(celery_app: Celery):
         with _lock:
             pipeline = getattr(celery_app, "refflow_pipeline", None)
             if pipeline is None:
-                from refflow.workers.publisher import celery_publisher
                 from refflow.pipeline.steps import Pipeline
+                from refflow.workers.publisher import celery_publisher
 
                 celery_app.loader.import_default_modules()
                 settings = celery_app.refflow_settings if hasattr(celery_app, "refflow_settings") \

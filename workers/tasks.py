@@ -13,7 +13,6 @@ import functools
 import logging
 
 from celery import Celery
-
 from refflow.pipeline import steps
 
 log = logging.getLogger("refflow.tasks")
@@ -24,7 +23,9 @@ def register(app: Celery, pipeline_for) -> None:
 
     @app.task(name=steps.BUILD_PLAN)
     def build_plan(referral_id: str) -> None:
-        steps.build_plan(pipeline_for(app), referral_id)
+        # A released plan is rendered in the same task (render_documents is
+        # the same core step, run here instead of after a broker round trip).
+        steps.plan_and_render(pipeline_for(app), referral_id)
 
     @app.task(name=steps.RENDER)
     def render_documents(referral_id: str) -> None:

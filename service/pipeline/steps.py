@@ -110,21 +110,41 @@ def recomputable(session) -> None:
 
 # -- build_plan -----------------------------------------------------------------
 
+# When the worker that built a plan renders it straight away, the render
+# message it queued waits this long before the relay may publish it: the
+# safety net if that worker dies in between, never a duplicate otherwise.
+INLINE_RENDER_GRACE = dt.timedelta(seconds=30)
+
+
+def plan_and_render(p: Pipeline, referral_id: str) -> str | None:
+    """build_plan, then — when the plan is released — render_documents in the
+    same worker, saving a broker round trip and reloading the referral."""
+    status, render_message = _build_plan(p, referral_id, inline_render=True)
+    if status == states.PLANNED and render_message is not None:
+        status = render_documents(p, referral_id, consumes=render_message)
+    return status
+
+
 def build_plan(p: Pipeline, referral_id: str) -> str | None:
     """received → planning → planned | needs_review. Returns the new status."""
+    return _build_plan(p, referral_id, inline_render=False)[0]
+
+
+def _build_plan(p: Pipeline, referral_id: str, *,
+                inline_render: bool) -> tuple[str | None, int | None]:
     from refflow.plugins.manager import plan_for
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row is None:
             log.warning("build_plan: no referral %s", referral_id)
-            return None
+            return None, None
         if row.status == states.RECEIVED:
             recomputable(session)
             states.transition(session, row, states.PLANNING, actor=WORKER,
                               reason="building the exercise plan")
         elif row.status != states.PLANNING:
-            return row.status  # already planned (a duplicate message): nothing to do
+            return row.status, None  # already planned (a duplicate message): nothing to do
         payload, received_on, problems = row.payload, row.received_on, row.intake_problems or []
 
     referral = ReferralIn.model_validate(payload)
@@ -141,11 +161,12 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
                 and plan["decision"] == "release":
             plan["decision"] = "review"
     held = plan["decision"] == "review"
+    render_message = None
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row.status != states.PLANNING:
-            return row.status  # cancelled meanwhile, or another run finished first
+            return row.status, None  # cancelled meanwhile, or another run finished first
         recomputable(session)
         existing = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         if existing is None:
@@ -167,16 +188,24 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
         else:
             states.transition(session, row, states.PLANNED, actor=WORKER,
                               reason=f"plan built ({plan['decision']})")
-            outbox.enqueue(session, RENDER, {"referral_id": referral_id})
+            message = outbox.enqueue(
+                session, RENDER, {"referral_id": referral_id},
+                available_at=utcnow() + INLINE_RENDER_GRACE if inline_render else None)
+            session.flush()
+            render_message = message.id
         status = row.status
-    p.relay()
-    return status
+    if not inline_render:
+        p.relay()
+    return status, render_message
 
 
 # -- render_documents -----------------------------------------------------------
 
-def render_documents(p: Pipeline, referral_id: str) -> str | None:
-    """planned → delivering: render the documents, create one delivery per route."""
+def render_documents(p: Pipeline, referral_id: str, *, consumes: int | None = None) -> str | None:
+    """planned → delivering: render the documents, create one delivery per route.
+
+    ``consumes`` is the id of a held render message this call stands in for
+    (see ``plan_and_render``); it is marked sent with the rendering."""
     from refflow.documents import render_all
     from refflow.plugins.manager import routes_for
 
@@ -212,6 +241,8 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
             outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
         if not created:
             outbox.enqueue(session, FINALIZE, {"referral_id": referral_id})
+        if consumes is not None:
+            outbox.mark_sent(session, consumes)
         status = row.status
     p.relay()
     return status
@@ -393,7 +424,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                                        f"({error}); retrying in {wait:.1f} s")
         else:
             delivery.status, delivery.last_error = "failed", error
-            why = "gave up after %d attempts" % delivery.attempts if outcome == "transient" \
+            why = f"gave up after {delivery.attempts} attempts" if outcome == "transient" \
                 else "permanent error"
             states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
                                 reason=f"{delivery.channel}: {why}: {error}")

@@ -85,3 +85,35 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
         pm.unregister(name="listener")
         pm.unregister(name="broken-notifier")
     assert seen == [(rid, "received", "cancelled")]
+
+
+def test_inline_render_leaves_a_held_safety_net_message(client, auth, settings, db):
+    """plan_and_render renders in the same worker; the render message it queued
+    is held back, so a worker that dies in between is covered, and a worker
+    that does not die leaves nothing for the relay to publish twice."""
+    from sample_referrals import routine
+
+    from refflow.pipeline import steps
+
+    p = steps.Pipeline(settings, db=db)
+    rid = post(client, auth, routine()).get_json()["id"]
+    assert outbox.relay(db, lambda task, args: None) == 1  # the build_plan message
+
+    # the worker dies right after planning: the render message waits, then is due
+    status, message_id = steps._build_plan(p, rid, inline_render=True)
+    assert status == "planned" and message_id
+    published = []
+    assert outbox.relay(db, lambda task, args: published.append(task)) == 0
+    with db.session() as session:
+        session.get(OutboxMessage, message_id).available_at = utcnow()
+    assert outbox.relay(db, lambda task, args: published.append(task)) == 1
+    assert published == ["refflow.render_documents"]
+
+    # the normal case: planned and rendered in one go, nothing left to publish
+    rid = post(client, auth, routine()).get_json()["id"]
+    outbox.relay(db, lambda task, args: None)
+    assert steps.plan_and_render(p, rid) == "delivering"
+    with db.session() as session:
+        waiting = session.scalars(select(OutboxMessage.task).where(
+            OutboxMessage.sent_at.is_(None))).all()
+    assert sorted(waiting) == ["refflow.deliver"] * 3
