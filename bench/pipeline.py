@@ -26,7 +26,6 @@ import json
 import multiprocessing
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,14 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
 
-from aiosmtpd.controller import Controller  # noqa: E402
-from sample_referrals import routine  # noqa: E402
-from sqlalchemy import create_engine, select, text  # noqa: E402
-
-from refflow import embedded  # noqa: E402
-from refflow.config import load_settings  # noqa: E402
-from refflow.db import database_for, migrate  # noqa: E402
-from refflow.db.models import Referral  # noqa: E402
+from aiosmtpd.controller import Controller
+from refflow import embedded
+from refflow.config import load_settings
+from refflow.db import database_for, migrate
+from refflow.db.models import Referral
+from sample_referrals import routine
+from sqlalchemy import create_engine, select, text
 
 PG_URL = os.environ.get("REFFLOW_TEST_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -67,24 +65,14 @@ def pct(values, q):
 
 def rss_tree(pid: int) -> int:
     """Resident memory (KiB) of a process and its descendants."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
+    total = 0
+    for p in _tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
         except OSError:
             pass
-        todo.extend(children.get(p, []))
     return total
 
 

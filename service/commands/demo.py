@@ -8,7 +8,6 @@ from importlib import resources
 
 import click
 import requests
-
 from refflow.cli import CLIError
 
 FINAL = {"completed", "failed", "needs_review", "rejected", "cancelled"}
@@ -62,9 +61,8 @@ def command(url: str, api_key: str | None, timeout: float) -> None:
 
 
 def _demo_key() -> str:
-    from refflow.accounts.practices import AccountError, create_practice, find_practice, \
-        issue_key
-    from refflow.commands.common import database
+    from refflow.accounts.practices import AccountError, create_practice, find_practice, issue_key
+    from refflow.commands.context import database
 
     with database().session() as session:
         try:

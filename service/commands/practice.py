@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
-
-from refflow.accounts.practices import AccountError, create_practice, find_practice, issue_key, \
-    revoke_key
+from refflow.accounts.practices import (
+    AccountError,
+    create_practice,
+    find_practice,
+    issue_key,
+    revoke_key,
+)
 from refflow.cli import CLIError
-from refflow.commands.common import database, emit_json
+from refflow.commands.context import database, emit_json
 from refflow.db.models import ApiKey, Practice
+from sqlalchemy import select
 
 
 @click.group("practice")

@@ -11,9 +11,8 @@ import threading
 from pathlib import Path
 
 import click
-
 from refflow.cli import CLIError
-from refflow.commands.common import host_option, port_option, settings_or_exit
+from refflow.commands.context import host_option, port_option, settings_or_exit
 
 STAFF_EMAIL = "staff@refflow.example.org"
 

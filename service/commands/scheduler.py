@@ -6,8 +6,7 @@ import signal
 import threading
 
 import click
-
-from refflow.commands.common import settings_or_exit
+from refflow.commands.context import settings_or_exit
 
 
 @click.command("scheduler")

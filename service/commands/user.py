@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
-
 from refflow.accounts.practices import AccountError
 from refflow.accounts.users import ROLES, create_user, generate_password
 from refflow.cli import CLIError
-from refflow.commands.common import database, emit_json
+from refflow.commands.context import database, emit_json
 
 
 @click.group("user")

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import click
-
-from refflow.commands.common import settings_or_exit
+from refflow.commands.context import settings_or_exit
 
 
 @click.command("worker")

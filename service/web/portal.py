@@ -22,7 +22,7 @@ from flask import (
 from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
 from refflow.intake import accept as intake
 from refflow.referrals import queries, states
-from refflow.web import documents, forms, queue
+from refflow.web import downloads, forms, queue
 from refflow.web.auth import WebUser, practice_required
 from sqlalchemy import select
 
@@ -62,9 +62,9 @@ def index(user: WebUser):
         _audit(s, user, "referral.list")
         items = [{"id": r.id, "name": queue.patient_name(r), "external_id": r.external_id,
                   "status": r.status, "created_at": r.created_at,
-                  "documents": [n for n in documents.NAMES if n in docs.get(r.id, [])]}
+                  "documents": [n for n in downloads.NAMES if n in docs.get(r.id, [])]}
                  for r in rows]
-    return documents.private(Response(render_template("portal/index.html", user=user,
+    return downloads.private(Response(render_template("portal/index.html", user=user,
                                                       items=items)))
 
 
@@ -107,7 +107,7 @@ def _form(user: WebUser, values: dict, errors: dict):
                for n, text in shown.items()]
     body = render_template("portal/form.html", user=user, fieldsets=forms.FIELDSETS,
                            values=values, errors=shown, summary=summary)
-    return documents.private(Response(body))
+    return downloads.private(Response(body))
 
 
 def _detail(s, referral) -> dict:
@@ -119,7 +119,7 @@ def _detail(s, referral) -> dict:
     names = set(s.scalars(select(Document.name).where(Document.referral_id == referral.id)))
     return {"referral": referral, "patient_name": queue.patient_name(referral),
             "events": events, "deliveries": deliveries,
-            "documents": [n for n in documents.NAMES if n in names],
+            "documents": [n for n in downloads.NAMES if n in names],
             "terminal": referral.status in states.TERMINAL}
 
 
@@ -130,7 +130,7 @@ def referral(user: WebUser, referral_id: str):
         row = _own(s, user, referral_id)
         _audit(s, user, "referral.view", row.id)
         body = render_template("portal/referral.html", user=user, **_detail(s, row))
-    return documents.private(Response(body))
+    return downloads.private(Response(body))
 
 
 @bp.get("/referrals/<referral_id>/status")
@@ -139,7 +139,7 @@ def status_fragment(user: WebUser, referral_id: str):
     with _db().session() as s:
         row = _own(s, user, referral_id)
         body = render_template("portal/_status.html", user=user, **_detail(s, row))
-    return documents.private(Response(body))
+    return downloads.private(Response(body))
 
 
 @bp.get("/referrals/<referral_id>/documents/<name>")
@@ -147,6 +147,6 @@ def status_fragment(user: WebUser, referral_id: str):
 def document(user: WebUser, referral_id: str, name: str):
     with _db().session() as s:
         row = _own(s, user, referral_id)
-        doc = documents.load(s, row.id, name)
+        doc = downloads.load(s, row.id, name)
         _audit(s, user, "document.read", row.id, detail=name)
-        return documents.file_response(doc)
+        return downloads.file_response(doc)

@@ -33,7 +33,7 @@ from refflow.db.models import (
 from refflow.pipeline import steps
 from refflow.referrals import states
 from refflow.referrals.overview import queue_overview
-from refflow.web import documents, queue
+from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, staff_required
 from sqlalchemy import select
 
@@ -100,7 +100,7 @@ def dashboard(user: WebUser):
 def queue_fragment(user: WebUser):
     response = Response(render_template("staff/_queue.html", user=user,
                                         **_queue_context(user)))
-    return documents.private(response)
+    return downloads.private(response)
 
 
 @bp.post("/queue/filters")
@@ -145,8 +145,8 @@ def referral_context(s, referral: Referral) -> dict:
     plan = s.scalar(select(Plan).where(Plan.referral_id == referral.id))
     docs = s.execute(select(Document.name, Document.size, Document.pages)
                      .where(Document.referral_id == referral.id)).all()
-    docs = sorted(docs, key=lambda d: documents.NAMES.index(d.name)
-                  if d.name in documents.NAMES else 99)
+    docs = sorted(docs, key=lambda d: downloads.NAMES.index(d.name)
+                  if d.name in downloads.NAMES else 99)
     actors = _actor_names(s, [e.actor for e in events]
                           + ([plan.approved_by] if plan and plan.approved_by else []))
     return {
@@ -174,7 +174,7 @@ def referral(user: WebUser, referral_id: str):
         _audit(s, user, "referral.view", row.id)
         ctx = referral_context(s, row)
         body = render_template("staff/referral.html", user=user, **ctx)
-    return documents.private(Response(body))
+    return downloads.private(Response(body))
 
 
 @bp.get("/referrals/<referral_id>/documents/<name>")
@@ -182,9 +182,9 @@ def referral(user: WebUser, referral_id: str):
 def document(user: WebUser, referral_id: str, name: str):
     with _db().session() as s:
         row = _load(s, referral_id)
-        doc = documents.load(s, row.id, name)
+        doc = downloads.load(s, row.id, name)
         _audit(s, user, "document.read", row.id, detail=name)
-        return documents.file_response(doc, download=request.args.get("download") == "1")
+        return downloads.file_response(doc, download=request.args.get("download") == "1")
 
 
 @bp.get("/referrals/<referral_id>/fax/<int:page>.png")
@@ -192,11 +192,11 @@ def document(user: WebUser, referral_id: str, name: str):
 def fax_page(user: WebUser, referral_id: str, page: int):
     with _db().session() as s:
         row = _load(s, referral_id)
-        doc = documents.load(s, row.id, "fax.tiff")
+        doc = downloads.load(s, row.id, "fax.tiff")
         _audit(s, user, "document.read", row.id, detail=f"fax.tiff page {page}")
         content = doc.content
-    response = Response(documents.fax_page_png(content, page), mimetype="image/png")
-    return documents.private(response)
+    response = Response(downloads.fax_page_png(content, page), mimetype="image/png")
+    return downloads.private(response)
 
 
 def _note(field: str = "note") -> str | None:

@@ -1,11 +1,10 @@
-"""What the CLI commands share: settings, the database, JSON output."""
+"""What every command needs from its context: settings, the database, JSON output, options."""
 
 from __future__ import annotations
 
 import json
 
 import click
-
 from refflow.cli import CLIError
 from refflow.config import ConfigError, load_settings
 from refflow.db import database_for
