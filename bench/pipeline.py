@@ -37,12 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "pipeline"))
 
 from aiosmtpd.controller import Controller
+from sample_referrals import routine
+from sqlalchemy import create_engine, select, text
+
 from refflow import embedded
 from refflow.config import load_settings
 from refflow.db import database_for, migrate
 from refflow.db.models import Referral
-from sample_referrals import routine
-from sqlalchemy import create_engine, select, text
 
 PG_URL = os.environ.get("REFFLOW_TEST_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")

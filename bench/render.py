@@ -148,6 +148,7 @@ def marginal(one: dict, many: dict, key: str) -> dict | None:
 def fax_stages(pdfs: list[bytes], args, repeats: int) -> dict:
     """Median CPU ms per page of each conversion step, run one after the other."""
     import numpy as np
+
     from refflow.documents import fax
 
     fmt = fax.FaxFormat(args.resolution, args.paper)

@@ -19,6 +19,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
+
     from refflow.config import Settings
     from refflow.intake.schemas import Referral
     from refflow.plugins.channels.base import Channel

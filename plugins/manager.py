@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pluggy
+
 from refflow.plugins import hookspecs
 
 log = logging.getLogger(__name__)

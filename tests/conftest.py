@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, text
 from werkzeug.serving import make_server
 
 from refflow.config import load_settings
-from refflow.db import database_for
-from refflow.db import migrate
+from refflow.db import database_for, migrate
 from refflow.db.models import Base
 
 PG_URL = os.environ.get("REFFLOW_TEST_DATABASE_URL",

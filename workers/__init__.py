@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 
 from celery import Celery
+
 from refflow.ops.metrics import install_task_signals
 from refflow.workers import monitor  # noqa: F401 - worker heartbeat signals
 from refflow.workers.celery_app import create_celery

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 from kombu import Exchange, Queue
+
 from refflow.config import Settings, load_settings
 
 PLANNING_QUEUE = "refflow.planning"

@@ -11,6 +11,7 @@ import threading
 
 import redis
 from celery import signals
+
 from refflow.workers.celery_app import DELIVERY_QUEUE, PLANNING_QUEUE
 
 log = logging.getLogger("refflow.workers")

@@ -13,6 +13,7 @@ import functools
 import logging
 
 from celery import Celery
+
 from refflow.pipeline import steps
 
 log = logging.getLogger("refflow.tasks")

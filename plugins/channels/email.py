@@ -42,6 +42,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
+
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,

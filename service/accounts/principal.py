@@ -6,7 +6,6 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app, g, request, session
-
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 

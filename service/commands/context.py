@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import click
+
 from refflow.cli import CLIError
 from refflow.config import ConfigError, load_settings
 from refflow.db import database_for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from refflow.commands.context import database
 from refflow.db import migrate
 

@@ -8,6 +8,7 @@ from importlib import resources
 
 import click
 import requests
+
 from refflow.cli import CLIError
 
 FINAL = {"completed", "failed", "needs_review", "rejected", "cancelled"}

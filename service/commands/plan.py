@@ -7,6 +7,7 @@ import json
 
 import click
 from pydantic import ValidationError
+
 from refflow.cli import CLIError
 
 

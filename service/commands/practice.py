@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import click
+from sqlalchemy import select
+
 from refflow.accounts.practices import (
     AccountError,
     create_practice,
@@ -13,7 +15,6 @@ from refflow.accounts.practices import (
 from refflow.cli import CLIError
 from refflow.commands.context import database, emit_json
 from refflow.db.models import ApiKey, Practice
-from sqlalchemy import select
 
 
 @click.group("practice")

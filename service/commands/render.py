@@ -8,11 +8,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfoNotFoundError
 
 import click
+
 from refflow.cli import CLIError
 
 
 def _load_referral(path: Path):
     from pydantic import ValidationError
+
     from refflow.intake.schemas import Referral
 
     try:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import click
+
 from refflow.cli import CLIError
 from refflow.commands.context import host_option, port_option, settings_or_exit
 

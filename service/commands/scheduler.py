@@ -6,6 +6,7 @@ import signal
 import threading
 
 import click
+
 from refflow.commands.context import settings_or_exit
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from refflow.accounts.practices import AccountError
 from refflow.accounts.users import ROLES, create_user, generate_password
 from refflow.cli import CLIError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+
 from refflow.commands.context import settings_or_exit
 
 

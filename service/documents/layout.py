@@ -15,11 +15,12 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
 from reportlab.lib.pagesizes import A4, LETTER
 from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
+
+from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
 
 PAPER = {"letter": LETTER, "a4": A4}
 # What escapePDF does to printable ASCII: backslash, and both parentheses.

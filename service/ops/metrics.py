@@ -285,7 +285,6 @@ def _request_id_from_db(task, kwargs: dict) -> str | None:
         from sqlalchemy import select
 
         from refflow.db.models import Delivery, Referral
-
         from refflow.workers import pipeline_for
 
         pipeline = pipeline_for(task.app)

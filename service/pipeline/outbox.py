@@ -11,10 +11,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from refflow.db.models import OutboxMessage, utcnow
-from refflow.db.session import Database
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
+
+from refflow.db.models import OutboxMessage, utcnow
+from refflow.db.session import Database
 
 log = logging.getLogger("refflow.outbox")
 

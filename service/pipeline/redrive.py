@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from sqlalchemy import select, update
+
 from refflow.db.models import Delivery, Referral, utcnow
 from refflow.intake import idempotency
 from refflow.pipeline import outbox
 from refflow.pipeline.steps import BUILD_PLAN, DELIVER, FINALIZE, RENDER, Pipeline
 from refflow.referrals import states
-from sqlalchemy import select, update
 
 log = logging.getLogger("refflow.scheduler")
 

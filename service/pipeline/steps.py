@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from sqlalchemy import func, insert, select, text, update
+
 from refflow.config import Settings
 from refflow.db.models import (
     AuditEntry,
@@ -36,7 +38,6 @@ from refflow.pipeline import outbox
 from refflow.pipeline.outbox import Publisher
 from refflow.referrals import states
 from refflow.referrals.states import IllegalTransition
-from sqlalchemy import func, insert, select, text, update
 
 log = logging.getLogger("refflow.pipeline")
 

@@ -24,7 +24,7 @@ def queue_overview(db, broker_stats=None) -> dict:
             if created.tzinfo is None:  # SQLite's MIN() bypasses the column type
                 import datetime as dt
 
-                created = dt.datetime.fromisoformat(str(created)).replace(tzinfo=dt.timezone.utc)
+                created = dt.datetime.fromisoformat(str(created)).replace(tzinfo=dt.UTC)
             oldest[status] = round((now - created).total_seconds(), 1)
         failed = session.execute(
             select(Delivery.id, Delivery.referral_id, Delivery.channel, Delivery.attempts,

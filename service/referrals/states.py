@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from refflow.db.models import Referral, ReferralEvent, utcnow
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
+
+from refflow.db.models import Referral, ReferralEvent, utcnow
 
 RECEIVED = "received"
 PLANNING = "planning"

@@ -15,6 +15,7 @@ import time
 from flask import Blueprint, Flask, abort, g, render_template, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError, CSRFProtect
+
 from refflow.web import formatting
 
 # Blueprints of the JSON API: no CSRF token (Bearer keys; JSON bodies only).

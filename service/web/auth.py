@@ -26,6 +26,7 @@ from flask import (
     session,
     url_for,
 )
+
 from refflow.accounts.users import end_sessions, session_user, verify_login
 from refflow.db.models import AuditEntry, Practice, utcnow
 

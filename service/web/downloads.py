@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 
 from flask import Response, abort
-from refflow.db.models import Document
 from sqlalchemy import select
+
+from refflow.db.models import Document
 
 INLINE = {"handout.pdf", "summary.pdf"}
 NAMES = ("summary.pdf", "handout.pdf", "fax.tiff")

@@ -19,12 +19,13 @@ from flask import (
     request,
     url_for,
 )
+from sqlalchemy import select
+
 from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
 from refflow.intake import accept as intake
 from refflow.referrals import queries, states
 from refflow.web import downloads, forms, queue
 from refflow.web.auth import WebUser, practice_required
-from sqlalchemy import select
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 

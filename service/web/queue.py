@@ -10,9 +10,10 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import exists, func, or_, select
+
 from refflow.db.models import Delivery, Practice, Referral
 from refflow.referrals import states
-from sqlalchemy import exists, func, or_, select
 
 LIMIT = 100
 

@@ -19,6 +19,8 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy import select
+
 from refflow.db.models import (
     AuditEntry,
     Delivery,
@@ -35,7 +37,6 @@ from refflow.referrals import states
 from refflow.referrals.overview import queue_overview
 from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, staff_required
-from sqlalchemy import select
 
 bp = Blueprint("staff", __name__)
 

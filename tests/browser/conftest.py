@@ -20,10 +20,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
+
 from refflow import embedded
 from refflow.config import load_settings
 from refflow.db import database_for, migrate
-from werkzeug.serving import make_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-output" / "screenshots"

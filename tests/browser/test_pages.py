@@ -8,8 +8,9 @@ import time
 
 import pytest
 from playwright.sync_api import expect
-from refflow.db.models import AuditEntry, Delivery, Referral
 from sqlalchemy import select
+
+from refflow.db.models import AuditEntry, Delivery, Referral
 
 pytestmark = pytest.mark.browser
 

@@ -7,9 +7,10 @@ import re
 import time
 
 import pytest
+from sqlalchemy import select
+
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Referral
-from sqlalchemy import select
 
 PASSWORD = "correct horse battery staple"
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from refflow.documents import ClinicInfo
 from refflow.intake.schemas import Referral
 

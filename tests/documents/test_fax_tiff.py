@@ -14,6 +14,7 @@ import subprocess
 import pytest
 from documents_pdf_checks import find_tool, page_texts, plain
 from PIL import Image, ImageSequence
+
 from refflow.documents import pdf_to_fax_tiff, render_fax, render_handout
 from refflow.documents.cover import render_cover
 
@@ -127,6 +128,7 @@ def test_bad_format_is_refused(referral, sample_plan, clinic):
 def _summary_pages(referral, sample_plan, clinic):
     """The summary's fax pages as 8-bit grey arrays (what the coder is given)."""
     import numpy as np
+
     from refflow.documents import fax
     from refflow.documents.summary import render_summary
 
@@ -152,6 +154,7 @@ def test_packed_coder_matches_pillows_public_path(referral, sample_plan, clinic)
 
 def test_threshold_marks_dark_pixels_black():
     import numpy as np
+
     from refflow.documents import fax
 
     grey = np.full((2, fax.FAX_WIDTH), 255, np.uint8)
@@ -177,6 +180,7 @@ def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
 def test_coder_falls_back_to_the_public_path(monkeypatch):
     # A Pillow whose private encoder interface changed still gets a correct fax.
     import numpy as np
+
     from refflow.documents import fax
 
     grey = np.full((20, fax.FAX_WIDTH), 255, np.uint8)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import pytest
 from documents_pdf_checks import page_texts, plain
+from reportlab import rl_config
+from reportlab.pdfbase.pdfmetrics import getFont
+
 from refflow.documents import layout, render_handout, render_summary
 from refflow.documents.cover import render_cover
 from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
-from reportlab import rl_config
-from reportlab.pdfbase.pdfmetrics import getFont
 
 
 @pytest.fixture

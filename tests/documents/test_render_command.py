@@ -8,6 +8,7 @@ import types
 
 import pytest
 from documents_pdf_checks import page_texts, plain
+
 from refflow.cli import main
 
 EXAMPLE_NAMES = ("Ann", "Lee", "ann@example.org")

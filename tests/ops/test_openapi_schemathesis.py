@@ -9,8 +9,7 @@ import uuid
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis import given
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi import checks as oa_checks

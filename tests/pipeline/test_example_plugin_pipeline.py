@@ -9,7 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sample_referrals import routine
-
 from test_pipeline_flow import as_staff, submit
 
 received: list[dict] = []

@@ -21,9 +21,9 @@ def submit(intake, body, **headers) -> str:
 
 
 def as_staff(intake, stack):
-    from refflow.accounts.users import create_user
-
     import uuid
+
+    from refflow.accounts.users import create_user
 
     with stack.db.session() as session:
         user = create_user(session, f"staff-{uuid.uuid4().hex[:6]}@clinic.example",

@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 
 import pytest
+
 from refflow.intake.schemas import Referral
 
 AS_OF = dt.date(2026, 6, 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import jsonschema
+
 from refflow.planning.catalog import load_catalog
 from refflow.planning.engine import ENGINE_VERSION, build_plan
 from refflow.planning.rules import exercise_entry

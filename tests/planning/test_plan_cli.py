@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jsonschema
 from click.testing import CliRunner
+
 from refflow.cli import cli
 from refflow.planning.schema import PLAN_SCHEMA
 

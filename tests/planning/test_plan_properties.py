@@ -8,6 +8,7 @@ import json
 import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from refflow.intake.schemas import Referral
 from refflow.planning.engine import build_plan
 from refflow.planning.schema import PLAN_SCHEMA

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from refflow.intake.schemas import Referral
 from refflow.planning.catalog import load_catalog
 from refflow.planning.engine import build_plan

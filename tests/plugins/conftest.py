@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
+
 from refflow.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

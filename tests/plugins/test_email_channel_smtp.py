@@ -17,6 +17,7 @@ from urllib.parse import quote
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+
 from refflow.plugins.channels.base import (
     Delivery,
     PermanentChannelError,

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from refflow.plugins.channels.base import Delivery, PermanentChannelError, sha256_hex
 from refflow.plugins.channels.fax import FaxChannel, SpoolTransport
 from refflow.plugins.channels.pdf import PdfChannel

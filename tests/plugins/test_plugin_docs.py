@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from refflow.plugins import hookspecs
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
@@ -53,6 +54,7 @@ def test_hook_examples_run(tmp_path, referral):
     import types
 
     import click
+
     from refflow.config import load_settings
     from refflow.plugins.manager import call_each, get_plugin_manager
 

@@ -14,6 +14,7 @@ import logging
 
 import pytest
 from click.testing import CliRunner
+
 from refflow.config import load_settings
 from refflow.plugins import hookimpl
 from refflow.plugins.manager import (

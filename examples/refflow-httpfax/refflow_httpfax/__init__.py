@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 
 import phonenumbers
+
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 
 import phonenumbers
+
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
