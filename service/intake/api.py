@@ -166,10 +166,10 @@ def _answer(status: int, body: dict):
 @bp.get("/referrals")
 def list_referrals():
     principal = require_principal()
-    statuses = [s for value in request.args.getlist("status") for s in value.split(",") if s]
+    statuses = [s for value in request.args.getlist("status") for s in value.split(",")]
     unknown = sorted(set(statuses) - set(states.STATES))
     if unknown:
-        raise ApiError(400, "unknown status: " + ", ".join(unknown),
+        raise ApiError(400, "unknown status: " + ", ".join(u or "(empty)" for u in unknown),
                        fields={"status": "one of " + ", ".join(states.STATES)})
     try:
         limit = int(request.args.get("limit", 50))

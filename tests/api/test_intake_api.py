@@ -215,6 +215,7 @@ def test_list_is_newest_first_filtered_and_paginated(client, auth, referral_body
     cancelled = client.get("/api/v1/referrals?status=cancelled", headers=auth).get_json()
     assert [i["id"] for i in cancelled["items"]] == [ids[0]]
     assert_error(client.get("/api/v1/referrals?status=lost", headers=auth), 400)
+    assert_error(client.get("/api/v1/referrals?status=", headers=auth), 400)
     assert_error(client.get("/api/v1/referrals?limit=0", headers=auth), 400)
     assert_error(client.get("/api/v1/referrals?cursor=%%%", headers=auth), 400)
 
