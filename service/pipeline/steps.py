@@ -469,32 +469,35 @@ def _finalize_in(session, row: Referral) -> str:
 
 # -- staff actions --------------------------------------------------------------
 
+def _review(session, referral_id: str, new: str, *, actor: str, verb: str, action: str,
+            note: str | None) -> None:
+    """A clinician's decision on a held plan: the transition, its reason, the audit row."""
+    row = session.get(Referral, referral_id)
+    try:
+        states.transition(session, row, new, actor=actor,
+                          reason=f"plan {verb}" + (f": {note}" if note else ""))
+    except IllegalTransition as exc:
+        raise StepError(f"a {exc.current} referral cannot be {verb}") from None
+    session.add(AuditEntry(actor=actor, action=action, referral_id=referral_id))
+
+
 def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
     """needs_review → planned, with who and when; delivery continues."""
     with p.db.session() as session:
-        row = session.get(Referral, referral_id)
-        try:
-            states.transition(session, row, states.PLANNED, actor=actor,
-                              reason="plan approved" + (f": {note}" if note else ""))
-        except IllegalTransition as exc:
-            raise StepError(f"a {exc.current} referral cannot be approved") from None
+        _review(session, referral_id, states.PLANNED, actor=actor, verb="approved",
+                action="plan.approve", note=note)
         plan = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         plan.approved_by, plan.approved_at = actor, utcnow()
-        session.add(AuditEntry(actor=actor, action="plan.approve", referral_id=referral_id))
         outbox.enqueue(session, RENDER, {"referral_id": referral_id})
     p.relay()
     return states.PLANNED
 
 
 def reject(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
+    """needs_review → rejected, with who, when and why."""
     with p.db.session() as session:
-        row = session.get(Referral, referral_id)
-        try:
-            states.transition(session, row, states.REJECTED, actor=actor,
-                              reason="plan rejected" + (f": {note}" if note else ""))
-        except IllegalTransition as exc:
-            raise StepError(f"a {exc.current} referral cannot be rejected") from None
-        session.add(AuditEntry(actor=actor, action="plan.reject", referral_id=referral_id))
+        _review(session, referral_id, states.REJECTED, actor=actor, verb="rejected",
+                action="plan.reject", note=note)
     return states.REJECTED
 
 

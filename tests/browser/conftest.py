@@ -22,7 +22,6 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from refflow import embedded
 from refflow.config import load_settings
 from refflow.db import database_for, migrate
 
@@ -113,38 +112,11 @@ def stack(tmp_path_factory, redis_server, smtp, pg_module_schema):
     database_for(settings).dispose()
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = harness.RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def smtp():
-    from aiosmtpd.controller import Controller
-
-    sink = harness.SmtpSink()
-    port = embedded.free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    sink.port = port
-    yield sink
-    controller.stop()
-
-
-@pytest.fixture(scope="module")
-def pg_module_schema():
-    from sqlalchemy import create_engine, text
-
-    schema = f"b_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(harness.PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    yield schema
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+# The pipeline harness's own fixtures: a test-owned Redis, an SMTP sink and a
+# PostgreSQL schema per module.
+redis_server = harness.redis_server
+smtp = harness.smtp
+pg_module_schema = harness.pg_module_schema
 
 
 class Site:
