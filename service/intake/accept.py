@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from refflow.db.models import (
@@ -158,8 +158,10 @@ def _statements(dialect: str, with_outbox: bool, with_key: bool) -> tuple:
 
 def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, print_: str,
                        problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
-                       retention: dt.timedelta, status: str) -> tuple[dict, dict]:
-    """The 202 body and the parameters of the INSERTs."""
+                       retention: dt.timedelta, status: str,
+                       json_text: bool = False) -> tuple[dict, dict]:
+    """The 202 body and the parameters of the INSERTs. With ``json_text`` the
+    JSON columns' values are JSON text (the payload straight from the model)."""
     now = utcnow()
     rid = new_id()
     body = {
@@ -177,7 +179,8 @@ def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, p
     params = {
         "rid": rid, "now": now, "practice_id": submitter.practice_id,
         "external_id": referral.external_id, "urgency": referral.urgency,
-        "payload": referral.model_dump(mode="json", exclude_none=True),
+        "payload": referral.model_dump_json(exclude_none=True) if json_text
+        else referral.model_dump(mode="json", exclude_none=True),
         "payload_sha256": hashlib.sha256(
             json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
         "received_on": now.astimezone(_zone(clinic_timezone)).date(),
@@ -186,6 +189,9 @@ def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, p
         "request_id": submitter.request_id, "actor": submitter.actor, "ip": submitter.ip,
         "outbox_args": {"referral_id": rid},
     }
+    if json_text:
+        params["intake_problems"] = json.dumps(problems) if problems else "[]"
+        params["outbox_args"] = json.dumps(params["outbox_args"])
     if idempotency_key:
         params.update(key_id=new_id(), key=idempotency_key, fingerprint=print_,
                       response_body=body, expires_at=now + retention)
@@ -230,6 +236,7 @@ class KeyedAcceptance:
     body: dict
     practice_id: str
     actor: str
+    encoded: str  # ``body`` as JSON text
 
 
 def can_accept_in_one_statement(db: Database, problems: list[dict]) -> bool:
@@ -254,6 +261,10 @@ def accept_with_api_key(db: Database, token: str, data: dict, referral: Referral
     constraint fails the whole statement: ``IntegrityError``, nothing written;
     answer with ``replay_after_conflict``. Only for referrals no rule rejected
     (``can_accept_in_one_statement``).
+
+    The 202 body is returned already encoded (``KeyedAcceptance.encoded``):
+    the same bytes are the HTTP answer and, with an Idempotency-Key, the
+    stored response.
     """
     from refflow.accounts.practices import hash_key
     from refflow.accounts.principal import LAST_USED_RESOLUTION
@@ -262,28 +273,85 @@ def accept_with_api_key(db: Database, token: str, data: dict, referral: Referral
     submitter = Submitter(practice_id="", actor="", ip=ip, request_id=request_id)
     body, params = _answer_and_params(submitter, data, referral, print_, problems,
                                       idempotency_key, clinic_timezone, retention,
-                                      states.RECEIVED)
+                                      states.RECEIVED, json_text=True)
     # Bind names must not be columns of api_keys: SQLAlchemy would add those to
     # the UPDATE's SET clause.
     del params["practice_id"], params["actor"]
     params["token_hash"] = hash_key(token)
     params["stale_before"] = params["now"] - dt.timedelta(seconds=LAST_USED_RESOLUTION)
+    # JSONB values go to the driver as JSON text, each encoded once: the
+    # answer serves as the response and the Idempotency-Key row.
+    encoded = json.dumps(body, separators=(",", ":"))
+    if idempotency_key:
+        params["response_body"] = encoded
     sql, constants, json_params = _keyed_sql(bool(idempotency_key), db.engine.dialect)
     params.update(constants)
     for name in json_params:
         if name in params:
-            params[name] = _Jsonb(params[name])
-    with db.autocommit() as conn:  # SQLAlchemy still wraps errors and invalidates dead connections
-        row = conn.exec_driver_sql(sql, params).first()
+            params[name] = _jsonb_text(params[name])
+    row = _execute_one_autocommit(db, sql, params)
     if row is None:
         return None
-    return KeyedAcceptance(202, body, row.practice_id, row.actor)
+    practice_id, actor = row
+    return KeyedAcceptance(202, body, practice_id, actor, encoded)
 
 
-def _Jsonb(value):
+def _jsonb_text(text: str):
     from psycopg.types.json import Jsonb
 
-    return Jsonb(value)
+    return Jsonb(text, _as_is)
+
+
+def _as_is(text: str) -> str:
+    return text
+
+
+def _execute_one_autocommit(db: Database, sql: str, params: dict):
+    """Run one driver-level statement as its own transaction (autocommit: no
+    BEGIN or COMMIT round trips; the server commits before it answers) on a
+    pooled connection, and return its first row.
+
+    The pool's raw DBAPI connection is used directly (no Connection, result
+    or isolation-level bookkeeping per request). Driver errors are raised as
+    SQLAlchemy's (``IntegrityError`` for a duplicate Idempotency-Key, a
+    ``DBAPIError`` with ``connection_invalidated`` for a lost connection), as
+    ``Connection.execute`` would; a lost connection is not put back in the pool.
+    """
+    import psycopg
+
+    try:
+        fairy = db.engine.raw_connection()
+    except psycopg.Error as error:  # the database refused a new connection
+        dialect = db.engine.dialect
+        raise DBAPIError.instance(None, None, error, psycopg.Error, hide_parameters=True,
+                                  dialect=dialect,
+                                  connection_invalidated=dialect.is_disconnect(error, None, None)
+                                  ) from error
+    conn = fairy.driver_connection
+    clean = False  # back in the pool's state (not autocommit, no transaction)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        conn.autocommit = False
+        clean = True
+    except psycopg.Error as error:
+        dialect = db.engine.dialect
+        lost = dialect.is_disconnect(error, fairy.dbapi_connection, None)
+        if not lost:  # e.g. a duplicate Idempotency-Key: the connection is fine
+            try:
+                conn.autocommit = False
+                clean = True
+            except psycopg.Error:
+                pass
+        raise DBAPIError.instance(sql, None, error, psycopg.Error, hide_parameters=True,
+                                  dialect=dialect, connection_invalidated=lost) from error
+    finally:
+        if not clean:
+            fairy.invalidate()
+        fairy.close()
+    return row
 
 
 @cache

@@ -114,7 +114,12 @@ def _create_with_api_key(db, token: str):
         raise ApiError(401, "the API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     g.principal = Principal("practice", accepted.actor, accepted.practice_id)
-    return _answer(accepted.status, accepted.body), None
+    g.intake_outcome = accepted.body["status"]
+    # the body as jsonify would write it, encoded once (it is also the stored answer)
+    response = Response(accepted.encoded + "\n", status=accepted.status,
+                        mimetype="application/json")
+    response.headers["Location"] = accepted.body["links"]["self"]
+    return response, None
 
 
 def _create_in_transaction(db, parsed: tuple | None = None):
