@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import threading
 import time
 from collections import deque
@@ -125,14 +126,54 @@ return counts
 
 
 class RedisCounters:
-    """Fixed windows in Redis, every counter of a request in one round trip."""
+    """Fixed windows in Redis, every counter of a request in one round trip.
+
+    Each thread keeps one connection of its own and sends the script by its
+    SHA (EVALSHA; EVAL once if Redis does not know it): no pool checkout, retry
+    wrapper or reply callbacks per request. A connection Redis closed (a
+    restart) is reconnected once before the request gives up on Redis.
+    """
 
     def __init__(self, url: str) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
-        self.script = self.client.register_script(_HIT_SCRIPT)
+        pool = redis.ConnectionPool.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._local = threading.local()
+        self.sha = hashlib.sha1(_HIT_SCRIPT.encode()).hexdigest()
+        self._no_script = redis.exceptions.NoScriptError
+        self._reconnect = (redis.ConnectionError, ConnectionError)
         self.errors = (redis.RedisError, OSError)
+
+    def _connection(self):
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is None or local.pid != os.getpid():  # first use in this thread, or forked
+            conn = local.conn = self._connection_class(**self._connection_kwargs)
+            local.pid = os.getpid()
+        return conn
+
+    def _call(self, *args):
+        conn = self._connection()
+        for attempt in (1, 2):
+            try:
+                conn.send_command(*args)
+                return conn.read_response()
+            except self._reconnect:
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                conn.disconnect()  # never leave a half-read reply on the socket
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def eval(self, keys: list[str], args: list) -> list:
+        try:
+            return self._call("EVALSHA", self.sha, len(keys), *keys, *args)
+        except self._no_script:  # Redis restarted or flushed its scripts
+            return self._call("EVAL", _HIT_SCRIPT, len(keys), *keys, *args)
 
     def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
         now = time.time()
@@ -143,7 +184,7 @@ class RedisCounters:
             keys.append(f"{key}:{expiry}:{window}")
             ttls.append(expiry + 1)
             resets.append((window + 1) * expiry)
-        counts = self.script(keys=keys, args=ttls)
+        counts = self.eval(keys, ttls)
         wait = 0.0
         for (_key, item), count, reset in zip(counters, counts, resets):
             if count > item.amount:
