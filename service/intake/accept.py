@@ -191,7 +191,7 @@ def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, p
     }
     if json_text:
         params["intake_problems"] = json.dumps(problems) if problems else "[]"
-        params["outbox_args"] = json.dumps(params["outbox_args"])
+        params["outbox_args"] = f'{{"referral_id": "{rid}"}}'  # rid: a UUID
     if idempotency_key:
         params.update(key_id=new_id(), key=idempotency_key, fingerprint=print_,
                       response_body=body, expires_at=now + retention)
@@ -371,7 +371,7 @@ def _keyed_sql(with_key: bool, dialect) -> tuple[str, dict, frozenset]:
 
 @cache
 def _keyed_statement(with_key: bool):
-    from sqlalchemy import String, cast, literal, null, or_, select, update
+    from sqlalchemy import String, cast, literal_column, null, or_, select, update
 
     from refflow.db.models import ApiKey
 
@@ -379,7 +379,7 @@ def _keyed_statement(with_key: bool):
     r, e, a = Referral.__table__, ReferralEvent.__table__, AuditEntry.__table__
     o, k = OutboxMessage.__table__, IdempotencyKey.__table__
     key = select(K.c.id, K.c.practice_id,
-                 (literal("apikey:", String) + K.c.prefix).label("actor")).where(
+                 (literal_column("'apikey:'", String) + K.c.prefix).label("actor")).where(
         K.c.key_hash == bindparam("token_hash", type_=K.c.key_hash.type),
         K.c.revoked_at.is_(None)).cte("live_key")
     now = bindparam("now", type_=r.c.created_at.type)
@@ -394,7 +394,12 @@ def _keyed_statement(with_key: bool):
         return bindparam(name or col.name, type_=col.type)
 
     def const(col, value):
-        return cast(null(), col.type) if value is None else literal(value, col.type)
+        # constants are written into the SQL (no parameters to send per request)
+        if value is None:
+            return cast(null(), col.type)
+        if isinstance(value, int):
+            return cast(literal_column(str(int(value))), col.type)
+        return cast(literal_column("'" + value.replace("'", "''") + "'"), col.type)
 
     def insert_from_key(table, values: dict):
         return insert(table).from_select(list(values), select(*values.values()).select_from(key))

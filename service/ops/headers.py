@@ -24,20 +24,30 @@ CSP = "; ".join([
 ])
 HSTS = "max-age=31536000; includeSubDomains"
 
+# Set on every response unless the view set its own (in this order).
+DEFAULTS = (
+    ("Content-Security-Policy", CSP),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+)
+_HSTS = (("Strict-Transport-Security", HSTS),)
+_NO_STORE = (("Cache-Control", "no-store"),)  # API answers
+# by (over TLS, an API path)
+_BY_KIND = {(False, False): DEFAULTS, (False, True): DEFAULTS + _NO_STORE,
+            (True, False): DEFAULTS + _HSTS, (True, True): DEFAULTS + _HSTS + _NO_STORE}
+
 
 def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         headers = response.headers
         headers["X-Request-Id"] = g.get("request_id", "")
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        if request.is_secure:
-            headers.setdefault("Strict-Transport-Security", HSTS)
-        if request.path.startswith("/api/"):
-            headers.setdefault("Cache-Control", "no-store")
+        defaults = _BY_KIND[request.is_secure, request.path.startswith("/api/")]
+        # one pass over the response's headers instead of a scan per default
+        present = {name.lower() for name, _value in headers.items()}
+        headers.extend([(name, value) for name, value in defaults
+                        if name.lower() not in present])
         return response

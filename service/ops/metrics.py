@@ -176,6 +176,13 @@ def init_app(app) -> None:
     def _start_timer() -> None:
         g._metrics_start = time.perf_counter()
 
+    # Labelled children by label values, looked up once each (labels() takes a
+    # lock and checks its arguments on every call). Label values are route
+    # rules, methods and status codes: a small, bounded set.
+    requests_by: dict[tuple, object] = {}
+    durations_by: dict[tuple, object] = {}
+    intake_by: dict[str, object] = {}
+
     @app.after_request
     def _observe(response):
         start = g.pop("_metrics_start", None)
@@ -186,14 +193,25 @@ def init_app(app) -> None:
         if rule == "/metrics":
             return response
         status = response.status_code
-        HTTP_REQUESTS.labels(request.method, rule, str(status)).inc()
-        HTTP_DURATION.labels(request.method, rule).observe(elapsed)
-        if request.endpoint == INTAKE_ENDPOINT and request.method == "POST":
+        method = request.method
+        key = (method, rule, status)
+        counter = requests_by.get(key)
+        if counter is None:
+            counter = requests_by[key] = HTTP_REQUESTS.labels(method, rule, str(status))
+        counter.inc()
+        histogram = durations_by.get(key[:2])
+        if histogram is None:
+            histogram = durations_by[key[:2]] = HTTP_DURATION.labels(method, rule)
+        histogram.observe(elapsed)
+        if request.endpoint == INTAKE_ENDPOINT and method == "POST":
             # the view leaves the referral's status in g: no re-parsing of the answer
             outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
                        else "rejected" if g.get("intake_outcome") == "rejected"
                        else "accepted")
-            INTAKE_DURATION.labels(outcome).observe(elapsed)
+            histogram = intake_by.get(outcome)
+            if histogram is None:
+                histogram = intake_by[outcome] = INTAKE_DURATION.labels(outcome)
+            histogram.observe(elapsed)
         return response
 
     @app.get("/metrics", endpoint="ops.metrics")
