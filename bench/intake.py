@@ -82,7 +82,70 @@ def wait_ready(port: int, path: str, timeout: float = 30) -> None:
     raise RuntimeError(f"server on {port} did not start")
 
 
-def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: float) -> dict:
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+class CpuMeter:
+    """CPU used during the measured window by each part: the server (gunicorn
+    master and workers), its PostgreSQL backends (found by application_name),
+    the benchmark's Redis, and the load generator (this process)."""
+
+    def __init__(self, server_pid: int, redis_pid: int | None, pg_url: str, app_name: str):
+        self.server_pid, self.redis_pid = server_pid, redis_pid
+        self.pg_url, self.app_name = pg_url, app_name
+
+    def _pg_pids(self) -> list[int]:
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.pg_url)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text("SELECT pid FROM pg_stat_activity "
+                                              "WHERE application_name = :name"),
+                                         {"name": self.app_name}).scalars())
+        finally:
+            engine.dispose()
+
+    def sample(self) -> dict[str, float]:
+        return {
+            "server": sum(_proc_cpu(p) for p in _descendants(self.server_pid)),
+            "postgresql": sum(_proc_cpu(p) for p in self._pg_pids()) if self.app_name else 0.0,
+            "redis": _proc_cpu(self.redis_pid) if self.redis_pid else 0.0,
+            "load_generator": time.process_time(),
+        }
+
+
+def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: float,
+         meter: CpuMeter | None = None) -> dict:
     body = json.dumps(REFERRAL).encode()
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     errors = [0] * concurrency
@@ -118,7 +181,16 @@ def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: flo
                         statuses[status] = statuses.get(status, 0) + 1
         conn.close()
 
+    samples: list[dict] = []
+
+    def metering() -> None:
+        for at in (measure_from, stop_at):
+            time.sleep(max(0.0, at - time.monotonic()))
+            samples.append(meter.sample())
+
     threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    if meter is not None:
+        threads.append(threading.Thread(target=metering))
     for t in threads:
         t.start()
     for t in threads:
@@ -129,10 +201,16 @@ def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: flo
     def pct(p: float) -> float:
         return round(all_lat[min(n - 1, int(p * n))] * 1000, 2) if n else float("nan")
 
-    return {"requests": n, "requests_per_second": round(n / seconds, 1),
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-            "mean_ms": round(statistics.fmean(all_lat) * 1000, 2) if n else None,
-            "errors": sum(errors), "error_statuses": statuses}
+    result = {"requests": n, "requests_per_second": round(n / seconds, 1),
+              "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+              "mean_ms": round(statistics.fmean(all_lat) * 1000, 2) if n else None,
+              "errors": sum(errors), "error_statuses": statuses}
+    if len(samples) == 2 and n:
+        # CPU of each part in the measured window, per request (ms); the
+        # machine's other load is not in these numbers
+        result["cpu_ms_per_request"] = {k: round((samples[1][k] - samples[0][k]) / n * 1000, 3)
+                                        for k in samples[0]}
+    return result
 
 
 def main() -> None:
@@ -145,6 +223,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--limits-storage", choices=("redis", "memory"), default="redis")
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]
 
     from sqlalchemy import create_engine, text
 
@@ -157,7 +236,10 @@ def main() -> None:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     data_dir = Path(f"/tmp/refflow-bench-{schema}")
-    env = {"REFFLOW_DATABASE_URL": PG_URL, "REFFLOW_DATABASE_SCHEMA": schema,
+    app_name = f"refflow-{schema}"  # finds the server's PostgreSQL backends for CPU accounting
+    sep = "&" if "?" in PG_URL else "?"
+    env = {"REFFLOW_DATABASE_URL": f"{PG_URL}{sep}application_name={app_name}",
+           "REFFLOW_DATABASE_SCHEMA": schema,
            "REFFLOW_DATA_DIR": str(data_dir), "REFFLOW_SECRET_KEY": "bench",
            "REFFLOW_INTAKE_RATE_LIMIT": "1000000/minute", "REFFLOW_LOG_LEVEL": "WARNING"}
     procs = []
@@ -185,7 +267,10 @@ def main() -> None:
             wait_ready(port, "/healthz" if kind == "intake" else "/")
             headers = {"Content-Type": "application/json",
                        "Authorization": f"Bearer {key}"}
-            results[kind] = load(port, headers, args.seconds, args.concurrency, args.warmup)
+            meter = CpuMeter(proc.pid, redis_proc.pid if redis_proc is not None else None,
+                             PG_URL, app_name if kind == "intake" else "")
+            results[kind] = load(port, headers, args.seconds, args.concurrency, args.warmup,
+                                 meter)
             proc.terminate()
             proc.join(15)
         ratio = results["intake"]["requests_per_second"] / \
@@ -193,7 +278,9 @@ def main() -> None:
         out = {
             "benchmark": "intake",
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                        "python": platform.python_version()},
+                        "python": platform.python_version(),
+                        "load_average_before": load_before,
+                        "load_average_after": [round(x, 2) for x in os.getloadavg()]},
             "server": {"gunicorn_workers": args.workers, "threads": args.threads,
                        "worker_class": "gthread" if args.threads > 1 else "sync",
                        "database": "postgresql", "synchronous_commit": "on",
