@@ -331,9 +331,13 @@ def _execute_one_autocommit(db: Database, sql: str, params: dict):
     clean = False  # back in the pool's state (not autocommit, no transaction)
     try:
         conn.autocommit = True
-        with conn.cursor() as cursor:
-            cursor.execute(sql, params)
-            row = cursor.fetchone()
+        # one cursor per connection, kept with it: its adapters (dumpers by
+        # type) are looked up once, not on every request
+        cursor = fairy.info.get("refflow.intake_cursor")
+        if cursor is None or cursor.closed or cursor.connection is not conn:
+            cursor = fairy.info["refflow.intake_cursor"] = conn.cursor()
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
         conn.autocommit = False
         clean = True
     except psycopg.Error as error:

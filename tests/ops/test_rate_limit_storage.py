@@ -41,3 +41,28 @@ def test_unreachable_redis_falls_back_to_memory(settings, make_practice, referra
     _, key = make_practice()
     statuses = [_post(client, referral_body, key, "203.0.113.9").status_code for _ in range(3)]
     assert statuses == [202, 202, 429]
+
+
+def test_limits_keep_counting_in_redis_after_redis_restarts(settings, make_practice,
+                                                            referral_body, redis_server):
+    """A restarted Redis drops the web process's connections and forgets the
+    counting script: the next check reconnects and loads it again instead of
+    falling back to memory."""
+    import redis
+
+    tuned = settings.with_overrides(intake_rate_limit=f"{5 + uuid.uuid4().int % 1000}/hour",
+                                    broker_url=redis_server.url)
+    client = create_app(tuned, {"TESTING": True}).test_client()
+    limiter = client.application.extensions["refflow.limiter"]
+    _, key = make_practice()
+    addr = f"192.0.2.{uuid.uuid4().int % 250}"
+    assert _post(client, referral_body, key, addr).status_code == 202
+    redis_server.stop()
+    redis_server.start()
+    assert _post(client, referral_body, key, addr).status_code == 202
+    assert limiter._redis_down_until == 0.0  # never counted in memory
+    check = redis.Redis.from_url(redis_server.url)
+    try:
+        assert check.keys(f"refflow-limits:intake-ip:ip:{addr}:*")  # counted in Redis
+    finally:
+        check.close()
