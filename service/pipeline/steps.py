@@ -34,7 +34,7 @@ from refflow.db.models import (
 )
 from refflow.db.session import Database, database_for
 from refflow.intake.schemas import Referral as ReferralIn
-from refflow.pipeline import outbox
+from refflow.pipeline import delivery_sql, outbox
 from refflow.pipeline.outbox import Publisher
 from refflow.referrals import states
 from refflow.referrals.states import IllegalTransition
@@ -320,9 +320,10 @@ def _safe_error(exc: Exception, fallback: str) -> str:
 def deliver(p: Pipeline, delivery_id: str) -> str | None:
     """Claim the delivery (pending/retrying → sending, by exactly one worker), send
     it through its channel, record the outcome. Returns the delivery status."""
-    from refflow.plugins.channels.base import ChannelError
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
+    if p.db.engine.dialect.name == "postgresql":
+        return _deliver_pg(p, delivery_id)
     now = utcnow()
     with p.db.session() as session:
         delivery = session.scalars(
@@ -358,21 +359,73 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
             target=delivery.target, documents=documents, subject=_subject(p, delivery),
             recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
 
-    outcome, error, reference = "sent", None, None
-    if channel is None:
-        outcome, error = "permanent", f"no channel named {request.channel!r} is installed"
-    else:
-        try:
-            result = channel.send(request)
-            reference = str(getattr(result, "reference", "") or "")[:200]
-        except ChannelError as exc:
-            outcome, error = ("permanent" if exc.permanent else "transient"), exc.message[:500]
-        except Exception as exc:  # noqa: BLE001 - a plugin bug: treat as permanent, tell staff
-            outcome = "permanent"
-            error = f"channel {request.channel!r} raised {type(exc).__name__}"
-            log.error("delivery %s: %s", delivery_id, error)
-
+    outcome, error, reference = _send(channel, request)
     status = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+    if status == "retrying":
+        p.relay()  # publishes the retry when it is due now (backoff 0); else the scheduler
+    return status
+
+
+def _send(channel, request) -> tuple[str, str | None, str | None]:
+    """Call the channel; returns (outcome, error, reference)."""
+    from refflow.plugins.channels.base import ChannelError
+
+    if channel is None:
+        return "permanent", f"no channel named {request.channel!r} is installed", None
+    try:
+        result = channel.send(request)
+    except ChannelError as exc:
+        return ("permanent" if exc.permanent else "transient"), exc.message[:500], None
+    except Exception as exc:  # noqa: BLE001 - a plugin bug: treat as permanent, tell staff
+        error = f"channel {request.channel!r} raised {type(exc).__name__}"
+        log.error("delivery %s: %s", request.id, error)
+        return "permanent", error, None
+    return "sent", None, str(getattr(result, "reference", "") or "")[:200]
+
+
+def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
+    """``deliver`` on PostgreSQL: the same steps as driver-level statements
+    (see ``delivery_sql``): one to claim, one fetch, one transaction for the outcome."""
+    from refflow.plugins.channels.base import Delivery as ChannelDelivery
+
+    claim, current = delivery_sql.claim(p.db, delivery_id, utcnow())
+    if claim is None:
+        return current  # sent, failed, not due, gone, another worker holds it, or not delivering
+    channel = p.channels.get(claim.channel)
+    needs = sorted(set(getattr(channel, "documents", ()) or ()) | {claim.document})
+    if claim.document == "handout.pdf":
+        subject = f"Your exercise plan from {p.clinic.name}"
+        recipient = f"{claim.given_name or ''} {claim.family_name or ''}".strip() or None
+    else:
+        subject = f"Referral plan summary from {p.clinic.name}"
+        recipient = claim.referrer_name
+    request = ChannelDelivery(
+        id=delivery_id, referral_id=claim.referral_id, channel=claim.channel,
+        target=claim.target, documents=delivery_sql.documents(p.db, claim.referral_id, needs),
+        subject=subject, recipient_name=recipient, attempt=claim.attempts)
+    outcome, error, reference = _send(channel, request)
+
+    now, next_at = utcnow(), None
+    if outcome == "sent":
+        status, kind = "sent", "delivery_sent"
+        reason = f"{claim.channel}: sent (attempt {claim.attempts})"
+    elif outcome == "transient" and claim.attempts < claim.max_attempts:
+        wait = backoff_seconds(p.settings, claim.attempts)
+        status, kind, next_at = "retrying", "retry", now + dt.timedelta(seconds=wait)
+        reason = (f"{claim.channel}: attempt {claim.attempts} failed ({error}); "
+                  f"retrying in {wait:.1f} s")
+    else:
+        why = f"gave up after {claim.attempts} attempts" if outcome == "transient" \
+            else "permanent error"
+        status, kind = "failed", "delivery_failed"
+        reason = f"{claim.channel}: {why}: {error}"
+    finished = delivery_sql.record_outcome(
+        p.db, delivery_id=delivery_id, referral_id=claim.referral_id,
+        attempt_id=claim.attempt_id, outcome=outcome, status=status, error=error,
+        reference=reference, now=now, next_at=next_at, retry_task=DELIVER, kind=kind,
+        reason=reason, actor=WORKER)
+    if finished is not None:
+        states.notify_status_changed([(claim.referral_id, states.DELIVERING, finished)])
     if status == "retrying":
         p.relay()  # publishes the retry when it is due now (backoff 0); else the scheduler
     return status

@@ -110,8 +110,13 @@ def on_status_changed(name: str, listener: Callable[[str, str, str], None]) -> N
 @event.listens_for(Session, "after_commit")
 def _notify_after_commit(session: Session) -> None:
     changes = session.info.pop("status_changes", None)
-    if not changes:
-        return
+    if changes:
+        notify_status_changed(changes)
+
+
+def notify_status_changed(changes: list[tuple[str, str, str]]) -> None:
+    """Call the listeners for status changes that have been committed (for code
+    that writes them without a Session, e.g. the PostgreSQL delivery path)."""
     for referral_id, old, new in changes:
         for listener in list(_listeners.values()):
             try:
