@@ -111,41 +111,34 @@ def recomputable(session) -> None:
 
 # -- build_plan -----------------------------------------------------------------
 
-# When the worker that built a plan renders it straight away, the render
-# message it queued waits this long before the relay may publish it: the
-# safety net if that worker dies in between, never a duplicate otherwise.
-INLINE_RENDER_GRACE = dt.timedelta(seconds=30)
-
-
 def plan_and_render(p: Pipeline, referral_id: str) -> str | None:
     """build_plan, then — when the plan is released — render_documents in the
-    same worker, saving a broker round trip and reloading the referral."""
-    status, render_message = _build_plan(p, referral_id, inline_render=True)
-    if status == states.PLANNED and render_message is not None:
-        status = render_documents(p, referral_id, consumes=render_message)
-    return status
+    same worker: the documents are rendered from the plan in memory, and the
+    plan, its documents and deliveries commit in one transaction (the timeline
+    still shows planning → planned → delivering), saving a broker round trip,
+    re-reading the referral and plan, and a transaction."""
+    return _build_plan(p, referral_id, inline_render=True)
 
 
 def build_plan(p: Pipeline, referral_id: str) -> str | None:
     """received → planning → planned | needs_review. Returns the new status."""
-    return _build_plan(p, referral_id, inline_render=False)[0]
+    return _build_plan(p, referral_id, inline_render=False)
 
 
-def _build_plan(p: Pipeline, referral_id: str, *,
-                inline_render: bool) -> tuple[str | None, int | None]:
+def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | None:
     from refflow.plugins.manager import plan_for
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row is None:
             log.warning("build_plan: no referral %s", referral_id)
-            return None, None
+            return None
         if row.status == states.RECEIVED:
             recomputable(session)
             states.transition(session, row, states.PLANNING, actor=WORKER,
                               reason="building the exercise plan")
         elif row.status != states.PLANNING:
-            return row.status, None  # already planned (a duplicate message): nothing to do
+            return row.status  # already planned (a duplicate message): nothing to do
         payload, received_on, problems = row.payload, row.received_on, row.intake_problems or []
 
     referral = ReferralIn.model_validate(payload)
@@ -162,12 +155,12 @@ def _build_plan(p: Pipeline, referral_id: str, *,
                 and plan["decision"] == "release":
             plan["decision"] = "review"
     held = plan["decision"] == "review"
-    render_message = None
+    rendered = _render(p, referral, plan) if inline_render and not held else None
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row.status != states.PLANNING:
-            return row.status, None  # cancelled meanwhile, or another run finished first
+            return row.status  # cancelled meanwhile, or another run finished first
         recomputable(session)
         existing = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         if existing is None:
@@ -189,27 +182,20 @@ def _build_plan(p: Pipeline, referral_id: str, *,
         else:
             states.transition(session, row, states.PLANNED, actor=WORKER,
                               reason=f"plan built ({plan['decision']})")
-            message = outbox.enqueue(
-                session, RENDER, {"referral_id": referral_id},
-                available_at=utcnow() + INLINE_RENDER_GRACE if inline_render else None)
-            session.flush()
-            render_message = message.id
+            if rendered is None:
+                outbox.enqueue(session, RENDER, {"referral_id": referral_id})
+            else:
+                _queue_deliveries(p, session, row, *rendered)
         status = row.status
-    if not inline_render:
+    if not held:
         p.relay()
-    return status, render_message
+    return status
 
 
 # -- render_documents -----------------------------------------------------------
 
-def render_documents(p: Pipeline, referral_id: str, *, consumes: int | None = None) -> str | None:
-    """planned → delivering: render the documents, create one delivery per route.
-
-    ``consumes`` is the id of a held render message this call stands in for
-    (see ``plan_and_render``); it is marked sent with the rendering."""
-    from refflow.documents import render_all
-    from refflow.plugins.manager import routes_for
-
+def render_documents(p: Pipeline, referral_id: str) -> str | None:
+    """planned → delivering: render the documents, create one delivery per route."""
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row is None or row.status != states.PLANNED:
@@ -217,7 +203,24 @@ def render_documents(p: Pipeline, referral_id: str, *, consumes: int | None = No
         plan_row = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         plan, payload = plan_row.body, row.payload
 
-    referral = ReferralIn.model_validate(payload)
+    rendered = _render(p, ReferralIn.model_validate(payload), plan)
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row.status != states.PLANNED:
+            return row.status
+        recomputable(session)
+        _queue_deliveries(p, session, row, *rendered)
+        status = row.status
+    p.relay()
+    return status
+
+
+def _render(p: Pipeline, referral: ReferralIn, plan: dict):
+    """The documents and the routes for them (no database)."""
+    from refflow.documents import render_all
+    from refflow.plugins.manager import routes_for
+
     docs = render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
                       paper=p.settings.paper)
     routes, failures = routes_for(referral, plan, p.pm)
@@ -225,28 +228,24 @@ def render_documents(p: Pipeline, referral_id: str, *, consumes: int | None = No
         # A red flag: the referrer and the chart hear about it; the patient gets
         # no plan until a clinician has seen them.
         routes = [r for r in routes if r["document"] != "handout.pdf"]
+    return docs, routes, failures
 
-    with p.db.session() as session:
-        row = session.get(Referral, referral_id)
-        if row.status != states.PLANNED:
-            return row.status
-        recomputable(session)
-        _store_documents(session, referral_id, docs)
-        for failure in failures:
-            states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
-                                reason=failure.message)
-        created = _create_deliveries(p, session, row, routes)
-        states.transition(session, row, states.DELIVERING, actor=WORKER,
-                          reason=f"documents rendered; {len(created)} deliveries queued")
-        for delivery in created:
-            outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
-        if not created:
-            outbox.enqueue(session, FINALIZE, {"referral_id": referral_id})
-        if consumes is not None:
-            outbox.mark_sent(session, consumes)
-        status = row.status
-    p.relay()
-    return status
+
+def _queue_deliveries(p: Pipeline, session, row: Referral, docs: dict[str, bytes],
+                      routes: list[dict], failures: list) -> None:
+    """planned → delivering in ``session``: store the documents, create the
+    deliveries and queue one ``deliver`` message each (or ``finalize``)."""
+    _store_documents(session, row.id, docs)
+    for failure in failures:
+        states.record_event(session, row.id, "plugin_failed", actor=WORKER,
+                            reason=failure.message)
+    created = _create_deliveries(p, session, row, routes)
+    states.transition(session, row, states.DELIVERING, actor=WORKER,
+                      reason=f"documents rendered; {len(created)} deliveries queued")
+    for delivery in created:
+        outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
+    if not created:
+        outbox.enqueue(session, FINALIZE, {"referral_id": row.id})
 
 
 def _store_documents(session, referral_id: str, docs: dict[str, bytes]) -> None:
@@ -265,14 +264,25 @@ def _store_documents(session, referral_id: str, docs: dict[str, bytes]) -> None:
 
 
 def _page_count(name: str, content: bytes) -> int | None:
-    if name.endswith(".tiff"):
-        import io
+    """Pages of a TIFF: the length of its IFD chain (no image decoding)."""
+    if not name.endswith(".tiff"):
+        return None
+    import struct
 
-        from PIL import Image
-
-        with Image.open(io.BytesIO(content)) as image:
-            return getattr(image, "n_frames", 1)
-    return None
+    order = {b"II": "<", b"MM": ">"}.get(content[:2])
+    if order is None or len(content) < 8:
+        return None
+    (offset,) = struct.unpack_from(order + "I", content, 4)
+    pages, seen = 0, set()
+    while offset and offset not in seen and offset + 2 <= len(content):
+        seen.add(offset)
+        (entries,) = struct.unpack_from(order + "H", content, offset)
+        end = offset + 2 + 12 * entries
+        if end + 4 > len(content):
+            break
+        pages += 1
+        (offset,) = struct.unpack_from(order + "I", content, end)
+    return pages
 
 
 def _create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict]) -> list[Delivery]:
