@@ -87,33 +87,47 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
     assert seen == [(rid, "received", "cancelled")]
 
 
-def test_inline_render_leaves_a_held_safety_net_message(client, auth, settings, db):
-    """plan_and_render renders in the same worker; the render message it queued
-    is held back, so a worker that dies in between is covered, and a worker
-    that does not die leaves nothing for the relay to publish twice."""
+def test_inline_render_commits_plan_documents_and_deliveries_together(client, auth, settings,
+                                                                      db, monkeypatch):
+    """plan_and_render renders in the same worker and commits the plan with its
+    documents and deliveries: a worker that dies in between leaves the referral
+    in planning (re-driven as build_plan), never a plan without its deliveries;
+    a worker that does not die leaves only the deliver messages to publish."""
     from sample_referrals import routine
 
+    from refflow.db.models import ReferralEvent
     from refflow.pipeline import steps
 
     p = steps.Pipeline(settings, db=db)
     rid = post(client, auth, routine()).get_json()["id"]
     assert outbox.relay(db, lambda task, args: None) == 1  # the build_plan message
 
-    # the worker dies right after planning: the render message waits, then is due
-    status, message_id = steps._build_plan(p, rid, inline_render=True)
-    assert status == "planned" and message_id
-    published = []
-    assert outbox.relay(db, lambda task, args: published.append(task)) == 0
-    with db.session() as session:
-        session.get(OutboxMessage, message_id).available_at = utcnow()
-    assert outbox.relay(db, lambda task, args: published.append(task)) == 1
-    assert published == ["refflow.render_documents"]
+    # the worker dies while rendering: nothing of the plan is committed
+    def dies(*_args):
+        raise RuntimeError("worker lost")
 
-    # the normal case: planned and rendered in one go, nothing left to publish
-    rid = post(client, auth, routine()).get_json()["id"]
-    outbox.relay(db, lambda task, args: None)
+    with monkeypatch.context() as m:
+        m.setattr(steps, "_render", dies)
+        try:
+            steps.plan_and_render(p, rid)
+        except RuntimeError:
+            pass
+    with db.session() as session:
+        assert session.get(steps.Referral, rid).status == "planning"
+        assert session.scalar(select(func.count()).select_from(steps.Plan)
+                              .where(steps.Plan.referral_id == rid)) == 0
+    assert outbox.relay(db, lambda task, args: None) == 0
+
+    # the re-driven run (or the normal case): planned and rendered in one go
     assert steps.plan_and_render(p, rid) == "delivering"
     with db.session() as session:
         waiting = session.scalars(select(OutboxMessage.task).where(
             OutboxMessage.sent_at.is_(None))).all()
+        moves = session.execute(select(ReferralEvent.from_status, ReferralEvent.to_status)
+                                .where(ReferralEvent.referral_id == rid,
+                                       ReferralEvent.kind == "status")
+                                .order_by(ReferralEvent.id)).all()
     assert sorted(waiting) == ["refflow.deliver"] * 3
+    assert [tuple(m) for m in moves] == [(None, "received"), ("received", "planning"),
+                                         ("planning", "planned"),
+                                         ("planned", "delivering")]
