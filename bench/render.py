@@ -13,7 +13,8 @@ round, on the same PDFs: the cover page alone (``conversion_one_page``), the
 summary (``conversion``) and the whole fax, cover + summary in one gs run
 (``whole_fax``). ``per_page`` splits each side into a fixed cost and a cost
 per extra page, and gives our CPU per page for each conversion step;
-``whole_fax.ours_pipelined_ms`` is the optional two-thread conversion.
+``ours_ms`` uses the default lanes (one PDFium instance and thread per core,
+at most two); ``ours_one_lane_ms`` is the same conversion on one thread.
 ``load_average`` is there because this box is shared: read wall-time ratios
 taken under load with care (both sides slow down, not always alike).
 """
@@ -146,27 +147,22 @@ def marginal(one: dict, many: dict, key: str) -> dict | None:
 
 
 def fax_stages(pdfs: list[bytes], args, repeats: int) -> dict:
-    """Median CPU ms per page of each conversion step, run one after the other."""
-    import numpy as np
-
-    from refflow.documents import fax
+    """Median CPU ms per page of each conversion step, run one after the other on one thread."""
+    from refflow.documents import fax, g3
 
     fmt = fax.FaxFormat(args.resolution, args.paper)
-    buffers = [np.empty((fmt.rows, fax.FAX_WIDTH), np.uint8) for _ in range(2)]
     steps: dict[str, list[float]] = {"render": [], "threshold_and_pack": [], "g3_code": []}
     for _ in range(repeats):
-        pages = fax._render_pages(pdfs, fmt, buffers)
-        while True:
-            c = time.thread_time()
-            grey = next(pages, None)  # PDFium renders the page here
-            if grey is None:
-                break
-            steps["render"].append(time.thread_time() - c)
+        c = time.thread_time()
+        pages = fax.render_pages(pdfs, fmt)  # PDFium renders every page here
+        per_render = (time.thread_time() - c) / len(pages)
+        for grey in pages:
+            steps["render"].append(per_render)
             c = time.thread_time()
             packed = fax.threshold_and_pack(grey)
             steps["threshold_and_pack"].append(time.thread_time() - c)
             c = time.thread_time()
-            fax.encode_g3(packed)
+            g3.encode_g3(packed, fax.FAX_WIDTH)
             steps["g3_code"].append(time.thread_time() - c)
     per_page = {k: round(statistics.median(v) * 1000, 2) for k, v in steps.items()}
     per_page["sum"] = round(sum(per_page.values()), 2)
@@ -225,10 +221,15 @@ def main() -> None:
         whole_fax = side_by_side(lambda: pdfs_to_fax_tiff([cover, summary], **opts),
                                  [cover_path, summary_path], summary_pages + 1, tmp, args,
                                  rounds)
-        pipe_ms, pipe_cpu, _ = timed(
-            lambda: pdfs_to_fax_tiff([cover, summary], pipeline=True, **opts), runs)
-        whole_fax["ours_pipelined_ms"] = round(pipe_ms, 2)
-        whole_fax["ours_pipelined_cpu_ms"] = round(pipe_cpu, 2)
+        # The same conversions on one lane (one PDFium instance, one thread).
+        for name, pdfs in (("conversion", [summary_path]), ("whole_fax", [cover_path, summary_path])):
+            data = [p.read_bytes() for p in pdfs]
+            lane_ms, lane_cpu, _ = timed(lambda d=data: pdfs_to_fax_tiff(d, lanes=1, **opts), runs)
+            target = conversion if name == "conversion" else whole_fax
+            target["ours_one_lane_ms"] = round(lane_ms, 2)
+            target["ours_one_lane_cpu_ms"] = round(lane_cpu, 2)
+            if "gs_ms" in target:
+                target["speedup_wall_one_lane"] = round(target["gs_ms"] / lane_ms, 2)
         # End to end, as the fax channel does it: build the summary and cover
         # PDFs, then convert (gs would still need the PDFs made first).
         whole_fax["ours_with_pdfs_ms"] = round(fax_ms, 2)

@@ -1,12 +1,11 @@
 """PDF → TIFF Class F, the file a fax server sends as it is.
 
 Each PDF page is rendered by PDFium straight into an 8-bit grey bitmap at the
-fax's own resolution (204 dpi across, 196 or 98 lines per inch down — two
-different scales, which only PDFium's raw ``FPDF_RenderPageBitmap`` call does
-in one step), thresholded to 1 bit (no dithering: text stays crisp) and packed
-eight pixels to a byte with numpy, and Group 3 (T.4, 1-D) encoded by libtiff
-through Pillow. We then write the multi-page TIFF container ourselves, so
-every tag is exactly what TIFF-F asks for:
+fax's own resolution (204 dpi across, 196 or 98 lines per inch down),
+thresholded to 1 bit (no dithering: text stays crisp) and packed eight pixels
+to a byte with numpy, and Group 3 (T.4, 1-D) coded by libtiff (``g3``). We
+then write the multi-page TIFF container ourselves, so every tag is exactly
+what TIFF-F asks for:
 
     NewSubfileType 2 (a page of a multi-page document), ImageWidth 1728,
     ImageLength = the paper's length at the vertical resolution,
@@ -19,36 +18,31 @@ Writing the container ourselves also sidesteps two Pillow problems: with
 Photometric 0 it inverts pixels in a slow Python loop that only knows the
 value 255, and it writes wrong PageNumber tags in multi-page files.
 
-Where the time goes (a text-heavy Letter page, fine): PDFium 3–6 ms, numpy
-threshold + packing ~0.4 ms, libtiff's T.4 coder 1–2.5 ms. Pillow's own path
-for a mode "1" image would add ~6 ms a page: it keeps one byte per pixel and
-packs the bits again in a per-pixel loop before libtiff sees them. So we give
-Pillow's libtiff encoder the packed rows directly, as an 8-bit image one
-eighth as wide, and tell libtiff (through the tags) that a row is 1728 one-bit
-pixels — the same bytes libtiff would have received. ``encode_g3_public``
-does it the slow, public way and is the fallback, and the tests check the
-two give the same strip.
+Pages are converted on up to ``lanes`` threads, each with a PDFium instance of
+its own (``pdfium_instances``): a lane takes the next page not yet taken,
+renders, thresholds and codes it. PDFium, numpy and libtiff all run without
+the GIL, so lanes use separate cores; the file is the same whatever the
+number of lanes. Where the time goes (a text-heavy Letter page, fine, one
+core): PDFium about 70 %, libtiff's T.4 coder about 20 %, numpy 10 %.
 """
 
 from __future__ import annotations
 
 import ctypes
-import io
-import logging
+import itertools
 import math
+import os
 import struct
 import threading
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
-import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
-from PIL import Image
 
-log = logging.getLogger(__name__)
+from refflow.documents import pdfium_instances
+from refflow.documents.g3 import G3Strip, encode_g3
 
 FAX_WIDTH = 1728  # pixels across every fax page (215 mm scan line)
 ROW_BYTES = FAX_WIDTH // 8
@@ -58,16 +52,10 @@ PAPER_LENGTH_MM = {"letter": 279.4, "a4": 297.0}
 # A grey pixel darker than this becomes black: a little above mid-grey keeps
 # anti-aliased strokes of small type solid instead of broken.
 THRESHOLD = 160
-T4_FILL_BITS = 4  # T4Options bit 2: fill bits before EOL (byte-aligned EOLs)
-
 # PDFium: white background, print-quality text; keep anti-aliasing (better threshold).
-_RENDER_FLAGS = pdfium_c.FPDF_PRINTING
-# PDFium must never be called from two threads at once, not even for different
-# documents (pypdfium2, "Incompatibility with Threading"): every PDFium call in
-# this module holds this lock, so concurrent faxes in a threaded server are safe.
-PDFIUM_LOCK = threading.Lock()
-# Pages rendered ahead of the coder: bounds memory (one 8-bit page is 3.7 MB).
-_BUFFERS = 3
+RENDER_FLAGS = pdfium_c.FPDF_PRINTING
+# Lanes a conversion uses at most: one per core, and two already halve a long fax.
+DEFAULT_LANES = max(1, min(2, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -98,41 +86,35 @@ class FaxFormat:
 
 
 def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter",
-                    pipeline: bool = False) -> bytes:
+                    lanes: int = DEFAULT_LANES) -> bytes:
     """Convert a PDF into one multi-page TIFF Class F file (bytes)."""
-    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper, pipeline=pipeline)
+    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper, lanes=lanes)
 
 
-def pdfs_to_fax_tiff(
-    pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter",
-    pipeline: bool = False,
-) -> bytes:
+def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter",
+                     lanes: int = DEFAULT_LANES) -> bytes:
     """The pages of several PDFs, in order, as one TIFF Class F file.
 
-    Pages are rendered and coded one after the other on this thread. With
-    ``pipeline=True`` a worker thread codes page i while PDFium renders page
-    i+1 (same bytes). That only pays when both steps release the GIL, and
-    Pillow's libtiff encoder does not: it holds the GIL for its whole ~1.5 ms
-    a page, and PDFium's ctypes calls then wait for it (a 3.6 ms render took
-    16.7 ms beside a running coder). Measured on 2 cores: no faster when
-    idle, 97 vs 58 ms for 6 pages under load. Hence off by default; it
-    becomes worth turning on with a coder that releases the GIL.
+    Raises ``pdfium_instances.PdfError`` (a ``ValueError``) for a PDF PDFium cannot open.
     """
     fmt = FaxFormat(resolution, paper)
-    # Each page is rendered into one of a few reused buffers: no per-page
-    # allocation, and a buffer is only reused once its page has been coded.
-    buffers = [np.empty((fmt.rows, FAX_WIDTH), np.uint8) for _ in range(_BUFFERS)]
-    pages = _render_pages(pdfs, fmt, buffers)
-    if not pipeline:
-        return _write_tiff_f([_threshold_and_encode(grey) for grey in pages], fmt)
-    strips: list[G3Strip] = []
-    pending: deque[Future] = deque()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="refflow-fax") as pool:
-        for grey in pages:
-            pending.append(pool.submit(_threshold_and_encode, grey))
-            if len(pending) >= _BUFFERS:  # the next page reuses the oldest page's buffer
-                strips.append(pending.popleft().result())
-        strips.extend(f.result() for f in pending)
+    pdfs = [bytes(p) for p in pdfs]  # PDFium reads them in place while they are open
+    with pdfium_instances.PRIMARY.lock:
+        counts = []
+        for data in pdfs:
+            with pdfium_instances.PRIMARY.document(data) as (_, pages):
+                counts.append(pages)
+    pages = [(d, i) for d, count in enumerate(counts) for i in range(count)]
+    strips: list[G3Strip | None] = [None] * len(pages)
+    with pdfium_instances.instances(min(lanes, len(pages)) or 1) as held:
+        work = _Work(pdfs, pages, strips, fmt)
+        extra = [_lane_pool().submit(work.run, lane) for lane in held[1:]]
+        try:
+            work.run(held[0])
+        finally:
+            wait(extra)  # no lane outlives the instances it holds
+        for future in extra:
+            future.result()  # raises what a lane raised
     return _write_tiff_f(strips, fmt)
 
 
@@ -141,167 +123,79 @@ def threshold_and_pack(grey: np.ndarray) -> np.ndarray:
     return np.packbits(grey < THRESHOLD, axis=-1)
 
 
-def _threshold_and_encode(grey: np.ndarray) -> G3Strip:
-    return encode_g3(threshold_and_pack(grey), grey.shape[1])
-
-
-# -- rendering ---------------------------------------------------------------
-def _render_pages(pdfs: Sequence[bytes], fmt: FaxFormat,
-                  buffers: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-    """Each page of each PDF as an 8-bit grey fax page, rendered in turn into ``buffers``.
-
-    A yielded buffer is overwritten ``len(buffers)`` pages later.
-    """
-    count = 0
+def render_pages(pdfs: Sequence[bytes], fmt: FaxFormat) -> list[np.ndarray]:
+    """Every page of ``pdfs`` as an 8-bit grey fax page (rows × 1728), in order."""
+    instance, out = pdfium_instances.PRIMARY, []
     for data in pdfs:
-        with PDFIUM_LOCK:
-            doc = pdfium.PdfDocument(data)
-            pages = len(doc)
+        with instance.lock, instance.document(data) as (doc, count):
+            for index in range(count):
+                grey = np.empty((fmt.rows, FAX_WIDTH), np.uint8)
+                instance.render_page(doc, index, grey.ctypes.data_as(ctypes.c_void_p),
+                                     FAX_WIDTH, fmt.rows, X_DPI, fmt.y_dpi, RENDER_FLAGS)
+                out.append(grey)
+    return out
+
+
+class _Work:
+    """The pages of one conversion, taken one at a time by its lanes."""
+
+    def __init__(self, pdfs: list[bytes], pages: list[tuple[int, int]],
+                 strips: list[G3Strip | None], fmt: FaxFormat):
+        self.pdfs, self.pages, self.strips, self.fmt = pdfs, pages, strips, fmt
+        self._next = itertools.count()  # next() on it is atomic: no page is taken twice
+        self.failed = False
+
+    def run(self, instance: pdfium_instances.PdfiumInstance) -> None:
+        fmt = self.fmt
+        grey = np.empty((fmt.rows, FAX_WIDTH), np.uint8)
+        address = grey.ctypes.data_as(ctypes.c_void_p)
+        docs: dict[int, object] = {}
         try:
-            for index in range(pages):
-                grey = buffers[count % len(buffers)]
-                count += 1
-                with PDFIUM_LOCK:
-                    page = doc[index]
-                    try:
-                        _render_page(page, grey, fmt)
-                    finally:
-                        page.close()
-                yield grey
+            while not self.failed:
+                n = next(self._next)
+                if n >= len(self.pages):
+                    break
+                pdf, index = self.pages[n]
+                with instance.lock:
+                    if pdf not in docs:
+                        data = self.pdfs[pdf]
+                        doc = instance.FPDF_LoadMemDocument(data, len(data), None)
+                        if not doc:
+                            raise pdfium_instances.PdfError("PDFium could not open the PDF")
+                        docs[pdf] = doc
+                    instance.render_page(docs[pdf], index, address, FAX_WIDTH, fmt.rows, X_DPI,
+                                         fmt.y_dpi, RENDER_FLAGS)
+                self.strips[n] = encode_g3(threshold_and_pack(grey), FAX_WIDTH)
+        except BaseException:
+            self.failed = True  # the other lanes stop at their next page
+            raise
         finally:
-            with PDFIUM_LOCK:
-                doc.close()
+            with instance.lock:
+                for doc in docs.values():
+                    instance.FPDF_CloseDocument(doc)
 
 
-def _render_page(page, grey: np.ndarray, fmt: FaxFormat) -> None:
-    """Render ``page`` into ``grey`` (rows × 1728, C-contiguous uint8), fitted and centred."""
-    rows, width = grey.shape
-    page_w, page_h = page.get_size()  # points
-    # Fit the page into the fax page keeping its proportions: at most 204 dpi
-    # across (a Letter page is 1734 px at 204 dpi, so it is scaled by 0.35%).
-    scale = min(width / (page_w / 72 * X_DPI), rows / (page_h / 72 * fmt.y_dpi), 1.0)
-    size_x = round(page_w / 72 * X_DPI * scale)
-    size_y = round(page_h / 72 * fmt.y_dpi * scale)
-    start_x = (width - size_x) // 2
-    bitmap = pdfium_c.FPDFBitmap_CreateEx(width, rows, pdfium_c.FPDFBitmap_Gray,
-                                          grey.ctypes.data_as(ctypes.c_void_p), width)
-    if not bitmap:
-        raise MemoryError("PDFium could not create the page bitmap")
-    try:
-        pdfium_c.FPDFBitmap_FillRect(bitmap, 0, 0, width, rows, 0xFFFFFFFF)
-        pdfium_c.FPDF_RenderPageBitmap(bitmap, page.raw, start_x, 0, size_x, size_y, 0,
-                                       _RENDER_FLAGS)
-    finally:
-        pdfium_c.FPDFBitmap_Destroy(bitmap)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
-# -- Group 3 coding ------------------------------------------------------------
-@dataclass(frozen=True)
-class G3Strip:
-    width: int
-    rows: int
-    data: bytes
-    fill_order: int
-    t4_options: int
+def _lane_pool() -> ThreadPoolExecutor:
+    """The threads extra lanes run on: one per extra PDFium instance there can be."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, pdfium_instances.MAX_EXTRAS),
+                                       thread_name_prefix="refflow-fax")
+        return _pool
 
 
-# The tags libtiff needs to code one page (tag order matters to libtiff).
-def _coder_tags(width: int, rows: int) -> list[tuple[int, int]]:
-    return [(256, width), (257, rows), (258, 1), (259, 3), (262, 0), (266, 1), (277, 1),
-            (278, rows), (284, 1), (292, T4_FILL_BITS)]
+def _forget_pool_after_fork() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()  # the parent's threads do not exist here
 
 
-_fast_coder_failed = False
-
-
-def encode_g3(packed: np.ndarray, width: int = FAX_WIDTH) -> G3Strip:
-    """Group 3 (1-D) code packed rows (``rows × width/8`` bytes, set bits = black).
-
-    libtiff's T.4 coder codes 0 bits as white runs and 1 bits as black runs
-    (whatever the Photometric tag says), so the strip is exactly a
-    min-is-white fax page. Uses Pillow's libtiff encoder on the packed bytes
-    (see the module docstring); falls back to ``encode_g3_public`` if this
-    Pillow's private encoder interface differs.
-    """
-    global _fast_coder_failed
-    if not _fast_coder_failed:
-        try:
-            return _encode_g3_packed(packed, width)
-        except (AttributeError, TypeError, ValueError, OSError, KeyError) as exc:
-            _fast_coder_failed = True
-            log.warning("fax: Pillow's libtiff encoder refused packed rows (%s: %s); "
-                        "using the slower public path", type(exc).__name__, exc)
-    return encode_g3_public(packed, width)
-
-
-def _encode_g3_packed(packed: np.ndarray, width: int) -> G3Strip:
-    rows, row_bytes = packed.shape
-    if row_bytes * 8 != width:
-        raise ValueError("packed rows do not match the width")
-    packed = np.ascontiguousarray(packed)
-    image = Image.frombuffer("L", (row_bytes, rows), packed, "raw", "L", 0, 1)
-    encoder = Image._getencoder("L", "libtiff", ("L", 0, "fax.tif", _coder_tags(width, rows),
-                                                 {}))
-    chunks = []
-    try:
-        encoder.setimage(image.im, (0, 0, row_bytes, rows))
-        while True:
-            _, status, data = encoder.encode(1 << 20)
-            chunks.append(data)
-            if status:
-                break
-    finally:
-        encoder.cleanup()
-    if status < 0:
-        raise OSError(f"libtiff encoder error {status}")
-    return _strip_of(b"".join(chunks), width, rows)
-
-
-def encode_g3_public(packed: np.ndarray, width: int = FAX_WIDTH) -> G3Strip:
-    """``encode_g3`` through Pillow's public API: a mode "1" image saved as TIFF.
-
-    Pillow labels such an image min-is-black and passes the bits to libtiff
-    untouched; we keep only the coded strip. About 6 ms a page slower.
-    """
-    rows = packed.shape[0]
-    bits = Image.frombytes("1", (width, rows), np.ascontiguousarray(packed).tobytes())
-    out = io.BytesIO()
-    bits.save(out, "TIFF", compression="group3", tiffinfo={278: rows, 292: T4_FILL_BITS})
-    return _strip_of(out.getvalue(), width, rows)
-
-
-def _strip_of(tiff: bytes, width: int, rows: int) -> G3Strip:
-    """The one coded strip of a single-page TIFF libtiff wrote, with its coding tags."""
-    tags = _read_first_ifd(tiff)
-    offsets, counts = tags[273], tags[279]
-    if len(offsets) != 1:
-        raise RuntimeError("libtiff wrote more than one strip")
-    if tags[256][0] != width or tags[257][0] != rows or tags[259][0] != 3:
-        raise RuntimeError("libtiff wrote an unexpected page")
-    data = tiff[offsets[0]: offsets[0] + counts[0]]
-    return G3Strip(width, rows, data, tags.get(266, (1,))[0], tags.get(292, (0,))[0])
-
-
-_TYPES = {1: ("B", 1), 2: ("s", 1), 3: ("H", 2), 4: ("I", 4), 5: ("II", 8), 16: ("Q", 8)}
-
-
-def _read_first_ifd(tiff: bytes) -> dict[int, tuple]:
-    """The first IFD of a little-endian TIFF as {tag: values} (small parser)."""
-    if tiff[:4] != b"II*\x00":
-        raise ValueError("expected a little-endian TIFF")
-    (ifd,) = struct.unpack_from("<I", tiff, 4)
-    (count,) = struct.unpack_from("<H", tiff, ifd)
-    tags: dict[int, tuple] = {}
-    for i in range(count):
-        tag, typ, n, value = struct.unpack_from("<HHI4s", tiff, ifd + 2 + 12 * i)
-        code, size = _TYPES.get(typ, ("B", 1))
-        if typ == 2:
-            continue
-        total = size * n
-        raw = value if total <= 4 else tiff[struct.unpack("<I", value)[0]:][:total]
-        fmt = "<" + code * n if typ != 5 else "<" + "I" * (2 * n)
-        tags[tag] = struct.unpack(fmt, raw[:total])
-    return tags
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_after_fork)
 
 
 # -- the TIFF-F container ---------------------------------------------------------

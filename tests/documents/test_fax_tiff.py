@@ -127,29 +127,26 @@ def test_bad_format_is_refused(referral, sample_plan, clinic):
 
 def _summary_pages(referral, sample_plan, clinic):
     """The summary's fax pages as 8-bit grey arrays (what the coder is given)."""
-    import numpy as np
 
     from refflow.documents import fax
     from refflow.documents.summary import render_summary
 
-    fmt = fax.FaxFormat()
-    buffers = [np.empty((fmt.rows, fax.FAX_WIDTH), np.uint8) for _ in range(8)]
-    return [g.copy() for g in fax._render_pages([render_summary(referral, sample_plan, clinic)],
-                                                 fmt, buffers)]
+    return fax.render_pages([render_summary(referral, sample_plan, clinic)], fax.FaxFormat())
 
 
-def test_packed_coder_matches_pillows_public_path(referral, sample_plan, clinic):
-    # The fast coder hands libtiff packed rows through Pillow's libtiff encoder;
+def test_libtiff_coder_matches_pillows_public_path(referral, sample_plan, clinic):
+    # The fast coder calls libtiff through ctypes (so it codes without the GIL);
     # it must give the very strip Pillow's public save of a mode "1" image gives,
-    # and must really be in use with this Pillow (not silently falling back).
-    from refflow.documents import fax
+    # and must really be in use here (not silently falling back).
+    from refflow.documents import fax, g3
 
+    coder = g3._libtiff_coder()
+    assert coder is not None
     for grey in _summary_pages(referral, sample_plan, clinic)[:2]:
         packed = fax.threshold_and_pack(grey)
-        fast = fax._encode_g3_packed(packed, fax.FAX_WIDTH)
-        assert fast == fax.encode_g3_public(packed)
-        assert fast.t4_options == fax.T4_FILL_BITS and fast.fill_order == 1
-    assert not fax._fast_coder_failed
+        fast = coder.encode(packed, fax.FAX_WIDTH)
+        assert fast == g3.encode_g3_public(packed, fax.FAX_WIDTH)
+        assert fast.t4_options == g3.T4_FILL_BITS and fast.fill_order == 1
 
 
 def test_threshold_marks_dark_pixels_black():
@@ -177,30 +174,48 @@ def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
     assert all(r == results[0] for r in results)
 
 
-def test_coder_falls_back_to_the_public_path(monkeypatch):
-    # A Pillow whose private encoder interface changed still gets a correct fax.
+def test_without_a_usable_libtiff_pages_are_coded_through_pillow(monkeypatch):
+    # A machine where libtiff cannot be called directly still gets the same fax.
     import numpy as np
 
-    from refflow.documents import fax
+    from refflow.documents import fax, g3
 
     grey = np.full((20, fax.FAX_WIDTH), 255, np.uint8)
     grey[5:15, 100:300] = 0
     packed = fax.threshold_and_pack(grey)
-
-    def refuse(*args):
-        raise TypeError("changed")
-
-    monkeypatch.setattr(fax, "_encode_g3_packed", refuse)
-    monkeypatch.setattr(fax, "_fast_coder_failed", False)
-    assert fax.encode_g3(packed) == fax.encode_g3_public(packed)
-    assert fax._fast_coder_failed
+    fast = g3.encode_g3(packed, fax.FAX_WIDTH)
+    monkeypatch.setattr(g3, "_libtiff_paths", list)
+    assert g3._find_libtiff_coder() is None
+    monkeypatch.setattr(g3, "_coder", None)
+    monkeypatch.setattr(g3, "_coder_checked", True)
+    assert g3.encode_g3(packed, fax.FAX_WIDTH) == fast
 
 
-def test_pipelined_conversion_gives_the_same_file(referral, sample_plan, clinic):
+def test_parallel_lanes_give_the_same_file(referral, sample_plan, clinic):
+    # Pages rendered by two PDFium instances on two threads, taken in whatever
+    # order the lanes get to them, make the very file one lane makes.
+    from refflow.documents import pdfium_instances
     from refflow.documents.cover import render_cover
     from refflow.documents.fax import pdfs_to_fax_tiff
     from refflow.documents.summary import render_summary
 
     pdfs = [render_cover(referral, clinic, total_pages=3, sent_at=SENT),
             render_summary(referral, sample_plan, clinic)]
-    assert pdfs_to_fax_tiff(pdfs, pipeline=True) == pdfs_to_fax_tiff(pdfs, pipeline=False)
+    one_lane = pdfs_to_fax_tiff(pdfs, lanes=1)
+    for _ in range(3):
+        assert pdfs_to_fax_tiff(pdfs, lanes=2) == one_lane
+    if pdfium_instances.MAX_EXTRAS:
+        assert pdfium_instances._extras, "no second PDFium instance was loaded"
+        assert not any(i.reserved.locked() for i in pdfium_instances._extras)
+
+
+def test_a_pdf_pdfium_cannot_open_is_a_clear_error(referral, sample_plan, clinic):
+    from refflow.documents import pdfium_instances
+    from refflow.documents.fax import pdfs_to_fax_tiff
+    from refflow.documents.summary import render_summary
+
+    with pytest.raises(ValueError, match="could not open"):
+        pdfs_to_fax_tiff([b"%PDF-1.4 this is not a PDF"], lanes=2)
+    # Nothing stays held: the next conversion still gets every lane.
+    assert pdfs_to_fax_tiff([render_summary(referral, sample_plan, clinic)], lanes=2)
+    assert not any(i.reserved.locked() for i in pdfium_instances._extras)
