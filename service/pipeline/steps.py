@@ -128,18 +128,13 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
 def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | None:
     from refflow.plugins.manager import plan_for
 
-    with p.db.session() as session:
-        row = session.get(Referral, referral_id)
-        if row is None:
-            log.warning("build_plan: no referral %s", referral_id)
-            return None
-        if row.status == states.RECEIVED:
-            recomputable(session)
-            states.transition(session, row, states.PLANNING, actor=WORKER,
-                              reason="building the exercise plan")
-        elif row.status != states.PLANNING:
-            return row.status  # already planned (a duplicate message): nothing to do
-        payload, received_on, problems = row.payload, row.received_on, row.intake_problems or []
+    start = _start_planning_pg if p.db.engine.dialect.name == "postgresql" else _start_planning
+    status, payload, received_on, problems = start(p, referral_id)
+    if status is None:
+        log.warning("build_plan: no referral %s", referral_id)
+        return None
+    if status != states.PLANNING:
+        return status  # already planned (a duplicate message): nothing to do
 
     referral = ReferralIn.model_validate(payload)
     plan = plan_for(referral, as_of=received_on, pm=p.pm)
@@ -190,6 +185,53 @@ def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | 
     if not held:
         p.relay()
     return status
+
+
+START_PLANNING = f"""
+WITH moved AS (
+    UPDATE referrals SET status = '{states.PLANNING}', updated_at = %(now)s
+     WHERE id = %(id)s AND status = '{states.RECEIVED}'
+ RETURNING id
+), event AS (
+    INSERT INTO referral_events (referral_id, at, actor, kind, from_status, to_status, reason)
+    SELECT id, %(now)s, %(actor)s, 'status', '{states.RECEIVED}', '{states.PLANNING}',
+           'building the exercise plan' FROM moved
+)
+SELECT r.status, r.payload, r.received_on, r.intake_problems, (SELECT count(*) FROM moved)
+  FROM referrals AS r WHERE r.id = %(id)s
+"""
+
+
+def _start_planning(p: Pipeline, referral_id: str):
+    """received → planning; returns (status, payload, received_on, intake problems)."""
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None:
+            return None, None, None, None
+        if row.status == states.RECEIVED:
+            recomputable(session)
+            states.transition(session, row, states.PLANNING, actor=WORKER,
+                              reason="building the exercise plan")
+        return row.status, row.payload, row.received_on, row.intake_problems or []
+
+
+def _start_planning_pg(p: Pipeline, referral_id: str):
+    """``_start_planning`` as one statement (the conditional UPDATE, its timeline
+    event and the read), committed without waiting for the WAL flush."""
+    with p.db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.transaction(), raw.pipeline():
+            raw.execute("SET LOCAL synchronous_commit TO OFF")
+            cur = raw.execute(START_PLANNING, {"id": referral_id, "now": utcnow(),
+                                               "actor": WORKER})
+        row = cur.fetchone()
+    if row is None:
+        return None, None, None, None
+    status, payload, received_on, problems, moved = row
+    if moved:
+        status = states.PLANNING
+        states.notify_status_changed([(referral_id, states.RECEIVED, states.PLANNING)])
+    return status, payload, received_on, problems or []
 
 
 # -- render_documents -----------------------------------------------------------
