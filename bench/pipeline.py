@@ -133,8 +133,10 @@ def work_once(args):
     chans = channels(pm, settings)
     referral = ReferralIn.model_validate(body)
     plan = plan_for(referral, as_of=dt.date.today(), pm=pm)
+    # Fax lanes as the worker sets them: one per core each pool process has to itself.
     docs = render_all(referral, plan, ClinicInfo.from_settings(settings),
-                      resolution="fine", paper="letter")
+                      resolution="fine", paper="letter",
+                      fax_lanes=max(1, (os.cpu_count() or 1) // WORKER_CONCURRENCY))
     rid = str(uuid.uuid4())
     for name, doc, target in (("fax", "fax.tiff", referral.referrer.fax),
                               ("email", "handout.pdf", referral.patient.email),

@@ -48,6 +48,7 @@ class Settings:
     smtp_timeout: float = 30.0
     fax_transport: str = "spool"
     fax_resolution: str = "fine"  # fine = 204x196 dpi, normal = 204x98
+    fax_lanes: int = 0  # threads converting one fax; 0 = one per core a worker child has to itself
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
     clinic_name: str = "refflow Rehabilitation Clinic"
@@ -93,7 +94,7 @@ class Settings:
     def mail_outbox_dir(self) -> Path:
         return self.data_dir / "mail-outbox"
 
-    def with_overrides(self, **overrides) -> "Settings":
+    def with_overrides(self, **overrides) -> Settings:
         return replace(self, **overrides)
 
 
@@ -137,6 +138,8 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_FAX_RESOLUTION must be 'fine' or 'normal'")
     if settings.paper not in {"letter", "a4"}:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
+    if not 0 <= settings.fax_lanes <= 16:
+        raise ConfigError("REFFLOW_FAX_LANES must be 0 (automatic) to 16")
     if not settings.secret_key:
         if not settings.embedded:
             raise ConfigError(

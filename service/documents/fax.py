@@ -19,8 +19,9 @@ Photometric 0 it inverts pixels in a slow Python loop that only knows the
 value 255, and it writes wrong PageNumber tags in multi-page files.
 
 Pages are converted on up to ``lanes`` threads, each with a PDFium instance of
-its own (``pdfium_instances``): a lane takes the next page not yet taken,
-renders, thresholds and codes it. PDFium, numpy and libtiff all run without
+its own (``pdfium_instances``): each page is cut into one band of rows per
+lane, and a lane takes the next band not yet taken, renders, thresholds and
+codes it. PDFium, numpy and libtiff all run without
 the GIL, so lanes use separate cores; the file is the same whatever the
 number of lanes. Where the time goes (a text-heavy Letter page, fine, one
 core): PDFium about 70 %, libtiff's T.4 coder about 20 %, numpy 10 %.
@@ -54,8 +55,17 @@ PAPER_LENGTH_MM = {"letter": 279.4, "a4": 297.0}
 THRESHOLD = 160
 # PDFium: white background, print-quality text; keep anti-aliasing (better threshold).
 RENDER_FLAGS = pdfium_c.FPDF_PRINTING
-# Lanes a conversion uses at most: one per core, and two already halve a long fax.
+# Lanes a conversion uses unless told: one per core, and two already halve a
+# long fax. A second lane costs about 15 % more CPU in all, so a process that
+# already shares every core with others (a worker with one child per core)
+# sets this to 1 through ``set_default_lanes``.
 DEFAULT_LANES = max(1, min(2, os.cpu_count() or 1))
+
+
+def set_default_lanes(lanes: int) -> None:
+    """Lanes conversions in this process use when no ``lanes`` is given."""
+    global DEFAULT_LANES
+    DEFAULT_LANES = max(1, lanes)
 
 
 @dataclass(frozen=True)
@@ -86,13 +96,13 @@ class FaxFormat:
 
 
 def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter",
-                    lanes: int = DEFAULT_LANES) -> bytes:
+                    lanes: int | None = None) -> bytes:
     """Convert a PDF into one multi-page TIFF Class F file (bytes)."""
     return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper, lanes=lanes)
 
 
 def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter",
-                     lanes: int = DEFAULT_LANES) -> bytes:
+                     lanes: int | None = None) -> bytes:
     """The pages of several PDFs, in order, as one TIFF Class F file.
 
     Raises ``pdfium_instances.PdfError`` (a ``ValueError``) for a PDF PDFium cannot open.
@@ -105,9 +115,13 @@ def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine", paper: 
             with pdfium_instances.PRIMARY.document(data) as (_, pages):
                 counts.append(pages)
     pages = [(d, i) for d, count in enumerate(counts) for i in range(count)]
-    strips: list[G3Strip | None] = [None] * len(pages)
-    with pdfium_instances.instances(min(lanes, len(pages)) or 1) as held:
-        work = _Work(pdfs, pages, strips, fmt)
+    # With several lanes each page is cut into as many bands of rows, so the
+    # lanes finish together even when the pages do not divide evenly. The bands
+    # follow ``lanes``, not the instances free right now: the file depends on
+    # the arguments alone.
+    lanes = max(1, DEFAULT_LANES if lanes is None else lanes)
+    with pdfium_instances.instances(min(lanes, len(pages) * lanes)) as held:
+        work = _Work(pdfs, pages, lanes, fmt)
         extra = [_lane_pool().submit(work.run, lane) for lane in held[1:]]
         try:
             work.run(held[0])
@@ -115,7 +129,7 @@ def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine", paper: 
             wait(extra)  # no lane outlives the instances it holds
         for future in extra:
             future.result()  # raises what a lane raised
-    return _write_tiff_f(strips, fmt)
+    return _write_tiff_f(work.strips(), fmt)
 
 
 def threshold_and_pack(grey: np.ndarray) -> np.ndarray:
@@ -137,25 +151,36 @@ def render_pages(pdfs: Sequence[bytes], fmt: FaxFormat) -> list[np.ndarray]:
 
 
 class _Work:
-    """The pages of one conversion, taken one at a time by its lanes."""
+    """The bands of the pages of one conversion, taken one at a time by its lanes.
 
-    def __init__(self, pdfs: list[bytes], pages: list[tuple[int, int]],
-                 strips: list[G3Strip | None], fmt: FaxFormat):
-        self.pdfs, self.pages, self.strips, self.fmt = pdfs, pages, strips, fmt
-        self._next = itertools.count()  # next() on it is atomic: no page is taken twice
+    A band is some rows of one page. T.4 1-D coding codes every row on its
+    own, each starting with an EOL that T4Options 4 aligns to a byte, so the
+    coded bands of a page joined in order are a valid coding of the whole
+    page: the same rows, with at most a byte more of zero fill before the EOL
+    that starts a band.
+    """
+
+    def __init__(self, pdfs: list[bytes], pages: list[tuple[int, int]], bands: int,
+                 fmt: FaxFormat):
+        self.pdfs, self.pages, self.fmt = pdfs, pages, fmt
+        step = -(-fmt.rows // bands)
+        self.bands = [(top, min(step, fmt.rows - top)) for top in range(0, fmt.rows, step)]
+        self.coded: list[bytes | None] = [None] * (len(pages) * len(self.bands))
+        self._coding: tuple[int, int] | None = None
+        self._next = itertools.count()  # next() on it is atomic: no band is taken twice
         self.failed = False
 
     def run(self, instance: pdfium_instances.PdfiumInstance) -> None:
-        fmt = self.fmt
-        grey = np.empty((fmt.rows, FAX_WIDTH), np.uint8)
+        fmt, bands = self.fmt, self.bands
+        grey = np.empty((bands[0][1], FAX_WIDTH), np.uint8)
         address = grey.ctypes.data_as(ctypes.c_void_p)
         docs: dict[int, object] = {}
         try:
             while not self.failed:
                 n = next(self._next)
-                if n >= len(self.pages):
+                if n >= len(self.coded):
                     break
-                pdf, index = self.pages[n]
+                (pdf, index), band = self.pages[n // len(bands)], bands[n % len(bands)]
                 with instance.lock:
                     if pdf not in docs:
                         data = self.pdfs[pdf]
@@ -164,15 +189,26 @@ class _Work:
                             raise pdfium_instances.PdfError("PDFium could not open the PDF")
                         docs[pdf] = doc
                     instance.render_page(docs[pdf], index, address, FAX_WIDTH, fmt.rows, X_DPI,
-                                         fmt.y_dpi, RENDER_FLAGS)
-                self.strips[n] = encode_g3(threshold_and_pack(grey), FAX_WIDTH)
+                                         fmt.y_dpi, RENDER_FLAGS, band=band)
+                strip = encode_g3(threshold_and_pack(grey[: band[1]]), FAX_WIDTH)
+                self._coding = (strip.fill_order, strip.t4_options)
+                self.coded[n] = strip.data
         except BaseException:
-            self.failed = True  # the other lanes stop at their next page
+            self.failed = True  # the other lanes stop at their next band
             raise
         finally:
             with instance.lock:
                 for doc in docs.values():
                     instance.FPDF_CloseDocument(doc)
+
+    def strips(self) -> list[G3Strip]:
+        """One strip a page: its coded bands joined in order."""
+        per_page = len(self.bands)
+        fill_order, t4_options = self._coding or (1, 0)
+        return [G3Strip(FAX_WIDTH, self.fmt.rows,
+                        b"".join(self.coded[p * per_page:(p + 1) * per_page]),
+                        fill_order, t4_options)
+                for p in range(len(self.pages))]
 
 
 _pool: ThreadPoolExecutor | None = None

@@ -79,20 +79,25 @@ class PdfiumInstance:
         finally:
             self.FPDF_CloseDocument(doc)
 
-    def render_page(self, doc, index: int, out: ctypes.c_void_p, width: int, rows: int,
-                    x_dpi: int, y_dpi: int, flags: int) -> None:
-        """Render page ``index`` into the 8-bit grey bitmap at ``out`` (``rows`` × ``width``).
+    def render_page(self, doc, index: int, out: ctypes.c_void_p, width: int, page_rows: int,
+                    x_dpi: int, y_dpi: int, flags: int, band: tuple[int, int] | None = None,
+                    ) -> None:
+        """Render page ``index`` into the 8-bit grey bitmap at ``out``, ``width`` pixels a row.
 
-        The page keeps its proportions: it is fitted into the bitmap at no more
-        than ``x_dpi`` × ``y_dpi`` (two different scales, which only PDFium's raw
-        call does in one step), centred across and placed at the top.
+        The page keeps its proportions: it is fitted into ``width`` × ``page_rows``
+        at no more than ``x_dpi`` × ``y_dpi`` (two different scales, which only
+        PDFium's raw call does in one step), centred across and placed at the
+        top. ``band`` = ``(first row, rows)`` renders only those rows of that
+        page (the bitmap is then ``rows`` high); bands put together are the
+        whole page, pixel for pixel.
         """
+        top, rows = band or (0, page_rows)
         page = self.FPDF_LoadPage(doc, index)
         if not page:
             raise PdfError(f"PDFium could not load page {index + 1}")
         try:
             page_w, page_h = self.FPDF_GetPageWidthF(page), self.FPDF_GetPageHeightF(page)
-            scale = min(width / (page_w / 72 * x_dpi), rows / (page_h / 72 * y_dpi), 1.0)
+            scale = min(width / (page_w / 72 * x_dpi), page_rows / (page_h / 72 * y_dpi), 1.0)
             size_x = round(page_w / 72 * x_dpi * scale)
             size_y = round(page_h / 72 * y_dpi * scale)
             bitmap = self.FPDFBitmap_CreateEx(width, rows, pdfium_c.FPDFBitmap_Gray, out, width)
@@ -100,7 +105,7 @@ class PdfiumInstance:
                 raise MemoryError("PDFium could not create the page bitmap")
             try:
                 self.FPDFBitmap_FillRect(bitmap, 0, 0, width, rows, 0xFFFFFFFF)
-                self.FPDF_RenderPageBitmap(bitmap, page, (width - size_x) // 2, 0, size_x,
+                self.FPDF_RenderPageBitmap(bitmap, page, (width - size_x) // 2, -top, size_x,
                                            size_y, 0, flags)
             finally:
                 self.FPDFBitmap_Destroy(bitmap)

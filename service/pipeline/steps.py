@@ -264,7 +264,7 @@ def _render(p: Pipeline, referral: ReferralIn, plan: dict):
     from refflow.plugins.manager import routes_for
 
     docs = render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
-                      paper=p.settings.paper)
+                      paper=p.settings.paper, fax_lanes=p.settings.fax_lanes or None)
     routes, failures = routes_for(referral, plan, p.pm)
     if plan.get("decision") == "do_not_exercise":
         # A red flag: the referrer and the chart hear about it; the patient gets

@@ -8,6 +8,7 @@ tiffcheck's data-format flag names the coding the server will transmit:
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import subprocess
 
@@ -191,9 +192,14 @@ def test_without_a_usable_libtiff_pages_are_coded_through_pillow(monkeypatch):
     assert g3.encode_g3(packed, fax.FAX_WIDTH) == fast
 
 
-def test_parallel_lanes_give_the_same_file(referral, sample_plan, clinic):
-    # Pages rendered by two PDFium instances on two threads, taken in whatever
-    # order the lanes get to them, make the very file one lane makes.
+def test_parallel_lanes_give_the_same_pages(referral, sample_plan, clinic):
+    # Pages cut into bands, rendered by two PDFium instances on two threads in
+    # whatever order the lanes get to them, decode to exactly the pages one
+    # lane makes, and the file is the same every time (tiffcheck is run on the
+    # default, two-lane, conversion above).
+    import numpy as np
+    from PIL import Image
+
     from refflow.documents import pdfium_instances
     from refflow.documents.cover import render_cover
     from refflow.documents.fax import pdfs_to_fax_tiff
@@ -201,9 +207,15 @@ def test_parallel_lanes_give_the_same_file(referral, sample_plan, clinic):
 
     pdfs = [render_cover(referral, clinic, total_pages=3, sent_at=SENT),
             render_summary(referral, sample_plan, clinic)]
-    one_lane = pdfs_to_fax_tiff(pdfs, lanes=1)
+    one_lane, two_lanes = pdfs_to_fax_tiff(pdfs, lanes=1), pdfs_to_fax_tiff(pdfs, lanes=2)
     for _ in range(3):
-        assert pdfs_to_fax_tiff(pdfs, lanes=2) == one_lane
+        assert pdfs_to_fax_tiff(pdfs, lanes=2) == two_lanes
+    with Image.open(io.BytesIO(one_lane)) as a, Image.open(io.BytesIO(two_lanes)) as b:
+        assert a.n_frames == b.n_frames >= 3
+        for page in range(a.n_frames):
+            a.seek(page)
+            b.seek(page)
+            assert np.array_equal(np.asarray(a), np.asarray(b)), f"page {page + 1} differs"
     if pdfium_instances.MAX_EXTRAS:
         assert pdfium_instances._extras, "no second PDFium instance was loaded"
         assert not any(i.reserved.locked() for i in pdfium_instances._extras)
@@ -219,3 +231,21 @@ def test_a_pdf_pdfium_cannot_open_is_a_clear_error(referral, sample_plan, clinic
     # Nothing stays held: the next conversion still gets every lane.
     assert pdfs_to_fax_tiff([render_summary(referral, sample_plan, clinic)], lanes=2)
     assert not any(i.reserved.locked() for i in pdfium_instances._extras)
+
+
+def test_a_worker_with_a_process_per_core_converts_on_one_lane(monkeypatch):
+    # Lanes only pay when cores are spare: a worker whose pool already has a
+    # process per core gives each fax one lane; with spare cores it gets them.
+    from types import SimpleNamespace
+
+    from refflow.documents import fax
+    from refflow.workers.celery_app import _fax_lanes_for_this_worker
+
+    monkeypatch.setattr(fax, "DEFAULT_LANES", fax.DEFAULT_LANES)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency=2))
+    assert fax.DEFAULT_LANES == 1
+    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency=1))
+    assert fax.DEFAULT_LANES == 2
+    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency="auto"))
+    assert fax.DEFAULT_LANES == 2
