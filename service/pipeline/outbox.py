@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import OutboxMessage, utcnow
@@ -30,13 +30,6 @@ def enqueue(session: Session, task: str, args: dict, *,
                             available_at=available_at or now)
     session.add(message)
     return message
-
-
-def mark_sent(session: Session, message_id: int) -> None:
-    """Mark a message as handled without publishing it (its work was done in-process)."""
-    session.execute(update(OutboxMessage).where(OutboxMessage.id == message_id,
-                                                OutboxMessage.sent_at.is_(None))
-                    .values(sent_at=utcnow()))
 
 
 def relay(db: Database, publish: Publisher, *, limit: int = 200) -> int:

@@ -7,14 +7,13 @@ import datetime as dt
 import time
 
 import pytest
+import sample_referrals
 from playwright.sync_api import expect
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Delivery, Referral
 
 pytestmark = pytest.mark.browser
-
-import sample_referrals
 
 GOOD_FAX = "+17635550198"
 VOICE_LINE = "+17635550111"  # the test fax transport answers it as a voice line
