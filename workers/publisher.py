@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from refflow.ops.logging import REQUEST_ID_HEADER
 from refflow.pipeline.outbox import Publisher
 
 ID_ARGS = ("referral_id", "delivery_id")
@@ -16,10 +17,14 @@ def celery_publisher(celery_app) -> Publisher:
     from refflow.workers.celery_app import ROUTES
 
     def publish(task: str, args: dict) -> None:
+        args = dict(args)
+        request_id = args.pop("request_id", None)
         unknown = set(args) - set(ID_ARGS)
         if unknown:  # messages carry ids only, never PHI
             raise ValueError(f"outbox message for {task} carries {sorted(unknown)}")
+        # Always set, even to None: a relay running inside a task must not stamp
+        # that task's request id on other referrals' messages.
         celery_app.send_task(task, kwargs=args, queue=ROUTES.get(task, {}).get("queue"),
-                             retry=True)
+                             retry=True, headers={REQUEST_ID_HEADER: request_id})
 
     return publish

@@ -40,6 +40,7 @@ from refflow.db.session import Database
 from refflow.intake import idempotency
 from refflow.intake.schemas import Referral as ReferralIn
 from refflow.ops.errors import ApiError
+from refflow.pipeline import outbox
 from refflow.referrals import states
 
 PLAN_TASK = "refflow.build_plan"
@@ -187,11 +188,12 @@ def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, p
         "intake_problems": problems,
         "flagged": any(p.get("severity") == "needs_review" for p in problems),
         "request_id": submitter.request_id, "actor": submitter.actor, "ip": submitter.ip,
-        "outbox_args": {"referral_id": rid},
+        # The request id rides with the message, so the worker's logs carry it.
+        "outbox_args": outbox.message_args(referral_id=rid, request_id=submitter.request_id),
     }
     if json_text:
         params["intake_problems"] = json.dumps(problems) if problems else "[]"
-        params["outbox_args"] = f'{{"referral_id": "{rid}"}}'  # rid: a UUID
+        params["outbox_args"] = json.dumps(params["outbox_args"])
     if idempotency_key:
         params.update(key_id=new_id(), key=idempotency_key, fingerprint=print_,
                       response_body=body, expires_at=now + retention)

@@ -23,6 +23,12 @@ log = logging.getLogger("refflow.outbox")
 Publisher = Callable[[str, dict], None]
 
 
+def message_args(*, request_id: str | None = None, **ids: str) -> dict:
+    """A message's arguments: the ids the task takes, and the request id that
+    started the work (the publisher sends it as a header, not as an argument)."""
+    return {**ids, "request_id": request_id} if request_id else dict(ids)
+
+
 def enqueue(session: Session, task: str, args: dict, *,
             available_at: dt.datetime | None = None) -> OutboxMessage:
     now = utcnow()

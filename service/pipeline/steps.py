@@ -285,9 +285,11 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, docs: dict[str, bytes
     states.transition(session, row, states.DELIVERING, actor=WORKER,
                       reason=f"documents rendered; {len(created)} deliveries queued")
     for delivery in created:
-        outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
+        outbox.enqueue(session, DELIVER, outbox.message_args(delivery_id=delivery.id,
+                                                             request_id=row.request_id))
     if not created:
-        outbox.enqueue(session, FINALIZE, {"referral_id": row.id})
+        outbox.enqueue(session, FINALIZE, outbox.message_args(referral_id=row.id,
+                                                              request_id=row.request_id))
 
 
 def _store_documents(session, referral_id: str, docs: dict[str, bytes]) -> None:

@@ -46,8 +46,10 @@ def test_accepted_referral_is_stored_with_timeline_and_outbox(client, auth, refe
         assert referral.payload["patient"]["phone"] == "+17635550100"
         assert referral.payload["referrer"]["fax"] == "+17635550198"
         outbox = session.scalars(select(OutboxMessage)).all()
+        # The request id goes with the message, so the worker's log lines carry it.
         assert [(m.task, m.args, m.sent_at) for m in outbox] == [
-            ("refflow.build_plan", {"referral_id": body["id"]}, None)]
+            ("refflow.build_plan", {"referral_id": body["id"],
+                                    "request_id": response.headers["X-Request-Id"]}, None)]
         actions = session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
         assert actions == ["referral.create", "referral.read"]
 

@@ -34,7 +34,9 @@ def test_relay_publishes_due_messages_once_and_keeps_them_when_the_broker_fails(
 
     published = []
     assert outbox.relay(db, lambda task, args: published.append((task, args))) == 3
-    assert published == [("refflow.build_plan", {"referral_id": i}) for i in ids]
+    assert [(task, args["referral_id"]) for task, args in published] == [
+        ("refflow.build_plan", i) for i in ids]
+    assert all(args["request_id"] for _, args in published)  # for the worker's logs
     assert outbox.relay(db, lambda task, args: published.append((task, args))) == 0
     with db.session() as session:
         assert outbox.backlog(session) == 1  # the delayed retry waits for its time

@@ -196,3 +196,32 @@ def test_openapi_document_is_valid_and_complete(client):
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json"])
 def test_ops_endpoints_need_no_credentials(client, path):
     assert client.get(path).status_code == 200
+
+
+def test_relayed_messages_carry_their_own_request_id():
+    # The relay runs inside tasks too: each message must carry the request id
+    # of the referral it belongs to (from its outbox row), never the id of the
+    # task that happens to be relaying. Real Celery and kombu, in-memory broker.
+    from celery import Celery
+
+    from refflow.ops.logging import REQUEST_ID_HEADER, request_id_var
+    from refflow.ops.metrics import install_task_signals
+    from refflow.pipeline.outbox import message_args
+    from refflow.workers.publisher import celery_publisher
+
+    install_task_signals()
+    app = Celery("relay-test", broker="memory://")
+    publish = celery_publisher(app)
+    token = request_id_var.set("current0task0")
+    try:
+        publish("refflow.build_plan", message_args(referral_id="r-1", request_id="intake0000r1"))
+        publish("refflow.build_plan", message_args(referral_id="r-2"))
+    finally:
+        request_id_var.reset(token)
+    with app.connection_for_read() as conn:
+        queue = conn.SimpleQueue("refflow.planning")
+        messages = [queue.get(timeout=2) for _ in range(2)]
+        queue.close()
+    assert [m.headers[REQUEST_ID_HEADER] for m in messages] == ["intake0000r1", None]
+    assert [m.headers["kwargsrepr"] for m in messages] == ["{'referral_id': 'r-1'}",
+                                                          "{'referral_id': 'r-2'}"]
