@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from flask import Flask, g, request
 
 from refflow.config import Settings, load_settings
 from refflow.db import database_for
+from refflow.ops.logging import request_id_for
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
@@ -34,9 +34,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     @app.before_request
     def _request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        g.request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isalnum() \
-            else uuid.uuid4().hex
+        g.request_id = request_id_for(request.environ)
 
     from refflow.intake.api import bp as referrals_api
     from refflow.ops import errors
@@ -65,6 +63,9 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.register_blueprint(referrals_api)
     app.register_blueprint(staff_api)
     app.register_blueprint(plugins_api)
+    from refflow.intake import fast_path
+
+    fast_path.install(app)  # the common intake request, in front of Flask (PostgreSQL)
     ops.init_app(app)  # metrics, OpenAPI, rate limits, security headers, JSON logs
     web.init_app(app)  # staff dashboard, practice portal, sign-in
     return app

@@ -42,11 +42,15 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def envelope(status: int, message: str, *, code: str | None = None,
+             fields: dict | None = None) -> dict:
+    return {"error": {"code": code or CODES.get(status, "error"), "message": message,
+                      "fields": fields or {}}}
+
+
 def error_response(status: int, message: str, *, code: str | None = None,
                    fields: dict | None = None, headers: dict | None = None):
-    body = {"error": {"code": code or CODES.get(status, "error"), "message": message,
-                      "fields": fields or {}}}
-    response = jsonify(body)
+    response = jsonify(envelope(status, message, code=code, fields=fields))
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -89,33 +93,39 @@ def init_app(app: Flask, html_handler=None) -> None:
             return error_response(status, message, headers=headers)
         return html_handler(status, message)
 
-    from sqlalchemy.exc import DBAPIError
+    html_messages = {503: "The service is briefly unavailable. Please retry.",
+                     500: "Something went wrong on our side."}
 
-    @app.errorhandler(DBAPIError)
-    def _database_error(exc: DBAPIError):
-        # A lost or refused database connection: the transaction was rolled back,
-        # so nothing was half-written and the client may simply retry.
-        if not (exc.connection_invalidated or _is_operational(exc)):
-            return _unhandled(exc)
-        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__,
-                    request.method, request.url_rule.rule if request.url_rule else "<no route>")
-        if wants_json() or html_handler is None:
-            return error_response(503, "the database is unavailable; nothing was saved, "
-                                       "retry shortly", headers={"Retry-After": "1"})
-        return html_handler(503, "The service is briefly unavailable. Please retry.")
-
-    @app.errorhandler(Exception)
-    def _unhandled(exc: Exception):
+    @app.errorhandler(Exception)  # a database that is unavailable included
+    def _failed(exc: Exception):
         if isinstance(exc, HTTPException):  # pragma: no cover - handled above
             return _http_error(exc)
-        # The exception's message may quote request data (PHI): log its type and
-        # where it happened, never its text.
-        log.error("unhandled %s on %s %s\n%s", type(exc).__name__, request.method,
-                  request.url_rule.rule if request.url_rule else "<no route>",
-                  "".join(traceback.format_tb(exc.__traceback__)))
+        rule = request.url_rule.rule if request.url_rule else "<no route>"
+        status, message, headers = failure(exc, request.method, rule)
         if wants_json() or html_handler is None:
-            return error_response(500, "internal error; the request was not completed")
-        return html_handler(500, "Something went wrong on our side.")
+            return error_response(status, message, headers=headers)
+        return html_handler(status, html_messages[status])
+
+
+def failure(exc: Exception, method: str, rule: str) -> tuple[int, str, dict]:
+    """Log a request that failed with ``exc`` (its type and where, never its
+    message) and say how to answer: (status, message, headers).
+
+    A lost or refused database connection is 503: the transaction was rolled
+    back, so nothing was half-written and the client may simply retry.
+    Anything else is 500.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _is_operational(exc)):
+        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__, method, rule)
+        return 503, "the database is unavailable; nothing was saved, retry shortly", \
+            {"Retry-After": "1"}
+    # The exception's message may quote request data (PHI): log its type and
+    # where it happened, never its text.
+    log.error("unhandled %s on %s %s\n%s", type(exc).__name__, method, rule,
+              "".join(traceback.format_tb(exc.__traceback__)))
+    return 500, "internal error; the request was not completed", {}
 
 
 def _is_operational(exc) -> bool:

@@ -40,12 +40,18 @@ _BY_KIND = {(False, False): DEFAULTS, (False, True): DEFAULTS + _NO_STORE,
             (True, False): DEFAULTS + _HSTS, (True, True): DEFAULTS + _HSTS + _NO_STORE}
 
 
+def defaults_for(secure: bool, path: str) -> tuple[tuple[str, str], ...]:
+    """The headers a response to ``path`` gets unless it set its own
+    (``secure``: the request arrived over TLS)."""
+    return _BY_KIND[secure, path.startswith("/api/")]
+
+
 def init_app(app: Flask) -> None:
     @app.after_request
     def _security_headers(response):
         headers = response.headers
         headers["X-Request-Id"] = g.get("request_id", "")
-        defaults = _BY_KIND[request.is_secure, request.path.startswith("/api/")]
+        defaults = defaults_for(request.is_secure, request.path)
         # one pass over the response's headers instead of a scan per default
         present = {name.lower() for name, _value in headers.items()}
         headers.extend([(name, value) for name, value in defaults

@@ -43,16 +43,24 @@ KEY_PREFIX = "refflow-limits"
 REDIS_RETRY_SECONDS = 5.0
 
 
-def _client_address() -> str:
-    return "ip:" + (request.remote_addr or "unknown")
+# What a request's limits were counted as, left in the WSGI environ by a
+# handler that counted them before the Flask app saw the request (the intake
+# fast path): seconds to wait, or None when allowed. The hook then does not
+# count the request a second time.
+COUNTED_ENVIRON_KEY = "refflow.limits.wait"
+_NOT_COUNTED = object()
 
 
-def _api_key() -> str:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+def _client_address(remote_addr: str | None, authorization: str) -> str:
+    return "ip:" + (remote_addr or "unknown")
+
+
+def _api_key(remote_addr: str | None, authorization: str) -> str:
+    scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        return _client_address()  # no key: the per-address limit is the one that counts
+        # no key: the per-address limit is the one that counts
+        return _client_address(remote_addr, authorization)
     return "key:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
@@ -60,7 +68,7 @@ def _api_key() -> str:
 class Check:
     scope: str
     items: tuple[RateLimitItem, ...]
-    key_func: object  # () -> str
+    key_func: object  # (remote address, Authorization header) -> str
 
 
 class MemoryCounters:
@@ -202,13 +210,25 @@ class RateLimits:
         self._redis_down_until = 0.0
         self.storage = "redis" if self.redis else "memory"
 
-    def check(self, endpoint: str | None, method: str) -> None:
+    def count(self, endpoint: str | None, method: str, remote_addr: str | None,
+              authorization: str) -> float | None:
+        """Count one request on its endpoint's limits: None when it is allowed,
+        else the seconds until it would be."""
         checks = self.checks.get((endpoint, method))
         if not checks:
-            return
-        counters = [(f"{KEY_PREFIX}:{check.scope}:{check.key_func()}:{item.amount}", item)
+            return None
+        counters = [(f"{KEY_PREFIX}:{check.scope}:"
+                     f"{check.key_func(remote_addr, authorization)}:{item.amount}", item)
                     for check in checks for item in check.items]
-        wait = self._hit(counters)
+        return self._hit(counters)
+
+    def check(self, endpoint: str | None, method: str) -> None:
+        """The Flask request's limits (counted unless a handler before the app
+        counted them); 429 when over."""
+        wait = request.environ.get(COUNTED_ENVIRON_KEY, _NOT_COUNTED)
+        if wait is _NOT_COUNTED:
+            wait = self.count(endpoint, method, request.remote_addr,
+                              request.headers.get("Authorization", ""))
         if wait is not None:
             raise TooManyRequests(retry_after=max(1, math.ceil(wait)))
 

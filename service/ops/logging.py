@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import traceback
+import uuid
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "refflow_request_id", default=None)
@@ -22,6 +23,19 @@ task_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "refflow_task", default=None)
 
 REQUEST_ID_HEADER = "refflow_request_id"
+# The request id a handler in front of the Flask app gave the request (the
+# intake fast path), so a request it hands on keeps the same id.
+REQUEST_ID_ENVIRON_KEY = "refflow.request_id"
+
+
+def request_id_for(environ: dict) -> str:
+    """The request's id: one a handler in front already gave it, the client's
+    ``X-Request-Id`` when it is 8-64 letters and digits, else a new one."""
+    given = environ.get(REQUEST_ID_ENVIRON_KEY)
+    if given:
+        return given
+    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+    return incoming if 8 <= len(incoming) <= 64 and incoming.isalnum() else uuid.uuid4().hex
 
 
 def current_request_id() -> str | None:

@@ -51,7 +51,7 @@ TASK_DURATION = Histogram("refflow_task_duration_seconds", "Celery task run time
 TASKS = Counter("refflow_tasks_total", "Celery task runs by task and final state", ["task", "state"])
 TASK_RETRIES = Counter("refflow_task_retries_total", "Celery task retries by task", ["task"])
 
-INTAKE_ENDPOINT = "referrals_api.create_referral"
+INTAKE_RULE = "/api/v1/referrals"
 
 
 def enable_multiprocess(directory: str) -> None:
@@ -169,6 +169,36 @@ def render(app) -> tuple[bytes, str]:
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
+# Labelled children by label values, looked up once each (labels() takes a lock
+# and checks its arguments on every call). Label values are route rules,
+# methods, status codes and outcomes: a small, bounded set.
+_requests_by: dict[tuple, object] = {}
+_durations_by: dict[tuple, object] = {}
+_intake_by: dict[str, object] = {}
+
+
+def observe_request(method: str, rule: str, status: int, elapsed: float,
+                    intake_outcome: str | None = None) -> None:
+    """Count one answered request; ``intake_outcome`` (the referral's status,
+    or None) only for POST /api/v1/referrals."""
+    key = (method, rule, status)
+    counter = _requests_by.get(key)
+    if counter is None:
+        counter = _requests_by[key] = HTTP_REQUESTS.labels(method, rule, str(status))
+    counter.inc()
+    histogram = _durations_by.get(key[:2])
+    if histogram is None:
+        histogram = _durations_by[key[:2]] = HTTP_DURATION.labels(method, rule)
+    histogram.observe(elapsed)
+    if rule == INTAKE_RULE and method == "POST":
+        outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
+                   else "rejected" if intake_outcome == "rejected" else "accepted")
+        histogram = _intake_by.get(outcome)
+        if histogram is None:
+            histogram = _intake_by[outcome] = INTAKE_DURATION.labels(outcome)
+        histogram.observe(elapsed)
+
+
 def init_app(app) -> None:
     from flask import Response, g, request
 
@@ -176,42 +206,16 @@ def init_app(app) -> None:
     def _start_timer() -> None:
         g._metrics_start = time.perf_counter()
 
-    # Labelled children by label values, looked up once each (labels() takes a
-    # lock and checks its arguments on every call). Label values are route
-    # rules, methods and status codes: a small, bounded set.
-    requests_by: dict[tuple, object] = {}
-    durations_by: dict[tuple, object] = {}
-    intake_by: dict[str, object] = {}
-
     @app.after_request
     def _observe(response):
         start = g.pop("_metrics_start", None)
         if start is None:
             return response
-        elapsed = time.perf_counter() - start
         rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        if rule == "/metrics":
-            return response
-        status = response.status_code
-        method = request.method
-        key = (method, rule, status)
-        counter = requests_by.get(key)
-        if counter is None:
-            counter = requests_by[key] = HTTP_REQUESTS.labels(method, rule, str(status))
-        counter.inc()
-        histogram = durations_by.get(key[:2])
-        if histogram is None:
-            histogram = durations_by[key[:2]] = HTTP_DURATION.labels(method, rule)
-        histogram.observe(elapsed)
-        if request.endpoint == INTAKE_ENDPOINT and method == "POST":
-            # the view leaves the referral's status in g: no re-parsing of the answer
-            outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
-                       else "rejected" if g.get("intake_outcome") == "rejected"
-                       else "accepted")
-            histogram = intake_by.get(outcome)
-            if histogram is None:
-                histogram = intake_by[outcome] = INTAKE_DURATION.labels(outcome)
-            histogram.observe(elapsed)
+        if rule != "/metrics":
+            # the intake view leaves the referral's status in g: no re-parsing
+            observe_request(request.method, rule, response.status_code,
+                            time.perf_counter() - start, g.get("intake_outcome"))
         return response
 
     @app.get("/metrics", endpoint="ops.metrics")
