@@ -38,33 +38,93 @@ def enqueue(session: Session, task: str, args: dict, *,
     return message
 
 
-def relay(db: Database, publish: Publisher, *, limit: int = 200) -> int:
+def relay(db: Database, publish: Publisher, *, ids: list[int] | None = None,
+          limit: int = 200) -> int:
     """Publish due, unsent messages and mark them sent; returns how many.
 
-    Rows are locked while they are published (``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL; SQLite's write transaction does the same), so several relays
-    may run at once without sending a row twice. Stops at the first publish
-    error and leaves the rest for the next round.
+    ``ids`` limits the round to those messages (a worker relays what it has
+    just written; the scheduler's rounds take everything due). Rows are locked
+    while they are published (``FOR UPDATE SKIP LOCKED`` on PostgreSQL;
+    SQLite's write transaction does the same), so several relays may run at
+    once without sending a row twice. Stops at the first publish error and
+    leaves the rest for the next round.
     """
+    if ids is not None and not ids:
+        return 0
+    if db.engine.dialect.name == "postgresql":
+        return _relay_pg(db, publish, ids=ids, limit=limit)
     sent = 0
     with db.session() as session:
         query = (select(OutboxMessage)
                  .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= utcnow())
                  .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(limit))
-        if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        if ids is not None:
+            query = query.where(OutboxMessage.id.in_(ids))
         messages = session.scalars(query).all()
         for message in messages:
             try:
                 publish(message.task, dict(message.args))
             except Exception as exc:  # noqa: BLE001 - broker down: try again next round
                 message.relay_attempts += 1
-                log.warning("outbox relay: broker unavailable (%s); %d message(s) wait",
-                            type(exc).__name__, len(messages) - sent)
+                _broker_unavailable(exc, len(messages) - sent)
                 break
             message.sent_at = utcnow()
             sent += 1
     return sent
+
+
+DUE = """
+SELECT id, task, args FROM outbox
+ WHERE sent_at IS NULL AND available_at <= %(now)s
+ ORDER BY available_at, id LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+"""
+
+DUE_AMONG = """
+SELECT id, task, args FROM outbox
+ WHERE id = ANY(%(ids)s) AND sent_at IS NULL AND available_at <= %(now)s
+ ORDER BY available_at, id LIMIT %(limit)s
+   FOR UPDATE SKIP LOCKED
+"""
+
+MARK_SENT = "UPDATE outbox SET sent_at = %s WHERE id = ANY(%s)"
+
+PUBLISH_FAILED = "UPDATE outbox SET relay_attempts = relay_attempts + 1 WHERE id = %s"
+
+
+def _relay_pg(db: Database, publish: Publisher, *, ids: list[int] | None, limit: int) -> int:
+    """``relay`` at the driver level: lock the due rows, publish, mark them sent.
+
+    The commit does not wait for the WAL flush: if the database loses it in a
+    crash, the messages are published again, which every task tolerates (they
+    are idempotent), while the rows themselves were committed with the change
+    that caused them.
+    """
+    sent: list[int] = []
+    with db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.transaction():
+            with raw.pipeline():
+                raw.execute("SET LOCAL synchronous_commit TO OFF")
+                cur = raw.execute(DUE if ids is None else DUE_AMONG,
+                                  {"ids": ids, "now": utcnow(), "limit": limit})
+            rows = cur.fetchall()
+            for message_id, task, args in rows:
+                try:
+                    publish(task, dict(args))
+                except Exception as exc:  # noqa: BLE001 - broker down: try again next round
+                    raw.execute(PUBLISH_FAILED, (message_id,))
+                    _broker_unavailable(exc, len(rows) - len(sent))
+                    break
+                sent.append(message_id)
+            if sent:
+                raw.execute(MARK_SENT, (utcnow(), sent))
+    return len(sent)
+
+
+def _broker_unavailable(exc: Exception, waiting: int) -> None:
+    log.warning("outbox relay: broker unavailable (%s); %d message(s) wait",
+                type(exc).__name__, waiting)
 
 
 def backlog(session: Session) -> int:

@@ -30,11 +30,12 @@ from refflow.db.models import (
     Document,
     Plan,
     Referral,
+    new_id,
     utcnow,
 )
 from refflow.db.session import Database, database_for
 from refflow.intake.schemas import Referral as ReferralIn
-from refflow.pipeline import delivery_sql, outbox
+from refflow.pipeline import delivery_sql, outbox, plan_sql
 from refflow.pipeline.outbox import Publisher
 from refflow.referrals import states
 from refflow.referrals.states import IllegalTransition
@@ -86,11 +87,12 @@ class Pipeline:
 
         return ClinicInfo.from_settings(self.settings)
 
-    def relay(self) -> int:
-        """Publish what the last commit queued (no-op without a broker)."""
+    def relay(self, ids: list[int] | None = None) -> int:
+        """Publish what the last commit queued (no-op without a broker): the
+        messages ``ids`` when given, else every due one."""
         if self.publish is None:
             return 0
-        return outbox.relay(self.db, self.publish)
+        return outbox.relay(self.db, self.publish, ids=ids)
 
 
 def referral_input(row: Referral) -> ReferralIn:
@@ -128,8 +130,9 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
 def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | None:
     from refflow.plugins.manager import plan_for
 
-    start = _start_planning_pg if p.db.engine.dialect.name == "postgresql" else _start_planning
-    status, payload, received_on, problems = start(p, referral_id)
+    postgres = p.db.engine.dialect.name == "postgresql"
+    start = _start_planning_pg if postgres else _start_planning
+    status, payload, received_on, problems, request_id = start(p, referral_id)
     if status is None:
         log.warning("build_plan: no referral %s", referral_id)
         return None
@@ -151,6 +154,11 @@ def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | 
             plan["decision"] = "review"
     held = plan["decision"] == "review"
     rendered = _render(p, referral, plan) if inline_render and not held else None
+    if postgres and rendered is not None:
+        committed = _commit_rendered_pg(p, referral_id, request_id, plan, *rendered)
+        if committed.moved or committed.status != states.PLANNING:
+            return states.DELIVERING if committed.moved else committed.status
+        # planning with deliveries from an earlier run: the ORM path merges with them
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
@@ -197,22 +205,25 @@ WITH moved AS (
     SELECT id, %(now)s, %(actor)s, 'status', '{states.RECEIVED}', '{states.PLANNING}',
            'building the exercise plan' FROM moved
 )
-SELECT r.status, r.payload, r.received_on, r.intake_problems, (SELECT count(*) FROM moved)
+SELECT r.status, r.payload, r.received_on, r.intake_problems, r.request_id,
+       (SELECT count(*) FROM moved)
   FROM referrals AS r WHERE r.id = %(id)s
 """
 
 
 def _start_planning(p: Pipeline, referral_id: str):
-    """received → planning; returns (status, payload, received_on, intake problems)."""
+    """received → planning; returns (status, payload, received_on, intake problems,
+    request id)."""
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
         if row is None:
-            return None, None, None, None
+            return None, None, None, None, None
         if row.status == states.RECEIVED:
             recomputable(session)
             states.transition(session, row, states.PLANNING, actor=WORKER,
                               reason="building the exercise plan")
-        return row.status, row.payload, row.received_on, row.intake_problems or []
+        return row.status, row.payload, row.received_on, row.intake_problems or [], \
+            row.request_id
 
 
 def _start_planning_pg(p: Pipeline, referral_id: str):
@@ -226,12 +237,12 @@ def _start_planning_pg(p: Pipeline, referral_id: str):
                                                "actor": WORKER})
         row = cur.fetchone()
     if row is None:
-        return None, None, None, None
-    status, payload, received_on, problems, moved = row
+        return None, None, None, None, None
+    status, payload, received_on, problems, request_id, moved = row
     if moved:
         status = states.PLANNING
         states.notify_status_changed([(referral_id, states.RECEIVED, states.PLANNING)])
-    return status, payload, received_on, problems or []
+    return status, payload, received_on, problems or [], request_id
 
 
 # -- render_documents -----------------------------------------------------------
@@ -296,15 +307,20 @@ def _store_documents(session, referral_id: str, docs: dict[str, bytes]) -> None:
     existing = {d.name: d for d in session.scalars(
         select(Document).where(Document.referral_id == referral_id))}
     for name, content in docs.items():
-        digest = hashlib.sha256(content).hexdigest()
-        pages = _page_count(name, content)
+        fields = _document_fields(name, content)
         doc = existing.get(name)
         if doc is None:
-            session.add(Document(referral_id=referral_id, name=name, content=content,
-                                 content_type=CONTENT_TYPES.get(name, "application/octet-stream"),
-                                 sha256=digest, size=len(content), pages=pages))
+            session.add(Document(referral_id=referral_id, name=name, content=content, **fields))
         else:
-            doc.content, doc.sha256, doc.size, doc.pages = content, digest, len(content), pages
+            doc.content, doc.sha256 = content, fields["sha256"]
+            doc.size, doc.pages = fields["size"], fields["pages"]
+
+
+def _document_fields(name: str, content: bytes) -> dict:
+    """A document's columns besides its name and bytes."""
+    return {"content_type": CONTENT_TYPES.get(name, "application/octet-stream"),
+            "sha256": hashlib.sha256(content).hexdigest(), "size": len(content),
+            "pages": _page_count(name, content)}
 
 
 def _page_count(name: str, content: bytes) -> int | None:
@@ -337,19 +353,8 @@ def _create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict]) 
         key = (route["channel"], route["document"])
         if key in existing:
             continue
-        channel = p.channels.get(route["channel"])
-        delivery = Delivery(referral_id=row.id, channel=route["channel"],
-                            document=route["document"], target=route["target"],
-                            max_attempts=p.settings.delivery_max_attempts, status="pending")
-        if channel is None:
-            delivery.status = "failed"
-            delivery.last_error = f"no channel named {route['channel']!r} is installed"
-        else:
-            try:
-                delivery.target = channel.validate_target(route["target"])
-            except Exception as exc:  # noqa: BLE001 - a bad target fails this delivery only
-                delivery.status = "failed"
-                delivery.last_error = _safe_error(exc, "the delivery target is not valid")
+        delivery = Delivery(referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
+                            **_delivery_fields(p, route))
         session.add(delivery)
         existing[key] = delivery
         if delivery.status == "pending":
@@ -359,6 +364,64 @@ def _create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict]) 
                                 reason=f"{delivery.channel}: {delivery.last_error}")
     session.flush()
     return created
+
+
+def _delivery_fields(p: Pipeline, route: dict) -> dict:
+    """A route's delivery: pending to the target its channel validated, or failed
+    with the reason (no such channel, a target the channel refuses)."""
+    fields = {"channel": route["channel"], "document": route["document"],
+              "target": route["target"], "status": "pending", "last_error": None}
+    channel = p.channels.get(route["channel"])
+    if channel is None:
+        fields["status"] = "failed"
+        fields["last_error"] = f"no channel named {route['channel']!r} is installed"
+        return fields
+    try:
+        fields["target"] = channel.validate_target(route["target"])
+    except Exception as exc:  # noqa: BLE001 - a bad target fails this delivery only
+        fields["status"] = "failed"
+        fields["last_error"] = _safe_error(exc, "the delivery target is not valid")
+    return fields
+
+
+def _commit_rendered_pg(p: Pipeline, referral_id: str, request_id: str | None, plan: dict,
+                        docs: dict[str, bytes], routes: list[dict], failures: list):
+    """What the ORM path below commits for a released, rendered plan — plan,
+    documents, deliveries, timeline and outbox messages — as one statement
+    (``plan_sql``), then the status hooks and the relay of its messages."""
+    documents = [{"id": new_id(), "name": name, "content": content,
+                  **_document_fields(name, content)} for name, content in docs.items()]
+    events = [("plugin_failed", None, None, flag["message"]) for flag in plan.get("flags", [])
+              if flag.get("code") == "plugin_failed"]
+    events.append(("status", states.PLANNING, states.PLANNED,
+                   f"plan built ({plan['decision']})"))
+    events.extend(("plugin_failed", None, None, failure.message) for failure in failures)
+    deliveries, seen = [], set()
+    for route in routes:
+        key = (route["channel"], route["document"])
+        if key in seen:
+            continue
+        seen.add(key)
+        fields = _delivery_fields(p, route)
+        deliveries.append({"id": new_id(), "max_attempts": p.settings.delivery_max_attempts,
+                           **fields})
+        if fields["status"] != "pending":
+            events.append(("delivery_failed", None, None,
+                           f"{fields['channel']}: {fields['last_error']}"))
+    pending = [d["id"] for d in deliveries if d["status"] == "pending"]
+    events.append(("status", states.PLANNED, states.DELIVERING,
+                   f"documents rendered; {len(pending)} deliveries queued"))
+    messages = [(DELIVER, outbox.message_args(delivery_id=d, request_id=request_id))
+                for d in pending] or [
+        (FINALIZE, outbox.message_args(referral_id=referral_id, request_id=request_id))]
+    committed = plan_sql.commit_rendered(
+        p.db, referral_id=referral_id, now=utcnow(), actor=WORKER, plan_id=new_id(), plan=plan,
+        documents=documents, deliveries=deliveries, events=events, messages=messages)
+    if committed.moved:
+        states.notify_status_changed([(referral_id, states.PLANNING, states.PLANNED),
+                                      (referral_id, states.PLANNED, states.DELIVERING)])
+        p.relay(committed.outbox_ids)
+    return committed
 
 
 def _safe_error(exc: Exception, fallback: str) -> str:

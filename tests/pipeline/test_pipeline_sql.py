@@ -1,0 +1,167 @@
+"""The worker's commits and relay on both databases: PostgreSQL's driver-level
+paths (``plan_sql``, the relay's ``_relay_pg``) write the same rows, timeline
+and messages as the ORM paths SQLite runs."""
+
+from __future__ import annotations
+
+import pytest
+from sample_referrals import routine
+from sqlalchemy import select
+
+from refflow.db.models import Delivery, Document, OutboxMessage, Plan, Referral, ReferralEvent
+from refflow.pipeline import outbox, plan_sql, steps
+from refflow.referrals import states
+
+
+def _submit(client, auth, body=None) -> str:
+    r = client.post("/api/v1/referrals", json=body or routine(), headers=auth)
+    assert r.status_code == 202, r.get_json()
+    return r.get_json()["id"]
+
+
+def _timeline(db, rid) -> list[tuple]:
+    with db.session() as session:
+        return [tuple(row) for row in session.execute(
+            select(ReferralEvent.kind, ReferralEvent.from_status, ReferralEvent.to_status,
+                   ReferralEvent.reason)
+            .where(ReferralEvent.referral_id == rid).order_by(ReferralEvent.id))]
+
+
+def _unsent(db) -> list[tuple]:
+    with db.session() as session:
+        return [(m.task, m.args) for m in session.scalars(
+            select(OutboxMessage).where(OutboxMessage.sent_at.is_(None))
+            .order_by(OutboxMessage.id))]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Counts the PostgreSQL statement's runs and records the status hooks."""
+    seen = {"commit_rendered": 0, "hooks": []}
+    real = plan_sql.commit_rendered
+
+    def counted(*args, **kwargs):
+        seen["commit_rendered"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(plan_sql, "commit_rendered", counted)
+    monkeypatch.setitem(states._listeners, "test",
+                        lambda rid, old, new: seen["hooks"].append((old, new)))
+    return seen
+
+
+def test_plan_and_render_commits_plan_documents_deliveries_and_messages(
+        client, auth, settings, db, calls):
+    published = []
+    p = steps.Pipeline(settings, db=db,
+                       publish=lambda task, args: published.append((task, args)))
+    rid = _submit(client, auth)
+    with db.session() as session:
+        request_id = session.get(Referral, rid).request_id
+    assert outbox.relay(db, lambda task, args: None) == 1  # intake's build_plan message
+
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    postgres = db.engine.dialect.name == "postgresql"
+    assert calls["commit_rendered"] == (1 if postgres else 0)
+    assert calls["hooks"] == [("received", "planning"), ("planning", "planned"),
+                              ("planned", "delivering")]
+    with db.session() as session:
+        referral = session.get(Referral, rid)
+        assert (referral.status, referral.flagged) == ("delivering", False)
+        plan = session.scalar(select(Plan).where(Plan.referral_id == rid))
+        assert plan.decision == "release" and plan.body["decision"] == "release"
+        docs = {d.name: d for d in session.scalars(
+            select(Document).where(Document.referral_id == rid))}
+        deliveries = session.scalars(select(Delivery).where(Delivery.referral_id == rid)
+                                     .order_by(Delivery.channel)).all()
+    assert sorted(docs) == ["fax.tiff", "handout.pdf", "summary.pdf"]
+    fax = docs["fax.tiff"]
+    assert (fax.content_type, fax.size, len(fax.sha256)) == ("image/tiff", len(fax.content), 64)
+    assert fax.pages >= 2 and docs["handout.pdf"].pages is None
+    assert [(d.channel, d.document, d.status, d.attempts, d.max_attempts) for d in deliveries] \
+        == [("email", "handout.pdf", "pending", 0, settings.delivery_max_attempts),
+            ("fax", "fax.tiff", "pending", 0, settings.delivery_max_attempts),
+            ("pdf", "summary.pdf", "pending", 0, settings.delivery_max_attempts)]
+    assert _timeline(db, rid)[-2:] == [
+        ("status", "planning", "planned", "plan built (release)"),
+        ("status", "planned", "delivering", "documents rendered; 3 deliveries queued")]
+    # the worker relayed its own three messages right after the commit
+    assert sorted(args["delivery_id"] for _, args in published) == sorted(
+        d.id for d in deliveries)
+    assert all(task == steps.DELIVER and args["request_id"] == request_id
+               for task, args in published)
+    assert _unsent(db) == []
+
+    # a duplicate build_plan message changes nothing
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert len(_timeline(db, rid)) == 4 and len(published) == 3
+
+
+def test_a_refused_target_fails_its_delivery_only(client, auth, settings, db, calls):
+    p = steps.Pipeline(settings, db=db)
+    p.__dict__["channels"] = {k: v for k, v in p.channels.items() if k != "pdf"}
+    rid = _submit(client, auth)
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    with db.session() as session:
+        failed = session.scalar(select(Delivery).where(Delivery.referral_id == rid,
+                                                       Delivery.channel == "pdf"))
+    assert (failed.status, failed.last_error) == ("failed", "no channel named 'pdf' is installed")
+    assert _timeline(db, rid)[-3:] == [
+        ("status", "planning", "planned", "plan built (release)"),
+        ("delivery_failed", None, None, "pdf: no channel named 'pdf' is installed"),
+        ("status", "planned", "delivering", "documents rendered; 2 deliveries queued")]
+    assert sorted(task for task, _ in _unsent(db)) == [steps.BUILD_PLAN] + [steps.DELIVER] * 2
+
+
+def test_planned_again_keeps_its_deliveries(client, auth, settings, db, calls):
+    """A referral planned a second time (its deliveries exist) goes through the
+    ORM path on both databases: documents replaced, no delivery added, finalize queued."""
+    p = steps.Pipeline(settings, db=db)
+    rid = _submit(client, auth)
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    outbox.relay(db, lambda task, args: None)
+    with db.session() as session:
+        session.get(Referral, rid).status = states.PLANNING
+        before = {d.id for d in session.scalars(select(Delivery)
+                                                .where(Delivery.referral_id == rid))}
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    with db.session() as session:
+        after = {d.id for d in session.scalars(select(Delivery)
+                                               .where(Delivery.referral_id == rid))}
+        docs = session.scalars(select(Document.name).where(Document.referral_id == rid)).all()
+    assert after == before and sorted(docs) == ["fax.tiff", "handout.pdf", "summary.pdf"]
+    assert _timeline(db, rid)[-1] == ("status", "planned", "delivering",
+                                      "documents rendered; 0 deliveries queued")
+    assert [task for task, _ in _unsent(db)] == [steps.FINALIZE]
+
+
+def test_relay_of_given_messages_leaves_the_others(client, auth, db):
+    ids = [_submit(client, auth) for _ in range(3)]
+    with db.session() as session:
+        rows = session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)).all()
+    published = []
+    assert outbox.relay(db, lambda task, args: published.append(args["referral_id"]),
+                        ids=[rows[1], 10**9]) == 1
+    assert published == [ids[1]]
+    assert outbox.relay(db, lambda task, args: None, ids=[rows[1]]) == 0  # sent already
+    assert outbox.relay(db, lambda task, args: None, ids=[]) == 0
+    assert outbox.relay(db, lambda task, args: published.append(args["referral_id"])) == 2
+    assert published == [ids[1], ids[0], ids[2]]
+
+
+def test_relays_running_at_once_skip_each_others_rows(client, auth, settings, db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serializes writers; there is no concurrent relay")
+    ids = [_submit(client, auth) for _ in range(2)]
+    with db.session() as session:
+        first = session.scalar(select(OutboxMessage.id).order_by(OutboxMessage.id))
+    published = []
+    with db.engine.connect() as other:  # another relay holds the first row
+        raw = other.connection.driver_connection
+        with raw.transaction():
+            raw.execute("SELECT id FROM outbox WHERE id = %s FOR UPDATE", (first,))
+            assert outbox.relay(db, lambda task, args: published.append(
+                args["referral_id"])) == 1
+    assert published == [ids[1]]
+    assert outbox.relay(db, lambda task, args: published.append(args["referral_id"])) == 1
+    assert published == [ids[1], ids[0]]
