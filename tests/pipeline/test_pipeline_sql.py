@@ -165,3 +165,13 @@ def test_relays_running_at_once_skip_each_others_rows(client, auth, settings, db
     assert published == [ids[1]]
     assert outbox.relay(db, lambda task, args: published.append(args["referral_id"])) == 1
     assert published == [ids[1], ids[0]]
+
+
+def test_documents_are_stored_without_a_compression_attempt(settings, db):
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage setting")
+    with db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        storage = raw.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                              "'documents'::regclass AND attname = 'content'").fetchone()
+    assert storage == ("e",)  # EXTERNAL: out of line, never compressed
