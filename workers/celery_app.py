@@ -14,6 +14,7 @@ from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from refflow.config import Settings, load_settings
+from refflow.workers import broker
 
 PLANNING_QUEUE = "refflow.planning"
 DELIVERY_QUEUE = "refflow.deliveries"
@@ -35,8 +36,12 @@ def celery_config(settings: Settings) -> dict:
     limit = settings.task_time_limit
     transport = {"visibility_timeout": visibility_timeout(settings), "socket_timeout": 5,
                  "socket_connect_timeout": 5, "health_check_interval": 25}
+    broker_url = settings.broker_url or "redis://127.0.0.1:6379/0"
     return {
-        "broker_url": settings.broker_url or "redis://127.0.0.1:6379/0",
+        "broker_url": broker_url,
+        # kombu's Redis transport, keeping its client objects (see workers/broker.py)
+        "broker_transport": broker.TRANSPORT if broker_url.split("://", 1)[0] in (
+            "redis", "rediss") else None,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,
