@@ -7,8 +7,8 @@ timeline entries, in fewer statements and round trips:
 
 - ``claim``: one statement, committed on its own — pending/retrying → sending
   (only while the referral is delivering, only when due) plus the attempt
-  row, returning what the channel needs; then the documents, fetched in
-  binary format;
+  row, returning what the channel needs, its documents included (fetched in
+  binary format);
 - ``record_outcome``: one transaction, sent as one pipeline — lock the
   referral row (so the outcomes of one referral's deliveries are recorded one
   at a time), then one statement that closes the attempt, updates the
@@ -47,13 +47,20 @@ WITH claimed AS (
  RETURNING id
 )
 SELECT c.referral_id, c.channel, c.document, c.target, c.attempts, c.max_attempts,
-       c.given_name, c.family_name, c.referrer_name, a.id
-  FROM claimed AS c, attempt AS a
+       c.given_name, c.family_name, c.referrer_name, a.id, docs.names, docs.contents
+  FROM claimed AS c
+ CROSS JOIN attempt AS a
+ CROSS JOIN LATERAL (
+       SELECT array_agg(doc.name ORDER BY doc.name) AS names,
+              array_agg(doc.content ORDER BY doc.name) AS contents
+         FROM documents AS doc
+        WHERE doc.referral_id = c.referral_id
+          AND (doc.name = c.document OR doc.name IN (
+               SELECT jsonb_array_elements_text(%(needs)s::jsonb -> c.channel)))
+       ) AS docs
 """
 
 STATUS = "SELECT status FROM deliveries WHERE id = %s"
-
-DOCUMENTS = "SELECT name, content FROM documents WHERE referral_id = %s AND name = ANY(%s)"
 
 LOCK_REFERRAL = "SELECT 1 FROM referrals WHERE id = %s FOR UPDATE"
 
@@ -116,25 +123,26 @@ class Claim:
     family_name: str | None
     referrer_name: str | None
     attempt_id: int
+    documents: dict[str, bytes]
 
 
-def claim(db: Database, delivery_id: str, now: dt.datetime) -> tuple[Claim | None, str | None]:
-    """Claim the delivery; returns ``(claim, None)`` or ``(None, its current status)``."""
+def claim(db: Database, delivery_id: str, now: dt.datetime,
+          needs: dict[str, list[str]]) -> tuple[Claim | None, str | None]:
+    """Claim the delivery; returns ``(claim, None)`` or ``(None, its current status)``.
+
+    The claim carries the delivery's document and those its channel asks for
+    besides (``needs``: channel name → document names).
+    """
     with db.autocommit() as conn:
         raw = conn.connection.driver_connection
-        row = raw.execute(CLAIM, {"id": delivery_id, "now": now}).fetchone()
+        row = raw.execute(CLAIM, {"id": delivery_id, "now": now, "needs": Jsonb(needs)},
+                          binary=True).fetchone()
         if row is None:
             status = raw.execute(STATUS, (delivery_id,)).fetchone()
             return None, status[0] if status else None
-    return Claim(*row), None
-
-
-def documents(db: Database, referral_id: str, names: list[str]) -> dict[str, bytes]:
-    """The named documents' bytes (binary-format fetch: no hex decoding)."""
-    with db.autocommit() as conn:
-        raw = conn.connection.driver_connection
-        rows = raw.execute(DOCUMENTS, (referral_id, names), binary=True).fetchall()
-    return {name: bytes(content) for name, content in rows}
+    *fields, names, contents = row
+    return Claim(*fields, documents={name: bytes(content)
+                                     for name, content in zip(names or (), contents or (), strict=True)}), None
 
 
 def record_outcome(db: Database, *, delivery_id: str, referral_id: str, attempt_id: int,

@@ -82,6 +82,12 @@ class Pipeline:
         return channels(self.pm, self.settings)
 
     @cached_property
+    def documents_needed(self) -> dict[str, list[str]]:
+        """Channel name → the documents it asks for besides its delivery's own."""
+        return {name: sorted(getattr(channel, "documents", ()) or ())
+                for name, channel in self.channels.items()}
+
+    @cached_property
     def clinic(self):
         from refflow.documents.clinic import ClinicInfo
 
@@ -505,11 +511,10 @@ def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
     (see ``delivery_sql``): one to claim, one fetch, one transaction for the outcome."""
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
-    claim, current = delivery_sql.claim(p.db, delivery_id, utcnow())
+    claim, current = delivery_sql.claim(p.db, delivery_id, utcnow(), p.documents_needed)
     if claim is None:
         return current  # sent, failed, not due, gone, another worker holds it, or not delivering
     channel = p.channels.get(claim.channel)
-    needs = sorted(set(getattr(channel, "documents", ()) or ()) | {claim.document})
     if claim.document == "handout.pdf":
         subject = f"Your exercise plan from {p.clinic.name}"
         recipient = f"{claim.given_name or ''} {claim.family_name or ''}".strip() or None
@@ -518,7 +523,7 @@ def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
         recipient = claim.referrer_name
     request = ChannelDelivery(
         id=delivery_id, referral_id=claim.referral_id, channel=claim.channel,
-        target=claim.target, documents=delivery_sql.documents(p.db, claim.referral_id, needs),
+        target=claim.target, documents=claim.documents,
         subject=subject, recipient_name=recipient, attempt=claim.attempts)
     outcome, error, reference = _send(channel, request)
 
