@@ -144,6 +144,7 @@ class Referral(Base):
     external_id: Mapped[str | None] = mapped_column(String(100))
     urgency: Mapped[str] = mapped_column(String(10), default="routine")
     payload: Mapped[dict] = mapped_column(JSONType)
+    # SHA-256 of the payload as first stored: the validated referral's JSON text
     payload_sha256: Mapped[str] = mapped_column(String(64))
     received_on: Mapped[dt.date] = mapped_column(Date)  # "today" for the plan's date rules
     intake_problems: Mapped[list] = mapped_column(JSONType, default=list)

@@ -157,7 +157,7 @@ def _statements(dialect: str, with_outbox: bool, with_key: bool) -> tuple:
     return (last,)
 
 
-def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, print_: str,
+def _answer_and_params(submitter: Submitter, referral: ReferralIn, print_: str,
                        problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
                        retention: dt.timedelta, status: str,
                        json_text: bool = False) -> tuple[dict, dict]:
@@ -177,13 +177,14 @@ def _answer_and_params(submitter: Submitter, data: dict, referral: ReferralIn, p
             {k: p[k] for k in ("code", "severity", "message", "field", "source") if k in p}
             for p in problems
         ]
+    # the stored payload: the validated referral, normalised (E.164 numbers, ...)
+    payload_text = referral.model_dump_json(exclude_none=True)
     params = {
         "rid": rid, "now": now, "practice_id": submitter.practice_id,
         "external_id": referral.external_id, "urgency": referral.urgency,
-        "payload": referral.model_dump_json(exclude_none=True) if json_text
+        "payload": payload_text if json_text
         else referral.model_dump(mode="json", exclude_none=True),
-        "payload_sha256": hashlib.sha256(
-            json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest(),
+        "payload_sha256": hashlib.sha256(payload_text.encode()).hexdigest(),
         "received_on": now.astimezone(_zone(clinic_timezone)).date(),
         "intake_problems": problems,
         "flagged": any(p.get("severity") == "needs_review" for p in problems),
@@ -204,7 +205,7 @@ def _store(session: Session, submitter: Submitter, data: dict, referral: Referra
            problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
            retention: dt.timedelta) -> tuple[int, dict]:
     rejects = [p for p in problems if p.get("severity") == "reject"]
-    body, params = _answer_and_params(submitter, data, referral, print_, problems,
+    body, params = _answer_and_params(submitter, referral, print_, problems,
                                       idempotency_key, clinic_timezone, retention,
                                       states.REJECTED if rejects else states.RECEIVED)
     rid = params["rid"]
@@ -273,7 +274,7 @@ def accept_with_api_key(db: Database, token: str, data: dict, referral: Referral
 
     print_ = idempotency.fingerprint(data) if idempotency_key else ""
     submitter = Submitter(practice_id="", actor="", ip=ip, request_id=request_id)
-    body, params = _answer_and_params(submitter, data, referral, print_, problems,
+    body, params = _answer_and_params(submitter, referral, print_, problems,
                                       idempotency_key, clinic_timezone, retention,
                                       states.RECEIVED, json_text=True)
     # Bind names must not be columns of api_keys: SQLAlchemy would add those to

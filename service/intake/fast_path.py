@@ -68,16 +68,20 @@ class IntakeFastPath:
         request_id = environ[REQUEST_ID_ENVIRON_KEY] = request_id_for(environ)
         reset = request_id_var.set(request_id)
         try:
-            wait = self.app.extensions["refflow.limiter"].count(
+            # the rate-limit count travels to Redis while the body is validated
+            limit_outcome = self.app.extensions["refflow.limiter"].start_count(
                 limits.INTAKE_ENDPOINT, "POST", environ.get("REMOTE_ADDR"),
                 environ["HTTP_AUTHORIZATION"])
-            environ[limits.COUNTED_ENVIRON_KEY] = wait
-            raw = environ["wsgi.input"].read(length)
-            environ["wsgi.input"] = io.BytesIO(raw)  # for the Flask app, if handed on
             try:
-                if wait is not None or len(raw) != length:
+                try:
+                    raw = environ["wsgi.input"].read(length)
+                    environ["wsgi.input"] = io.BytesIO(raw)  # for the Flask app, if handed on
+                    parsed = self._parse(environ, raw) if len(raw) == length else None
+                finally:
+                    wait = environ[limits.COUNTED_ENVIRON_KEY] = limit_outcome()
+                if wait is not None or parsed is None:
                     raise _NotCommon
-                status, body, extra = self._accept(environ, token, raw, request_id)
+                status, body, extra = self._accept(environ, token, parsed, request_id)
             except _NotCommon:
                 return self.wsgi_app(environ, start_response)
             except Exception as exc:  # noqa: BLE001 - answered as the Flask app would
@@ -94,18 +98,24 @@ class IntakeFastPath:
         finally:
             request_id_var.reset(reset)
 
-    def _accept(self, environ, token: str, raw: bytes, request_id: str):
-        """The referral accepted in one statement: (status, body, headers).
-        Raises ``_NotCommon`` when nothing was written and the Flask app must answer."""
+    def _parse(self, environ, raw: bytes) -> tuple | None:
+        """(Idempotency-Key, body, referral, problems) of a request that can
+        be accepted in one statement; None when the Flask app must answer."""
         try:
             key = check_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
             referral = parse_referral(data := json.loads(raw))
         except (errors.ApiError, ValueError, UnicodeDecodeError):
-            raise _NotCommon from None
+            return None
         find_problems = self.app.extensions.get("refflow.find_problems")
         problems = find_problems(referral) if find_problems else []
         if not intake.can_accept_in_one_statement(self.db, problems):
-            raise _NotCommon  # a rule rejected it or failed: recorded through the ORM
+            return None  # a rule rejected it or failed: recorded through the ORM
+        return key, data, referral, problems
+
+    def _accept(self, environ, token: str, parsed: tuple, request_id: str):
+        """The referral accepted in one statement: (status, body, headers).
+        Raises ``_NotCommon`` when nothing was written and the Flask app must answer."""
+        key, data, referral, problems = parsed
         try:
             accepted = intake.accept_with_api_key(
                 self.db, token, data, referral, problems=problems, idempotency_key=key,

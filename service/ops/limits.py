@@ -29,6 +29,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask, request
@@ -49,6 +50,10 @@ REDIS_RETRY_SECONDS = 5.0
 # count the request a second time.
 COUNTED_ENVIRON_KEY = "refflow.limits.wait"
 _NOT_COUNTED = object()
+
+
+def _ALLOWED() -> None:
+    return None
 
 
 def _client_address(remote_addr: str | None, authorization: str) -> str:
@@ -160,6 +165,10 @@ class RedisCounters:
         if conn is None or local.pid != os.getpid():  # first use in this thread, or forked
             conn = local.conn = self._connection_class(**self._connection_kwargs)
             local.pid = os.getpid()
+            local.unread = False
+        elif local.unread:  # a reply never read (its request failed): start clean
+            conn.disconnect()
+            local.unread = False
         return conn
 
     def _call(self, *args):
@@ -183,7 +192,10 @@ class RedisCounters:
         except self._no_script:  # Redis restarted or flushed its scripts
             return self._call("EVAL", _HIT_SCRIPT, len(keys), *keys, *args)
 
-    def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
+    def send(self, counters: list[tuple[str, RateLimitItem]]) -> tuple:
+        """Send the hit on every counter without waiting for Redis's reply;
+        ``receive`` reads it. Between the two the caller may do other work
+        (the reply arrives meanwhile)."""
         now = time.time()
         keys, ttls, resets = [], [], []
         for key, item in counters:
@@ -192,12 +204,45 @@ class RedisCounters:
             keys.append(f"{key}:{expiry}:{window}")
             ttls.append(expiry + 1)
             resets.append((window + 1) * expiry)
-        counts = self.eval(keys, ttls)
+        conn = self._connection()
+        try:
+            conn.send_command("EVALSHA", self.sha, len(keys), *keys, *ttls)
+            self._local.unread = True
+            sent = True
+        except self._reconnect:  # a connection Redis closed: receive() sends it again
+            conn.disconnect()
+            sent = False
+        return now, keys, ttls, resets, sent
+
+    def receive(self, counters: list[tuple[str, RateLimitItem]], pending: tuple) -> float | None:
+        """The seconds to wait (None: allowed) for a hit ``send`` sent."""
+        now, keys, ttls, resets, sent = pending
+        counts = None
+        if sent:
+            conn = self._local.conn
+            try:
+                counts = conn.read_response()
+                self._local.unread = False
+            except self._no_script:  # Redis restarted or flushed its scripts
+                self._local.unread = False
+                counts = self._call("EVAL", _HIT_SCRIPT, len(keys), *keys, *ttls)
+            except self._reconnect:
+                conn.disconnect()
+                self._local.unread = False
+            except BaseException:
+                conn.disconnect()  # never leave a half-read reply on the socket
+                self._local.unread = False
+                raise
+        if counts is None:  # sent on a closed connection: once more, on a new one
+            counts = self.eval(keys, ttls)
         wait = 0.0
         for (_key, item), count, reset in zip(counters, counts, resets):
             if count > item.amount:
                 wait = max(wait, reset - now)
         return wait if wait > 0 else None
+
+    def hit(self, counters: list[tuple[str, RateLimitItem]]) -> float | None:
+        return self.receive(counters, self.send(counters))
 
 
 class RateLimits:
@@ -210,17 +255,40 @@ class RateLimits:
         self._redis_down_until = 0.0
         self.storage = "redis" if self.redis else "memory"
 
+    def start_count(self, endpoint: str | None, method: str, remote_addr: str | None,
+                    authorization: str) -> Callable[[], float | None]:
+        """Count one request on its endpoint's limits, and return what tells
+        the outcome: None when it is allowed, else the seconds until it would
+        be. With Redis the count is sent now and its answer read when asked,
+        so the caller can work while it travels; the caller must ask."""
+        checks = self.checks.get((endpoint, method))
+        if not checks:
+            return _ALLOWED
+        counters = [(f"{KEY_PREFIX}:{check.scope}:"
+                     f"{check.key_func(remote_addr, authorization)}:{item.amount}", item)
+                    for check in checks for item in check.items]
+        redis = self.redis
+        if redis is not None and time.monotonic() >= self._redis_down_until:
+            try:
+                pending = redis.send(counters)
+            except redis.errors as exc:
+                self._redis_failed(exc)
+            else:
+                def outcome() -> float | None:
+                    try:
+                        return redis.receive(counters, pending)
+                    except redis.errors as exc:
+                        self._redis_failed(exc)
+                        return self.memory.hit(counters)
+                return outcome
+        wait = self.memory.hit(counters)
+        return lambda: wait
+
     def count(self, endpoint: str | None, method: str, remote_addr: str | None,
               authorization: str) -> float | None:
         """Count one request on its endpoint's limits: None when it is allowed,
         else the seconds until it would be."""
-        checks = self.checks.get((endpoint, method))
-        if not checks:
-            return None
-        counters = [(f"{KEY_PREFIX}:{check.scope}:"
-                     f"{check.key_func(remote_addr, authorization)}:{item.amount}", item)
-                    for check in checks for item in check.items]
-        return self._hit(counters)
+        return self.start_count(endpoint, method, remote_addr, authorization)()
 
     def check(self, endpoint: str | None, method: str) -> None:
         """The Flask request's limits (counted unless a handler before the app
@@ -232,15 +300,10 @@ class RateLimits:
         if wait is not None:
             raise TooManyRequests(retry_after=max(1, math.ceil(wait)))
 
-    def _hit(self, counters) -> float | None:
-        if self.redis is not None and time.monotonic() >= self._redis_down_until:
-            try:
-                return self.redis.hit(counters)
-            except self.redis.errors as exc:
-                self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
-                log.warning("rate limits: Redis unavailable (%s); counting in memory for %.0f s",
-                            type(exc).__name__, REDIS_RETRY_SECONDS)
-        return self.memory.hit(counters)
+    def _redis_failed(self, exc: Exception) -> None:
+        self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        log.warning("rate limits: Redis unavailable (%s); counting in memory for %.0f s",
+                    type(exc).__name__, REDIS_RETRY_SECONDS)
 
     def reset(self) -> None:
         self.memory.clear()

@@ -66,3 +66,20 @@ def test_limits_keep_counting_in_redis_after_redis_restarts(settings, make_pract
         assert check.keys(f"refflow-limits:intake-ip:ip:{addr}:*")  # counted in Redis
     finally:
         check.close()
+
+
+def test_a_count_whose_answer_was_never_read_does_not_confuse_the_next(settings, redis_server):
+    """The intake sends its count to Redis and reads the answer later; if a
+    request fails in between, the next count on that thread must still read
+    its own answer, not the one left on the connection."""
+    tuned = settings.with_overrides(intake_rate_limit="3/hour", broker_url=redis_server.url)
+    limiter = create_app(tuned, {"TESTING": True}).extensions["refflow.limiter"]
+    assert limiter.storage == "redis"
+    endpoint, auth = "referrals_api.create_referral", f"Bearer rf_{uuid.uuid4().hex}"
+    addr = f"198.51.100.{uuid.uuid4().int % 250}"
+    limiter.start_count(endpoint, "POST", addr, auth)  # answer never read: counted once
+    assert limiter.count(endpoint, "POST", addr, auth) is None  # second
+    assert limiter.start_count(endpoint, "POST", addr, auth)() is None  # third
+    wait = limiter.count(endpoint, "POST", addr, auth)  # fourth: over
+    assert wait is not None and 0 < wait <= 3600
+    assert limiter.storage == "redis" and limiter._redis_down_until == 0.0
