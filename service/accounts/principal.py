@@ -58,6 +58,15 @@ def _key_principal(s: Session, token: str) -> Principal:
     return Principal("practice", f"apikey:{row.prefix}", row.practice_id)
 
 
+def api_key_in(authorization: str) -> str | None:
+    """The API key of a well-formed ``Authorization: Bearer rf_...`` header value."""
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() == "bearer" and token.startswith("rf_") and len(token) <= 200:
+        return token
+    return None
+
+
 def principal_from_request(db_session: Session | None = None) -> Principal | None:
     """Bearer API key first, then a signed-in user's session.
 

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from refflow.accounts.principal import Principal, require_principal
+from refflow.accounts.principal import Principal, api_key_in, require_principal
 from refflow.db.models import AuditEntry, Document, Plan
 from refflow.intake import accept as intake
 from refflow.intake.idempotency import check_key
@@ -58,19 +58,10 @@ def read_json_body() -> object:
         raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
 
 
-def _bearer_key() -> str | None:
-    """The API key of a well-formed ``Authorization: Bearer rf_...`` header."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token.startswith("rf_") and len(token) <= 200:
-        return token
-    return None
-
-
 @bp.post("/referrals")
 def create_referral():
     db = _db()
-    token = _bearer_key()
+    token = api_key_in(request.headers.get("Authorization", ""))
     if token is not None and db.engine.dialect.name == "postgresql":
         response, parsed = _create_with_api_key(db, token)
         if response is not None:

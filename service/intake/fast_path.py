@@ -26,6 +26,7 @@ import time
 
 from sqlalchemy.exc import IntegrityError
 
+from refflow.accounts.principal import api_key_in
 from refflow.intake import accept as intake
 from refflow.intake.idempotency import check_key
 from refflow.intake.validation import parse_referral
@@ -56,7 +57,7 @@ class IntakeFastPath:
         if not (self.enabled and environ.get("PATH_INFO") == PATH
                 and environ.get("REQUEST_METHOD") == "POST" and "HTTP_COOKIE" not in environ):
             return self.wsgi_app(environ, start_response)
-        token = _bearer_key(environ.get("HTTP_AUTHORIZATION", ""))
+        token = api_key_in(environ.get("HTTP_AUTHORIZATION", ""))
         length = environ.get("CONTENT_LENGTH", "")
         if (token is None or not length.isdigit() or int(length) > self.max_body
                 or not _is_json(environ.get("CONTENT_TYPE", ""))):
@@ -132,14 +133,6 @@ class IntakeFastPath:
 def install(app) -> None:
     """Serve the common intake request in front of ``app`` (PostgreSQL only)."""
     app.wsgi_app = IntakeFastPath(app, app.wsgi_app)
-
-
-def _bearer_key(header: str) -> str | None:
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer" and token.startswith("rf_") and len(token) <= 200:
-        return token
-    return None
 
 
 def _is_json(content_type: str) -> bool:
