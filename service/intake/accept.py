@@ -249,7 +249,7 @@ def can_accept_in_one_statement(db: Database, problems: list[dict]) -> bool:
         p.get("severity") == "reject" or p.get("code") == "plugin_failed" for p in problems)
 
 
-def accept_with_api_key(db: Database, token: str, data: dict, referral: ReferralIn, *,
+def accept_with_api_key(db: Database, token: str, data: dict | None, referral: ReferralIn, *,
                         problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
                         ip: str | None, request_id: str | None,
                         retention: dt.timedelta = dt.timedelta(hours=48)) -> KeyedAcceptance | None:
@@ -264,6 +264,9 @@ def accept_with_api_key(db: Database, token: str, data: dict, referral: Referral
     constraint fails the whole statement: ``IntegrityError``, nothing written;
     answer with ``replay_after_conflict``. Only for referrals no rule rejected
     (``can_accept_in_one_statement``).
+
+    ``data`` (the decoded body) is only read with an Idempotency-Key: its
+    fingerprint is stored with the key.
 
     The 202 body is returned already encoded (``KeyedAcceptance.encoded``):
     the same bytes are the HTTP answer and, with an Idempotency-Key, the

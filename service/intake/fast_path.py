@@ -24,12 +24,13 @@ import io
 import json
 import time
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from refflow.accounts.principal import api_key_in
 from refflow.intake import accept as intake
 from refflow.intake.idempotency import check_key
-from refflow.intake.validation import parse_referral
+from refflow.intake.schemas import Referral
 from refflow.ops import errors, headers, limits, metrics
 from refflow.ops.logging import REQUEST_ID_ENVIRON_KEY, request_id_for, request_id_var
 
@@ -104,8 +105,11 @@ class IntakeFastPath:
         be accepted in one statement; None when the Flask app must answer."""
         try:
             key = check_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
-            referral = parse_referral(data := json.loads(raw))
-        except (errors.ApiError, ValueError, UnicodeDecodeError):
+            # validated straight from the JSON text (no dict built first); any
+            # error is answered by the Flask view, which names every bad field
+            referral = Referral.model_validate_json(raw)
+            data = json.loads(raw) if key else None  # only a stored key's fingerprint needs it
+        except (errors.ApiError, ValidationError, ValueError, UnicodeDecodeError):
             return None
         find_problems = self.app.extensions.get("refflow.find_problems")
         problems = find_problems(referral) if find_problems else []
