@@ -24,7 +24,9 @@ def celery_publisher(celery_app) -> Publisher:
             raise ValueError(f"outbox message for {task} carries {sorted(unknown)}")
         # Always set, even to None: a relay running inside a task must not stamp
         # that task's request id on other referrals' messages.
+        # argsrepr/kwargsrepr given (the ids as they are) spare Celery's saferepr
         celery_app.send_task(task, kwargs=args, queue=ROUTES.get(task, {}).get("queue"),
-                             retry=True, headers={REQUEST_ID_HEADER: request_id})
+                             retry=True, headers={REQUEST_ID_HEADER: request_id},
+                             argsrepr="()", kwargsrepr=repr(args))
 
     return publish
