@@ -4,6 +4,9 @@ and messages as the ORM paths SQLite runs."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+
 import pytest
 from sample_referrals import routine
 from sqlalchemy import select
@@ -175,3 +178,82 @@ def test_documents_are_stored_without_a_compression_attempt(settings, db):
         storage = raw.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
                               "'documents'::regclass AND attname = 'content'").fetchone()
     assert storage == ("e",)  # EXTERNAL: out of line, never compressed
+
+
+def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_finalize(
+        client, auth, settings, db, calls):
+    """On PostgreSQL's delivery path: a delivery that keeps failing is retried
+    until its attempts run out, then failed; its outcome and the last other
+    delivery's are recorded at the same moment while finalize runs in a loop,
+    and the referral goes delivering → failed exactly once."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("the driver-level delivery path")
+    from refflow.plugins.channels.base import TransientChannelError
+
+    settings = dataclasses.replace(settings, delivery_max_attempts=2, retry_base_seconds=0.0,
+                                   retry_max_seconds=0.0)
+    p = steps.Pipeline(settings, db=db)
+    rid = _submit(client, auth)
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    with db.session() as session:
+        ids = dict(session.execute(select(Delivery.channel, Delivery.id)
+                                   .where(Delivery.referral_id == rid)).all())
+
+    together = threading.Barrier(2)
+    last_round = threading.Event()
+    email, pdf = p.channels["email"], p.channels["pdf"]
+
+    class Busy:  # the mail server answers "try later" every time
+        documents = email.documents
+
+        def send(self, request):
+            if last_round.is_set():
+                together.wait(10)
+            raise TransientChannelError("mail server busy")
+
+    class InStep:  # the chart PDF is written at the same moment as the last email attempt
+        documents = pdf.documents
+
+        def send(self, request):
+            together.wait(10)
+            return pdf.send(request)
+
+    p.__dict__["channels"] = {**p.channels, "email": Busy(), "pdf": InStep()}
+    assert steps.deliver(p, ids["fax"]) == "sent"
+    assert steps.deliver(p, ids["email"]) == "retrying"  # attempt 1 of 2
+
+    last_round.set()
+    results, done = {}, threading.Event()
+
+    def run(channel):
+        results[channel] = steps.deliver(p, ids[channel])
+
+    def finalize_until_done():
+        while not done.is_set():
+            steps.finalize(p, rid)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in ("email", "pdf")]
+    finalizer = threading.Thread(target=finalize_until_done)
+    finalizer.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    done.set()
+    finalizer.join(30)
+
+    assert results == {"email": "failed", "pdf": "sent"}
+    with db.session() as session:
+        assert session.get(Referral, rid).status == states.FAILED
+        email_row = session.get(Delivery, ids["email"])
+    assert (email_row.status, email_row.attempts, email_row.last_error) == (
+        "failed", 2, "mail server busy")
+    timeline = _timeline(db, rid)
+    assert [e for e in timeline if e[0] == "status" and e[1] == "delivering"] == [
+        ("status", "delivering", "failed", "1 of 3 deliveries failed")]
+    assert [e[3] for e in timeline if e[0] in ("retry", "delivery_failed")] == [
+        "email: attempt 1 failed (mail server busy); retrying in 0.0 s",
+        "email: gave up after 2 attempts: mail server busy"]
+    assert calls["hooks"].count(("delivering", "failed")) == 1
+    assert steps.finalize(p, rid) == states.FAILED  # and again: nothing changes
+    assert len(_timeline(db, rid)) == len(timeline)
