@@ -23,10 +23,14 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from zoneinfo import ZoneInfo
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import bindparam, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from refflow.accounts.practices import hash_key
+from refflow.accounts.principal import LAST_USED_RESOLUTION
 from refflow.db.models import (
     AuditEntry,
     IdempotencyKey,
@@ -272,9 +276,6 @@ def accept_with_api_key(db: Database, token: str, data: dict | None, referral: R
     the same bytes are the HTTP answer and, with an Idempotency-Key, the
     stored response.
     """
-    from refflow.accounts.practices import hash_key
-    from refflow.accounts.principal import LAST_USED_RESOLUTION
-
     print_ = idempotency.fingerprint(data) if idempotency_key else ""
     submitter = Submitter(practice_id="", actor="", ip=ip, request_id=request_id)
     body, params = _answer_and_params(submitter, referral, print_, problems,
@@ -302,9 +303,7 @@ def accept_with_api_key(db: Database, token: str, data: dict | None, referral: R
     return KeyedAcceptance(202, body, practice_id, actor, encoded)
 
 
-def _jsonb_text(text: str):
-    from psycopg.types.json import Jsonb
-
+def _jsonb_text(text: str) -> Jsonb:
     return Jsonb(text, _as_is)
 
 
@@ -323,8 +322,6 @@ def _execute_one_autocommit(db: Database, sql: str, params: dict):
     ``DBAPIError`` with ``connection_invalidated`` for a lost connection), as
     ``Connection.execute`` would; a lost connection is not put back in the pool.
     """
-    import psycopg
-
     try:
         fairy = db.engine.raw_connection()
     except psycopg.Error as error:  # the database refused a new connection
