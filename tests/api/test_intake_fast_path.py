@@ -124,3 +124,24 @@ def test_unknown_key_and_replayed_idempotency_key_are_answered_by_flask(client, 
     assert again.get_json() == first.get_json()
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Referral)) == 1
+
+
+def test_behind_a_trusted_proxy_the_client_address_and_tls_are_the_proxys_word(
+        settings, make_practice, referral_body, monkeypatch, db):
+    from refflow.db.models import AuditEntry
+
+    monkeypatch.setenv("REFFLOW_PROXY_HOPS", "1")
+    app = create_app(settings, {"TESTING": True})
+    _, key = make_practice()
+    original = _forbid_flask_view(app)
+    response = app.test_client().post(
+        "/api/v1/referrals", json=referral_body,
+        headers={"Authorization": f"Bearer {key}", "X-Forwarded-Proto": "https",
+                 "X-Forwarded-For": "203.0.113.77"})
+    app.view_functions[VIEW] = original
+    assert response.status_code == 202
+    assert "Strict-Transport-Security" in response.headers
+    with db.session() as session:
+        entry = session.scalar(select(AuditEntry).where(
+            AuditEntry.referral_id == response.get_json()["id"]))
+        assert entry.ip == "203.0.113.77"
