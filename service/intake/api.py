@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from refflow.accounts.principal import Principal, api_key_in, require_principal
+from refflow.accounts.principal import Principal, require_principal
 from refflow.db.models import AuditEntry, Document, Plan
 from refflow.intake import accept as intake
 from refflow.intake.idempotency import check_key
@@ -60,88 +60,32 @@ def read_json_body() -> object:
 
 @bp.post("/referrals")
 def create_referral():
-    db = _db()
-    token = api_key_in(request.headers.get("Authorization", ""))
-    if token is not None and db.engine.dialect.name == "postgresql":
-        response, parsed = _create_with_api_key(db, token)
-        if response is not None:
-            return response
-        return _create_in_transaction(db, parsed)
-    return _create_in_transaction(db)
-
-
-def _create_with_api_key(db, token: str):
-    """The common case in one round trip: an API key and a referral no rule
-    rejects, checked and stored by one self-committing statement
-    (``intake.accept_with_api_key``). Returns (response, None), or (None, what
-    was parsed) when the general path must store it."""
-    settings = _settings()
-    try:
-        key = check_key(request.headers.get("Idempotency-Key"))
-        data = read_json_body()
-        referral = parse_referral(data)
-    except ApiError:
-        require_principal()  # an unknown or revoked key answers 401 first, as before
-        raise
-    find_problems = current_app.extensions.get("refflow.find_problems")
-    problems = find_problems(referral) if find_problems else []
-    if not intake.can_accept_in_one_statement(db, problems):
-        return None, (key, data, referral, problems)
-    try:
-        accepted = intake.accept_with_api_key(
-            db, token, data, referral, problems=problems, idempotency_key=key,
-            clinic_timezone=settings.clinic_timezone, ip=request.remote_addr,
-            request_id=g.get("request_id"), retention=current_app.config["IDEMPOTENCY_RETENTION"])
-    except IntegrityError:
-        if not key:
-            raise
-        principal = require_principal()
-        submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
-                                     ip=request.remote_addr, request_id=g.get("request_id"))
-        status, body = intake.replay_after_conflict(db, submitter, data, key)
-        return _answer(status, body), None
-    if accepted is None:  # unknown or revoked key: nothing was written
-        require_principal()
-        raise ApiError(401, "the API key is unknown or revoked",
-                       headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
-    g.principal = Principal("practice", accepted.actor, accepted.practice_id)
-    g.intake_outcome = accepted.body["status"]
-    # the body as jsonify would write it, encoded once (it is also the stored answer)
-    response = Response(accepted.encoded + "\n", status=accepted.status,
-                        mimetype="application/json")
-    response.headers["Location"] = accepted.body["links"]["self"]
-    return response, None
-
-
-def _create_in_transaction(db, parsed: tuple | None = None):
     """Any principal, any outcome: key lookup, checks and INSERTs in one transaction.
-    ``parsed``: (Idempotency-Key, body, referral, problems) already read."""
+
+    The common request (an API key and a referral that can be accepted in one
+    statement, on PostgreSQL) never gets here: ``refflow.intake.fast_path``
+    answers it in front of Flask and hands everything else on to this view.
+    """
+    db = _db()
     settings = _settings()
     key = data = None
-    find_problems = current_app.extensions.get("refflow.find_problems")
-    if parsed is not None:
-        found = parsed[3]
-        find_problems = lambda _referral: found  # noqa: E731 - found once per request
     # One transaction: the API key lookup (revocation is checked in it), the
     # Idempotency-Key check and every INSERT; 202 only after it commits.
     try:
         with db.session() as session:
-            principal = require_principal(session)
+            principal = require_principal(session)  # 401 before anything is read
             if principal.practice_id is None:
                 raise ApiError(403, "only a referring practice can submit referrals")
-            if parsed is None:
-                key = check_key(request.headers.get("Idempotency-Key"))
-                data = read_json_body()
-                referral = parse_referral(data)
-            else:
-                key, data, referral, _ = parsed
+            key = check_key(request.headers.get("Idempotency-Key"))
+            data = read_json_body()
+            referral = parse_referral(data)
             submitter = intake.Submitter(practice_id=principal.practice_id,
                                          actor=principal.actor, ip=request.remote_addr,
                                          request_id=g.get("request_id"))
             status, body = intake.accept_in(
                 session, submitter, data, referral, idempotency_key=key,
                 clinic_timezone=settings.clinic_timezone,
-                find_problems=find_problems,
+                find_problems=current_app.extensions.get("refflow.find_problems"),
                 retention=current_app.config["IDEMPOTENCY_RETENTION"],
             )
     except IntegrityError:
