@@ -508,7 +508,8 @@ def _send(channel, request) -> tuple[str, str | None, str | None]:
 
 def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
     """``deliver`` on PostgreSQL: the same steps as driver-level statements
-    (see ``delivery_sql``): one to claim, one fetch, one transaction for the outcome."""
+    (see ``delivery_sql``): one to claim (returning the documents too), one
+    transaction for the outcome."""
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
     claim, current = delivery_sql.claim(p.db, delivery_id, utcnow(), p.documents_needed)
