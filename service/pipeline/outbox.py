@@ -103,12 +103,11 @@ def _relay_pg(db: Database, publish: Publisher, *, ids: list[int] | None, limit:
     sent: list[int] = []
     with db.engine.connect() as conn:
         raw = conn.connection.driver_connection
-        with raw.transaction():
-            with raw.pipeline():
-                raw.execute("SET LOCAL synchronous_commit TO OFF")
-                cur = raw.execute(DUE if ids is None else DUE_AMONG,
-                                  {"ids": ids, "now": utcnow(), "limit": limit})
-            rows = cur.fetchall()
+        # Two round trips: BEGIN, SET and the SELECT; then the UPDATE and COMMIT.
+        with raw.pipeline(), raw.transaction():
+            raw.execute("SET LOCAL synchronous_commit TO OFF")
+            rows = raw.execute(DUE if ids is None else DUE_AMONG,
+                               {"ids": ids, "now": utcnow(), "limit": limit}).fetchall()
             for message_id, task, args in rows:
                 try:
                     publish(task, dict(args))
