@@ -55,6 +55,8 @@ class IntakeFastPath:
         self.enabled = self.db.engine.dialect.name == "postgresql"
 
     def __call__(self, environ, start_response):
+        # a request with a cookie may belong to a signed-in browser session,
+        # whose handling (expiry, CSRF, the session's own principal) is Flask's
         if not (self.enabled and environ.get("PATH_INFO") == PATH
                 and environ.get("REQUEST_METHOD") == "POST" and "HTTP_COOKIE" not in environ):
             return self.wsgi_app(environ, start_response)
