@@ -2,9 +2,9 @@
 
 PDFs and Group 3 fax images are compressed already: PostgreSQL's pglz tried
 each one and kept it as it was (stored size = raw size), at about 9 ms of
-server CPU per referral's three documents (1.5 ms without the attempt). ``STORAGE EXTERNAL`` skips
-the attempt; rows already stored are left as they are. SQLite has no such
-setting.
+server CPU per referral's three documents (1.5 ms without the attempt).
+``STORAGE EXTERNAL`` skips the attempt; rows already stored are left as they
+are. SQLite has no such setting.
 
 Revision ID: 0003
 Revises: 0002
