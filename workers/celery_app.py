@@ -1,8 +1,7 @@
 """The Celery app, configured from the same REFFLOW_* settings as the web app.
 
 The settings follow ../shared/reliability.md §3: late acks with requeue on
-worker loss, a prefetch of two messages per pool process (see PREFETCH), a
-visibility timeout well above the longest task,
+worker loss, prefetch 1, a visibility timeout well above the longest task,
 JSON only, ids (never PHI) in messages, no results stored, socket timeouts so
 a broker outage never hangs a caller.
 """
@@ -28,18 +27,8 @@ ROUTES = {
 }
 
 
-# Messages a worker reserves per pool process. With 1, a process that finishes
-# a task waits for the ack, a broker round trip and the dispatch of the next
-# message (about 3.5 ms a task on two busy cores); with 2 the next one is
-# already in the worker (about 2.5 ms). A reserved message waits at most for
-# one task of each process to end (task_time_limit) before it runs, so waiting
-# plus running stays under 2 × task_time_limit, below the visibility timeout
-# (reliability.md K3, C10): no redelivery of a message still waiting.
-PREFETCH = 2
-
-
 def visibility_timeout(settings: Settings) -> int:
-    """Well above twice the longest task plus its wait in prefetch (reliability.md K3, K4)."""
+    """Well above twice the longest task (reliability.md K3, K4)."""
     return 2 * settings.task_time_limit + 600
 
 
@@ -64,7 +53,7 @@ def celery_config(settings: Settings) -> dict:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
-        "worker_prefetch_multiplier": PREFETCH,
+        "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_soft_shutdown_timeout": 20,
         "worker_hijack_root_logger": False,
