@@ -41,13 +41,14 @@ from sample_referrals import routine
 from sqlalchemy import create_engine, select, text
 
 from refflow import embedded
+from refflow.commands.worker import default_concurrency
 from refflow.config import load_settings
 from refflow.db import database_for, migrate
 from refflow.db.models import Referral
 
 PG_URL = os.environ.get("REFFLOW_TEST_DATABASE_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-WORKER_CONCURRENCY = 2
+WORKER_CONCURRENCY = default_concurrency()  # as `refflow worker` runs by default
 
 
 class Sink:

@@ -14,6 +14,7 @@ import click
 
 from refflow.cli import CLIError
 from refflow.commands.context import host_option, port_option, settings_or_exit
+from refflow.commands.worker import default_concurrency
 
 STAFF_EMAIL = "staff@refflow.example.org"
 
@@ -21,7 +22,8 @@ STAFF_EMAIL = "staff@refflow.example.org"
 @click.command("run")
 @host_option
 @port_option
-@click.option("--worker-concurrency", default=2, show_default=True, type=click.IntRange(1, 16))
+@click.option("--worker-concurrency", type=click.IntRange(1, 16), default=None,
+              help="The worker's pool processes [default: the machine's cores + 1].")
 def command(host: str, port: int, worker_concurrency: int) -> None:
     """Run web server, worker and scheduler together (SQLite and an embedded
     Redis unless REFFLOW_DATABASE_URL / REFFLOW_BROKER_URL are set)."""
@@ -51,7 +53,8 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     try:
         supervisor.start("web", "web", "--host", host, "--port", str(port), "--workers", "1")
-        supervisor.start("worker", "worker", "--concurrency", str(worker_concurrency),
+        supervisor.start("worker", "worker", "--concurrency",
+                         str(worker_concurrency or default_concurrency()),
                          "--loglevel", "WARNING")
         supervisor.start("scheduler", "scheduler")
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
