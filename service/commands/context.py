@@ -18,8 +18,26 @@ def settings_or_exit():
         raise CLIError(str(exc)) from None
 
 
-def database(settings=None):
-    return database_for(settings or settings_or_exit())
+def database(settings=None, *, migrated: bool = True):
+    """The configured database; with ``migrated`` (the default) only one that
+    holds refflow's tables, else a one-line error that says what to run."""
+    db = database_for(settings or settings_or_exit())
+    if migrated:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from refflow.db import migrate
+
+        where = db.engine.url.render_as_string(hide_password=True)
+        try:
+            revision = migrate.current_revision(db)
+        except SQLAlchemyError as exc:
+            raise CLIError(f"cannot reach the database at {where} "
+                           f"({type(exc.orig or exc).__name__})") from None
+        if revision is None:
+            raise CLIError(f"there is no refflow database at {where}: run `refflow db upgrade` "
+                           "(or `refflow run`) first, or set REFFLOW_DATA_DIR or "
+                           "REFFLOW_DATABASE_URL to yours")
+    return db
 
 
 def emit_json(obj: dict) -> None:

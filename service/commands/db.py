@@ -17,7 +17,7 @@ def command() -> None:
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
     """Bring the database schema to the latest version (safe to run twice)."""
-    db = database()
+    db = database(migrated=False)
     migrate.upgrade(db, revision)
     click.echo(f"database at revision {migrate.current_revision(db)}")
 
@@ -25,7 +25,7 @@ def upgrade(revision: str) -> None:
 @command.command("current")
 def current() -> None:
     """Print the database's schema revision and whether it is the latest."""
-    db = database()
+    db = database(migrated=False)
     rev = migrate.current_revision(db)
     state = "head" if rev == migrate.head_revision() else "behind: run refflow db upgrade"
     click.echo(f"{rev or '(empty)'} ({state})")

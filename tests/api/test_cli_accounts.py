@@ -71,3 +71,16 @@ def test_user_add_generates_a_password_when_not_on_a_terminal(run, sqlite_settin
         assert user.role == "practice" and user.practice_id
         assert user.password_hash.startswith("$argon2")
         assert PasswordHasher().verify(user.password_hash, result["password"])
+
+
+@pytest.mark.parametrize("args", [("practice", "list"), ("demo", "--url", "http://127.0.0.1:9"),
+                                  ("user", "add", "ops@clinic.example", "--role", "staff")])
+def test_commands_on_a_data_dir_without_a_database_say_so_in_one_line(args, tmp_path):
+    env = {**os.environ, "REFFLOW_DATA_DIR": str(tmp_path / "nothing-here"),
+           "REFFLOW_SECRET_KEY": "x"}
+    env.pop("REFFLOW_DATABASE_URL", None)
+    out = subprocess.run([sys.executable, "-m", "refflow", *args], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert "no refflow database" in line and "refflow db upgrade" in line
