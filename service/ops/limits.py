@@ -52,7 +52,7 @@ COUNTED_ENVIRON_KEY = "refflow.limits.wait"
 _NOT_COUNTED = object()
 
 
-def _ALLOWED() -> None:
+def _allowed() -> None:
     return None
 
 
@@ -274,7 +274,7 @@ class RateLimits:
         so the caller can work while it travels; the caller must ask."""
         checks = self.checks.get((endpoint, method))
         if not checks:
-            return _ALLOWED
+            return _allowed
         counters = [(f"{KEY_PREFIX}:{check.scope}:"
                      f"{check.key_func(remote_addr, authorization)}:{item.amount}", item)
                     for check in checks for item in check.items]
