@@ -2,6 +2,13 @@
 PostgreSQL, side by side with a minimal Flask JSON endpoint served the same
 way (the framework ceiling), in the same run. Prints one JSON object.
 
+A third server in the same run measures the work floor: the intake's required
+I/O with no application logic (the body decoded, the rate limits counted in
+Redis by the same script, the same accepting statement committed on
+PostgreSQL), as a bare WSGI app. It tells apart what the framework costs
+(ceiling), what storing and counting a referral costs (floor), and what
+refflow's own logic adds on top (validation, ids, audit, metrics, ...).
+
     python bench/intake.py [--seconds 15] [--concurrency 8] [--workers 2] [--threads 4]
 
 The server runs as ``refflow web`` serves by default (refflow.ops.server.serve,
@@ -58,13 +65,65 @@ def _ceiling_app():
     return app
 
 
+def _floor_app():
+    """The intake's required I/O and nothing else, as a bare WSGI app: read and
+    decode the body, count the request's rate limits (refflow's own counters,
+    Redis), run the accepting statement refflow runs for the example referral
+    (key check, referral, timeline, audit and outbox rows; its own
+    transaction, synchronous commit) with a fresh id, on a connection each
+    thread keeps, and answer 202 with the id."""
+    import datetime as dt
+
+    import psycopg
+    from flask import Flask
+
+    from refflow.config import load_settings
+    from refflow.db import database_for
+    from refflow.intake.accept import keyed_statement
+    from refflow.intake.schemas import Referral
+    from refflow.ops import limits
+
+    settings = load_settings()
+    db = database_for(settings)
+    statement = keyed_statement(db, os.environ["REFFLOW_BENCH_API_KEY"], None,
+                                Referral.model_validate(REFERRAL), problems=[],
+                                idempotency_key=None, clinic_timezone=settings.clinic_timezone,
+                                ip="127.0.0.1", request_id="bench")
+    counters = limits.init_app(Flask("floor"), settings)
+    url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    options = f"-csearch_path={settings.database_schema}" if settings.database_schema else ""
+    local = threading.local()
+
+    def app(environ, start_response):
+        if environ["REQUEST_METHOD"] != "POST":
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        json.loads(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        counters.count(limits.INTAKE_ENDPOINT, "POST", environ.get("REMOTE_ADDR"),
+                       environ.get("HTTP_AUTHORIZATION", ""))
+        cursor = getattr(local, "cursor", None)
+        if cursor is None:
+            cursor = local.cursor = psycopg.connect(url, autocommit=True,
+                                                    options=options).cursor()
+        now = dt.datetime.now(dt.timezone.utc)
+        rid = str(uuid.uuid4())
+        cursor.execute(statement.sql, {**statement.params, "rid": rid, "now": now})
+        cursor.fetchone()
+        body = json.dumps({"id": rid, "status": "received"}).encode()
+        start_response("202 ACCEPTED", [("Content-Type", "application/json"),
+                                        ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
 def _serve(kind: str, port: int, workers: int, threads: int, settings_env: dict) -> None:
     os.environ.update(settings_env)
     from refflow.config import load_settings
     from refflow.ops.server import serve
 
     settings = load_settings()
-    factory = _ceiling_app if kind == "ceiling" else None
+    factory = {"ceiling": _ceiling_app, "floor": _floor_app}.get(kind)
     serve(settings, host="127.0.0.1", port=port, workers=workers, threads=threads,
           app_factory=factory, loglevel="warning")
 
@@ -228,13 +287,17 @@ def load(port: int, headers: dict, seconds: float, concurrency: int, warmup: flo
     return result
 
 
-def _cpu_ratio(results: dict) -> float | None:
+def _cpu_ratio(results: dict, kind: str, baseline: str) -> float | None:
     try:
-        per_request = {kind: sum(results[kind]["cpu_ms_per_request"].values())
-                       for kind in ("ceiling", "intake")}
+        per_request = {k: sum(results[k]["cpu_ms_per_request"].values()) for k in (kind, baseline)}
     except KeyError:
         return None
-    return round(per_request["ceiling"] / per_request["intake"], 3)
+    return round(per_request[baseline] / per_request[kind], 3)
+
+
+def _rate_ratio(results: dict, kind: str, baseline: str) -> float:
+    return round(results[kind]["requests_per_second"]
+                 / max(results[baseline]["requests_per_second"], 1e-9), 3)
 
 
 def main() -> None:
@@ -280,9 +343,10 @@ def main() -> None:
             practice = create_practice(session, "Bench Practice", fax="+1 763 555 0198")
             _, key = issue_key(session, practice)
         db.dispose()
+        env["REFFLOW_BENCH_API_KEY"] = key  # the work floor's statement checks it
         results = {}
         ctx = mp.get_context("spawn")
-        for kind in ("ceiling", "intake"):
+        for kind in ("ceiling", "floor", "intake"):
             port = free_port()
             proc = ctx.Process(target=_serve, args=(kind, port, args.workers, args.threads, env),
                                daemon=True)
@@ -292,13 +356,12 @@ def main() -> None:
             headers = {"Content-Type": "application/json",
                        "Authorization": f"Bearer {key}"}
             meter = CpuMeter(proc.pid, redis_proc.pid if redis_proc is not None else None,
-                             PG_URL, app_name if kind == "intake" else "")
+                             PG_URL, app_name if kind != "ceiling" else "")
             results[kind] = load(port, headers, args.seconds, args.concurrency, args.warmup,
                                  meter)
             proc.terminate()
             proc.join(15)
-        ratio = results["intake"]["requests_per_second"] / \
-            max(results["ceiling"]["requests_per_second"], 1e-9)
+        ratio = _rate_ratio(results, "intake", "ceiling")
         out = {
             "benchmark": "intake",
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -314,12 +377,19 @@ def main() -> None:
             "load": {"clients": args.concurrency, "seconds": args.seconds,
                      "warmup_seconds": args.warmup, "generator": "threads, keep-alive, closed loop"},
             "ceiling_minimal_flask": results["ceiling"],
+            "work_floor": results["floor"],
             "intake": results["intake"],
-            "intake_vs_ceiling": round(ratio, 3),
+            "intake_vs_ceiling": ratio,
             # the same ratio from CPU per request of every part (server,
             # PostgreSQL, Redis, load generator): what the throughput ratio is
             # when both runs saturate the cores, whatever else ran meanwhile
-            "intake_vs_ceiling_by_cpu": _cpu_ratio(results),
+            "intake_vs_ceiling_by_cpu": _cpu_ratio(results, "intake", "ceiling"),
+            # the required I/O alone against the ceiling: the most any intake
+            # that stores and counts each referral as refflow does could reach
+            "floor_vs_ceiling": _rate_ratio(results, "floor", "ceiling"),
+            "floor_vs_ceiling_by_cpu": _cpu_ratio(results, "floor", "ceiling"),
+            # what refflow's own logic leaves of the floor
+            "intake_vs_floor": _rate_ratio(results, "intake", "floor"),
             "targets": {"ratio_min": 0.5, "p99_ms_max": 25, "errors": 0},
             "meets_targets": bool(ratio >= 0.5 and results["intake"]["p99_ms"] <= 25
                                   and results["intake"]["errors"] == 0),

@@ -276,6 +276,34 @@ def accept_with_api_key(db: Database, token: str, data: dict | None, referral: R
     the same bytes are the HTTP answer and, with an Idempotency-Key, the
     stored response.
     """
+    statement = keyed_statement(db, token, data, referral, problems=problems,
+                                idempotency_key=idempotency_key,
+                                clinic_timezone=clinic_timezone, ip=ip, request_id=request_id,
+                                retention=retention)
+    row = _execute_one_autocommit(db, statement.sql, statement.params)
+    if row is None:
+        return None
+    practice_id, actor = row
+    return KeyedAcceptance(202, statement.body, practice_id, actor, statement.encoded)
+
+
+@dataclass(frozen=True)
+class KeyedStatement:
+    """The accepting statement of ``accept_with_api_key``, ready for the
+    driver: its SQL text and parameters, and the 202 body it answers with
+    (as a dict and as JSON text)."""
+
+    sql: str
+    params: dict
+    body: dict
+    encoded: str
+
+
+def keyed_statement(db: Database, token: str, data: dict | None, referral: ReferralIn, *,
+                    problems: list[dict], idempotency_key: str | None, clinic_timezone: str,
+                    ip: str | None, request_id: str | None,
+                    retention: dt.timedelta = dt.timedelta(hours=48)) -> KeyedStatement:
+    """The statement ``accept_with_api_key`` runs for this referral (not run)."""
     print_ = idempotency.fingerprint(data) if idempotency_key else ""
     submitter = Submitter(practice_id="", actor="", ip=ip, request_id=request_id)
     body, params = _answer_and_params(submitter, referral, print_, problems,
@@ -296,11 +324,7 @@ def accept_with_api_key(db: Database, token: str, data: dict | None, referral: R
     for name in json_params:
         if name in params:
             params[name] = _jsonb_text(params[name])
-    row = _execute_one_autocommit(db, sql, params)
-    if row is None:
-        return None
-    practice_id, actor = row
-    return KeyedAcceptance(202, body, practice_id, actor, encoded)
+    return KeyedStatement(sql, params, body, encoded)
 
 
 def _jsonb_text(text: str) -> Jsonb:
