@@ -13,6 +13,7 @@ one is missing there.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -27,7 +28,19 @@ if TYPE_CHECKING:  # pragma: no cover
 
 hookspec = pluggy.HookspecMarker("refflow")
 
-__all__ = ["hookspec"]
+__all__ = ["ReferralRef", "hookspec"]
+
+
+@dataclass(frozen=True)
+class ReferralRef:
+    """The ``referral`` a status hook receives: which referral, and the state
+    it is now in. It carries no patient data (not even the EHR's own id,
+    which may be a record number), so a notification plugin cannot leak PHI
+    by accident; a plugin that needs more loads the referral through the API
+    with its own credentials."""
+
+    id: str
+    status: str
 
 
 @hookspec
@@ -120,15 +133,18 @@ def refflow_route_deliveries(referral: Referral, plan: dict[str, Any]) -> list[d
 
 
 @hookspec
-def refflow_referral_status_changed(referral_id: str, old: str, new: str) -> None:
+def refflow_referral_status_changed(referral: ReferralRef, referral_id: str, old: str,
+                                    new: str) -> None:
     """Be told that a referral changed state (for notifications).
 
-    Called after the change is committed. It receives ids and state names,
-    not the referral, so that notification plugins cannot leak PHI by
-    accident; a plugin that needs more loads it through the API with its own
-    credentials.
+    Called after the change is committed. It receives a reference to the
+    referral (``ReferralRef``: its id and new state) and the state names,
+    not the referral's contents, so that notification plugins cannot leak PHI
+    by accident; a plugin that needs more loads it through the API with its
+    own credentials.
 
-    :param referral_id: the referral's id.
+    :param referral: which referral (``referral.id``, ``referral.status``).
+    :param referral_id: the referral's id (the same as ``referral.id``).
     :param old: the previous state (e.g. ``"planning"``).
     :param new: the new state (e.g. ``"planned"``).
     :returns: nothing; return values are ignored.

@@ -33,6 +33,7 @@ from typing import Any
 import pluggy
 
 from refflow.plugins import hookspecs
+from refflow.plugins.hookspecs import ReferralRef
 
 log = logging.getLogger(__name__)
 
@@ -523,7 +524,8 @@ def notify_status_changed(
     return [
         failure
         for _, _, failure in call_each(
-            pm, "refflow_referral_status_changed", referral_id=referral_id, old=old, new=new
+            pm, "refflow_referral_status_changed", referral=ReferralRef(referral_id, new),
+            referral_id=referral_id, old=old, new=new,
         )
         if failure
     ]

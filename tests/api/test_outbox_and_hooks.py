@@ -62,12 +62,17 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
     from refflow.plugins import hookimpl
     from refflow.plugins.manager import get_plugin_manager
 
-    seen = []
+    seen, design_style = [], []
 
     class Listener:
         @hookimpl
         def refflow_referral_status_changed(self, referral_id, old, new):
             seen.append((referral_id, old, new))
+
+    class DesignSignature:  # DESIGN.md's (referral, old, new): a reference, no patient data
+        @hookimpl
+        def refflow_referral_status_changed(self, referral, old, new):
+            design_style.append((referral, old, new))
 
     class Broken:
         @hookimpl
@@ -77,6 +82,7 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
     pm = get_plugin_manager(app.extensions["refflow.settings"])
     pm.register(Listener(), name="listener")
     pm.register(Broken(), name="broken-notifier")
+    pm.register(DesignSignature(), name="design-signature")
     try:
         rid = post(client, auth, referral_body).get_json()["id"]
         r = client.post(f"/api/v1/referrals/{rid}/cancel", headers=auth)
@@ -86,7 +92,11 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
     finally:
         pm.unregister(name="listener")
         pm.unregister(name="broken-notifier")
+        pm.unregister(name="design-signature")
     assert seen == [(rid, "received", "cancelled")]
+    [(referral, old, new)] = design_style
+    assert (referral.id, referral.status, old, new) == (rid, "cancelled", "received", "cancelled")
+    assert set(vars(referral)) == {"id", "status"}  # nothing about the patient
 
 
 def test_inline_render_commits_plan_documents_and_deliveries_together(client, auth, settings,

@@ -56,6 +56,7 @@ def test_hook_examples_run(tmp_path, referral):
     import click
 
     from refflow.config import load_settings
+    from refflow.plugins.hookspecs import ReferralRef
     from refflow.plugins.manager import call_each, get_plugin_manager
 
     settings = load_settings({}, data_dir=tmp_path)
@@ -65,6 +66,8 @@ def test_hook_examples_run(tmp_path, referral):
         "plan": {"decision": "review", "flags": [], "precautions": []},
         "referral_id": "ref-1", "old": "delivering", "new": "failed", "cli": click.Group(),
     }
+    # the status hook's referral is a reference, not the referral's contents
+    by_hook = {"refflow_referral_status_changed": {"referral": ReferralRef("ref-1", "failed")}}
     docs = DOCS.read_text()
     for name, _ in _hooks():
         section = docs.split(f"### {name}(", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
@@ -73,7 +76,7 @@ def test_hook_examples_run(tmp_path, referral):
         exec(compile(code, module.__name__, "exec"), module.__dict__)  # noqa: S102 - our docs
         pm.register(module, name=f"undo-{module.__name__}")
         try:
-            ran = [(plugin, failure) for plugin, _, failure in call_each(pm, name, **arguments)
+            ran = [(plugin, failure) for plugin, _, failure in call_each(pm, name, **{**arguments, **by_hook.get(name, {})})
                    if plugin == f"undo-{module.__name__}"]
             assert ran == [(f"undo-{module.__name__}", None)], name
         finally:
