@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import select
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,24 +76,107 @@ def _note_checkin(dbapi_conn, record) -> None:
 
 
 def _check_alive(dbapi_conn, record, proxy) -> None:
+    if not connection_alive(dbapi_conn, record.info.get("idle_since")):
+        raise exc.DisconnectionError("the connection is closed")
+
+
+def connection_alive(dbapi_conn, idle_since: float | None) -> bool:
+    """Whether an idle PostgreSQL connection can still be used: not closed,
+    nothing unread on its socket (the server closed it), and — if it sat idle
+    longer than ``IDLE_PING_SECONDS`` — answering a ``SELECT 1``."""
     try:
         if dbapi_conn.closed or dbapi_conn.broken:
-            raise exc.DisconnectionError("connection closed")
-        idle_since = record.info.get("idle_since")
-        fd = dbapi_conn.pgconn.socket
-        readable, _, _ = select.select([fd], [], [], 0)
+            return False
+        readable, _, _ = select.select([dbapi_conn.pgconn.socket], [], [], 0)
         if readable:
-            raise exc.DisconnectionError("the server closed the connection")
+            return False
         if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
             with dbapi_conn.cursor() as cur:
                 cur.execute("SELECT 1")
-            if not dbapi_conn.info.transaction_status:  # idle: the SELECT began no transaction
-                return
-            dbapi_conn.rollback()
-    except exc.DisconnectionError:
-        raise
-    except Exception as error:  # any failure here means a dead connection
-        raise exc.DisconnectionError(str(type(error).__name__)) from error
+            if dbapi_conn.info.transaction_status:  # not idle: the SELECT began a transaction
+                dbapi_conn.rollback()
+        return True
+    except Exception:  # noqa: BLE001 - any failure here means a dead connection
+        return False
+
+
+class ThreadConnections:
+    """A PostgreSQL connection each thread keeps for itself, outside the pool,
+    in autocommit mode: for a hot path of single statements (the intake's
+    accepting statement) that would otherwise pay a pool checkout and return,
+    and two transaction-mode switches, per request.
+
+    Connections are made by the engine (same URL, search path and driver
+    setup as pooled ones) and checked as pooled ones are before each use
+    (``connection_alive``): a connection the server closed is replaced
+    without failing a request. One that breaks during a statement is dropped
+    (``discard``) and the next use connects again. A thread's connection
+    closes when the thread ends or ``close_all`` runs; after a fork the child
+    leaves its parent's connections alone and makes its own.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # conn -> pid
+        self._inherited: list = []  # a parent's connections, kept from being finalised here
+        self._lock = threading.Lock()
+
+    def get(self):
+        """This thread's (connection, cursor), connected or replaced as needed."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        if conn is not None:
+            if local.pid != os.getpid():
+                with self._lock:
+                    self._inherited.append(conn)
+                conn = None
+            elif connection_alive(conn, local.idle_since):
+                return conn, local.cursor
+            else:
+                self.discard()
+        fairy = self.engine.raw_connection()
+        conn = fairy.driver_connection
+        fairy.detach()  # this thread's own from now on: never returned to the pool
+        try:
+            conn.autocommit = True
+        except Exception:
+            _close(conn)
+            raise
+        local.conn, local.cursor = conn, conn.cursor()
+        local.pid, local.idle_since = os.getpid(), None
+        with self._lock:
+            self._open[conn] = local.pid
+        return conn, local.cursor
+
+    def release(self) -> None:
+        """This thread's connection is idle again (its statement finished)."""
+        self._local.idle_since = time.monotonic()
+
+    def discard(self) -> None:
+        """Drop this thread's connection (broken, or the server closed it)."""
+        local = self._local
+        conn = getattr(local, "conn", None)
+        local.conn = local.cursor = None
+        if conn is not None:
+            _close(conn)
+
+    def close_all(self) -> None:
+        """Close every connection this process's threads keep."""
+        pid = os.getpid()
+        with self._lock:
+            conns = [conn for conn, owner in self._open.items() if owner == pid]
+            for conn in conns:
+                del self._open[conn]
+        for conn in conns:
+            _close(conn)
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001,S110 - closing a dead connection
+        pass
 
 
 class Database:
@@ -101,6 +187,7 @@ class Database:
         self.schema = schema
         self.engine = make_engine(url, schema=schema, **engine_kwargs)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
+        self.thread_connections = ThreadConnections(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -118,6 +205,7 @@ class Database:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
+        self.thread_connections.close_all()
         self.engine.dispose()
 
 

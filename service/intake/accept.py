@@ -337,52 +337,35 @@ def _as_is(text: str) -> str:
 
 def _execute_one_autocommit(db: Database, sql: str, params: dict):
     """Run one driver-level statement as its own transaction (autocommit: no
-    BEGIN or COMMIT round trips; the server commits before it answers) on a
-    pooled connection, and return its first row.
+    BEGIN or COMMIT round trips; the server commits before it answers) on the
+    connection this thread keeps (``Database.thread_connections``), and
+    return its first row.
 
-    The pool's raw DBAPI connection is used directly (no Connection, result
-    or isolation-level bookkeeping per request). Driver errors are raised as
-    SQLAlchemy's (``IntegrityError`` for a duplicate Idempotency-Key, a
-    ``DBAPIError`` with ``connection_invalidated`` for a lost connection), as
-    ``Connection.execute`` would; a lost connection is not put back in the pool.
+    Driver errors are raised as SQLAlchemy's (``IntegrityError`` for a
+    duplicate Idempotency-Key, a ``DBAPIError`` with ``connection_invalidated``
+    for a lost connection), as ``Connection.execute`` would; a lost connection
+    is dropped, and the thread's next statement connects again.
     """
+    connections = db.thread_connections
+    dialect = db.engine.dialect
     try:
-        fairy = db.engine.raw_connection()
+        conn, cursor = connections.get()
     except psycopg.Error as error:  # the database refused a new connection
-        dialect = db.engine.dialect
         raise DBAPIError.instance(None, None, error, psycopg.Error, hide_parameters=True,
                                   dialect=dialect,
                                   connection_invalidated=dialect.is_disconnect(error, None, None)
                                   ) from error
-    conn = fairy.driver_connection
-    clean = False  # back in the pool's state (not autocommit, no transaction)
     try:
-        conn.autocommit = True
-        # one cursor per connection, kept with it: its adapters (dumpers by
-        # type) are looked up once, not on every request
-        cursor = fairy.info.get("refflow.intake_cursor")
-        if cursor is None or cursor.closed or cursor.connection is not conn:
-            cursor = fairy.info["refflow.intake_cursor"] = conn.cursor()
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-        conn.autocommit = False
-        clean = True
+        return cursor.fetchone()
     except psycopg.Error as error:
-        dialect = db.engine.dialect
-        lost = dialect.is_disconnect(error, fairy.dbapi_connection, None)
-        if not lost:  # e.g. a duplicate Idempotency-Key: the connection is fine
-            try:
-                conn.autocommit = False
-                clean = True
-            except psycopg.Error:
-                pass
+        lost = dialect.is_disconnect(error, conn, None)
+        if lost:
+            connections.discard()
         raise DBAPIError.instance(sql, None, error, psycopg.Error, hide_parameters=True,
                                   dialect=dialect, connection_invalidated=lost) from error
     finally:
-        if not clean:
-            fairy.invalidate()
-        fairy.close()
-    return row
+        connections.release()
 
 
 @cache

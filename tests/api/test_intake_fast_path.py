@@ -145,3 +145,28 @@ def test_behind_a_trusted_proxy_the_client_address_and_tls_are_the_proxys_word(
         entry = session.scalar(select(AuditEntry).where(
             AuditEntry.referral_id == response.get_json()["id"]))
         assert entry.ip == "203.0.113.77"
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_without_failing_a_request(
+        app, client, auth, referral_body, db):
+    """The fast path runs its statement on a connection its thread keeps
+    outside the pool; like a pooled one, a connection the server closed while
+    it sat idle (a restart, an operator ending sessions) is replaced before
+    the next request uses it, instead of failing that request."""
+    import select as select_io
+
+    from sqlalchemy import text
+
+    first = client.post("/api/v1/referrals", json=referral_body, headers=auth)
+    assert first.status_code == 202
+    conn, _cursor = db.thread_connections.get()
+    kept_pid = conn.info.backend_pid
+    with db.engine.connect() as admin:
+        assert admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": kept_pid}).scalar()
+    select_io.select([conn.pgconn.socket], [], [], 5)  # the server's goodbye has arrived
+    second = client.post("/api/v1/referrals", json=referral_body, headers=auth)
+    assert second.status_code == 202, second.get_json()
+    replacement, _cursor = db.thread_connections.get()
+    assert replacement.info.backend_pid != kept_pid
+    with db.session() as session:
+        assert session.get(Referral, second.get_json()["id"]) is not None
