@@ -2,9 +2,13 @@
 
 ``REFFLOW_SMTP_URL`` chooses the server:
 
-- ``smtp://user:pass@host:587`` — plain SMTP, upgraded with STARTTLS when the
-  server offers it. Add ``?starttls=require`` to refuse servers that don't
-  (``?starttls=never`` to never try it). Credentials are only sent over TLS.
+- ``smtp://user:pass@host:587`` — SMTP upgraded with STARTTLS; a server that
+  does not offer it is refused (the handout is PHI), except a relay on this
+  machine (``localhost``, a loopback address), used with STARTTLS when it
+  offers it. ``?starttls=auto`` allows a plain session with a remote server
+  that does not offer it, ``?starttls=never`` never tries it, and
+  ``?starttls=require`` requires it even on loopback. Credentials are only
+  sent over TLS.
 - ``smtps://user:pass@host:465`` — implicit TLS from the first byte.
 - user and password are URL-decoded (write ``@`` as ``%40``, ``/`` as ``%2F``).
 - ``?cafile=/path/ca.pem`` trusts an extra CA (self-signed test servers);
@@ -32,6 +36,7 @@ permanent. Server reply text is never kept (it may echo the address).
 from __future__ import annotations
 
 import html
+import ipaddress
 import smtplib
 import socket
 import ssl
@@ -83,7 +88,10 @@ class SmtpConfig:
         unknown = set(query) - {"starttls", "verify", "cafile"}
         if unknown:
             raise ValueError(f"REFFLOW_SMTP_URL: unknown option(s) {', '.join(sorted(unknown))}")
-        starttls = query.get("starttls", "auto").lower()
+        # The handout is PHI: a server on another machine must offer STARTTLS
+        # unless the URL says otherwise; a relay on this machine (loopback)
+        # is used with TLS when it offers it and without when it does not.
+        starttls = query.get("starttls", "auto" if _loopback(parts.hostname) else "require").lower()
         starttls = {"required": "require", "true": "require", "false": "never"}.get(starttls, starttls)
         if starttls not in ("auto", "require", "never"):
             raise ValueError("REFFLOW_SMTP_URL: starttls must be auto, require or never")
@@ -106,6 +114,15 @@ class SmtpConfig:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         return context
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def map_smtp_error(exc: BaseException, stage: str) -> ChannelError:

@@ -253,3 +253,17 @@ def test_targets_and_urls_are_validated(plugin_settings):
     broken = EmailChannel(plugin_settings.with_overrides(smtp_url="http://mail.example"))
     with pytest.raises(PermanentChannelError, match="smtp://"):
         broken.send(Delivery("d", "r", "email", PATIENT, {"handout.pdf": b"%PDF-"}, "s"))
+
+
+@pytest.mark.parametrize("url, starttls", [
+    ("smtp://mail.example:587", "require"),          # a remote server: the handout is PHI
+    ("smtp://10.0.0.5:25", "require"),
+    ("smtp://mail.example:587?starttls=auto", "auto"),  # relaxed only when the URL says so
+    ("smtp://mailpit:1025?starttls=never", "never"),
+    ("smtp://localhost:25", "auto"),                 # a relay on this machine
+    ("smtp://127.0.0.1:1025", "auto"),
+    ("smtp://[::1]:25", "auto"),
+    ("smtp://127.0.0.1:25?starttls=require", "require"),
+])
+def test_starttls_is_required_unless_the_server_is_on_this_machine(url, starttls):
+    assert SmtpConfig.from_url(url).starttls == starttls
