@@ -140,6 +140,8 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
     if not 0 <= settings.fax_lanes <= 16:
         raise ConfigError("REFFLOW_FAX_LANES must be 0 (automatic) to 16")
+    if settings.database_url:
+        _check_database_url(settings.sqlalchemy_url)
     if not settings.secret_key:
         if not settings.embedded:
             raise ConfigError(
@@ -153,6 +155,25 @@ def _finish(settings: Settings) -> Settings:
         if not settings.broker_url:
             raise ConfigError("REFFLOW_BROKER_URL is required in production")
     return settings
+
+
+DATABASE_URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+
+
+def _check_database_url(url: str) -> None:
+    """Only the databases refflow runs on; the message never repeats the URL (it may
+    carry a password)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        scheme = make_url(url).drivername
+    except (ArgumentError, ValueError):
+        raise ConfigError(f"REFFLOW_DATABASE_URL is not a database URL: use {DATABASE_URL_FORMS}") \
+            from None
+    if scheme not in {"sqlite", "sqlite+pysqlite", "postgresql+psycopg"}:
+        raise ConfigError(f"REFFLOW_DATABASE_URL: {scheme}:// is not supported: "
+                          f"use {DATABASE_URL_FORMS}")
 
 
 def _embedded_secret(data_dir: Path) -> str:

@@ -19,25 +19,31 @@ def settings_or_exit():
 
 
 def database(settings=None, *, migrated: bool = True):
-    """The configured database; with ``migrated`` (the default) only one that
-    holds refflow's tables, else a one-line error that says what to run."""
+    """The configured database, reachable, or a one-line error; with ``migrated``
+    (the default) only one that holds refflow's tables, else an error that says
+    what to run."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from refflow.db import migrate
+
     db = database_for(settings or settings_or_exit())
-    if migrated:
-        from sqlalchemy.exc import SQLAlchemyError
-
-        from refflow.db import migrate
-
-        where = db.engine.url.render_as_string(hide_password=True)
-        try:
-            revision = migrate.current_revision(db)
-        except SQLAlchemyError as exc:
-            raise CLIError(f"cannot reach the database at {where} "
-                           f"({type(exc.orig or exc).__name__})") from None
-        if revision is None:
-            raise CLIError(f"there is no refflow database at {where}: run `refflow db upgrade` "
-                           "(or `refflow run`) first, or set REFFLOW_DATA_DIR or "
-                           "REFFLOW_DATABASE_URL to yours")
+    where = db.engine.url.render_as_string(hide_password=True)
+    try:
+        revision = migrate.current_revision(db)
+    except SQLAlchemyError as exc:
+        raise unreachable(db, exc) from None
+    if migrated and revision is None:
+        raise CLIError(f"there is no refflow database at {where}: run `refflow db upgrade` "
+                       "(or `refflow run`) first, or set REFFLOW_DATA_DIR or "
+                       "REFFLOW_DATABASE_URL to yours")
     return db
+
+
+def unreachable(db, exc: Exception) -> CLIError:
+    """The one-line error for a database that cannot be reached (no password shown)."""
+    where = db.engine.url.render_as_string(hide_password=True)
+    return CLIError(f"cannot reach the database at {where} "
+                    f"({type(getattr(exc, 'orig', None) or exc).__name__})")
 
 
 def emit_json(obj: dict) -> None:
@@ -46,5 +52,5 @@ def emit_json(obj: dict) -> None:
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True,
                            help="Interface to listen on.")
-port_option = click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535),
+port_option = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
                            help="Port to listen on.")

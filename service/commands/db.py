@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from refflow.cli import CLIError
 from refflow.commands.context import database
 from refflow.db import migrate
 
@@ -17,8 +18,14 @@ def command() -> None:
 @click.option("--revision", default="head", show_default=True)
 def upgrade(revision: str) -> None:
     """Bring the database schema to the latest version (safe to run twice)."""
-    db = database(migrated=False)
-    migrate.upgrade(db, revision)
+    from alembic.util import CommandError
+
+    db = database(migrated=False)  # reachable, or a one-line error
+    try:
+        migrate.upgrade(db, revision)
+    except CommandError as exc:  # an unknown or unreachable revision
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CLIError(f"cannot upgrade to revision {revision}: {reason}") from None
     click.echo(f"database at revision {migrate.current_revision(db)}")
 
 
