@@ -80,6 +80,10 @@ def _plugin_commands() -> None:
         pass  # the command itself will report the configuration problem
 
 
+# click >= 8.2 asks for help with this error when a group is called without a command.
+_NoArgsIsHelp = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 def main(argv: list[str] | None = None) -> None:
     from refflow.config import ConfigError
 
@@ -89,9 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("refflow: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # click's message, without its usage block
+        if isinstance(exc, _NoArgsIsHelp):  # `refflow` or a group alone: the help itself
+            exc.show()
+            sys.exit(2)
+        ctx = exc.ctx
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())  # some of click's span lines
+        click.echo(f"refflow: error: {message}{hint}", err=True)
+        sys.exit(2)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, (click.UsageError, CLIError)) else exc.exit_code)
+        sys.exit(2 if isinstance(exc, CLIError) else exc.exit_code)
     except ConfigError as exc:
         click.echo(f"refflow: error: {exc}", err=True)
         sys.exit(2)

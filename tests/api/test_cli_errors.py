@@ -50,3 +50,21 @@ def test_a_database_url_refflow_cannot_use_names_the_setting_and_what_works(reff
     line = one_line_error(refflow(*args, REFFLOW_DATABASE_URL=url))
     assert "REFFLOW_DATABASE_URL" in line and "sqlite" in line and "postgresql" in line
     assert "s3cret-pw" not in line
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("nosuch",), "No such command 'nosuch'. (see 'refflow --help')"),
+    (("practice", "add"), "Missing argument 'NAME'. (see 'refflow practice add --help')"),
+    (("user", "add", "a@example.org"), "Missing option '--role'. Choose from: staff, admin"),
+    (("user", "add", "a@example.org", "--role", "boss"), "Invalid value for '--role'"),
+    (("db", "upgrade", "--bogus"), "No such option '--bogus'."),
+])
+def test_usage_errors_are_one_line_with_clicks_message(refflow, args, message):
+    assert message in one_line_error(refflow(*args))
+
+
+@pytest.mark.parametrize("command", ["run", "web"])
+@pytest.mark.parametrize("port", ["0", "65536"])
+def test_serving_commands_refuse_a_port_out_of_range(refflow, command, port):
+    line = one_line_error(refflow(command, "--port", port))
+    assert "Invalid value for '--port'" in line and "1<=x<=65535" in line
