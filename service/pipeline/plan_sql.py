@@ -68,7 +68,8 @@ def _statement(documents: int, deliveries: int, events: int, messages: int) -> s
         return sql
     parts = ["""
 WITH moved AS (
-    UPDATE referrals SET status = 'delivering', updated_at = %(now)s
+    UPDATE referrals SET status = 'delivering', updated_at = %(now)s,
+                         flagged = flagged OR %(flagged)s
      WHERE id = %(id)s AND status = 'planning'
        AND NOT EXISTS (SELECT 1 FROM deliveries WHERE referral_id = %(id)s)
  RETURNING id
@@ -124,16 +125,20 @@ SELECT (SELECT count(*) FROM moved), r.status, ARRAY(SELECT id FROM messages ORD
 
 def commit_rendered(db: Database, *, referral_id: str, now: dt.datetime, actor: str,
                     plan_id: str, plan: dict, documents: list[dict], deliveries: list[dict],
-                    events: list[tuple], messages: list[tuple[str, dict]]) -> Committed:
+                    events: list[tuple], messages: list[tuple[str, dict]],
+                    flagged: bool = False) -> Committed:
     """Commit a released, rendered plan (see the module's docstring).
 
     ``documents``: dicts of DOCUMENT_COLUMNS; ``deliveries``: dicts of
     DELIVERY_COLUMNS; ``events``: ``(kind, from_status, to_status, reason)`` in
     timeline order; ``messages``: ``(task, args)`` for the outbox. At least one
     event and one message (the caller always has the two status moves and a
-    deliver or finalize message).
+    deliver or finalize message). ``flagged`` marks the referral for staff
+    (a released plan with a ``needs_review`` flag: a red flag's
+    ``do_not_exercise``); a referral already flagged stays flagged.
     """
     params: dict = {"id": referral_id, "now": now, "actor": actor, "plan_id": plan_id,
+                    "flagged": flagged,
                     "decision": plan["decision"],
                     "engine_version": str(plan.get("engine_version", "")), "body": Jsonb(plan)}
     for name, rows in (("doc", documents), ("delivery", deliveries)):

@@ -152,6 +152,9 @@ def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | 
          "message": pr["message"], "source": pr.get("source", "intake")}
         for pr in problems if pr.get("severity") in {"needs_review", "caution"}
     ]
+    # an intake rule and the engine may raise the same flag: the plan lists it once
+    planned_codes = {f.get("code") for f in plan.get("flags", [])}
+    intake_flags = [f for f in intake_flags if f["code"] not in planned_codes]
     if intake_flags:
         plan = dict(plan)
         plan["flags"] = list(plan.get("flags", [])) + intake_flags
@@ -178,7 +181,7 @@ def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | 
         else:
             existing.decision, existing.body = plan["decision"], plan
             existing.engine_version = str(plan.get("engine_version", ""))
-        row.flagged = held or row.flagged
+        row.flagged = row.flagged or needs_staff(plan)
         for flag in plan.get("flags", []):
             if flag.get("code") == "plugin_failed":
                 states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
@@ -273,6 +276,15 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         status = row.status
     p.relay()
     return status
+
+
+def needs_staff(plan: dict) -> bool:
+    """Whether staff should see this referral among the flagged ones: its plan
+    is held for review, or carries a ``needs_review`` flag that a released
+    decision does not wait for (a red flag's ``do_not_exercise`` goes to the
+    referrer at once, and staff must know of it)."""
+    return plan.get("decision") == "review" or any(
+        f.get("severity") == "needs_review" for f in plan.get("flags", []))
 
 
 def _render(p: Pipeline, referral: ReferralIn, plan: dict):
@@ -422,7 +434,8 @@ def _commit_rendered_pg(p: Pipeline, referral_id: str, request_id: str | None, p
         (FINALIZE, outbox.message_args(referral_id=referral_id, request_id=request_id))]
     committed = plan_sql.commit_rendered(
         p.db, referral_id=referral_id, now=utcnow(), actor=WORKER, plan_id=new_id(), plan=plan,
-        documents=documents, deliveries=deliveries, events=events, messages=messages)
+        documents=documents, deliveries=deliveries, events=events, messages=messages,
+        flagged=needs_staff(plan))
     if committed.moved:
         states.notify_status_changed([(referral_id, states.PLANNING, states.PLANNED),
                                       (referral_id, states.PLANNED, states.DELIVERING)])

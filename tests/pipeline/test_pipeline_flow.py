@@ -224,6 +224,24 @@ def test_red_flag_tells_the_referrer_and_sends_the_patient_nothing(stack, intake
     stack.wait_for([rid], timeout=60)
     plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
     assert plan["decision"] == "do_not_exercise" and plan["exercises"] == []
+    # staff see it among the flagged referrals, though nothing waits for them
+    detail = intake.get(f"/api/v1/referrals/{rid}", headers=intake.auth).get_json()
+    assert detail["flagged"] is True
     deliveries = {d.channel: d for d in stack.deliveries(rid)}
     assert set(deliveries) == {"fax", "pdf"}
     assert all(d.status == "sent" for d in deliveries.values())
+
+
+def test_an_out_of_scope_diagnosis_is_held_with_its_flag_listed_once(stack, intake):
+    """The intake rule and the plan engine both find the diagnosis out of scope
+    (guidance I2): a clinician decides, no exercises are drafted, and the
+    plan names the problem once."""
+    body = routine(external_id="EHR-SPRAIN")
+    body["diagnosis"] = {"codes": ["S93.401A"], "text": "ankle sprain"}
+    rid = submit(intake, body)
+    stack.wait_for([rid], statuses=("needs_review",), timeout=60)
+    plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
+    assert plan["decision"] == "review" and plan["exercises"] == []
+    assert [f["code"] for f in plan["flags"]].count("diagnosis_out_of_scope") == 1
+    detail = intake.get(f"/api/v1/referrals/{rid}", headers=intake.auth).get_json()
+    assert detail["flagged"] is True and stack.deliveries(rid) == []
