@@ -75,7 +75,10 @@ def _plugin_commands() -> None:
     from refflow.plugins.manager import get_plugin_manager, register_commands
 
     try:
-        register_commands(cli, get_plugin_manager(load_settings()))
+        # Choosing plugins needs no secret; passing one keeps load_settings from
+        # creating a key file (and the data dir) wherever any command runs.
+        settings = load_settings(secret_key="unused-by-plugin-commands")
+        register_commands(cli, get_plugin_manager(settings))
     except ConfigError:
         pass  # the command itself will report the configuration problem
 

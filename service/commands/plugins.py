@@ -16,7 +16,7 @@ def command(show_all: bool, as_json: bool) -> None:
     from refflow.config import load_settings
     from refflow.plugins.manager import get_plugin_manager, list_plugins
 
-    settings = load_settings()
+    settings = load_settings(secret_key="unused-by-plugins")  # no key file for a listing
     plugins = list_plugins(get_plugin_manager(settings), include_disabled=show_all)
     if as_json:
         click.echo(json.dumps(plugins, indent=2))

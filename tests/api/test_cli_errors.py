@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "referrals" / "design-example.json"
 UNREACHABLE = "postgresql+psycopg://postgres:s3cret-pw@127.0.0.1:1/x"
 
 
@@ -68,3 +70,25 @@ def test_usage_errors_are_one_line_with_clicks_message(refflow, args, message):
 def test_serving_commands_refuse_a_port_out_of_range(refflow, command, port):
     line = one_line_error(refflow(command, "--port", port))
     assert "Invalid value for '--port'" in line and "1<=x<=65535" in line
+
+
+@pytest.mark.parametrize("args", [("--version",), ("plan", str(EXAMPLE)), ("plugins",),
+                                  ("nosuch",)])
+def test_commands_that_need_no_data_dir_leave_the_working_directory_alone(tmp_path, args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFFLOW_")}
+    out = subprocess.run([sys.executable, "-m", "refflow", *args], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == (2 if args == ("nosuch",) else 0), out.stderr
+    assert list(tmp_path.iterdir()) == []  # no refflow-data/secret_key
+
+
+def test_serving_commands_still_keep_one_secret_key_per_data_dir(tmp_path, monkeypatch):
+    from refflow.commands.context import settings_or_exit
+
+    for name in [k for k in os.environ if k.startswith("REFFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("REFFLOW_DATA_DIR", str(tmp_path / "data"))
+    first = settings_or_exit().secret_key  # what `refflow run` and `refflow web` read
+    assert first and settings_or_exit().secret_key == first
+    assert (tmp_path / "data" / "secret_key").read_text().strip() == first
+    assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o777 == 0o600
