@@ -88,12 +88,13 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     if not exercises:
         flow.paragraph("There are no exercises in your plan yet. Your therapist will call you.",
                        BODY)
+    starts = start_weeks(plan)
     for number, exercise in enumerate(exercises, 1):
-        _exercise(flow, number, exercise)
+        _exercise(flow, number, exercise, starts.get(exercise.get("id")))
 
     schedule = plan.get("weekly_schedule") or []
     if schedule:
-        _week(flow, schedule, exercises)
+        _week(flow, schedule, exercises, starts)
 
     _precautions_and_stop(flow, plan, clinic)
     if exercises and schedule:
@@ -101,8 +102,24 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     return flow.finish()
 
 
-def _week(flow: Flow, schedule: list[dict], exercises: list[dict]) -> None:
-    """The weekly schedule as a grid: one row per exercise, a tick on its days."""
+def start_weeks(plan: dict) -> dict[str, int]:
+    """The week each exercise that starts in a later stage starts in (by id):
+    the first week of its ``phase_from``. Exercises of the first stage are
+    not listed."""
+    first_week = {ph.get("phase"): ph.get("week_from") for ph in plan.get("phases") or []}
+    starts = {}
+    for ex in plan.get("exercises") or []:
+        phase = ex.get("phase_from") or 1
+        week = first_week.get(phase)
+        if phase > 1 and week:
+            starts[ex.get("id")] = week
+    return starts
+
+
+def _week(flow: Flow, schedule: list[dict], exercises: list[dict],
+          starts: dict[str, int]) -> None:
+    """The weekly schedule as a grid: one row per exercise, a tick on its days;
+    an exercise of a later stage says from which week."""
     days = [d.get("day") or "" for d in schedule]
     on_day = [set(d.get("exercises") or []) for d in schedule]
     header = ["Exercise"] + [day[:3] for day in days]
@@ -110,7 +127,9 @@ def _week(flow: Flow, schedule: list[dict], exercises: list[dict]) -> None:
     rows = [header]
     for number, ex in enumerate(exercises, 1):
         name = ex.get("name") or ex.get("id") or ""
-        rows.append([f"{number}. {name}"] + ["✓" if ex.get("id") in ids else "" for ids in on_day])
+        start = starts.get(ex.get("id"))
+        label = f"{number}. {name}" + (f" (from week {start})" if start else "")
+        rows.append([label] + ["✓" if ex.get("id") in ids else "" for ids in on_day])
     known = {ex.get("id") for ex in exercises}
     for ids in on_day:  # anything scheduled that is not in the list above
         for extra in sorted(i for i in ids if i not in known):
@@ -118,6 +137,8 @@ def _week(flow: Flow, schedule: list[dict], exercises: list[dict]) -> None:
             rows.append([extra] + ["✓" if extra in day_ids else "" for day_ids in on_day])
     flow.heading("Your week", H1, rule=True, keep_with=BODY.lead * 9)
     intro = "A tick (✓) means: do this exercise on that day."
+    if starts:
+        intro += " An exercise marked \"from week …\" waits until that week."
     if rest_days:
         intro += f" Rest day: {' and '.join(rest_days)} (gentle exercises only, if any)."
     flow.paragraph(intro, BODY)
@@ -142,9 +163,13 @@ def _phases(flow: Flow, plan: dict) -> None:
 LABEL_WIDTH = 140
 
 
-def _exercise_rows(ex: dict) -> list[tuple[str, str, Style]]:
+def _exercise_rows(ex: dict, start_week: int | None = None) -> list[tuple[str, str, Style]]:
     """The exercise as (label, text, style) rows; label "" = a numbered step."""
-    rows: list[tuple[str, str, Style]] = [
+    rows: list[tuple[str, str, Style]] = []
+    if start_week:
+        rows.append(("When to start:",
+                     f"In week {start_week}. Do not start it before then.", BODY_BOLD))
+    rows += [
         ("How much:", fmt.sentence(fmt.dose_text(ex.get("dose"))), BODY),
         ("How often:", fmt.sentence(fmt.days_text(ex.get("days_per_week"))), BODY),
     ]
@@ -162,9 +187,9 @@ def _exercise_rows(ex: dict) -> list[tuple[str, str, Style]]:
     return rows
 
 
-def _exercise(flow: Flow, number: int, ex: dict) -> None:
+def _exercise(flow: Flow, number: int, ex: dict, start_week: int | None = None) -> None:
     name = ex.get("name") or ex.get("id") or "Exercise"
-    rows = _exercise_rows(ex)
+    rows = _exercise_rows(ex, start_week)
     steps = [r for r in rows if r[0][:-1].isdigit()]
     # Keep the whole exercise on one page when it fits on a page at all.
     height = BODY.lead * (1 if steps else 0) + 8

@@ -76,3 +76,19 @@ def test_handout_copes_with_a_sparse_plan_and_a4(minimal_referral, clinic):
         "stop_and_call_if": None, "phases": None}
     pdf = render_handout(minimal_referral, plan, clinic, paper="a4")
     assert "Marching on the spot" in plain(" ".join(page_texts(pdf)))
+
+
+def test_an_exercise_of_a_later_stage_says_when_to_start(referral, sample_plan, clinic):
+    """An exercise the plan starts in a later stage (``phase_from``) must not
+    read as one to do from the first day: its card and its row in "Your week"
+    name the week it starts (the first week of that stage)."""
+    import copy
+
+    plan = copy.deepcopy(sample_plan)
+    later = next(ex for ex in plan["exercises"] if ex["id"] == "tandem-stance")
+    later["phase_from"] = 2  # stage 2 starts in week 5 in this plan
+    text = plain(" ".join(page_texts(render_handout(referral, plan, clinic))))
+    card = text.split(later["name"], 1)[1]
+    assert card.lstrip(" .").startswith("When to start: In week 5. Do not start it before then.")
+    assert f"{later['name']} (from week 5)" in text
+    assert text.count("When to start:") == 1  # first-stage exercises start now
