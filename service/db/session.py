@@ -179,6 +179,22 @@ def _close(conn) -> None:
         pass
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the SQLite database file readable by its owner only (it holds
+    patient data); SQLite gives its -wal and -shm files the same mode. A file
+    an earlier version created with the umask's mode is narrowed too."""
+    from sqlalchemy.engine import make_url
+
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    for name in (path, path + "-wal", path + "-shm"):
+        if name == path:
+            os.close(os.open(name, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.path.exists(name):
+            os.chmod(name, 0o600)
+
+
 class Database:
     """An engine and its session factory."""
 
@@ -219,5 +235,6 @@ def database_for(settings) -> Database:
     if db is None:
         if settings.sqlalchemy_url.startswith("sqlite"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(settings.sqlalchemy_url)
         db = _databases[key] = Database(key[0], schema=key[1])
     return db
