@@ -59,7 +59,7 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
         supervisor.start("scheduler", "scheduler")
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
         click.echo(f"refflow is running: dashboard http://{shown_host}:{port}/")
-        click.echo(f"staff login: {login['email']} / {login['password']}")
+        click.echo(_login_line(login))
         click.echo("press Ctrl+C to stop")
         supervisor.watch(stopping.is_set)
     finally:
@@ -71,16 +71,47 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
 
 
 def _staff_login(db, data_dir: Path) -> dict:
-    """The embedded staff login, created on first run and kept (mode 0600) in the data dir."""
-    from refflow.accounts.users import create_user
+    """The embedded staff login, created on first run and kept (mode 0600) in the data dir.
+
+    Only a login that works is returned with its ``password``. When the user
+    exists in the database but the data dir holds no working password for it
+    (another data dir on a shared database, a deleted file, a changed
+    password), ``password`` is None. When the file names a user the database
+    no longer has, the user is created again with a new password.
+    """
+    from sqlalchemy import func, select
+
+    from refflow.accounts.practices import AccountError
+    from refflow.accounts.users import create_user, verify_login
+    from refflow.db.models import User
 
     path = data_dir / "staff-login.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    password = secrets.token_urlsafe(12)
-    with db.session() as session:
-        create_user(session, STAFF_EMAIL, password, role="admin")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        saved = json.loads(path.read_text())
+        email, password = str(saved["email"]), str(saved["password"])
+    except (OSError, ValueError, KeyError, TypeError):
+        email, password = STAFF_EMAIL, None
+    try:
+        with db.session() as session:
+            if password is not None and verify_login(session, email, password) is not None:
+                return {"email": email, "password": password}
+            if session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+                return {"email": email, "password": None}
+            password = secrets.token_urlsafe(12)
+            create_user(session, email, password, role="admin")
+    except AccountError:  # another `refflow run` on this database created it just now
+        return {"email": email, "password": None}
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"email": STAFF_EMAIL, "password": password}, fh)
-    return {"email": STAFF_EMAIL, "password": password}
+        json.dump({"email": email, "password": password}, fh)
+    os.replace(tmp, path)
+    return {"email": email, "password": password}
+
+
+def _login_line(login: dict) -> str:
+    if login["password"] is not None:
+        return f"staff login: {login['email']} / {login['password']}"
+    return (f"staff login: {login['email']} exists already in this database and its password "
+            "is not in this data dir; to sign in, add a user of your own: "
+            "refflow user add EMAIL --role admin")

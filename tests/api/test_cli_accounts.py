@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from refflow.db.models import ApiKey, User
 
@@ -84,3 +84,36 @@ def test_commands_on_a_data_dir_without_a_database_say_so_in_one_line(args, tmp_
     assert out.returncode == 2
     [line] = out.stderr.strip().splitlines()
     assert "no refflow database" in line and "refflow db upgrade" in line
+
+
+def test_refflow_run_staff_login_is_kept_and_always_works(settings, tmp_path):
+    from refflow.accounts.users import verify_login
+    from refflow.commands.run import STAFF_EMAIL, _login_line, _staff_login
+    from refflow.db import database_for
+
+    db = database_for(settings)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+
+    login = _staff_login(db, first)
+    assert login["email"] == STAFF_EMAIL and login["password"]
+    assert (first / "staff-login.json").stat().st_mode & 0o777 == 0o600
+    assert _staff_login(db, first) == login  # the next run shows the same login
+
+    # the user exists, this data dir has no password for it: say so, no crash
+    other = _staff_login(db, second)
+    assert other == {"email": STAFF_EMAIL, "password": None}
+    line = _login_line(other)
+    assert "exists already" in line and "refflow user add" in line and "\n" not in line
+    assert not (second / "staff-login.json").exists()
+
+    # the file names a user the database no longer has: a new one, never a dead login
+    with db.session() as session:
+        session.execute(delete(User).where(User.email == STAFF_EMAIL))
+    again = _staff_login(db, first)
+    assert again["password"] and again["password"] != login["password"]
+    assert json.loads((first / "staff-login.json").read_text()) == again
+    with db.session() as session:
+        assert verify_login(session, STAFF_EMAIL, again["password"]) is not None
+    assert _login_line(again) == f"staff login: {STAFF_EMAIL} / {again['password']}"
