@@ -43,7 +43,12 @@ def redis_executable() -> str:
 def start_redis(data_dir: Path, port: int | None = None,
                 host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
     """Start a Redis server that keeps its data in ``data_dir`` (AOF on, no
-    eviction: the broker must not drop messages). Returns (process, URL)."""
+    eviction: the broker must not drop messages). Returns (process, URL).
+
+    It runs in a session of its own: a Ctrl+C in the terminal reaches
+    ``refflow run`` and the children it stops in order, not the broker they
+    still need for their last acknowledgements (it is stopped after them,
+    and with its parent if that dies)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     proc = subprocess.Popen(
@@ -51,7 +56,8 @@ def start_redis(data_dir: Path, port: int | None = None,
          "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
          "--maxmemory-policy", "noeviction", "--protected-mode", "yes",
          "--logfile", str(data_dir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if proc.poll() is not None:

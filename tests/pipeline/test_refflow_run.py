@@ -49,8 +49,10 @@ def test_refflow_run_serves_a_referral_to_completion_and_stops_cleanly(tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFFLOW_")}
     env["REFFLOW_DATA_DIR"] = str(tmp_path / "data")
     out = open(tmp_path / "run.log", "wb")
+    # its own session, as a shell gives a foreground job: Ctrl+C goes to the group
     proc = subprocess.Popen([sys.executable, "-m", "refflow", "run", "--port", str(port)],
-                            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+                            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+                            start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -86,7 +88,11 @@ def test_refflow_run_serves_a_referral_to_completion_and_stops_cleanly(tmp_path)
         tree = descendants(proc.pid)
         assert len(tree) >= 4  # redis, web, worker, scheduler (and their children)
     finally:
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in the terminal sends
         proc.wait(60)
     time.sleep(0.5)
     assert [pid for pid in tree if alive(pid)] == []
+    # the broker outlived the worker: no lost connection while it shut down
+    log = (tmp_path / "run.log").read_text()
+    assert "Cannot connect" not in log and "Connection to broker lost" not in log, log[-3000:]
+    assert log.rstrip().endswith("refflow stopped")
