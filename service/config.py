@@ -52,7 +52,7 @@ class Settings:
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
     clinic_name: str = "refflow Rehabilitation Clinic"
-    clinic_phone: str = "+1 763 555 0100"
+    clinic_phone: str = "+1 763 555 0150"
     clinic_fax: str = "+1 763 555 0101"
     clinic_timezone: str = "America/Chicago"
     disabled_plugins: tuple[str, ...] = ()

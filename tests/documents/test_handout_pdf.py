@@ -92,3 +92,16 @@ def test_an_exercise_of_a_later_stage_says_when_to_start(referral, sample_plan, 
     assert card.lstrip(" .").startswith("When to start: In week 5. Do not start it before then.")
     assert f"{later['name']} (from week 5)" in text
     assert text.count("When to start:") == 1  # first-stage exercises start now
+
+
+def test_the_default_clinic_number_is_not_the_example_patients_own(referral, tmp_path):
+    """With no clinic configured, the example referral's handout must not tell
+    the patient to call their own phone number."""
+    from refflow.config import load_settings
+    from refflow.documents import ClinicInfo
+
+    clinic = ClinicInfo.from_settings(load_settings({}, data_dir=tmp_path, secret_key="x"))
+    text = plain(" ".join(page_texts(render_handout(referral, {"decision": "release"}, clinic))))
+    assert f"Call us at {clinic.phone}" in text
+    assert clinic.phone != referral.patient.phone and clinic.phone.replace(" ", "") != \
+        referral.patient.phone
