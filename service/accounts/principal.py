@@ -67,6 +67,17 @@ def api_key_in(authorization: str) -> str | None:
     return None
 
 
+def uses_session_cookie() -> bool:
+    """Whether the signed-in session cookie, not a key, authenticates this request.
+
+    Any ``Authorization`` header at all means the cookie is never looked at
+    (a malformed one is a 401), so only a request without one is cookie-
+    authenticated: an ambient credential a browser sends by itself, which is
+    why such a request must also prove it came from our pages (CSRF token,
+    checked in ``refflow.web``)."""
+    return not request.headers.get("Authorization") and bool(session.get("user_id"))
+
+
 def principal_from_request(db_session: Session | None = None) -> Principal | None:
     """Bearer API key first, then a signed-in user's session.
 
@@ -86,7 +97,7 @@ def principal_from_request(db_session: Session | None = None) -> Principal | Non
         else:
             with _db().session() as s:
                 principal = _key_principal(s, token.strip())
-    elif session.get("user_id"):
+    elif uses_session_cookie():
         with _db().session() as s:
             user = session_user(s, session)
             if user is not None:

@@ -2,9 +2,18 @@
 
 Pages are Flask/Jinja with one stylesheet and one small script from
 ``static/`` (no inline script or style, so a strict CSP holds). Every form
-carries a CSRF token (Flask-WTF); the JSON API blueprints are exempt because
-they authenticate with a Bearer key or expect a JSON body a cross-site form
-cannot send.
+carries a CSRF token (Flask-WTF).
+
+The JSON API blueprints are exempt from the form check (they never read a
+form field) but not from CSRF: a request with an ``Authorization`` header is
+authenticated by its Bearer key, which a browser never sends on its own, and
+needs no token; any other state-changing API request that the signed-in
+session cookie authenticates must carry the session's CSRF token in an
+``X-CSRFToken`` (or ``X-CSRF-Token``) header, else it is refused with 403
+``csrf_token_missing`` or ``csrf_failed`` in the JSON error envelope. A body
+is no proof: the staff actions accept an empty one, which a form on another
+origin of the same site (another port, a sibling subdomain; SameSite=Lax does
+not stop those) can send with the cookie.
 """
 
 from __future__ import annotations
@@ -18,10 +27,13 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from refflow.web import formatting
 
-# Blueprints of the JSON API: no CSRF token (Bearer keys; JSON bodies only).
+# Blueprints of the JSON API: no form token; a cookie session's token goes in a
+# header instead (``_api_session_csrf``).
 API_BLUEPRINTS = ("referrals_api", "staff_api", "plugins_api", "health")
 # A signed-in session ends after this long even when used all the time.
 ABSOLUTE_SESSION_SECONDS = 12 * 3600
+# Methods that change nothing, so need no CSRF token.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Requests the page makes on its own (auto-refresh) do not count as activity.
 POLL_HEADER = "X-Refflow-Poll"
 
@@ -61,6 +73,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the web pages on ``app`` (called by ``create_app``)."""
+    from refflow.accounts.principal import uses_session_cookie
     from refflow.web import auth, portal, staff
 
     settings = app.extensions["refflow.settings"]
@@ -104,11 +117,23 @@ def init_app(app: Flask) -> None:
         session.setdefault("since", since)
 
     @app.before_request
+    def _api_session_csrf() -> None:
+        """A state-changing API request authenticated by the session cookie
+        (no Authorization header) must carry the CSRF token in a header.
+
+        After the idle expiry above: an expired session was cleared there, and
+        its request gets the API's 401 instead."""
+        if request.method in SAFE_METHODS or not is_api_request():
+            return
+        if app.config.get("WTF_CSRF_ENABLED", True) and uses_session_cookie():
+            check_csrf_header()
+
+    @app.before_request
     def _same_origin_forms() -> None:
         """A browser form post must come from our own origin (when the browser says)."""
         if request.method in {"GET", "HEAD", "OPTIONS"}:
             return
-        if request.blueprint in API_BLUEPRINTS or request.path.startswith("/api/"):
+        if is_api_request():
             return
         origin = request.headers.get("Origin")
         if origin and origin != "null" and origin != request.host_url.rstrip("/"):
@@ -119,6 +144,34 @@ def init_app(app: Flask) -> None:
         return error_page(400, "This form could not be accepted because its security token "
                                "is missing or has expired. Go back, reload the page and "
                                "try again.")
+
+
+def is_api_request() -> bool:
+    """Whether this request goes to the JSON API (exempt from the form check)."""
+    return request.blueprint in API_BLUEPRINTS or request.path.startswith("/api/")
+
+
+def check_csrf_header() -> None:
+    """Refuse (403, JSON envelope) an API request without this session's CSRF
+    token in an ``X-CSRFToken``/``X-CSRF-Token`` header. The form field is not
+    read: the API takes JSON, and the token belongs in a header there."""
+    from flask import current_app
+    from flask_wtf.csrf import validate_csrf
+    from wtforms import ValidationError
+
+    from refflow.ops.errors import ApiError
+
+    names = current_app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken", "X-CSRF-Token"]
+    token = next((request.headers[n] for n in names if request.headers.get(n)), None)
+    if token is None:
+        raise ApiError(403, "a signed-in session must send its CSRF token in an X-CSRFToken "
+                            "header (or use an API key)", code="csrf_token_missing")
+    try:
+        validate_csrf(token)
+    except ValidationError as exc:
+        reason = exc.args[0] if exc.args else "The CSRF token is invalid."
+        raise ApiError(403, f"the X-CSRFToken header was refused: {reason} Reload the page "
+                            "for a new token.", code="csrf_failed") from None
 
 
 def error_page(status: int, message: str):
