@@ -519,6 +519,14 @@ def _send(channel, request) -> tuple[str, str | None, str | None]:
     return "sent", None, str(getattr(result, "reference", "") or "")[:200]
 
 
+def _log_failed(delivery_id: str, referral_id: str, channel: str, why: str) -> None:
+    """An operator watching the logs hears of a delivery that needs staff.
+    Ids and the channel only: the error text stays on the referral's timeline
+    (a server's answer can quote an address)."""
+    log.warning("delivery %s of referral %s (%s) failed: %s; staff can correct and retry it",
+                delivery_id, referral_id, channel, why)
+
+
 def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
     """``deliver`` on PostgreSQL: the same steps as driver-level statements
     (see ``delivery_sql``): one to claim (returning the documents too), one
@@ -555,6 +563,7 @@ def _deliver_pg(p: Pipeline, delivery_id: str) -> str | None:
             else "permanent error"
         status, kind = "failed", "delivery_failed"
         reason = f"{claim.channel}: {why}: {error}"
+        _log_failed(delivery_id, claim.referral_id, claim.channel, why)
     finished = delivery_sql.record_outcome(
         p.db, delivery_id=delivery_id, referral_id=claim.referral_id,
         attempt_id=claim.attempt_id, outcome=outcome, status=status, error=error,
@@ -618,6 +627,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                 else "permanent error"
             states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
                                 reason=f"{delivery.channel}: {why}: {error}")
+            _log_failed(delivery.id, delivery.referral_id, delivery.channel, why)
         if delivery.status in ENDED:
             session.flush()
             _finalize_in(session, referral)

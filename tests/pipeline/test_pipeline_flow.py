@@ -21,6 +21,9 @@ def submit(intake, body, **headers) -> str:
 
 
 def as_staff(intake, stack):
+    """Sign ``intake`` in as a new staff user; its API calls then carry the
+    session's CSRF token, as a signed-in browser's script must."""
+    import re
     import uuid
 
     from refflow.accounts.users import create_user
@@ -30,6 +33,9 @@ def as_staff(intake, stack):
                            "correct horse battery", role="staff")
     with intake.session_transaction() as sess:
         sess["user_id"] = user.id
+    page = intake.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    intake.environ_base["HTTP_X_CSRFTOKEN"] = token
     return user
 
 
@@ -112,6 +118,10 @@ def test_permanent_failure_then_staff_fixes_target_and_resends(stack, intake, sm
     stack.wait_for([rid], statuses=("failed",), timeout=60)
     email = [d for d in stack.deliveries(rid) if d.channel == "email"][0]
     assert email.status == "failed" and "550" in (email.last_error or "")
+    # the operator's log says which delivery needs staff, and nothing about the patient
+    worker_log = (stack.settings.data_dir / "worker.log").read_text()
+    assert f"delivery {email.id} of referral {rid} (email) failed: permanent error" in worker_log
+    assert "stone" not in worker_log.lower() and "mary" not in worker_log.lower()
     sent_before = {d.id: d.attempts for d in stack.deliveries(rid) if d.status == "sent"}
     assert len(sent_before) == 2
 
