@@ -26,8 +26,14 @@ for _name, _value in vars(harness).items():
         globals().setdefault(_name, _value)
 
 
-def staff_cookie(app, db, role: str = "staff") -> str:
-    """A signed session cookie of a new staff user (as the sign-in page would set)."""
+def staff_cookie(app, db, role: str = "staff") -> tuple[str, str]:
+    """A signed session cookie of a new staff user (as the sign-in page would
+    set) and the CSRF token its API calls send in ``X-CSRFToken``."""
+    import hashlib
+    import os
+
+    from itsdangerous import URLSafeTimedSerializer
+
     from refflow.db.models import User
 
     with db.session() as session:
@@ -37,8 +43,12 @@ def staff_cookie(app, db, role: str = "staff") -> str:
         session.flush()
         user_id = user.id
     now = int(time.time())
+    raw_token = hashlib.sha1(os.urandom(64)).hexdigest()  # as Flask-WTF makes it
     serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"user_id": user_id, "seen": now, "since": now})
+    cookie = serializer.dumps({"user_id": user_id, "seen": now, "since": now,
+                               "csrf_token": raw_token})
+    token = URLSafeTimedSerializer(app.secret_key, salt="wtf-csrf-token").dumps(raw_token)
+    return cookie, token
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,12 @@ def live(tmp_path_factory, request):
         practice = create_practice(session, f"Practice {uuid.uuid4().hex[:6]}",
                                    fax="+1 763 555 0198", email="office@example.org")
         _, key = issue_key(session, practice)
-    cookie = request.getfixturevalue("make_staff_cookie")(app, db)
+    cookie, csrf_token = request.getfixturevalue("make_staff_cookie")(app, db)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield {"url": f"http://127.0.0.1:{server.server_port}", "key": key, "cookie": cookie,
-           "app": app}
+           "csrf_token": csrf_token, "app": app}
     server.shutdown()
     thread.join(5)
 
@@ -59,7 +59,8 @@ EXCLUDED = [oa_checks.positive_data_acceptance]
 
 def _headers(case, live) -> dict:
     if "staff" in (case.operation.tags or []):
-        return {"Cookie": f"refflow_session={live['cookie']}"}
+        return {"Cookie": f"refflow_session={live['cookie']}",
+                "X-CSRFToken": live["csrf_token"]}
     if case.operation.path.startswith("/api/v1/referrals"):
         return {"Authorization": f"Bearer {live['key']}"}
     return {}
