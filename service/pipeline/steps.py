@@ -162,7 +162,19 @@ def _build_plan(p: Pipeline, referral_id: str, *, inline_render: bool) -> str | 
                 and plan["decision"] == "release":
             plan["decision"] = "review"
     held = plan["decision"] == "review"
-    rendered = _render(p, referral, plan) if inline_render and not held else None
+    routing = None
+    if not held:
+        from refflow.plugins.manager import routes_for
+
+        routing = routes_for(referral, plan, p.pm)
+        if routing[1] and plan["decision"] == "release":
+            # A routing plugin failed: staff decide before anything is sent
+            # where the clinic's rules could not say (on approval the default
+            # routing applies, and the failure stays on the timeline).
+            plan = dict(plan, decision="review",
+                        flags=list(plan.get("flags", [])) + [f.as_flag() for f in routing[1]])
+            held = True
+    rendered = _render(p, referral, plan, routing) if inline_render and not held else None
     if postgres and rendered is not None:
         committed = _commit_rendered_pg(p, referral_id, request_id, plan, *rendered)
         if committed.moved or committed.status != states.PLANNING:
@@ -287,14 +299,15 @@ def needs_staff(plan: dict) -> bool:
         f.get("severity") == "needs_review" for f in plan.get("flags", []))
 
 
-def _render(p: Pipeline, referral: ReferralIn, plan: dict):
-    """The documents and the routes for them (no database)."""
+def _render(p: Pipeline, referral: ReferralIn, plan: dict, routing: tuple | None = None):
+    """The documents and the routes for them (no database); ``routing``: the
+    (routes, failures) ``routes_for`` already gave for this plan."""
     from refflow.documents import render_all
     from refflow.plugins.manager import routes_for
 
     docs = render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
                       paper=p.settings.paper, fax_lanes=p.settings.fax_lanes or None)
-    routes, failures = routes_for(referral, plan, p.pm)
+    routes, failures = routing if routing is not None else routes_for(referral, plan, p.pm)
     if plan.get("decision") == "do_not_exercise":
         # A red flag: the referrer and the chart hear about it; the patient gets
         # no plan until a clinician has seen them.

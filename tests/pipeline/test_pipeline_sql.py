@@ -257,3 +257,44 @@ def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_final
     assert calls["hooks"].count(("delivering", "failed")) == 1
     assert steps.finalize(p, rid) == states.FAILED  # and again: nothing changes
     assert len(_timeline(db, rid)) == len(timeline)
+
+
+def test_a_routing_plugin_that_raises_sends_the_referral_to_staff_first(
+        client, auth, settings, db, calls):
+    """DESIGN.md: a plugin that raises is recorded against the referral, and
+    the referral goes to staff. A clinic's routing rules failed, so nothing is
+    sent until staff approve; then the default routing applies."""
+    from refflow.plugins import hookimpl
+
+    class BrokenRouter:
+        @hookimpl
+        def refflow_route_deliveries(self, referral, plan):
+            raise RuntimeError("routing table unavailable")
+
+    p = steps.Pipeline(settings, db=db, publish=lambda task, args: None)
+    p.pm.register(BrokenRouter(), name="broken-router")
+    try:
+        rid = _submit(client, auth)
+        outbox.relay(db, lambda task, args: None)
+        assert steps.plan_and_render(p, rid) == states.NEEDS_REVIEW
+        with db.session() as session:
+            referral = session.get(Referral, rid)
+            plan = session.scalar(select(Plan).where(Plan.referral_id == rid))
+            assert (referral.status, referral.flagged) == ("needs_review", True)
+            assert plan.decision == "review"
+            assert [f["source"] for f in plan.body["flags"] if f["code"] == "plugin_failed"] \
+                == ["broken-router"]
+            assert session.scalars(select(Delivery).where(Delivery.referral_id == rid)).all() \
+                == []
+        assert ("plugin_failed", None, None,
+                "plugin 'broken-router' failed in refflow_route_deliveries (RuntimeError)") \
+            in _timeline(db, rid)
+
+        steps.approve(p, rid, actor="user:staff")
+        assert steps.render_documents(p, rid) == states.DELIVERING
+        with db.session() as session:
+            channels = sorted(session.scalars(select(Delivery.channel)
+                                              .where(Delivery.referral_id == rid)))
+        assert channels == ["email", "fax", "pdf"]  # the referral's own deliver flags
+    finally:
+        p.pm.unregister(name="broken-router")
