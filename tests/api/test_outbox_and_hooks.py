@@ -58,7 +58,7 @@ def test_idempotency_keys_expire_after_retention(client, auth, referral_body, db
         assert session.scalar(select(func.count()).select_from(IdempotencyKey)) == 2
 
 
-def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body, app):
+def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body, app, db):
     from refflow.plugins import hookimpl
     from refflow.plugins.manager import get_plugin_manager
 
@@ -97,6 +97,16 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
     [(referral, old, new)] = design_style
     assert (referral.id, referral.status, old, new) == (rid, "cancelled", "received", "cancelled")
     assert set(vars(referral)) == {"id", "status"}  # nothing about the patient
+    # the notifier that raised is recorded against the referral (name and error class)
+    from sqlalchemy import select
+
+    from refflow.db.models import ReferralEvent
+
+    with db.session() as session:
+        failed = session.scalars(select(ReferralEvent.reason).where(
+            ReferralEvent.referral_id == rid, ReferralEvent.kind == "plugin_failed")).all()
+    assert failed == ["plugin 'broken-notifier' failed in refflow_referral_status_changed "
+                      "(RuntimeError)"]
 
 
 def test_inline_render_commits_plan_documents_and_deliveries_together(client, auth, settings,
