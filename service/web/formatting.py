@@ -46,7 +46,13 @@ DECISIONS = {
 }
 
 
-def local_time(value: dt.datetime | None, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M %Z") -> str:
+# The clinic's way of writing a day; times on the pages are this plus the clock.
+DATE_FORMAT = "%Y-%m-%d"
+TIME_FORMAT = f"{DATE_FORMAT} %H:%M %Z"
+UNKNOWN = "not known"
+
+
+def local_time(value: dt.datetime | None, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
     if value is None:
         return ""
     if value.tzinfo is None:
@@ -71,10 +77,110 @@ def duration(seconds: float | None) -> str:
     return f"{days} d {hours} h" if hours else f"{days} d"
 
 
+# -- the referral's clinical facts, as the staff page shows them -------------------
+# The payload is the referral's JSON (dates are ISO strings). Every fact a plan
+# rule reads is shown, and an absent answer reads "not known", never nothing.
+
+def day(value) -> str:
+    """A day (a date or an ISO string) in the clinic's format; '' when absent."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = dt.date.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.strftime(DATE_FORMAT)
+
+
+def yes_no(value) -> str:
+    if value is None:
+        return UNKNOWN
+    return "yes" if value else "no"
+
+
+def known(value) -> str:
+    """A value as written, or 'not known' when absent (0 and False are answers)."""
+    if value is None or value == "":
+        return UNKNOWN
+    return _number(value)
+
+
+def _number(value) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:g}"
+
+
+def fractures_text(fractures) -> str:
+    """'vertebral T12, 2026-05-01, low trauma'; several are joined with '; '."""
+    if fractures is None:
+        return UNKNOWN
+    if not fractures:
+        return "none"
+    parts = []
+    for f in fractures:
+        text = str(f.get("site", "site not known"))
+        if f.get("level"):
+            text += f" {f['level']}"
+        text += f", {day(f['date'])}" if f.get("date") else ", date not known"
+        low = f.get("low_trauma")
+        text += ", " + {True: "low trauma", False: "not low trauma"}.get(low, "trauma not known")
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def medications_text(medications) -> str:
+    """'alendronate; prednisone 10 mg/day since 2025-10-01'."""
+    if medications is None:
+        return UNKNOWN
+    if not medications:
+        return "none"
+    parts = []
+    for m in medications:
+        if isinstance(m, str):
+            parts.append(m)
+            continue
+        text = str(m.get("name", ""))
+        if m.get("dose_mg_per_day") is not None:
+            text += f" {_number(m['dose_mg_per_day'])} mg/day"
+        if m.get("since"):
+            text += f" since {day(m['since'])}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def pain_text(pain) -> str:
+    """'3/10, back, since 2026-04-20, not after minor trauma'."""
+    if not pain:
+        return UNKNOWN
+    text = f"{pain.get('score', '?')}/10"
+    if pain.get("site"):
+        text += f", {pain['site']}"
+    text += f", since {day(pain['since'])}" if pain.get("since") else ", since not known"
+    trauma = pain.get("after_minor_trauma")
+    text += ", " + {True: "after minor trauma",
+                    False: "not after minor trauma"}.get(trauma, "minor trauma not known")
+    return text
+
+
+def blood_pressure_text(bp) -> str:
+    if not bp:
+        return UNKNOWN
+    return f"{bp.get('systolic')}/{bp.get('diastolic')} mmHg"
+
+
 def init_app(app, settings) -> None:
     tz = ZoneInfo(settings.clinic_timezone)
 
-    app.add_template_filter(lambda v, fmt="%Y-%m-%d %H:%M %Z": local_time(v, tz, fmt), "local")
+    app.add_template_filter(lambda v, fmt=TIME_FORMAT: local_time(v, tz, fmt), "local")
+    app.add_template_filter(day, "day")
+    app.add_template_filter(yes_no, "yes_no")
+    app.add_template_filter(known, "known")
+    app.add_template_filter(fractures_text, "fractures")
+    app.add_template_filter(medications_text, "medications")
+    app.add_template_filter(pain_text, "pain")
+    app.add_template_filter(blood_pressure_text, "blood_pressure")
     app.add_template_filter(duration, "duration")
     app.add_template_filter(lambda s: STATE_LABELS.get(s, s), "state")
     app.add_template_filter(lambda s: DELIVERY_LABELS.get(s, s), "delivery_state")
