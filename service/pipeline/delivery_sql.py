@@ -79,7 +79,7 @@ WITH others AS (
     UPDATE deliveries
        SET status = %(status)s, updated_at = %(now)s, last_error = %(error)s,
            sent_at = COALESCE(%(sent_at)s, sent_at), reference = COALESCE(%(reference)s, reference),
-           next_attempt_at = COALESCE(%(next_at)s, next_attempt_at)
+           next_attempt_at = %(next_at)s  -- only a retrying delivery has a next attempt
      WHERE id = %(id)s
 ), retry_message AS (
     INSERT INTO outbox (task, args, created_at, available_at, relay_attempts)

@@ -47,8 +47,9 @@ RENDER = "refflow.render_documents"
 DELIVER = "refflow.deliver"
 FINALIZE = "refflow.finalize"
 
+FAX_DOCUMENT = "fax.tiff"  # refflow.documents.render.FAX, without importing the renderers
 CONTENT_TYPES = {"handout.pdf": "application/pdf", "summary.pdf": "application/pdf",
-                 "fax.tiff": "image/tiff"}
+                 FAX_DOCUMENT: "image/tiff"}
 ENDED = frozenset({"sent", "failed"})
 WORKER = "worker"
 
@@ -532,6 +533,20 @@ def _send(channel, request) -> tuple[str, str | None, str | None]:
     return "sent", None, str(getattr(result, "reference", "") or "")[:200]
 
 
+def _readdress_fax(p: Pipeline, session, row: Referral, fax_number: str) -> None:
+    """Render the fax again with its cover page (and summary) addressed to the
+    number staff corrected, so the office that receives it is the one named."""
+    from refflow.documents import render_fax
+
+    plan = session.scalar(select(Plan).where(Plan.referral_id == row.id))
+    referral = referral_input(row)
+    referral = referral.model_copy(
+        update={"referrer": referral.referrer.model_copy(update={"fax": fax_number})})
+    _store_documents(session, row.id, {FAX_DOCUMENT: render_fax(
+        referral, plan.body, p.clinic, resolution=p.settings.fax_resolution,
+        paper=p.settings.paper, fax_lanes=p.settings.fax_lanes or None)})
+
+
 def _log_failed(delivery_id: str, referral_id: str, channel: str, why: str) -> None:
     """An operator watching the logs hears of a delivery that needs staff.
     Ids and the channel only: the error text stays on the referral's timeline
@@ -620,6 +635,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
         session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
                         .values(finished_at=now, outcome=outcome, error=error))
         delivery.updated_at = now
+        delivery.next_attempt_at = None  # only a retrying delivery has a next attempt
         if outcome == "sent":
             delivery.status, delivery.sent_at, delivery.reference = "sent", now, reference
             delivery.last_error = None
@@ -734,6 +750,8 @@ def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
                 raise StepError(_safe_error(exc, "the new target is not valid")) from None
             delivery.target = target
         row = session.get(Referral, delivery.referral_id)
+        if target is not None and delivery.document == FAX_DOCUMENT:
+            _readdress_fax(p, session, row, target)
         if row.status == states.FAILED:
             states.transition(session, row, states.DELIVERING, actor=actor,
                               reason=f"staff retry of the {delivery.channel} delivery"

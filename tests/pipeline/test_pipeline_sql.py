@@ -248,6 +248,7 @@ def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_final
         email_row = session.get(Delivery, ids["email"])
     assert (email_row.status, email_row.attempts, email_row.last_error) == (
         "failed", 2, "mail server busy")
+    assert email_row.next_attempt_at is None  # a failed delivery has no next attempt
     timeline = _timeline(db, rid)
     assert [e for e in timeline if e[0] == "status" and e[1] == "delivering"] == [
         ("status", "delivering", "failed", "1 of 3 deliveries failed")]
@@ -298,3 +299,41 @@ def test_a_routing_plugin_that_raises_sends_the_referral_to_staff_first(
         assert channels == ["email", "fax", "pdf"]  # the referral's own deliver flags
     finally:
         p.pm.unregister(name="broken-router")
+
+
+def test_a_fax_retried_to_a_corrected_number_is_addressed_to_it(
+        client, auth, settings, db, calls, monkeypatch):
+    """Staff correct a failed fax's number: the cover page (and summary) sent
+    name the corrected number, not the one that failed."""
+    from refflow.documents import render as documents_render
+
+    p = steps.Pipeline(settings, db=db, publish=lambda task, args: None)
+    rid = _submit(client, auth)
+    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    with db.session() as session:  # the fax server refused the number on file
+        fax = session.scalar(select(Delivery).where(Delivery.referral_id == rid,
+                                                    Delivery.channel == "fax"))
+        fax.status, fax.last_error = "failed", "fax: number not in service"
+        before = session.scalar(select(Document.sha256).where(
+            Document.referral_id == rid, Document.name == "fax.tiff"))
+        fax_id = fax.id
+    addressed = []
+    real_cover = documents_render.render_cover
+
+    def cover(referral, *args, **kwargs):
+        addressed.append(referral.referrer.fax)
+        return real_cover(referral, *args, **kwargs)
+
+    monkeypatch.setattr(documents_render, "render_cover", cover)
+    steps.retry_delivery(p, fax_id, actor="user:staff", target="+1 763 555 0197")
+    assert addressed == ["+17635550197"]
+    with db.session() as session:
+        stored = session.scalar(select(Document).where(Document.referral_id == rid,
+                                                       Document.name == "fax.tiff"))
+        retried = session.get(Delivery, fax_id)
+        assert stored.sha256 != before and stored.content[:4] in (b"II*\x00", b"MM\x00*")
+        assert (retried.target, retried.status) == ("+17635550197", "pending")
+        new_fax = stored.content
+    assert steps.deliver(p, fax_id) == "sent"
+    spooled = (settings.fax_spool_dir / "docq" / f"{fax_id}.tif").read_bytes()
+    assert spooled == new_fax
