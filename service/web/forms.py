@@ -8,9 +8,11 @@ an error's ``fields`` key names the input it belongs to.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
+from refflow.intake.schemas import Referral
 from refflow.intake.validation import parse_referral
 from refflow.ops.errors import ApiError
 
@@ -236,6 +238,9 @@ def to_body(values: dict[str, str]) -> tuple[dict, dict[str, str]]:
             errors["clinical.fractures.0.site"] = "describe at least one fracture"
         else:
             _set(body, "clinical.fractures", fractures)
+    # The form always has a diagnosis: left empty, the schema's own rule (a code
+    # or a text) answers, rather than "diagnosis is required".
+    body.setdefault("diagnosis", {})
     return body, errors
 
 
@@ -273,7 +278,55 @@ ERROR_WORDING = {
     "required": "This is required.",
 }
 
+# pydantic's own words for a number out of its range or not a number at all
+# ("Input should be less than or equal to 10", "... a valid integer, ...").
+NUMBER_ERROR = re.compile(
+    r"^Input should be (?:(?:greater|less) than|a valid (?:number|integer)|a finite number)")
 
-def message(text: str) -> str:
+
+@functools.cache
+def number_ranges() -> dict[str, tuple[float | None, float | None, bool]]:
+    """(minimum, maximum, whole numbers only) of every number in the referral
+    schema, by its JSON path (``clinical.pain.score``)."""
+    schema = Referral.model_json_schema()
+    defs = schema.get("$defs", {})
+    ranges: dict[str, tuple[float | None, float | None, bool]] = {}
+
+    def walk(node: dict, path: str, depth: int = 0) -> None:
+        if depth > 20:
+            return
+        if "$ref" in node:
+            node = defs.get(node["$ref"].rsplit("/", 1)[-1], {})
+        for branch in node.get("anyOf", []) + node.get("allOf", []):
+            walk(branch, path, depth + 1)
+        if node.get("type") in ("integer", "number") and path:
+            low = node.get("minimum", node.get("exclusiveMinimum"))
+            high = node.get("maximum", node.get("exclusiveMaximum"))
+            ranges[path] = (low, high, node["type"] == "integer")
+        for key, child in node.get("properties", {}).items():
+            walk(child, f"{path}.{key}" if path else key, depth + 1)
+
+    walk(schema, "")
+    return ranges
+
+
+def _number_message(name: str) -> str | None:
+    low, high, whole = number_ranges().get(name, (None, None, False))
+    kind = "a whole number" if whole else "a number"
+    if low is not None and high is not None:
+        return f"Enter {kind} from {low:g} to {high:g}."
+    if low is not None:
+        return f"Enter {kind} of {low:g} or more."
+    if high is not None:
+        return f"Enter {kind} of {high:g} or less."
+    return None
+
+
+def message(text: str, name: str = "") -> str:
+    """The words the office reads for a validation error on input ``name``."""
+    if name and NUMBER_ERROR.match(text):
+        plain = _number_message(name)
+        if plain:
+            return plain
     text = ERROR_WORDING.get(text, text)
     return text[:1].upper() + text[1:] if text else text

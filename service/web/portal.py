@@ -102,7 +102,7 @@ def new_referral(user: WebUser):
 
 
 def _form(user: WebUser, values: dict, errors: dict):
-    shown = {name: forms.message(text) for name, text in errors.items()}
+    shown = {name: forms.message(text, name) for name, text in errors.items()}
     summary = [(forms.FIELDS[n].id if n in forms.FIELDS else "form-top",
                 forms.FIELDS[n].label if n in forms.FIELDS else "The referral", text)
                for n, text in shown.items()]

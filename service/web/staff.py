@@ -36,7 +36,7 @@ from refflow.pipeline import steps
 from refflow.referrals import states
 from refflow.referrals.overview import queue_overview
 from refflow.web import downloads, queue
-from refflow.web.auth import WebUser, staff_required
+from refflow.web.auth import WebUser, current_user, home_for, staff_required
 
 bp = Blueprint("staff", __name__)
 
@@ -91,8 +91,17 @@ def _queue_context(user: WebUser) -> dict:
 
 
 @bp.get("/")
+def dashboard():
+    """The site's front door: staff see the queue, a referring office goes to its
+    portal, and signed-out visitors are sent to sign in."""
+    user = current_user()
+    if user is not None and not user.is_staff:
+        return redirect(home_for(user))
+    return _dashboard()
+
+
 @staff_required
-def dashboard(user: WebUser):
+def _dashboard(user: WebUser):
     return render_template("staff/dashboard.html", user=user, **_queue_context(user))
 
 
