@@ -160,7 +160,7 @@ def pain_text(pain) -> str:
     text += f", since {day(pain['since'])}" if pain.get("since") else ", since not known"
     trauma = pain.get("after_minor_trauma")
     text += ", " + {True: "after minor trauma",
-                    False: "not after minor trauma"}.get(trauma, "minor trauma not known")
+                    False: "not after minor trauma"}.get(trauma, "after minor trauma not known")
     return text
 
 
