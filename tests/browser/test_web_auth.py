@@ -130,10 +130,13 @@ def test_practice_isolation(client, people, referral_body, db):
     sign_in(client, "north@practice.example")
     for path in (f"/portal/referrals/{rid}", f"/portal/referrals/{rid}/status",
                  f"/portal/referrals/{rid}/documents/summary.pdf", f"/referrals/{rid}",
-                 f"/referrals/{rid}/fax/1.png", "/", "/queue/fragment"):
+                 f"/referrals/{rid}/fax/1.png", "/queue/fragment"):
         r = client.get(path)
         assert r.status_code == 404, path
         assert "Page not found" in r.text
+    # the front page is the staff queue: a practice user is sent to their portal
+    r = client.get("/")
+    assert r.status_code == 302 and r.headers["Location"].endswith("/portal/")
     assert referral_body["patient"]["family_name"] not in client.get("/portal/").text
     r = client.post(f"/referrals/{rid}/cancel",
                     data={"csrf_token": token(client.get("/portal/").text)})
