@@ -96,6 +96,7 @@ def accept_in(session: Session, submitter: Submitter, data: dict, referral: Refe
     """
     print_ = idempotency.fingerprint(data) if idempotency_key else ""
     if idempotency_key:
+        idempotency.claim(session, submitter.practice_id, idempotency_key)  # 409 while in flight
         stored = idempotency.replay(session, submitter.practice_id, idempotency_key, print_)
         if stored:
             return stored
@@ -392,10 +393,16 @@ def _keyed_statement(with_key: bool):
     K = ApiKey.__table__
     r, e, a = Referral.__table__, ReferralEvent.__table__, AuditEntry.__table__
     o, k = OutboxMessage.__table__, IdempotencyKey.__table__
+    live = [K.c.key_hash == bindparam("token_hash", type_=K.c.key_hash.type),
+            K.c.revoked_at.is_(None)]
+    if with_key:
+        # the Idempotency-Key's claim (idempotency.claim_sql): while another
+        # request with it is in flight the key matches nothing, nothing is
+        # written, and the Flask view answers (409, or the stored answer)
+        live.append(idempotency.claim_sql(K.c.practice_id, bindparam("key", type_=String)))
     key = select(K.c.id, K.c.practice_id,
                  (literal_column("'apikey:'", String) + K.c.prefix).label("actor")).where(
-        K.c.key_hash == bindparam("token_hash", type_=K.c.key_hash.type),
-        K.c.revoked_at.is_(None)).cte("live_key")
+        *live).cte("live_key")
     now = bindparam("now", type_=r.c.created_at.type)
     touch = update(K).where(
         K.c.id.in_(select(key.c.id)),

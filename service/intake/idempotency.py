@@ -2,9 +2,13 @@
 
 The key row is written in the same transaction as the referral; a unique
 constraint on (practice, key) — not a check-then-insert — decides which of
-several concurrent requests creates the referral. A request that loses the
-race waits for the winner's commit (the database holds it on the unique
-index) and then answers with the stored response.
+several concurrent requests creates the referral. On PostgreSQL a request
+first claims its key for its transaction (an advisory lock on practice and
+key, ``claim``): a request whose key another request holds — the first one
+still in flight — is answered 409 at once, as the draft says; one that comes
+after the first committed answers with the stored response. (On SQLite,
+writers take turns, so a second request only starts after the first
+committed, and replays it.)
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import datetime as dt
 import hashlib
 import json
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import IdempotencyKey, utcnow
@@ -39,6 +43,23 @@ def check_key(key: str | None) -> str | None:
         raise ApiError(400, f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
                        code="invalid_idempotency_key")
     return key
+
+
+def claim_sql(practice_id, key):
+    """The SQL expression that claims (practice, key) for the current
+    transaction: true when claimed, false while another transaction holds it."""
+    return func.pg_try_advisory_xact_lock(
+        func.hashtextextended(practice_id + literal(":") + key, 0))
+
+
+def claim(session: Session, practice_id: str, key: str) -> None:
+    """Claim the key for this transaction (PostgreSQL); 409 while a request
+    with it is still in flight."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    if not session.scalar(select(claim_sql(literal(practice_id), literal(key)))):
+        raise ApiError(409, "a request with this Idempotency-Key is still being processed",
+                       code="idempotency_key_in_flight")
 
 
 def replay(session: Session, practice_id: str, key: str, print_: str):
