@@ -131,7 +131,7 @@ def init_app(app: Flask) -> None:
     @app.before_request
     def _same_origin_forms() -> None:
         """A browser form post must come from our own origin (when the browser says)."""
-        if request.method in {"GET", "HEAD", "OPTIONS"}:
+        if request.method in SAFE_METHODS:
             return
         if is_api_request():
             return
