@@ -24,10 +24,12 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def add(email: str, role: str, practice: str | None, as_json: bool) -> None:
     """Create a user. On a terminal you are asked for a password; otherwise one
-    is generated and printed once."""
+    is generated and printed once (in the JSON with --json). The prompts go to
+    the terminal (or stderr), never stdout, so the JSON stays one object."""
     generated = None
-    if sys.stdin.isatty() and not as_json:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                err=True)
     else:
         password = generated = generate_password()
     try:

@@ -117,3 +117,57 @@ def test_refflow_run_staff_login_is_kept_and_always_works(settings, tmp_path):
     with db.session() as session:
         assert verify_login(session, STAFF_EMAIL, again["password"]) is not None
     assert _login_line(again) == f"staff login: {STAFF_EMAIL} / {again['password']}"
+
+
+def test_user_add_on_a_terminal_asks_for_the_password_even_with_json(sqlite_settings):
+    """DESIGN.md: a password is asked for on a terminal, generated without one.
+    With --json on a terminal (``KEY=$(refflow user add … --json)``) the
+    prompts go to the terminal and stdout stays one JSON object, without a
+    password."""
+    import fcntl
+    import pty
+    import termios
+
+    from refflow.accounts.users import verify_login
+    from refflow.db import database_for
+
+    env = {**os.environ, "REFFLOW_DATA_DIR": str(sqlite_settings.data_dir),
+           "REFFLOW_SECRET_KEY": "x"}
+    env.pop("REFFLOW_DATABASE_URL", None)
+    controller, terminal = pty.openpty()
+    try:
+        # a session of its own whose controlling terminal is the pty (the
+        # password is read from the terminal, as getpass does)
+        proc = subprocess.Popen([sys.executable, "-m", "refflow", "user", "add",
+                                 "lead@clinic.example", "--role", "staff", "--json"],
+                                env=env, stdin=terminal, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+        for prompt in ("Password", "Repeat for confirmation"):
+            _answer_prompt(controller, terminal, proc, prompt, b"tall-oak-river-42\n")
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert proc.returncode == 0, err
+    result = json.loads(out)
+    assert result["email"] == "lead@clinic.example" and "password" not in result
+    with database_for(sqlite_settings).session() as session:
+        assert verify_login(session, "lead@clinic.example", "tall-oak-river-42") is not None
+
+
+def _answer_prompt(controller: int, terminal: int, proc, prompt: str, answer: bytes,
+                   timeout: float = 30) -> None:
+    """Type ``answer`` once the terminal shows ``prompt`` and reads with echo off
+    (as getpass does; typed earlier, getpass would discard it)."""
+    import select
+    import termios
+    import time
+
+    deadline, shown = time.monotonic() + timeout, b""
+    while prompt.encode() not in shown or termios.tcgetattr(terminal)[3] & termios.ECHO:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, shown
+        if select.select([controller], [], [], 0.01)[0]:
+            shown += os.read(controller, 1024)
+    os.write(controller, answer)
