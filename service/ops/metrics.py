@@ -285,13 +285,18 @@ def install_task_signals() -> None:
     @signals.worker_init.connect(weak=False)
     def _worker_metrics(sender=None, **_):
         port = int(os.environ.get("REFFLOW_WORKER_METRICS_PORT", "0") or 0)
+        directory = os.environ.get(MULTIPROC_ENV)
+        if directory:
+            # set by the operator or the image: the folder may not exist yet in
+            # this container, and every sample would fail without it
+            enable_multiprocess(directory)
         if not port:
             return
         import tempfile
 
         from prometheus_client import multiprocess, start_http_server
 
-        if not multiprocess_enabled():
+        if not directory:
             enable_multiprocess(tempfile.mkdtemp(prefix="refflow-worker-metrics-"))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
