@@ -53,9 +53,35 @@ def read_json_body() -> object:
     if len(raw) > limit:
         raise ApiError(413, f"request body is larger than {limit} bytes")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
+    if b"\\u0000" in raw:  # a NUL character: no database column can store it
+        try:
+            paths = _nul_paths(data, "")
+        except RecursionError:
+            paths = ["(body)"]
+        fields = {path.replace("\x00", "\\u0000"): "must not contain a NUL character (\\u0000)"
+                  for path in paths}
+        if fields:
+            raise ApiError(422, "text must not contain NUL characters", fields=fields)
+    return data
+
+
+def _nul_paths(value, path: str) -> list[str]:
+    """The dotted paths of the strings (keys too) in ``value`` that hold a NUL."""
+    if isinstance(value, str):
+        return [path or "(body)"] if "\x00" in value else []
+    if isinstance(value, dict):
+        found = []
+        for key, item in value.items():
+            sub = f"{path}.{key}" if path else str(key)
+            found += [sub] if "\x00" in str(key) else []
+            found += _nul_paths(item, sub)
+        return found
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _nul_paths(item, f"{path}[{i}]")]
+    return []
 
 
 @bp.post("/referrals")

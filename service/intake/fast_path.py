@@ -105,6 +105,8 @@ class IntakeFastPath:
     def _parse(self, environ, raw: bytes) -> tuple | None:
         """(Idempotency-Key, body, referral, problems) of a request that can
         be accepted in one statement; None when the Flask app must answer."""
+        if b"\\u0000" in raw:  # a NUL character: the Flask view names the field (422)
+            return None
         try:
             key = check_key(environ.get("HTTP_IDEMPOTENCY_KEY"))
             # validated straight from the JSON text (no dict built first); any

@@ -13,6 +13,7 @@ import hashlib
 import threading
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
@@ -155,8 +156,14 @@ def home_for(user: WebUser) -> str:
 
 
 def _safe_next(value: str | None) -> str | None:
-    """Only a path on this site (never //host or a scheme)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path on this site (never //host or a scheme). Control characters
+    and whitespace are refused outright: browsers drop tabs and newlines from
+    a URL, so "/<tab>/evil.example" would become "//evil.example"."""
+    if (not value or not value.startswith("/") or value.startswith("//") or "\\" in value
+            or any(ch.isspace() or not ch.isprintable() for ch in value)):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
         return None
     return value
 

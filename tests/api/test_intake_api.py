@@ -107,6 +107,39 @@ def test_malformed_json_wrong_type_and_oversized_body(client, auth, app, referra
     assert_error(r, 413, "payload_too_large")
 
 
+def test_json_nested_too_deep_is_malformed_not_a_server_error(client, auth, referral_body):
+    import json
+
+    deep = "[" * 100_000 + "]" * 100_000
+    r = client.post("/api/v1/referrals", data=deep, headers={
+        **auth, "Content-Type": "application/json"})
+    assert_error(r, 400, "malformed_json")
+    nested = json.dumps({**referral_body, "x": None}).replace(
+        "null", "[" * 5000 + "]" * 5000)
+    r = client.post("/api/v1/referrals", data=nested, headers={
+        **auth, "Content-Type": "application/json"})
+    assert r.status_code in (400, 422) and r.status_code < 500, r.get_json()
+
+
+def test_a_nul_character_in_text_is_422_naming_the_field_and_stores_nothing(
+        client, auth, referral_body, db):
+    """No database column takes a NUL character (PostgreSQL refuses it in text
+    and JSON): the request is refused naming the field, on either database."""
+    body = copy.deepcopy(referral_body)
+    body["patient"]["given_name"] = "Ann\x00x"
+    body["notes"] = "a\x00b"
+    r = client.post("/api/v1/referrals", json=body, headers=auth)
+    error = assert_error(r, 422, "validation_failed")
+    assert set(error["fields"]) == {"patient.given_name", "notes"}
+    assert "Ann" not in r.get_data(as_text=True)
+    # an escaped backslash followed by "u0000" is ordinary text
+    body = copy.deepcopy(referral_body)
+    body["notes"] = "path C:\\u0000\\file"
+    assert client.post("/api/v1/referrals", json=body, headers=auth).status_code == 202
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Referral)) == 1
+
+
 def test_authentication(client, referral_body, practice, db):
     assert_error(client.post("/api/v1/referrals", json=referral_body), 401, "unauthorized")
     r = client.post("/api/v1/referrals", json=referral_body,

@@ -94,11 +94,27 @@ def test_wrong_password_is_one_message_and_the_account_locks(client, people, db)
         assert s.scalar(select(AuditEntry.id).where(AuditEntry.action == "login.failed"))
 
 
-def test_next_only_goes_to_this_site(client, people):
-    page = client.get("/login?next=//evil.example/x")
+@pytest.mark.parametrize("hostile", [
+    "//evil.example/x", "/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example",
+    "/ /evil.example", "https://evil.example/", "/\\evil.example", "/\x00/evil.example"])
+def test_next_only_goes_to_this_site(app, people, hostile):
+    """Browsers drop tabs and newlines inside a URL: "/<tab>/evil.example" would
+    leave as "//evil.example" after a real sign-in."""
+    client = app.test_client()
+    page = client.get("/login", query_string={"next": hostile})
+    assert hostile not in page.text
     r = client.post("/login", data={"email": "staff@clinic.example", "password": PASSWORD,
-                                    "next": "//evil.example/x", "csrf_token": token(page.text)})
+                                    "next": hostile, "csrf_token": token(page.text)})
     assert r.headers["Location"] == "/"
+
+
+def test_next_keeps_a_path_on_this_site(app, people):
+    client = app.test_client()
+    page = client.get("/login?next=/referrals/abc%3Ftab%3Dplan")
+    r = client.post("/login", data={"email": "staff@clinic.example", "password": PASSWORD,
+                                    "next": "/referrals/abc?tab=plan",
+                                    "csrf_token": token(page.text)})
+    assert r.headers["Location"] == "/referrals/abc?tab=plan"
 
 
 def test_idle_session_expires(app, client, people, monkeypatch):
