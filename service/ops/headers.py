@@ -34,8 +34,11 @@ DEFAULTS = (
     ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
 )
 _HSTS = (("Strict-Transport-Security", HSTS),)
-_NO_STORE = (("Cache-Control", "no-store"),)  # API answers
-# by (over TLS, an API path)
+# Every answer but the stylesheet and script may carry patient data (pages,
+# API answers, documents): no browser or proxy keeps a copy.
+_NO_STORE = (("Cache-Control", "no-store"),)
+STATIC_PREFIXES = ("/web-static/", "/static/")
+# by (over TLS, may hold patient data)
 _BY_KIND = {(False, False): DEFAULTS, (False, True): DEFAULTS + _NO_STORE,
             (True, False): DEFAULTS + _HSTS, (True, True): DEFAULTS + _HSTS + _NO_STORE}
 
@@ -43,7 +46,7 @@ _BY_KIND = {(False, False): DEFAULTS, (False, True): DEFAULTS + _NO_STORE,
 def defaults_for(secure: bool, path: str) -> tuple[tuple[str, str], ...]:
     """The headers a response to ``path`` gets unless it set its own
     (``secure``: the request arrived over TLS)."""
-    return _BY_KIND[secure, path.startswith("/api/")]
+    return _BY_KIND[secure, not path.startswith(STATIC_PREFIXES)]
 
 
 def init_app(app: Flask) -> None:

@@ -233,3 +233,12 @@ def test_logout_ends_copies_of_the_session_cookie(app, client, people):
     # signing in again gives a fresh, working session
     sign_in(client, "staff@clinic.example")
     assert client.get("/").status_code == 200
+
+
+def test_pages_with_patient_data_are_never_stored_but_the_stylesheet_may_be(client, people):
+    sign_in(client, "staff@clinic.example")
+    for path in ("/", "/queue/fragment", "/portal/", "/login"):
+        r = client.get(path)
+        assert r.headers.get("Cache-Control") == "no-store", (path, r.status_code)
+    static = client.get("/web-static/refflow.css")
+    assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
