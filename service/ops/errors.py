@@ -81,17 +81,20 @@ def init_app(app: Flask, html_handler=None) -> None:
             405: f"method {request.method} is not allowed here",
             413: f"request body is larger than {app.config.get('MAX_CONTENT_LENGTH')} bytes",
         }.get(status, exc.description or exc.name)
+        headers = {}
+        if status == 405 and getattr(exc, "valid_methods", None):
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        if status == 429:
+            retry = exc.get_response().headers.get("Retry-After")
+            if retry:
+                headers["Retry-After"] = retry
         if wants_json() or html_handler is None:
-            headers = {}
-            if status == 405 and getattr(exc, "valid_methods", None):
-                headers["Allow"] = ", ".join(exc.valid_methods)
             if status == 429:
-                retry = exc.get_response().headers.get("Retry-After")
-                if retry:
-                    headers["Retry-After"] = retry
                 message = "too many requests; slow down and retry later"
             return error_response(status, message, headers=headers)
-        return html_handler(status, message)
+        response = html_handler(status, message)  # a page says the same, with the same headers
+        response.headers.extend(headers)
+        return response
 
     html_messages = {503: "The service is briefly unavailable. Please retry.",
                      500: "Something went wrong on our side."}

@@ -111,8 +111,11 @@ def test_sign_in_is_rate_limited_by_endpoint_name(settings):
         app.add_url_rule("/login", "auth.login", lambda: "ok", methods=["GET", "POST"])
     client = app.test_client()
     data = {"email": "nobody@example.org", "password": "wrong"}
-    statuses = [client.post("/login", data=data).status_code for _ in range(3)]
+    answers = [client.post("/login", data=data) for _ in range(3)]
+    statuses = [r.status_code for r in answers]
     assert statuses[:2] != [429, 429] and statuses[2] == 429
+    # the browser's page says when to try again, as the JSON answer does
+    assert answers[2].mimetype == "text/html" and int(answers[2].headers["Retry-After"]) >= 1
     assert client.get("/login").status_code != 429  # only POST counts
 
 
