@@ -1,13 +1,18 @@
 """The dashboard's list of referrals: filters and search over the referral table.
 
 Search text never travels in a URL: the filter form is posted and kept in the
-(signed, HttpOnly) session, so auto-refresh keeps the user's filters.
+(signed, HttpOnly) session, so auto-refresh keeps the user's filters. The
+session cookie is signed, not encrypted, and a search is often a patient's
+name, so the search text is kept in it encrypted (Fernet, with a key derived
+from the secret key).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
-from dataclasses import asdict, dataclass
+import hashlib
+from dataclasses import asdict, dataclass, replace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, or_, select
@@ -42,15 +47,39 @@ class Filters:
         )
 
     @classmethod
-    def from_session(cls, data) -> Filters:
-        return cls.from_form(data or {})
+    def from_session(cls, data, secret_key: str) -> Filters:
+        data = dict(data or {})
+        sealed = data.pop("q_sealed", "")
+        filters = cls.from_form(data)
+        return replace(filters, q=_open(sealed, secret_key)) if sealed else filters
 
-    def to_session(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v}
+    def to_session(self, secret_key: str) -> dict:
+        data = {k: v for k, v in asdict(self).items() if v and k != "q"}
+        if self.q:
+            data["q_sealed"] = _sealer(secret_key).encrypt(self.q.encode()).decode()
+        return data
 
     @property
     def active(self) -> bool:
         return any(asdict(self).values())
+
+
+def _sealer(secret_key: str):
+    from cryptography.fernet import Fernet
+
+    digest = hashlib.sha256(b"refflow queue search\0" + secret_key.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def _open(sealed: str, secret_key: str) -> str:
+    """The search text sealed in the session; "" if it cannot be opened (a new
+    secret key, a tampered cookie)."""
+    from cryptography.fernet import InvalidToken
+
+    try:
+        return _sealer(secret_key).decrypt(sealed.encode()).decode()[:100]
+    except (InvalidToken, ValueError):
+        return ""
 
 
 def _date_text(value) -> str:

@@ -65,7 +65,7 @@ def _audit(session, user: WebUser, action: str, referral_id: str | None = None,
 # -- the queue --------------------------------------------------------------------
 
 def _queue_context(user: WebUser) -> dict:
-    filters = queue.Filters.from_session(session.get(FILTERS_KEY))
+    filters = queue.Filters.from_session(session.get(FILTERS_KEY), current_app.secret_key)
     overview = queue_overview(_db(), current_app.extensions.get("refflow.broker_stats"))
     with _db().session() as s:
         rows, total = queue.search(s, filters, _settings().clinic_timezone)
@@ -119,7 +119,8 @@ def set_filters(user: WebUser):
     if request.form.get("clear"):
         session.pop(FILTERS_KEY, None)
     else:
-        session[FILTERS_KEY] = queue.Filters.from_form(request.form).to_session()
+        session[FILTERS_KEY] = queue.Filters.from_form(request.form).to_session(
+            current_app.secret_key)
     return redirect(url_for("staff.dashboard"))
 
 

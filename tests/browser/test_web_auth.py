@@ -242,3 +242,26 @@ def test_pages_with_patient_data_are_never_stored_but_the_stylesheet_may_be(clie
         assert r.headers.get("Cache-Control") == "no-store", (path, r.status_code)
     static = client.get("/web-static/refflow.css")
     assert static.status_code == 200 and "no-store" not in static.headers.get("Cache-Control", "")
+
+
+def test_the_queue_search_is_kept_sealed_in_the_session_cookie(client, people, referral_body):
+    """A search is often a patient's name; the signed (not encrypted) session
+    cookie keeps it only encrypted, and the search still holds over a refresh."""
+    import base64
+    import zlib
+
+    key = people["lake_key"]
+    body = {**referral_body, "patient": {**referral_body["patient"], "family_name": "Zebulon"}}
+    assert client.post("/api/v1/referrals", json=body,
+                       headers={"Authorization": f"Bearer {key}"}).status_code == 202
+    sign_in(client, "staff@clinic.example")
+    page = client.get("/")
+    r = client.post("/queue/filters", data={"q": "Zebulon", "csrf_token": token(page.text)})
+    assert r.status_code == 302
+    cookie = client.get_cookie("refflow_session").value
+    payload = cookie.lstrip(".").split(".")[0]  # itsdangerous: [.]payload.time.signature
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    decoded = zlib.decompress(raw) if cookie.startswith(".") else raw
+    assert b"zebulon" not in decoded.lower() and b"q_sealed" in decoded
+    refreshed = client.get("/").get_data(as_text=True)
+    assert "Zebulon" in refreshed and 'value="Zebulon"' in refreshed
