@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 
 from flask import current_app, g, request, session
@@ -41,6 +42,9 @@ _TOUCH = update(_KEYS).where(
 LAST_USED_RESOLUTION = 60  # seconds: reads do not all become writes
 
 
+log = logging.getLogger("refflow.auth")
+
+
 def _key_principal(s: Session, token: str) -> Principal:
     """The practice behind a live (unrevoked) key: one indexed read, checked on
     every request (no cache), in the caller's transaction when it passes one."""
@@ -49,6 +53,12 @@ def _key_principal(s: Session, token: str) -> Principal:
         conn = s.connection()
         row = conn.execute(_LOOKUP, {"key_hash": hash_key(token)}).first()
     if row is None:
+        # recorded for the operator: the key's public prefix (never the secret) and
+        # the client address; the rate limits bound how often this can be logged
+        prefix = token.split("_")[1][:8] if token.startswith("rf_") and token.count("_") >= 2 \
+            else "(not a refflow key)"
+        log.warning("refused API key %s from %s: unknown or revoked", prefix,
+                    request.remote_addr if request else "-")
         raise ApiError(401, "the API key is unknown or revoked",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     now = utcnow()

@@ -150,7 +150,7 @@ def test_authentication(client, referral_body, practice, db):
     assert "WWW-Authenticate" in r.headers
 
 
-def test_revoked_key_is_refused(client, referral_body, practice, db):
+def test_revoked_key_is_refused(client, referral_body, practice, db, caplog):
     from refflow.accounts.practices import revoke_key
 
     key = practice[1]
@@ -158,8 +158,14 @@ def test_revoked_key_is_refused(client, referral_body, practice, db):
     assert post(client, auth, referral_body).status_code == 202
     with db.session() as session:
         revoke_key(session, key.split("_")[1])
-    assert_error(post(client, auth, referral_body), 401)
-    assert_error(client.get("/api/v1/referrals", headers=auth), 401)
+    with caplog.at_level("WARNING", logger="refflow.auth"):
+        assert_error(post(client, auth, referral_body), 401)
+        assert_error(client.get("/api/v1/referrals", headers=auth), 401)
+    # the operator's log records each refusal by the key's public prefix, never the secret
+    refusals = [r.getMessage() for r in caplog.records if r.name == "refflow.auth"]
+    assert refusals == [f"refused API key {key.split('_')[1]} from 127.0.0.1: "
+                        "unknown or revoked"] * 2
+    assert not any(key.split("_", 2)[2] in m for m in refusals)
 
 
 def test_a_practice_never_sees_another_practices_referral(client, referral_body, make_practice):
