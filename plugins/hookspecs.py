@@ -105,7 +105,7 @@ def refflow_adjust_plan(referral: Referral, plan: dict[str, Any]) -> dict[str, A
     """Apply a clinic-specific rule to a plan the engine has built.
 
     :param referral: the validated ``Referral``.
-    :param plan: the plan dict (DESIGN.md "Plan JSON"); treat it as read-only
+    :param plan: the plan dict (its JSON Schema: ``refflow.planning.schema.PLAN_SCHEMA``); treat it as read-only
         and return a modified copy.
     :returns: the modified plan, or ``None`` for "no change". The engine
         records every change in ``rules_applied`` with the plugin's name and
