@@ -188,9 +188,8 @@ def _private_sqlite_file(url: str) -> None:
     path = make_url(url).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     for name in (path, path + "-wal", path + "-shm"):
-        if name == path:
-            os.close(os.open(name, os.O_RDWR | os.O_CREAT, 0o600))
         if os.path.exists(name):
             os.chmod(name, 0o600)
 
