@@ -370,7 +370,9 @@ def _build(state_names: tuple[str, ...]) -> dict:
                 "apiKey": {"type": "http", "scheme": "bearer",
                            "description": "A practice's API key: `Authorization: Bearer <key>`"},
                 "session": {"type": "apiKey", "in": "cookie", "name": "refflow_session",
-                            "description": "A signed-in staff (or practice user) session. "
+                            "description": "A signed-in staff (or practice user) session (in "
+                                           "production the cookie is named "
+                                           "__Host-refflow_session). "
                                            "A request that changes something (not GET) "
                                            "must also send the session's CSRF token in an "
                                            "X-CSRFToken header; without it the answer is "

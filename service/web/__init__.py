@@ -84,6 +84,9 @@ def init_app(app: Flask) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(seconds=ABSOLUTE_SESSION_SECONDS)
     if not settings.embedded:
         app.config["SESSION_COOKIE_SECURE"] = True  # production: never over plain HTTP
+        # __Host-: the browser keeps it only when set over TLS, for this host
+        # and path /, so no sibling subdomain can plant or shadow it
+        app.config["SESSION_COOKIE_NAME"] = "__Host-" + app.config["SESSION_COOKIE_NAME"]
     # The token lives as long as the (idle-limited) session; Referer checks
     # would fail under Referrer-Policy: no-referrer, so Origin is checked below.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)

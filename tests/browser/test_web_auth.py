@@ -265,3 +265,21 @@ def test_the_queue_search_is_kept_sealed_in_the_session_cookie(client, people, r
     assert b"zebulon" not in decoded.lower() and b"q_sealed" in decoded
     refreshed = client.get("/").get_data(as_text=True)
     assert "Zebulon" in refreshed and 'value="Zebulon"' in refreshed
+
+
+def test_in_production_the_session_cookie_is_host_only_and_secure(settings, people):
+    """Behind TLS in production the cookie is __Host-: only this host, path /,
+    Secure, so no sibling subdomain can plant or shadow a session."""
+    from refflow.app import create_app
+
+    app = create_app(settings.with_overrides(env="production"), {"TESTING": True})
+    client = app.test_client()
+    page = client.get("/login", base_url="https://clinic.example")
+    r = client.post("/login", base_url="https://clinic.example",
+                    data={"email": "staff@clinic.example", "password": PASSWORD,
+                          "csrf_token": token(page.text)})
+    assert r.status_code == 302
+    cookie = next(v for k, v in r.headers.items() if k == "Set-Cookie"
+                  and v.startswith("__Host-refflow_session="))
+    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    assert client.get("/", base_url="https://clinic.example").status_code == 200
