@@ -10,21 +10,15 @@ a Bearer API key carries no ambient credential and needs none.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from sqlalchemy import select
+from web_forms import PASSWORD, token
 
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Delivery, Referral
 from refflow.pipeline import steps
 
-PASSWORD = "correct horse battery staple"
 STAFF = "staff@clinic.example"
-
-
-def token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture

@@ -6,22 +6,16 @@ from __future__ import annotations
 import re
 
 import pytest
+import web_forms
 from sqlalchemy import select
+from web_forms import PASSWORD, token
 
 from refflow.accounts.users import create_user
 from refflow.db.models import Referral
 
-PASSWORD = "correct horse battery staple"
-
-
-def token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
 
 def sign_in(client, email: str):
-    page = client.get("/login")
-    r = client.post("/login", data={"email": email, "password": PASSWORD,
-                                    "csrf_token": token(page.text)})
+    r = web_forms.sign_in(client, email)
     assert r.status_code == 302
     return r
 

@@ -9,14 +9,9 @@ import html
 import re
 
 import pytest
+from web_forms import PASSWORD, token
 
 from refflow.accounts.users import create_user
-
-PASSWORD = "correct horse battery staple"
-
-
-def token(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
 
 
 def facts(page: str) -> dict[str, str]:

@@ -3,20 +3,14 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 from sqlalchemy import select
+from web_forms import PASSWORD, sign_in, token
 
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Referral
-
-PASSWORD = "correct horse battery staple"
-
-
-def token(html: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
 @pytest.fixture
@@ -28,12 +22,6 @@ def people(db, make_practice):
         create_user(s, "north@practice.example", PASSWORD, role="practice", practice="North")
         create_user(s, "lake@practice.example", PASSWORD, role="practice", practice="Lake")
     return {"north_key": north_key, "lake_key": lake_key}
-
-
-def sign_in(client, email: str, password: str = PASSWORD):
-    page = client.get("/login")
-    return client.post("/login", data={"email": email, "password": password,
-                                       "csrf_token": token(page.text)})
 
 
 def test_signed_out_visitors_go_to_login(client):
