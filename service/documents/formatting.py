@@ -7,7 +7,8 @@ from typing import Any
 
 import phonenumbers
 
-UNKNOWN = "not known"
+from refflow.referrals.facts import UNKNOWN
+from refflow.referrals.facts import yes_no as yes_no  # the documents' formatting, one place
 
 
 def now_utc() -> dt.datetime:
@@ -52,12 +53,6 @@ def phone(value: str | None) -> str:
     except phonenumbers.NumberParseException:
         return value
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
-def yes_no(value: bool | None) -> str:
-    if value is None:
-        return UNKNOWN
-    return "yes" if value else "no"
 
 
 def known(value: Any, unit: str = "") -> str:
@@ -111,3 +106,4 @@ def weeks_text(week_from: int | None, week_to: int | None) -> str:
     if week_to == week_from:
         return f"Week {week_from}"
     return f"Weeks {week_from}–{week_to}"
+

@@ -13,6 +13,7 @@ from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style
+from refflow.referrals import facts
 
 BODY = Style(REGULAR, 10.5, 13.5)
 BOLD_BODY = Style(BOLD, 10.5, 13.5)
@@ -132,40 +133,11 @@ def _patient(flow: Flow, referral, plan) -> None:
         _kv(flow, "Notes", referral.notes)
 
 
-def _fractures(fractures) -> str:
-    if fractures is None:
-        return fmt.UNKNOWN
-    if not fractures:
-        return "none"
-    parts = []
-    for f in fractures:
-        text = f.site + (f" {f.level}" if f.level else "")
-        text += f", {f.date.isoformat()}" if f.date else ", date not known"
-        if f.low_trauma is True:
-            text += ", low trauma"
-        elif f.low_trauma is False:
-            text += ", not low trauma"
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def _medications(meds) -> str:
-    if meds is None:
-        return fmt.UNKNOWN
-    if not meds:
-        return "none"
-    out = []
-    for m in meds:
-        if isinstance(m, str):
-            out.append(m)
-            continue
-        text = m.name
-        if m.dose_mg_per_day is not None:
-            text += f" {m.dose_mg_per_day:g} mg/day"
-        if m.since:
-            text += f" since {m.since.isoformat()}"
-        out.append(text)
-    return "; ".join(out)
+def _as_json(items):
+    """Fractures or medications as the referral's JSON has them (the shared text)."""
+    if items is None:
+        return None
+    return [i if isinstance(i, str) else i.model_dump(mode="json") for i in items]
 
 
 def _clinical(flow: Flow, referral) -> None:
@@ -178,7 +150,7 @@ def _clinical(flow: Flow, referral) -> None:
                      f"hip {fmt.known(frax.hip, '%')}")
     _kv(flow, "T-score", fmt.known(c.t_score))
     _kv(flow, "FRAX (10-year)", frax_text)
-    _kv(flow, "Fractures", _fractures(c.fractures))
+    _kv(flow, "Fractures", facts.fractures_text(_as_json(c.fractures)))
     falls = fmt.known(c.falls_last_12_months)
     falls += f"; injurious fall {fmt.yes_no(c.injurious_fall)}; fear of falling " \
              f"{fmt.yes_no(c.fear_of_falling)}"
@@ -199,7 +171,7 @@ def _clinical(flow: Flow, referral) -> None:
     _kv(flow, "Blood pressure", f"{bp.systolic}/{bp.diastolic} mmHg" if bp else fmt.UNKNOWN)
     conditions = c.conditions
     _kv(flow, "Conditions", fmt.UNKNOWN if conditions is None else ("; ".join(conditions) or "none"))
-    _kv(flow, "Medications", _medications(c.medications))
+    _kv(flow, "Medications", facts.medications_text(_as_json(c.medications)))
     _kv(flow, "Activity", f"{fmt.known(c.activity_level)}; gym access {fmt.yes_no(c.gym_access)}")
     if c.exercise_history:
         _kv(flow, "Exercise history", c.exercise_history)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from refflow.referrals.facts import UNKNOWN, fractures_text, medications_text, yes_no
+
 STATE_LABELS = {
     "received": "Received",
     "planning": "Planning",
@@ -49,7 +51,6 @@ DECISIONS = {
 # The clinic's way of writing a day; times on the pages are this plus the clock.
 DATE_FORMAT = "%Y-%m-%d"
 TIME_FORMAT = f"{DATE_FORMAT} %H:%M %Z"
-UNKNOWN = "not known"
 
 
 def local_time(value: dt.datetime | None, tz: ZoneInfo, fmt: str = TIME_FORMAT) -> str:
@@ -93,12 +94,6 @@ def day(value) -> str:
     return value.strftime(DATE_FORMAT)
 
 
-def yes_no(value) -> str:
-    if value is None:
-        return UNKNOWN
-    return "yes" if value else "no"
-
-
 def known(value) -> str:
     """A value as written, or 'not known' when absent (0 and False are answers)."""
     if value is None or value == "":
@@ -110,44 +105,6 @@ def _number(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     return f"{value:g}"
-
-
-def fractures_text(fractures) -> str:
-    """'vertebral T12, 2026-05-01, low trauma'; several are joined with '; '."""
-    if fractures is None:
-        return UNKNOWN
-    if not fractures:
-        return "none"
-    parts = []
-    for f in fractures:
-        text = str(f.get("site", "site not known"))
-        if f.get("level"):
-            text += f" {f['level']}"
-        text += f", {day(f['date'])}" if f.get("date") else ", date not known"
-        low = f.get("low_trauma")
-        text += ", " + {True: "low trauma", False: "not low trauma"}.get(low, "trauma not known")
-        parts.append(text)
-    return "; ".join(parts)
-
-
-def medications_text(medications) -> str:
-    """'alendronate; prednisone 10 mg/day since 2025-10-01'."""
-    if medications is None:
-        return UNKNOWN
-    if not medications:
-        return "none"
-    parts = []
-    for m in medications:
-        if isinstance(m, str):
-            parts.append(m)
-            continue
-        text = str(m.get("name", ""))
-        if m.get("dose_mg_per_day") is not None:
-            text += f" {_number(m['dose_mg_per_day'])} mg/day"
-        if m.get("since"):
-            text += f" since {day(m['since'])}"
-        parts.append(text)
-    return "; ".join(parts)
 
 
 def pain_text(pain) -> str:
