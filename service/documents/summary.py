@@ -80,7 +80,11 @@ def _summary_flow(referral, plan, clinic, *, paper, generated_at) -> Flow:
     flow.lines(["Exercise referral summary"], TITLE)
     flow.space(4)
     decision = plan.get("decision", "review")
-    flow.box("Decision: " + DECISIONS.get(decision, str(decision)), [], DECISION, BODY,
+    text = DECISIONS.get(decision, str(decision))
+    approved = (plan.get("approved") or {}).get("at")
+    if decision == "release" and approved:
+        text = f"RELEASED – approved by a clinician on {approved[:10]}; the plan goes to the patient"
+    flow.box("Decision: " + text, [], DECISION, BODY,
              line_width=2, padding=7)
 
     _patient(flow, referral, plan)

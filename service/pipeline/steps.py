@@ -710,12 +710,20 @@ def _review(session, referral_id: str, new: str, *, actor: str, verb: str, actio
 
 
 def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
-    """needs_review → planned, with who and when; delivery continues."""
+    """needs_review → planned, with who and when; delivery continues.
+
+    The approved plan is released: its decision becomes ``release`` and it
+    records ``approved`` (when), so the documents rendered next are the
+    patient's plan and the referrer's released summary, not the draft that
+    was held. Its flags stay, as what the clinician saw."""
     with p.db.session() as session:
         _review(session, referral_id, states.PLANNED, actor=actor, verb="approved",
                 action="plan.approve", note=note)
         plan = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
-        plan.approved_by, plan.approved_at = actor, utcnow()
+        now = utcnow()
+        plan.approved_by, plan.approved_at = actor, now
+        plan.decision = "release"
+        plan.body = {**plan.body, "decision": "release", "approved": {"at": now.isoformat()}}
         outbox.enqueue(session, RENDER, {"referral_id": referral_id})
     p.relay()
     return states.PLANNED

@@ -94,6 +94,16 @@ def test_flagged_plan_waits_for_staff_then_delivers(stack, intake):
     assert approval["actor"] == f"user:{user.id}" and "seen in clinic" in approval["reason"]
     again = intake.post(f"/api/v1/referrals/{rid}/approve")
     assert again.status_code == 409
+    # what went out is the approved plan, not the draft that was held
+    plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
+    assert plan["decision"] == "release" and plan["approved"]["at"]
+    assert any(f["severity"] == "needs_review" for f in plan["flags"])  # what the clinician saw
+    handout = _pdf_text(intake.get(f"/api/v1/referrals/{rid}/documents/handout.pdf",
+                                   headers=intake.auth).data)
+    summary = _pdf_text(intake.get(f"/api/v1/referrals/{rid}/documents/summary.pdf",
+                                   headers=intake.auth).data)
+    assert "DRAFT" not in handout and "Please wait until we call you" not in handout
+    assert "HELD FOR REVIEW" not in summary and "approved by a clinician" in summary
 
 
 def test_transient_failures_are_retried_then_sent_once(stack, intake, smtp):
@@ -255,3 +265,14 @@ def test_an_out_of_scope_diagnosis_is_held_with_its_flag_listed_once(stack, inta
     assert [f["code"] for f in plan["flags"]].count("diagnosis_out_of_scope") == 1
     detail = intake.get(f"/api/v1/referrals/{rid}", headers=intake.auth).get_json()
     assert detail["flagged"] is True and stack.deliveries(rid) == []
+
+
+def _pdf_text(pdf: bytes) -> str:
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        return " ".join(" ".join(doc[i].get_textpage().get_text_range().split())
+                        for i in range(len(doc)))
+    finally:
+        doc.close()
