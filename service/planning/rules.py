@@ -41,6 +41,7 @@ class Profile:
     can_rise: bool
     gym: bool
     habitual_runner: bool
+    non_ambulatory: bool = False  # a wheelchair user: only what is done sitting
 
 
 @dataclass
@@ -252,7 +253,8 @@ def falls_review(d: Draft) -> None:
         d.applied("falls_review", "high falls risk: review")
     if f.aid == "wheelchair":
         d.flag("non_ambulatory", "needs_review",
-               "Uses a wheelchair: the standing programme may not apply; a PT must tailor it.")
+               "Uses a wheelchair: the standing programme does not apply; the draft keeps only "
+               "exercises done sitting, and a PT must tailor it.")
         d.applied("falls_review", "non-ambulatory: review")
 
 
@@ -529,6 +531,10 @@ def exclusion_rule(e: Exercise, p: Profile) -> str | None:
         return "needs_gym_access"
     if e.id == "jogging" and not p.habitual_runner:
         return "jogging_only_if_habitual"
+    if p.non_ambulatory and "seated" not in e.tags:
+        # guidance 3.2 non_ambulatory: the standing programme does not apply;
+        # the draft keeps what is done in a chair, for a PT to build on
+        return "standing_programme_not_applicable"
     return None
 
 
@@ -543,6 +549,7 @@ def profile_for(d: Draft) -> Profile:
         can_rise=f.can_rise is True,
         gym=f.gym_access,
         habitual_runner=f.habitual_runner and r.bone_category == "A",
+        non_ambulatory=f.aid == "wheelchair",
     )
 
 

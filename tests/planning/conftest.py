@@ -99,11 +99,16 @@ def check_invariants(plan: dict, referral: Referral | None = None) -> None:
     strength_days = [i for i, d in enumerate(sched) if any(comp.get(x) == "strength" for x in d["exercises"])]
     for a, b in zip(strength_days, strength_days[1:] + [strength_days[0] + 7] if strength_days else []):
         assert b - a >= 2, f"strength on consecutive days {strength_days}"
+    # a wheelchair user's draft keeps only seated work: its aerobic and balance
+    # parts are for the PT to build (guidance 3.2: standing programme not applicable)
+    seated_draft = any(f["code"] == "non_ambulatory" for f in plan["flags"])
     if exercises:
         assert 2 <= len(strength_days) <= 3
+    if exercises and not seated_draft:
         aerobic_days = [i for i, d in enumerate(sched) if any(comp.get(x) == "aerobic" for x in d["exercises"])]
         assert (2 if risk["falls_high"] else 3) <= len(aerobic_days) <= 5
         assert any(e["category"] == "balance" for e in exercises), "balance in every plan"
+    if exercises:
         assert any(d["rest"] for d in sched)
         for e in exercises:
             count = sum(e["id"] in d["exercises"] for d in sched)
@@ -136,8 +141,8 @@ def check_programme_size(plan: dict) -> None:
     from refflow.planning.rules import SESSION_MAX, SESSION_MIN, STRENGTH_MAX, STRENGTH_MIN
 
     exercises = plan["exercises"]
-    if not exercises:
-        return
+    if not exercises or any(f["code"] == "non_ambulatory" for f in plan["flags"]):
+        return  # none, or a wheelchair user's seated draft for a PT to complete (guidance 3.2)
     cat = load_catalog().by_id
     comp = {e["id"]: e["component"] for e in exercises}
     assert set(COMPONENTS) <= set(comp.values()), sorted(set(comp.values()))

@@ -299,11 +299,6 @@ def test_moderate_new_back_pain(make_referral, as_of):
     assert all(e["impact"] in ("none", "low") for e in plan["exercises"])
 
 
-def test_wheelchair_user(make_referral, as_of):
-    plan = build_plan(make_referral(clinical={"mobility_aid": "wheelchair"}), as_of=as_of)
-    assert {"non_ambulatory", "high_falls_risk"} <= flag_codes(plan, "needs_review")
-
-
 def test_unrecognised_condition_and_medication_surface_as_caution(make_referral, as_of):
     r = make_referral(clinical={"conditions": ["hypertension", "zzqx syndrome"],
                                 "medications": ["alendronate", "mysterydrug"],
@@ -336,3 +331,25 @@ def test_design_example(as_of, invariants):
     assert plan["decision"] == "review"
     assert {"recent_fracture_lt_12wk", "cardiovascular_disease", "referrer_restrictions"} <= flag_codes(plan)
     assert "Ann" not in json.dumps(plan["flags"]) and "Lee" not in json.dumps(plan["flags"])
+
+
+def test_wheelchair_user_gets_a_seated_draft_for_a_pt(make_referral, as_of, invariants):
+    """§3.2 non_ambulatory (wheelchair): "Standing programme not applicable". The
+    draft is held for a PT and holds only exercises done sitting, so a plan
+    approved without changes never asks a wheelchair user to stand or walk."""
+    r = make_referral(clinical={"mobility_aid": "wheelchair", "can_rise_from_floor": False})
+    plan = build_plan(r, as_of=as_of)
+    invariants(plan, r)
+    assert plan["decision"] == "review"
+    assert {"non_ambulatory", "high_falls_risk"} <= flag_codes(plan, "needs_review")
+    assert ids(plan) and ids(plan) <= {
+        "chin_tuck", "shoulder_blade_squeeze", "seated_ankle_circles", "gentle_seated_rotation",
+        "seated_thoracic_extension", "band_seated_row", "dumbbell_overhead_press_seated",
+        "dumbbell_biceps_curl", "seated_knee_extension_weight", "lat_pulldown_machine"}
+    for standing in ("walking_comfortable", "sit_to_stand", "tandem_stance", "heel_raises"):
+        assert excluded(plan)[standing] in ("standing_programme_not_applicable",
+                                            "no_floor_exercises", "avoid_for_falls_risk")
+    assert excluded(plan)["walking_comfortable"] == "standing_programme_not_applicable"
+    # a cane or walker is not a wheelchair: their standing programme stays
+    walker = build_plan(make_referral(clinical={"mobility_aid": "walker"}), as_of=as_of)
+    assert "walking_comfortable" in ids(walker)
