@@ -38,7 +38,7 @@ from refflow.planning.evidence import evidence_entry
 from refflow.planning.risk import assess_risk, derive_facts
 from refflow.planning.schedule import build_schedule, empty_schedule
 
-ENGINE_VERSION = "1.0.0"
+ENGINE_VERSION = "1.1.0"  # 1.1: a wheelchair user's draft is seated only
 
 Adjuster = Callable[[Referral, dict], "dict | None"]
 
