@@ -438,7 +438,7 @@ def soft_flags(d: Draft) -> None:
         d.flag("recommend_falls_service", "caution", "High falls risk: refer to a falls service.")
         d.applied("soft_flags", "recommend falls service")
     if f.falls is None:
-        d.flag("missing_falls_history", "caution",
+        d.flag("missing_falls_history", "info",
                "Falls history not given: treated as high falls risk.")
         d.applied("soft_flags", "unknown falls history treated as high risk")
     if any(w in f.goals_text for w in _SUPERVISED_GOAL_WORDS):

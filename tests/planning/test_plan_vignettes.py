@@ -186,7 +186,7 @@ def test_missing_falls_history_is_high_falls_risk(make_referral, as_of, invarian
     plan = build_plan(r, as_of=as_of)
     invariants(plan, r)
     assert plan["risk"]["falls_high"] is True
-    assert "missing_falls_history" in flag_codes(plan, "caution")
+    assert "missing_falls_history" in flag_codes(plan, "info")  # guidance 3.3: informational
     assert "brisk_walking" not in ids(plan)
     assert plan["decision"] == "release"
 
