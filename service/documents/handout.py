@@ -231,7 +231,7 @@ def _precautions_and_stop(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
 def _do_not_exercise(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
     flow.box(DO_NOT_EXERCISE_TEXT, [
         "Your doctor needs to see you before you begin an exercise program.",
-        "Please make an appointment with your doctor soon.",
+        "Please see your doctor, or go to urgent care, before you start any exercise.",
         (f"When your doctor says it is safe, call us at {clinic.phone} and we will "
          "make a plan with you."),
     ], BANNER, BODY, bullet="!")

@@ -75,6 +75,10 @@ def build_plan(referral: Referral, *, as_of: dt.date,
         exercises, targets, phases, schedule = [], {}, [], empty_schedule()
         d.applied("safety_enforcement", "no exercises: "
                   + ("urgent medical review first" if d.urgent else "referral held for a clinician"))
+    if d.urgent:  # guidance 3.1: no plan, flag urgent_medical, see a doctor / urgent care first
+        d.flag("urgent_medical", "needs_review",
+               "A red flag needs medical assessment before any exercise: no plan was drafted. "
+               "The patient is asked to see their doctor or urgent care first.")
     plan = {
         "decision": "review",
         "risk": risk.as_dict(),

@@ -61,6 +61,7 @@ def test_do_not_exercise_handout_has_no_exercises(referral, do_not_exercise_plan
                                                   clinic):
     text = plain(" ".join(page_texts(render_handout(referral, do_not_exercise_plan, clinic))))
     assert "Please do not start exercises until you have seen your doctor" in text
+    assert "or go to urgent care" in text  # guidance 3.1
     assert "Stop and call us if" in text and clinic.phone in text
     for exercise in sample_plan["exercises"]:
         assert exercise["name"] not in text

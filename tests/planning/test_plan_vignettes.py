@@ -115,8 +115,10 @@ def test_acute_back_pain_8_of_10(make_referral, as_of, invariants):
     invariants(plan, r)
     assert plan["decision"] == "do_not_exercise"
     assert plan["exercises"] == []
-    assert "suspected_vertebral_fracture" in flag_codes(plan)
+    assert {"suspected_vertebral_fracture", "urgent_medical"} <= flag_codes(plan)  # §3.1
     assert any("doctor" in p for p in plan["precautions"])
+    # a plan that is not urgent carries no urgent_medical flag
+    assert "urgent_medical" not in flag_codes(build_plan(make_referral(), as_of=as_of))
 
 
 def test_uncontrolled_hypertension(make_referral, as_of, invariants):
