@@ -38,7 +38,7 @@ from refflow.planning.evidence import evidence_entry
 from refflow.planning.risk import assess_risk, derive_facts
 from refflow.planning.schedule import build_schedule, empty_schedule
 
-ENGINE_VERSION = "1.1.0"  # 1.1: a wheelchair user's draft is seated only
+ENGINE_VERSION = "1.1.0"  # 1.1: a seated-only draft for wheelchair users; category C strength up to 3 sets; urgent_medical
 
 Adjuster = Callable[[Referral, dict], "dict | None"]
 

@@ -863,7 +863,9 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
     # full (phase 3) dose
     t_sets, t_reps, t_hold, t_min = sets, reps, hold, minutes
     if component == "strength":
-        t_sets = 2 if (spine_c or f_high) else 3
+        # guidance 4: category C keeps "the same sets and reps" (its limit is
+        # effort, RPE <= 6); the Otago set for high falls risk stays at 2
+        t_sets = 2 if f_high else 3
     elif component == "spinal_extensor":
         t_reps = 10 if reps else reps
         t_hold = 5 if hold else hold
@@ -965,7 +967,7 @@ def phases(d: Draft, targets: dict) -> list[dict]:
                     "use less hand support." + (" Start impact work: 10-20 heel drops or stamps a session."
                                                  if impact else "")},
         {"phase": 3, "name": "Target", "week_from": 7, "week_to": 12,
-         "changes": f"Strength: {2 if (spine_c or f_high) else '2-3'} sets of 8-12, effort up to {s['3']}/10. "
+         "changes": f"Strength: {2 if f_high else '2-3'} sets of 8-12, effort up to {s['3']}/10. "
                     f"Aerobic: {'25' if f_high else '30'} minutes, building to "
                     f"{targets['aerobic']['minutes_per_week']} minutes a week, effort up to {a['3']}/10. "
                     "Balance: 15-20 minutes a day, at least 120 minutes a week, more moving exercises."

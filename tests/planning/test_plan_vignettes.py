@@ -355,3 +355,19 @@ def test_wheelchair_user_gets_a_seated_draft_for_a_pt(make_referral, as_of, inva
     # a cane or walker is not a wheelchair: their standing programme stays
     walker = build_plan(make_referral(clinical={"mobility_aid": "walker"}), as_of=as_of)
     assert "walking_comfortable" in ids(walker)
+
+
+def test_category_c_strength_keeps_the_same_sets_its_limit_is_effort(make_referral, as_of):
+    """§4 Strength dose, C column: "same sets and reps; RPE ≤5 in phase 2 and ≤6
+    in phase 3" — up to 3 sets at full dose; the Otago set for high falls risk stays at 2."""
+    old_vertebral = {"fractures": [{"site": "vertebral", "date": "2019-03-01", "low_trauma": True}]}
+    plan = build_plan(make_referral(clinical=old_vertebral), as_of=as_of)
+    assert plan["risk"]["bone_category"] == "C"
+    strength = [e for e in plan["exercises"] if e["component"] == "strength"]
+    assert strength and {e["dose_target"]["sets"] for e in strength if e["dose_target"]["reps"]} == {3}
+    assert plan["targets"]["strength"]["effort_max"]["3"] <= 6
+    assert "2-3 sets of 8-12" in plan["phases"][2]["changes"]
+    falls = build_plan(make_referral(clinical={**old_vertebral, "falls_last_12_months": 3}),
+                       as_of=as_of)
+    assert {e["dose_target"]["sets"] for e in falls["exercises"]
+            if e["component"] == "strength" and e["dose_target"]["reps"]} == {2}
