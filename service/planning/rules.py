@@ -884,8 +884,11 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
     instructions = list(e.instructions)
     safety_cue = e.safety_cue
     if f_high and component == "balance":
-        instructions.insert(0, "Stand next to a kitchen counter or sturdy support and keep a hand on it.")
-        safety_cue = "Always keep a hand on a sturdy support. " + safety_cue
+        # guidance 4, F overlay: always holding or beside a stable support, with
+        # hand support reduced step by step (two hands, one, fingertips, none)
+        instructions.insert(0, "Stand next to a kitchen counter or sturdy support and hold it "
+                               "with both hands to start.")
+        safety_cue = "Always stay right beside a sturdy support, close enough to grab it. " + safety_cue
     return {
         "id": e.id,
         "name": e.name,

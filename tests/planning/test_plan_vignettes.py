@@ -76,6 +76,10 @@ def test_age_90_walker_repeated_falls(make_referral, as_of, invariants):
     for e in plan["exercises"]:
         if e["category"] == "balance":
             assert "support" in e["instructions"][0]
+            # beside the support always; hand support itself is reduced step by step
+            # (guidance 4 F overlay), so no cue says "always keep a hand on it"
+            assert "beside a sturdy support" in e["safety_cue"]
+            assert "keep a hand" not in e["safety_cue"].lower()
     assert plan["targets"]["strength"]["effort_max"]["3"] <= 6
     assert plan["targets"]["aerobic"]["minutes_per_week"] < 150
 
