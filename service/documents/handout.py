@@ -25,7 +25,8 @@ BANNER = Style(BOLD, 16, 21)
 DRAFT_TEXT = "DRAFT – not yet approved"
 DO_NOT_EXERCISE_TEXT = "Please do not start exercises until you have seen your doctor."
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-LOG_WEEKS = 8
+LOG_WEEKS = 12  # the programme's 12 weeks to the target level (guidance 4.1)
+LOG_ROW_HEIGHT = 30  # points: twelve weeks and the notes on one page
 
 
 def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter") -> bytes:
@@ -250,7 +251,7 @@ def _log_sheet(flow: Flow, schedule: list[dict]) -> None:
     for week in range(1, LOG_WEEKS + 1):
         rows.append([str(week)] + ["" if active.get(day, True) else "Rest" for day in DAYS])
     top = flow.y
-    flow.table(rows, [1.2] + [1] * 7, BODY, BODY_BOLD, min_row_height=40)
+    flow.table(rows, [1.2] + [1] * 7, BODY, BODY_BOLD, min_row_height=LOG_ROW_HEIGHT)
     _tick_boxes(flow, top, rows)
     flow.paragraph("Notes for your therapist:", BODY_BOLD, after=0)
     for _ in range(4):
@@ -271,6 +272,7 @@ def _tick_boxes(flow: Flow, top: float, rows: list[list[str]]) -> None:
         x = flow.left + widths[0] * scale
         for cell in row[1:]:
             if not cell:
-                c.rect(x + (scale - side) / 2, y - 20 - side / 2, side, side, stroke=1, fill=0)
+                c.rect(x + (scale - side) / 2, y - LOG_ROW_HEIGHT / 2 - side / 2, side, side,
+                       stroke=1, fill=0)
             x += scale
-        y -= 40
+        y -= LOG_ROW_HEIGHT

@@ -106,3 +106,15 @@ def test_the_default_clinic_number_is_not_the_example_patients_own(referral, tmp
     assert f"Call us at {clinic.phone}" in text
     assert clinic.phone != referral.patient.phone and clinic.phone.replace(" ", "") != \
         referral.patient.phone
+
+
+def test_the_exercise_log_covers_the_twelve_weeks_on_one_page(referral, sample_plan, clinic):
+    """Guidance 4.1: twelve weeks to the target level, then review; the log
+    sheet has a row for each, and the notes, on one page."""
+    pages = page_texts(render_handout(referral, sample_plan, clinic))
+    [log] = [p for p in pages if "My exercise log" in p]
+    rows = [line.split()[0] for line in log.splitlines() if line.split()
+            and line.split()[0].isdigit()]
+    first = rows.index("1")
+    assert rows[first:first + 12] == [str(week) for week in range(1, 13)]
+    assert "Notes for your therapist" in log
