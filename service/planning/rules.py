@@ -962,21 +962,24 @@ def phases(d: Draft, targets: dict) -> list[dict]:
     result = [
         {"phase": 1, "name": "Familiarise", "week_from": 1, "week_to": 2,
          "changes": f"Learn each exercise. Strength: 1 set of 10-12, effort up to {s['1']}/10. "
-                    f"Aerobic: 10-15 minutes of {walk}, effort up to {a['1']}/10. Balance: 10 minutes a day, "
-                    f"standing still, {support}. Exercises that start in a later phase are not done yet."},
+                    f"Aerobic: 10-15 minutes of {walk}, effort up to {a['1']}/10. Balance: about 10 minutes a "
+                    f"day in all, standing still, {support}: go through your balance exercises again "
+                    "until the time is up. Posture: your posture exercises every day. Exercises that "
+                    "start in a later stage wait until their week."},
         {"phase": 2, "name": "Build", "week_from": 3, "week_to": 6,
          "changes": f"Strength: 2 sets of 10-12, effort up to {s['2']}/10. Aerobic: 15-30 minutes, effort up "
-                    f"to {a['2']}/10. Balance: 15 minutes a day; start the moving balance exercises and "
-                    "use less hand support." + (" Start impact work: 10-20 heel drops or stamps a session."
+                    f"to {a['2']}/10. Balance: about 15 minutes a day in all; start the moving balance "
+                    "exercises and use less hand support." + (" Start impact work: 10-20 heel drops or stamps a session."
                                                  if impact else "")},
         {"phase": 3, "name": "Target", "week_from": 7, "week_to": 12,
          "changes": f"Strength: {2 if f_high else '2-3'} sets of 8-12, effort up to {s['3']}/10. "
                     f"Aerobic: {'25' if f_high else '30'} minutes, building to "
                     f"{targets['aerobic']['minutes_per_week']} minutes a week, effort up to {a['3']}/10. "
-                    "Balance: 15-20 minutes a day, at least 120 minutes a week, more moving exercises."
+                    "Balance: 15-20 minutes a day in all, at least 120 minutes a week, more moving exercises. "
+                    "Posture: repeat your posture exercises to 5-10 minutes a day."
                     + (" Impact: build to about 50 a session." if impact else "")},
         {"phase": 4, "name": "Maintain", "week_from": 13, "week_to": None,
-         "changes": "Keep the phase 3 level. Review with your therapist at 12 weeks."
+         "changes": "Keep the stage 3 level. Review with your therapist at 12 weeks."
                     + ("" if f_high else " Tai chi or dancing can be added for balance.")},
     ]
     d.applied("phases", "4 phases over 12 weeks, then maintenance")
@@ -1027,8 +1030,8 @@ def precautions(d: Draft) -> list[str]:
         out.append("Do not do exercises on the floor.")
     out += [
         ("Mild effort or stretch is fine. If pain during exercise goes above 5 out of 10, or is new or "
-         "worse the next day, go back to the previous phase."),
-        ("Move to the next phase only if pain stays at 3 out of 10 or less and is no worse the next day, "
+         "worse the next day, go back to the previous stage."),
+        ("Move to the next stage only if pain stays at 3 out of 10 or less and is no worse the next day, "
          "you have had no falls or near-falls, and you did at least 2 of every 3 sessions. Change one "
          "thing at a time: repeats, then sets, then weight."),
         "See your therapist again at 12 weeks, and after any fall, new fracture or new diagnosis.",
