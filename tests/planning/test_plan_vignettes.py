@@ -375,3 +375,15 @@ def test_category_c_strength_keeps_the_same_sets_its_limit_is_effort(make_referr
                        as_of=as_of)
     assert {e["dose_target"]["sets"] for e in falls["exercises"]
             if e["component"] == "strength" and e["dose_target"]["reps"]} == {2}
+
+
+def test_stage_text_makes_the_balance_minutes_reachable(make_referral, as_of):
+    """Guidance 4 / 4.1: balance 10 minutes a day at first, 15-20 by stage 3, and
+    posture work 5-10 minutes a day. One round of the listed balance exercises
+    takes a few minutes, so the stages say to go through them again."""
+    plan = build_plan(make_referral(), as_of=as_of)
+    first, _, third, _ = (p["changes"] for p in plan["phases"])
+    assert "about 10 minutes a day in all" in first
+    assert "go through your balance exercises again until the time is up" in first
+    assert "15-20 minutes a day in all" in third and "5-10 minutes a day" in third
+    assert all("phase" not in p["changes"] for p in plan["phases"])  # the handout says "stage"
