@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import ApiKey, Practice, utcnow
-from refflow.intake.schemas import _e164, _email
+from refflow.intake.contact import normalize_email, normalize_phone
 
 
 class AccountError(ValueError):
@@ -33,11 +33,11 @@ def create_practice(session: Session, name: str, *, fax: str | None = None,
     if session.scalar(select(Practice.id).where(Practice.name == name)):
         raise AccountError(f"a practice named {name!r} exists already")
     try:
-        fax = _e164(fax) if fax else None
+        fax = normalize_phone(fax) if fax else None
     except ValueError as exc:
         raise AccountError(f"--fax: {exc}") from None
     try:
-        email = _email(email) if email else None
+        email = normalize_email(email) if email else None
     except ValueError as exc:
         raise AccountError(f"--email: {exc}") from None
     practice = Practice(name=name, fax=fax, email=email)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from refflow.accounts.practices import AccountError, find_practice
 from refflow.db.models import User
-from refflow.intake.schemas import _email
+from refflow.intake.contact import normalize_email
 
 ROLES = ("staff", "admin", "practice")
 MIN_PASSWORD = 10
@@ -31,7 +31,7 @@ def create_user(session: Session, email: str, password: str, *, role: str,
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     try:
-        email = _email(email)
+        email = normalize_email(email)
     except ValueError as exc:
         raise AccountError(f"email: {exc}") from None
     if len(password) < MIN_PASSWORD:

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from functools import lru_cache
 from typing import Annotated, Literal
 
-import phonenumbers
-from email_validator import EmailNotValidError, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -26,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-DEFAULT_PHONE_REGION = "US"
+from refflow.intake.contact import normalize_email, normalize_phone
 
 # ICD-10-CM: a letter, a digit, a digit or letter, then optionally a dot and
 # up to four more characters (e.g. M81.0, M80.08XA, S22.080A, I10).
@@ -37,23 +34,6 @@ MobilityAid = Literal["none", "cane", "walker", "rollator", "wheelchair"]
 ActivityLevel = Literal["sedentary", "light", "active"]
 
 
-def _e164(value: str) -> str:
-    try:
-        number = phonenumbers.parse(value, DEFAULT_PHONE_REGION)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError("not a phone number") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def _email(value: str) -> str:
-    try:
-        return validate_email(value, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ValueError("not a valid email address") from exc
-
-
 def _icd10(value: str) -> str:
     code = value.strip().upper()
     if not ICD10_PATTERN.match(code):
@@ -61,13 +41,8 @@ def _icd10(value: str) -> str:
     return code
 
 
-Phone = Annotated[str, Field(max_length=40), AfterValidator(_e164)]
-Email = Annotated[str, Field(max_length=254), AfterValidator(_email)]
-# A practice sends its own phone, fax and email with every referral: the
-# referrer's numbers are normalised once per process (a bounded cache of pure
-# functions; failures are not cached). Patient contact details are not cached.
-PracticePhone = Annotated[str, Field(max_length=40), AfterValidator(lru_cache(512)(_e164))]
-PracticeEmail = Annotated[str, Field(max_length=254), AfterValidator(lru_cache(512)(_email))]
+Phone = Annotated[str, Field(max_length=40), AfterValidator(normalize_phone)]
+Email = Annotated[str, Field(max_length=254), AfterValidator(normalize_email)]
 ICD10Code = Annotated[str, Field(max_length=10), AfterValidator(_icd10)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(max_length=4000)]
@@ -101,9 +76,9 @@ class Patient(Strict):
 class Referrer(Strict):
     name: ShortText | None = None
     npi: Annotated[str, Field(pattern=r"^[0-9]{10}$")] | None = None
-    phone: PracticePhone | None = None
-    fax: PracticePhone | None = None
-    email: PracticeEmail | None = None
+    phone: Phone | None = None
+    fax: Phone | None = None
+    email: Email | None = None
 
     @field_validator("npi")
     @classmethod
