@@ -24,7 +24,7 @@ def pipeline_for(celery_app: Celery):
         with _lock:
             pipeline = getattr(celery_app, "refflow_pipeline", None)
             if pipeline is None:
-                from refflow.pipeline.steps import Pipeline
+                from refflow.pipeline.context import Pipeline
                 from refflow.workers.publisher import celery_publisher
 
                 celery_app.loader.import_default_modules()

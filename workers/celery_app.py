@@ -14,16 +14,16 @@ from celery import Celery, signals
 from kombu import Exchange, Queue
 
 from refflow.config import Settings, load_settings
-from refflow.workers import broker
+from refflow.pipeline import outbox
 
 PLANNING_QUEUE = "refflow.planning"
 DELIVERY_QUEUE = "refflow.deliveries"
 
 ROUTES = {
-    "refflow.build_plan": {"queue": PLANNING_QUEUE},
-    "refflow.render_documents": {"queue": PLANNING_QUEUE},
-    "refflow.finalize": {"queue": PLANNING_QUEUE},
-    "refflow.deliver": {"queue": DELIVERY_QUEUE},
+    outbox.BUILD_PLAN: {"queue": PLANNING_QUEUE},
+    outbox.RENDER: {"queue": PLANNING_QUEUE},
+    outbox.FINALIZE: {"queue": PLANNING_QUEUE},
+    outbox.DELIVER: {"queue": DELIVERY_QUEUE},
 }
 
 
@@ -39,9 +39,6 @@ def celery_config(settings: Settings) -> dict:
     broker_url = settings.broker_url or "redis://127.0.0.1:6379/0"
     return {
         "broker_url": broker_url,
-        # kombu's Redis transport, keeping its client objects (see workers/broker.py)
-        "broker_transport": broker.TRANSPORT if broker_url.split("://", 1)[0] in (
-            "redis", "rediss") else None,
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": 5,

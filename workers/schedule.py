@@ -13,7 +13,7 @@ import time
 
 from refflow.config import Settings
 from refflow.pipeline import outbox, redrive
-from refflow.pipeline.steps import Pipeline
+from refflow.pipeline.context import Pipeline
 from refflow.workers.celery_app import create_celery
 from refflow.workers.publisher import celery_publisher
 

@@ -1,5 +1,5 @@
 """The Celery tasks. Each is thin: load by id, call the core step in
-``refflow.pipeline.steps``, and let the database state machine decide whether
+``refflow.pipeline.flow``, and let the database state machine decide whether
 there is anything to do (so a message delivered twice does nothing twice).
 
 Retries of deliveries live in the database (``next_attempt_at`` plus a
@@ -14,7 +14,7 @@ import logging
 
 from celery import Celery
 
-from refflow.pipeline import steps
+from refflow.pipeline import flow, outbox
 
 log = logging.getLogger("refflow.tasks")
 
@@ -22,23 +22,21 @@ log = logging.getLogger("refflow.tasks")
 def register(app: Celery, pipeline_for) -> None:
     """Bind the tasks to ``app``; ``pipeline_for(app)`` gives the process's Pipeline."""
 
-    @app.task(name=steps.BUILD_PLAN)
+    @app.task(name=outbox.BUILD_PLAN)
     def build_plan(referral_id: str) -> None:
-        # A released plan is rendered in the same task (render_documents is
-        # the same core step, run here instead of after a broker round trip).
-        steps.plan_and_render(pipeline_for(app), referral_id)
+        flow.build_plan(pipeline_for(app), referral_id)
 
-    @app.task(name=steps.RENDER)
+    @app.task(name=outbox.RENDER)
     def render_documents(referral_id: str) -> None:
-        steps.render_documents(pipeline_for(app), referral_id)
+        flow.render_documents(pipeline_for(app), referral_id)
 
-    @app.task(name=steps.DELIVER)
+    @app.task(name=outbox.DELIVER)
     def deliver(delivery_id: str) -> None:
-        steps.deliver(pipeline_for(app), delivery_id)
+        flow.deliver(pipeline_for(app), delivery_id)
 
-    @app.task(name=steps.FINALIZE)
+    @app.task(name=outbox.FINALIZE)
     def finalize(referral_id: str) -> None:
-        steps.finalize(pipeline_for(app), referral_id)
+        flow.finalize(pipeline_for(app), referral_id)
 
     @app.task(name="refflow.ping")
     def ping(reply_to: str | None = None) -> None:

@@ -22,6 +22,12 @@ log = logging.getLogger("refflow.outbox")
 # publish(task_name, args) sends one message to the broker or raises.
 Publisher = Callable[[str, dict], None]
 
+# The tasks a message names (the worker registers a Celery task under each).
+BUILD_PLAN = "refflow.build_plan"
+RENDER = "refflow.render_documents"
+DELIVER = "refflow.deliver"
+FINALIZE = "refflow.finalize"
+
 
 def message_args(*, request_id: str | None = None, **ids: str) -> dict:
     """A message's arguments: the ids the task takes, and the request id that
@@ -51,13 +57,12 @@ def relay(db: Database, publish: Publisher, *, ids: list[int] | None = None,
     """
     if ids is not None and not ids:
         return 0
-    if db.engine.dialect.name == "postgresql":
-        return _relay_pg(db, publish, ids=ids, limit=limit)
     sent = 0
     with db.session() as session:
         query = (select(OutboxMessage)
                  .where(OutboxMessage.sent_at.is_(None), OutboxMessage.available_at <= utcnow())
-                 .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(limit))
+                 .order_by(OutboxMessage.available_at, OutboxMessage.id).limit(limit)
+                 .with_for_update(skip_locked=True))
         if ids is not None:
             query = query.where(OutboxMessage.id.in_(ids))
         messages = session.scalars(query).all()
@@ -71,54 +76,6 @@ def relay(db: Database, publish: Publisher, *, ids: list[int] | None = None,
             message.sent_at = utcnow()
             sent += 1
     return sent
-
-
-DUE = """
-SELECT id, task, args FROM outbox
- WHERE sent_at IS NULL AND available_at <= %(now)s
- ORDER BY available_at, id LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED
-"""
-
-DUE_AMONG = """
-SELECT id, task, args FROM outbox
- WHERE id = ANY(%(ids)s) AND sent_at IS NULL AND available_at <= %(now)s
- ORDER BY available_at, id LIMIT %(limit)s
-   FOR UPDATE SKIP LOCKED
-"""
-
-MARK_SENT = "UPDATE outbox SET sent_at = %s WHERE id = ANY(%s)"
-
-PUBLISH_FAILED = "UPDATE outbox SET relay_attempts = relay_attempts + 1 WHERE id = %s"
-
-
-def _relay_pg(db: Database, publish: Publisher, *, ids: list[int] | None, limit: int) -> int:
-    """``relay`` at the driver level: lock the due rows, publish, mark them sent.
-
-    The commit does not wait for the WAL flush: if the database loses it in a
-    crash, the messages are published again, which every task tolerates (they
-    are idempotent), while the rows themselves were committed with the change
-    that caused them.
-    """
-    sent: list[int] = []
-    with db.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        # Two round trips: BEGIN, SET and the SELECT; then the UPDATE and COMMIT.
-        with raw.pipeline(), raw.transaction():
-            raw.execute("SET LOCAL synchronous_commit TO OFF")
-            rows = raw.execute(DUE if ids is None else DUE_AMONG,
-                               {"ids": ids, "now": utcnow(), "limit": limit}).fetchall()
-            for message_id, task, args in rows:
-                try:
-                    publish(task, dict(args))
-                except Exception as exc:  # noqa: BLE001 - broker down: try again next round
-                    raw.execute(PUBLISH_FAILED, (message_id,))
-                    _broker_unavailable(exc, len(rows) - len(sent))
-                    break
-                sent.append(message_id)
-            if sent:
-                raw.execute(MARK_SENT, (utcnow(), sent))
-    return len(sent)
 
 
 def _broker_unavailable(exc: Exception, waiting: int) -> None:

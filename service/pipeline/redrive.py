@@ -13,7 +13,8 @@ from sqlalchemy import select, update
 from refflow.db.models import Delivery, Referral, utcnow
 from refflow.intake import idempotency
 from refflow.pipeline import outbox
-from refflow.pipeline.steps import BUILD_PLAN, DELIVER, FINALIZE, RENDER, Pipeline
+from refflow.pipeline.context import Pipeline
+from refflow.pipeline.outbox import BUILD_PLAN, DELIVER, FINALIZE, RENDER
 from refflow.referrals import states
 
 log = logging.getLogger("refflow.scheduler")

@@ -33,6 +33,7 @@ from refflow.planning.catalog import (
     exercise_from_mapping,
     load_catalog,
 )
+from refflow.planning.decision import decide
 from refflow.planning.evidence import RULES as EVIDENCE_RULES
 from refflow.planning.evidence import evidence_entry
 from refflow.planning.risk import assess_risk, derive_facts
@@ -80,7 +81,7 @@ def build_plan(referral: Referral, *, as_of: dt.date,
                "A red flag needs medical assessment before any exercise: no plan was drafted. "
                "The patient is asked to see their doctor or urgent care first.")
     plan = {
-        "decision": "review",
+        "decision": "review",  # decided below, once the flags are final
         "risk": risk.as_dict(),
         "exercises": exercises,
         "targets": targets,
@@ -106,17 +107,8 @@ def build_plan(referral: Referral, *, as_of: dt.date,
     plan["flags"] = d.flags
     plan["rules_applied"] = d.rules_applied
     plan["evidence"] = [evidence_entry(rule) for rule in d.fired if rule in EVIDENCE_RULES]
-    plan["decision"] = decide(d.flags, urgent=d.urgent, withheld=d.withheld)
+    plan["decision"] = decide(plan)
     return plan
-
-
-def decide(flags: Sequence[Mapping], *, urgent: bool, withheld: bool = False) -> str:
-    """do_not_exercise beats review beats release; any needs_review flag holds the plan."""
-    if urgent:
-        return "do_not_exercise"
-    if withheld or any(f.get("severity") == "needs_review" for f in flags):
-        return "review"
-    return "release"
 
 
 # --------------------------------------------------------------------------

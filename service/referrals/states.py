@@ -1,20 +1,21 @@
 """The referral state machine. Every status change goes through ``transition``:
 it checks the move is allowed, applies it with a conditional UPDATE (so two
 workers cannot both make the same move), and writes the timeline event in the
-same transaction. Listeners registered with ``on_status_changed`` run after
-the transaction commits.
+same transaction. After the transaction commits, the plugins hear of each
+change (``refflow_referral_status_changed``), in every process.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlalchemy import event, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from refflow.db.models import Referral, ReferralEvent, utcnow
+
+log = logging.getLogger("refflow.referrals")
 
 RECEIVED = "received"
 PLANNING = "planning"
@@ -96,34 +97,44 @@ def record_event(session: Session, referral_id: str, kind: str, *, actor: str,
     return entry
 
 
-_listeners: dict[str, Callable[[str, str, str], None]] = {}
-
-
-def on_status_changed(name: str, listener: Callable[[str, str, str], None]) -> None:
-    """Call ``listener(referral_id, old, new)`` after each committed status change.
-
-    Registering again under the same ``name`` replaces the earlier listener.
-    """
-    _listeners[name] = listener
+def created(session: Session, referral: Referral, *, actor: str,
+            reason: str | None = None) -> ReferralEvent:
+    """The first timeline entry of a referral just added in ``session``
+    (``None`` → ``received``); the plugins hear of it after the commit like
+    of any other change."""
+    entry = ReferralEvent(referral_id=referral.id, at=referral.created_at or utcnow(),
+                          actor=actor, kind="status", from_status=None,
+                          to_status=referral.status, reason=reason)
+    session.add(entry)
+    session.info.setdefault("status_changes", []).append((referral.id, None, referral.status))
+    return entry
 
 
 @event.listens_for(Session, "after_commit")
-def _notify_after_commit(session: Session) -> None:
+def _tell_plugins_after_commit(session: Session) -> None:
+    """Every committed status change reaches ``refflow_referral_status_changed``
+    once, in order, in whatever process committed it (web, worker, scheduler,
+    CLI). The plugins are those of the settings the session's database was
+    opened with (``database_for``). A plugin that raises is recorded on the
+    referral's timeline, in a transaction of its own: the change stands."""
     changes = session.info.pop("status_changes", None)
-    if changes:
-        notify_status_changed(changes)
+    settings = session.info.get("settings")
+    if not changes or settings is None:
+        return
+    from refflow.plugins.manager import get_plugin_manager, notify_status_changed
 
-
-def notify_status_changed(changes: list[tuple[str, str, str]]) -> None:
-    """Call the listeners for status changes that have been committed (for code
-    that writes them without a Session, e.g. the PostgreSQL delivery path)."""
+    pm = get_plugin_manager(settings)
+    failed = []
     for referral_id, old, new in changes:
-        for listener in list(_listeners.values()):
-            try:
-                listener(referral_id, old, new)
-            except Exception:  # a notification never undoes a committed change
-                logging.getLogger("refflow.referrals").exception(
-                    "status listener failed for referral %s", referral_id)
+        try:
+            failed += [(referral_id, f) for f in notify_status_changed(referral_id, old, new, pm)]
+        except Exception:  # noqa: BLE001 - a notification never undoes a committed change
+            log.exception("status notification failed for referral %s", referral_id)
+    if failed:
+        with Session(session.get_bind()) as record, record.begin():
+            for referral_id, failure in failed:
+                record_event(record, referral_id, "plugin_failed", actor="plugins",
+                             reason=failure.message)
 
 
 @event.listens_for(Session, "after_rollback")

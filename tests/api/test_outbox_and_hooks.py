@@ -111,16 +111,17 @@ def test_status_hook_runs_after_commit_with_ids_only(client, auth, referral_body
 
 def test_inline_render_commits_plan_documents_and_deliveries_together(client, auth, settings,
                                                                       db, monkeypatch):
-    """plan_and_render renders in the same worker and commits the plan with its
+    """build_plan renders in the same worker and commits the plan with its
     documents and deliveries: a worker that dies in between leaves the referral
     in planning (re-driven as build_plan), never a plan without its deliveries;
     a worker that does not die leaves only the deliver messages to publish."""
     from sample_referrals import routine
 
-    from refflow.db.models import ReferralEvent
-    from refflow.pipeline import steps
+    from refflow.db.models import Plan, Referral, ReferralEvent
+    from refflow.pipeline import flow
+    from refflow.pipeline.context import Pipeline
 
-    p = steps.Pipeline(settings, db=db)
+    p = Pipeline(settings, db=db)
     rid = post(client, auth, routine()).get_json()["id"]
     assert outbox.relay(db, lambda task, args: None) == 1  # the build_plan message
 
@@ -129,19 +130,19 @@ def test_inline_render_commits_plan_documents_and_deliveries_together(client, au
         raise RuntimeError("worker lost")
 
     with monkeypatch.context() as m:
-        m.setattr(steps, "_render", dies)
+        m.setattr(flow, "_render", dies)
         try:
-            steps.plan_and_render(p, rid)
+            flow.build_plan(p, rid)
         except RuntimeError:
             pass
     with db.session() as session:
-        assert session.get(steps.Referral, rid).status == "planning"
-        assert session.scalar(select(func.count()).select_from(steps.Plan)
-                              .where(steps.Plan.referral_id == rid)) == 0
+        assert session.get(Referral, rid).status == "planning"
+        assert session.scalar(select(func.count()).select_from(Plan)
+                              .where(Plan.referral_id == rid)) == 0
     assert outbox.relay(db, lambda task, args: None) == 0
 
     # the re-driven run (or the normal case): planned and rendered in one go
-    assert steps.plan_and_render(p, rid) == "delivering"
+    assert flow.build_plan(p, rid) == "delivering"
     with db.session() as session:
         waiting = session.scalars(select(OutboxMessage.task).where(
             OutboxMessage.sent_at.is_(None))).all()

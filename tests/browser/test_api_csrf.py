@@ -16,7 +16,7 @@ from web_forms import PASSWORD, token
 
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Delivery, Referral
-from refflow.pipeline import steps
+from refflow.pipeline import flow
 
 STAFF = "staff@clinic.example"
 
@@ -54,7 +54,7 @@ def held(app, client, key, referral_body) -> str:
                         "fractures": [{"site": "vertebral", "level": "T12", "date": None,
                                        "low_trauma": True}]}
     rid = submit(client, key, body)
-    assert steps.build_plan(app.extensions["refflow.pipeline"], rid) == "needs_review"
+    assert flow.build_plan(app.extensions["refflow.pipeline"], rid) == "needs_review"
     return rid
 
 

@@ -96,3 +96,26 @@ def test_refflow_run_serves_a_referral_to_completion_and_stops_cleanly(tmp_path)
     log = (tmp_path / "run.log").read_text()
     assert "Cannot connect" not in log and "Connection to broker lost" not in log, log[-3000:]
     assert log.rstrip().endswith("refflow stopped")
+
+
+@pytest.mark.parametrize("command", ["run", "web"])
+def test_a_port_in_use_fails_in_one_line_before_anything_is_announced(tmp_path, command):
+    """Another server listens on the port: no banner, no staff password for
+    someone else's server, no minute of retries — one line and exit 2."""
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REFFLOW_")}
+    env["REFFLOW_DATA_DIR"] = str(tmp_path / "data")
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        started = time.monotonic()
+        out = subprocess.run([sys.executable, "-m", "refflow", command, "--port", str(port)],
+                             env=env, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert out.returncode == 2, out
+    assert out.stdout == ""
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("refflow: error: cannot listen on 127.0.0.1:") and str(port) in line
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "data" / "staff-login.json").exists()

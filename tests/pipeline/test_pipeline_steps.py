@@ -1,6 +1,6 @@
-"""The worker's commits and relay on both databases: PostgreSQL's driver-level
-paths (``plan_sql``, the relay's ``_relay_pg``) write the same rows, timeline
-and messages as the ORM paths SQLite runs."""
+"""The pipeline's steps and the outbox relay, on SQLite and PostgreSQL alike:
+the rows, timeline and messages each step commits, and the status changes
+the plugins hear."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from sample_referrals import routine
 from sqlalchemy import select
 
 from refflow.db.models import Delivery, Document, OutboxMessage, Plan, Referral, ReferralEvent
-from refflow.pipeline import outbox, plan_sql, steps
+from refflow.pipeline import flow, outbox, staff_actions
+from refflow.pipeline.context import Pipeline
 from refflow.referrals import states
 
 
@@ -38,36 +39,37 @@ def _unsent(db) -> list[tuple]:
 
 
 @pytest.fixture
-def calls(monkeypatch):
-    """Counts the PostgreSQL statement's runs and records the status hooks."""
-    seen = {"commit_rendered": 0, "hooks": []}
-    real = plan_sql.commit_rendered
+def calls(settings):
+    """Records the status changes a plugin hears (``refflow_referral_status_changed``)."""
+    from refflow.plugins import hookimpl
+    from refflow.plugins.manager import get_plugin_manager
 
-    def counted(*args, **kwargs):
-        seen["commit_rendered"] += 1
-        return real(*args, **kwargs)
+    seen = {"hooks": []}
 
-    monkeypatch.setattr(plan_sql, "commit_rendered", counted)
-    monkeypatch.setitem(states._listeners, "test",
-                        lambda rid, old, new: seen["hooks"].append((old, new)))
-    return seen
+    class Recorder:
+        @hookimpl
+        def refflow_referral_status_changed(self, referral, old, new):
+            seen["hooks"].append((old, new))
+
+    pm = get_plugin_manager(settings)
+    pm.register(Recorder(), name="test-recorder")
+    yield seen
+    pm.unregister(name="test-recorder")
 
 
 def test_plan_and_render_commits_plan_documents_deliveries_and_messages(
         client, auth, settings, db, calls):
     published = []
-    p = steps.Pipeline(settings, db=db,
+    p = Pipeline(settings, db=db,
                        publish=lambda task, args: published.append((task, args)))
     rid = _submit(client, auth)
     with db.session() as session:
         request_id = session.get(Referral, rid).request_id
     assert outbox.relay(db, lambda task, args: None) == 1  # intake's build_plan message
 
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
-    postgres = db.engine.dialect.name == "postgresql"
-    assert calls["commit_rendered"] == (1 if postgres else 0)
-    assert calls["hooks"] == [("received", "planning"), ("planning", "planned"),
-                              ("planned", "delivering")]
+    assert flow.build_plan(p, rid) == states.DELIVERING
+    assert calls["hooks"] == [(None, "received"), ("received", "planning"),
+                              ("planning", "planned"), ("planned", "delivering")]
     with db.session() as session:
         referral = session.get(Referral, rid)
         assert (referral.status, referral.flagged) == ("delivering", False)
@@ -91,20 +93,20 @@ def test_plan_and_render_commits_plan_documents_deliveries_and_messages(
     # the worker relayed its own three messages right after the commit
     assert sorted(args["delivery_id"] for _, args in published) == sorted(
         d.id for d in deliveries)
-    assert all(task == steps.DELIVER and args["request_id"] == request_id
+    assert all(task == outbox.DELIVER and args["request_id"] == request_id
                for task, args in published)
     assert _unsent(db) == []
 
     # a duplicate build_plan message changes nothing
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     assert len(_timeline(db, rid)) == 4 and len(published) == 3
 
 
 def test_a_refused_target_fails_its_delivery_only(client, auth, settings, db, calls):
-    p = steps.Pipeline(settings, db=db)
+    p = Pipeline(settings, db=db)
     p.__dict__["channels"] = {k: v for k, v in p.channels.items() if k != "pdf"}
     rid = _submit(client, auth)
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     with db.session() as session:
         failed = session.scalar(select(Delivery).where(Delivery.referral_id == rid,
                                                        Delivery.channel == "pdf"))
@@ -113,21 +115,21 @@ def test_a_refused_target_fails_its_delivery_only(client, auth, settings, db, ca
         ("status", "planning", "planned", "plan built (release)"),
         ("delivery_failed", None, None, "pdf: no channel named 'pdf' is installed"),
         ("status", "planned", "delivering", "documents rendered; 2 deliveries queued")]
-    assert sorted(task for task, _ in _unsent(db)) == [steps.BUILD_PLAN] + [steps.DELIVER] * 2
+    assert sorted(task for task, _ in _unsent(db)) == [outbox.BUILD_PLAN] + [outbox.DELIVER] * 2
 
 
 def test_planned_again_keeps_its_deliveries(client, auth, settings, db, calls):
-    """A referral planned a second time (its deliveries exist) goes through the
-    ORM path on both databases: documents replaced, no delivery added, finalize queued."""
-    p = steps.Pipeline(settings, db=db)
+    """A referral planned a second time (its deliveries exist): documents
+    replaced, no delivery added, finalize queued."""
+    p = Pipeline(settings, db=db)
     rid = _submit(client, auth)
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     outbox.relay(db, lambda task, args: None)
     with db.session() as session:
         session.get(Referral, rid).status = states.PLANNING
         before = {d.id for d in session.scalars(select(Delivery)
                                                 .where(Delivery.referral_id == rid))}
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     with db.session() as session:
         after = {d.id for d in session.scalars(select(Delivery)
                                                .where(Delivery.referral_id == rid))}
@@ -135,7 +137,7 @@ def test_planned_again_keeps_its_deliveries(client, auth, settings, db, calls):
     assert after == before and sorted(docs) == ["fax.tiff", "handout.pdf", "summary.pdf"]
     assert _timeline(db, rid)[-1] == ("status", "planned", "delivering",
                                       "documents rendered; 0 deliveries queued")
-    assert [task for task, _ in _unsent(db)] == [steps.FINALIZE]
+    assert [task for task, _ in _unsent(db)] == [outbox.FINALIZE]
 
 
 def test_relay_of_given_messages_leaves_the_others(client, auth, db):
@@ -182,19 +184,17 @@ def test_documents_are_stored_without_a_compression_attempt(settings, db):
 
 def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_finalize(
         client, auth, settings, db, calls):
-    """On PostgreSQL's delivery path: a delivery that keeps failing is retried
-    until its attempts run out, then failed; its outcome and the last other
-    delivery's are recorded at the same moment while finalize runs in a loop,
-    and the referral goes delivering → failed exactly once."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("the driver-level delivery path")
+    """A delivery that keeps failing is retried until its attempts run out, then
+    failed; its outcome and the last other delivery's are recorded at the same
+    moment while finalize runs in a loop, and the referral goes delivering →
+    failed exactly once."""
     from refflow.plugins.channels.base import TransientChannelError
 
     settings = dataclasses.replace(settings, delivery_max_attempts=2, retry_base_seconds=0.0,
                                    retry_max_seconds=0.0)
-    p = steps.Pipeline(settings, db=db)
+    p = Pipeline(settings, db=db)
     rid = _submit(client, auth)
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     with db.session() as session:
         ids = dict(session.execute(select(Delivery.channel, Delivery.id)
                                    .where(Delivery.referral_id == rid)).all())
@@ -219,18 +219,18 @@ def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_final
             return pdf.send(request)
 
     p.__dict__["channels"] = {**p.channels, "email": Busy(), "pdf": InStep()}
-    assert steps.deliver(p, ids["fax"]) == "sent"
-    assert steps.deliver(p, ids["email"]) == "retrying"  # attempt 1 of 2
+    assert flow.deliver(p, ids["fax"]) == "sent"
+    assert flow.deliver(p, ids["email"]) == "retrying"  # attempt 1 of 2
 
     last_round.set()
     results, done = {}, threading.Event()
 
     def run(channel):
-        results[channel] = steps.deliver(p, ids[channel])
+        results[channel] = flow.deliver(p, ids[channel])
 
     def finalize_until_done():
         while not done.is_set():
-            steps.finalize(p, rid)
+            flow.finalize(p, rid)
 
     threads = [threading.Thread(target=run, args=(c,)) for c in ("email", "pdf")]
     finalizer = threading.Thread(target=finalize_until_done)
@@ -256,7 +256,7 @@ def test_retries_run_out_then_the_referral_fails_once_despite_a_concurrent_final
         "email: attempt 1 failed (mail server busy); retrying in 0.0 s",
         "email: gave up after 2 attempts: mail server busy"]
     assert calls["hooks"].count(("delivering", "failed")) == 1
-    assert steps.finalize(p, rid) == states.FAILED  # and again: nothing changes
+    assert flow.finalize(p, rid) == states.FAILED  # and again: nothing changes
     assert len(_timeline(db, rid)) == len(timeline)
 
 
@@ -272,12 +272,12 @@ def test_a_routing_plugin_that_raises_sends_the_referral_to_staff_first(
         def refflow_route_deliveries(self, referral, plan):
             raise RuntimeError("routing table unavailable")
 
-    p = steps.Pipeline(settings, db=db, publish=lambda task, args: None)
+    p = Pipeline(settings, db=db, publish=lambda task, args: None)
     p.pm.register(BrokenRouter(), name="broken-router")
     try:
         rid = _submit(client, auth)
         outbox.relay(db, lambda task, args: None)
-        assert steps.plan_and_render(p, rid) == states.NEEDS_REVIEW
+        assert flow.build_plan(p, rid) == states.NEEDS_REVIEW
         with db.session() as session:
             referral = session.get(Referral, rid)
             plan = session.scalar(select(Plan).where(Plan.referral_id == rid))
@@ -291,8 +291,8 @@ def test_a_routing_plugin_that_raises_sends_the_referral_to_staff_first(
                 "plugin 'broken-router' failed in refflow_route_deliveries (RuntimeError)") \
             in _timeline(db, rid)
 
-        steps.approve(p, rid, actor="user:staff")
-        assert steps.render_documents(p, rid) == states.DELIVERING
+        staff_actions.approve(p, rid, actor="user:staff")
+        assert flow.render_documents(p, rid) == states.DELIVERING
         with db.session() as session:
             channels = sorted(session.scalars(select(Delivery.channel)
                                               .where(Delivery.referral_id == rid)))
@@ -307,9 +307,9 @@ def test_a_fax_retried_to_a_corrected_number_is_addressed_to_it(
     name the corrected number, not the one that failed."""
     from refflow.documents import render as documents_render
 
-    p = steps.Pipeline(settings, db=db, publish=lambda task, args: None)
+    p = Pipeline(settings, db=db, publish=lambda task, args: None)
     rid = _submit(client, auth)
-    assert steps.plan_and_render(p, rid) == states.DELIVERING
+    assert flow.build_plan(p, rid) == states.DELIVERING
     with db.session() as session:  # the fax server refused the number on file
         fax = session.scalar(select(Delivery).where(Delivery.referral_id == rid,
                                                     Delivery.channel == "fax"))
@@ -325,7 +325,7 @@ def test_a_fax_retried_to_a_corrected_number_is_addressed_to_it(
         return real_cover(referral, *args, **kwargs)
 
     monkeypatch.setattr(documents_render, "render_cover", cover)
-    steps.retry_delivery(p, fax_id, actor="user:staff", target="+1 763 555 0197")
+    staff_actions.retry_delivery(p, fax_id, actor="user:staff", target="+1 763 555 0197")
     assert addressed == ["+17635550197"]
     with db.session() as session:
         stored = session.scalar(select(Document).where(Document.referral_id == rid,
@@ -334,6 +334,6 @@ def test_a_fax_retried_to_a_corrected_number_is_addressed_to_it(
         assert stored.sha256 != before and stored.content[:4] in (b"II*\x00", b"MM\x00*")
         assert (retried.target, retried.status) == ("+17635550197", "pending")
         new_fax = stored.content
-    assert steps.deliver(p, fax_id) == "sent"
+    assert flow.deliver(p, fax_id) == "sent"
     spooled = (settings.fax_spool_dir / "docq" / f"{fax_id}.tif").read_bytes()
     assert spooled == new_fax

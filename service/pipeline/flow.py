@@ -1,0 +1,348 @@
+"""The referral's way through the workers: what each step does to the database.
+
+    build_plan ─▶ render_documents ─▶ deliver (one per delivery) ─▶ finalize
+
+Celery tasks (refflow.workers.tasks) are thin wrappers around these functions.
+Every step is idempotent: it checks the state it expects (a conditional update
+through the state machine, or a conditional claim) and does nothing when
+another run got there first, so a message delivered twice never acts twice.
+Each step commits its change together with the outbox message for the next
+step, then relays what it wrote (the scheduler's relay is the backstop). One
+implementation runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+
+from sqlalchemy import func, select, update
+
+from refflow.config import Settings
+from refflow.db.models import Delivery, DeliveryAttempt, Document, Plan, Referral, utcnow
+from refflow.intake.schemas import Referral as ReferralIn
+from refflow.pipeline import outbox
+from refflow.pipeline.context import WORKER, Pipeline
+from refflow.pipeline.routing import delivery_fields, routes_for_plan
+from refflow.pipeline.stored_documents import store_documents
+from refflow.planning.decision import with_flags
+from refflow.referrals import states
+from refflow.referrals.states import IllegalTransition
+
+log = logging.getLogger("refflow.pipeline")
+
+ENDED = frozenset({"sent", "failed"})
+
+
+def referral_input(row: Referral) -> ReferralIn:
+    return ReferralIn.model_validate(row.payload)
+
+
+def needs_staff(plan: dict) -> bool:
+    """Whether staff should see this referral among the flagged ones: its plan
+    is held for review, or carries a ``needs_review`` flag that a released
+    decision does not wait for (a red flag's ``do_not_exercise`` goes to the
+    referrer at once, and staff must know of it)."""
+    return plan.get("decision") == "review" or any(
+        f.get("severity") == "needs_review" for f in plan.get("flags", []))
+
+
+# -- build_plan -----------------------------------------------------------------
+
+def build_plan(p: Pipeline, referral_id: str) -> str | None:
+    """received → planning → needs_review, or — for a plan that goes out —
+    planned → delivering with its documents rendered and deliveries queued in
+    the same transaction. Returns the referral's status."""
+    from refflow.plugins.manager import plan_for
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None:
+            log.warning("build_plan: no referral %s", referral_id)
+            return None
+        if row.status == states.RECEIVED:
+            states.transition(session, row, states.PLANNING, actor=WORKER,
+                              reason="building the exercise plan")
+        if row.status != states.PLANNING:
+            return row.status  # already planned (a duplicate message): nothing to do
+        referral, received_on = referral_input(row), row.received_on
+        problems = row.intake_problems or []
+
+    plan = plan_for(referral, as_of=received_on, pm=p.pm)
+    plan = with_flags(plan, [
+        {"code": pr["code"], "severity": pr["severity"], "message": pr["message"],
+         "source": pr.get("source", "intake")}
+        for pr in problems if pr.get("severity") in {"needs_review", "caution"}])
+    rendered = None
+    if plan["decision"] != "review":
+        routes, failures = routes_for_plan(p, referral, plan)
+        # A routing plugin failed: staff decide before anything is sent where the
+        # clinic's rules could not say (on approval the default routing applies).
+        plan = with_flags(plan, [f.as_flag() for f in failures])
+        if plan["decision"] != "review":
+            rendered = _render(p, referral, plan), routes
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row.status != states.PLANNING:
+            return row.status  # cancelled meanwhile, or another run finished first
+        _save_plan(session, referral_id, plan)
+        row.flagged = row.flagged or needs_staff(plan)
+        for flag in plan["flags"]:
+            if flag.get("code") == "plugin_failed":
+                states.record_event(session, referral_id, "plugin_failed", actor=WORKER,
+                                    reason=flag["message"])
+        if rendered is None:
+            codes = sorted({f["code"] for f in plan["flags"] if f.get("severity") == "needs_review"})
+            states.transition(session, row, states.NEEDS_REVIEW, actor=WORKER,
+                              reason="held for a clinician: " + ", ".join(codes))
+            return row.status
+        states.transition(session, row, states.PLANNED, actor=WORKER,
+                          reason=f"plan built ({plan['decision']})")
+        messages = _queue_deliveries(p, session, row, *rendered)
+        status = row.status
+    p.relay(messages)
+    return status
+
+
+def _save_plan(session, referral_id: str, plan: dict) -> None:
+    row = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
+    if row is None:
+        row = Plan(referral_id=referral_id)
+        session.add(row)
+    row.decision, row.body = plan["decision"], plan
+    row.engine_version = str(plan.get("engine_version", ""))
+
+
+# -- render_documents -----------------------------------------------------------
+
+def render_documents(p: Pipeline, referral_id: str) -> str | None:
+    """planned → delivering: render the documents, create one delivery per route
+    (a plan approved by a clinician comes this way)."""
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None or row.status != states.PLANNED:
+            return row.status if row else None
+        plan = session.scalar(select(Plan.body).where(Plan.referral_id == referral_id))
+        referral = referral_input(row)
+
+    routes, failures = routes_for_plan(p, referral, plan)
+    documents = _render(p, referral, plan)
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row.status != states.PLANNED:
+            return row.status
+        for failure in failures:  # approved by staff: the default routing applied
+            states.record_event(session, row.id, "plugin_failed", actor=WORKER,
+                                reason=failure.message)
+        messages = _queue_deliveries(p, session, row, documents, routes)
+        status = row.status
+    p.relay(messages)
+    return status
+
+
+def _render(p: Pipeline, referral: ReferralIn, plan: dict) -> dict[str, bytes]:
+    from refflow.documents.render import render_all
+
+    return render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
+                      paper=p.settings.paper)
+
+
+def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, bytes],
+                      routes: list[dict]) -> list[int]:
+    """planned → delivering in ``session``: store the documents, create the
+    deliveries and queue one ``deliver`` message each (or ``finalize``).
+    Returns the outbox messages' ids."""
+    store_documents(session, row.id, documents)
+    existing = {(d.channel, d.document) for d in session.scalars(
+        select(Delivery).where(Delivery.referral_id == row.id))}
+    created = []
+    for route in routes:
+        if (route["channel"], route["document"]) in existing:
+            continue
+        existing.add((route["channel"], route["document"]))
+        delivery = Delivery(referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
+                            **delivery_fields(p, route))
+        session.add(delivery)
+        if delivery.status == "pending":
+            created.append(delivery)
+        else:
+            states.record_event(session, row.id, "delivery_failed", actor=WORKER,
+                                reason=f"{delivery.channel}: {delivery.last_error}")
+    session.flush()
+    states.transition(session, row, states.DELIVERING, actor=WORKER,
+                      reason=f"documents rendered; {len(created)} deliveries queued")
+    messages = [outbox.enqueue(session, outbox.DELIVER, outbox.message_args(
+        delivery_id=d.id, request_id=row.request_id)) for d in created] or [
+        outbox.enqueue(session, outbox.FINALIZE, outbox.message_args(
+            referral_id=row.id, request_id=row.request_id))]
+    session.flush()
+    return [m.id for m in messages]
+
+
+# -- deliver --------------------------------------------------------------------
+
+def deliver(p: Pipeline, delivery_id: str) -> str | None:
+    """Claim the delivery (pending/retrying → sending, by exactly one worker, only
+    while its referral is delivering and only when due), send it through its
+    channel, record the outcome. Returns the delivery's status."""
+    from refflow.plugins.channels.base import Delivery as ChannelDelivery
+
+    now = utcnow()
+    with p.db.session() as session:
+        delivering = select(Referral.id).where(Referral.status == states.DELIVERING)
+        delivery = session.scalars(
+            update(Delivery)
+            .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "retrying")),
+                   (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
+                   Delivery.referral_id.in_(delivering))
+            .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now,
+                    updated_at=now)
+            .returning(Delivery)
+            .execution_options(synchronize_session=False)
+        ).one_or_none()
+        if delivery is None:
+            # sent, failed, not due, gone, another worker holds it, or not delivering
+            return session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+        attempt = DeliveryAttempt(delivery_id=delivery.id, number=delivery.attempts,
+                                  started_at=now, outcome="sending")
+        session.add(attempt)
+        session.flush()
+        channel = p.channels.get(delivery.channel)
+        needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
+        documents = dict(session.execute(
+            select(Document.name, Document.content).where(
+                Document.referral_id == delivery.referral_id, Document.name.in_(needs))).all())
+        payload = session.scalar(select(Referral.payload)
+                                 .where(Referral.id == delivery.referral_id))
+        request = ChannelDelivery(
+            id=delivery.id, referral_id=delivery.referral_id, channel=delivery.channel,
+            target=delivery.target, documents=documents, subject=_subject(p, delivery),
+            recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
+        attempt_id = attempt.id
+
+    outcome, error, reference = _send(channel, request)
+    status, message = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+    p.relay(message)  # publishes the retry when it is due now (backoff 0); else the scheduler
+    return status
+
+
+def _send(channel, request) -> tuple[str, str | None, str | None]:
+    """Call the channel; returns (outcome, error, reference)."""
+    from refflow.plugins.channels.base import ChannelError
+
+    if channel is None:
+        return "permanent", f"no channel named {request.channel!r} is installed", None
+    try:
+        result = channel.send(request)
+    except ChannelError as exc:
+        return ("permanent" if exc.permanent else "transient"), exc.message[:500], None
+    except Exception as exc:  # noqa: BLE001 - a plugin bug: treat as permanent, tell staff
+        error = f"channel {request.channel!r} raised {type(exc).__name__}"
+        log.error("delivery %s: %s", request.id, error)
+        return "permanent", error, None
+    return "sent", None, str(getattr(result, "reference", "") or "")[:200]
+
+
+def _subject(p: Pipeline, delivery: Delivery) -> str:
+    from refflow.documents.names import HANDOUT
+
+    if delivery.document == HANDOUT:
+        return f"Your exercise plan from {p.clinic.name}"
+    return f"Referral plan summary from {p.clinic.name}"
+
+
+def _recipient_name(payload: dict, delivery: Delivery) -> str | None:
+    from refflow.documents.names import HANDOUT
+
+    if delivery.document == HANDOUT:
+        patient = payload.get("patient", {})
+        return f"{patient.get('given_name', '')} {patient.get('family_name', '')}".strip() or None
+    return payload.get("referrer", {}).get("name")
+
+
+def backoff_seconds(settings: Settings, attempt: int, rng=random) -> float:
+    """Exponential backoff with full jitter between 50 % and 100 % of the step."""
+    step = min(settings.retry_max_seconds, settings.retry_base_seconds * 2 ** (attempt - 1))
+    return step * (0.5 + rng.random() / 2)
+
+
+def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str,
+                    error: str | None, reference: str | None) -> tuple[str, list[int]]:
+    """Close the attempt and move the delivery on (sent, retrying, failed); the
+    last delivery of a referral to end finalizes it. Returns the delivery's
+    status and the outbox message a retry queued."""
+    now = utcnow()
+    with p.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        # Outcomes of one referral's deliveries are recorded one at a time (row
+        # lock), so the last one to finish always sees the others and finalizes.
+        referral = session.scalars(select(Referral).where(Referral.id == delivery.referral_id)
+                                   .with_for_update()).one()
+        session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
+                        .values(finished_at=now, outcome=outcome, error=error))
+        delivery.updated_at = now
+        delivery.next_attempt_at = None  # only a retrying delivery has a next attempt
+        messages = []
+        if outcome == "sent":
+            delivery.status, delivery.sent_at, delivery.reference = "sent", now, reference
+            delivery.last_error = None
+            states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
+                                reason=f"{delivery.channel}: sent (attempt {delivery.attempts})")
+        elif outcome == "transient" and delivery.attempts < delivery.max_attempts:
+            wait = backoff_seconds(p.settings, delivery.attempts)
+            delivery.status, delivery.last_error = "retrying", error
+            delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
+            messages.append(outbox.enqueue(session, outbox.DELIVER, {"delivery_id": delivery.id},
+                                           available_at=delivery.next_attempt_at))
+            states.record_event(session, delivery.referral_id, "retry", actor=WORKER,
+                                reason=f"{delivery.channel}: attempt {delivery.attempts} failed "
+                                       f"({error}); retrying in {wait:.1f} s")
+        else:
+            delivery.status, delivery.last_error = "failed", error
+            why = f"gave up after {delivery.attempts} attempts" if outcome == "transient" \
+                else "permanent error"
+            states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
+                                reason=f"{delivery.channel}: {why}: {error}")
+            # Ids and the channel only: the error text stays on the timeline
+            # (a server's answer can quote an address).
+            log.warning("delivery %s of referral %s (%s) failed: %s; staff can correct and "
+                        "retry it", delivery.id, delivery.referral_id, delivery.channel, why)
+        session.flush()
+        if delivery.status in ENDED:
+            _finalize_in(session, referral)
+        return delivery.status, [m.id for m in messages]
+
+
+# -- finalize -------------------------------------------------------------------
+
+def finalize(p: Pipeline, referral_id: str) -> str | None:
+    """delivering → completed (all sent) or failed (any failed), once every
+    delivery has ended. Safe to call any number of times."""
+    with p.db.session() as session:
+        row = session.scalars(select(Referral).where(Referral.id == referral_id)
+                              .with_for_update()).one_or_none()
+        return _finalize_in(session, row) if row is not None else None
+
+
+def _finalize_in(session, row: Referral) -> str:
+    if row.status != states.DELIVERING:
+        return row.status
+    counts = dict(session.execute(select(Delivery.status, func.count())
+                                  .where(Delivery.referral_id == row.id)
+                                  .group_by(Delivery.status)).all())
+    if set(counts) - ENDED:
+        return row.status
+    failed, total = counts.get("failed", 0), sum(counts.values())
+    try:
+        if failed:
+            states.transition(session, row, states.FAILED, actor=WORKER,
+                              reason=f"{failed} of {total} deliveries failed")
+        else:
+            states.transition(session, row, states.COMPLETED, actor=WORKER,
+                              reason=f"all {total} deliveries sent")
+    except IllegalTransition:
+        pass  # a concurrent finalize got there first
+    return row.status

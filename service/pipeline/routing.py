@@ -1,0 +1,48 @@
+"""Which documents go where: the routes for a referral's plan, and the
+delivery each route becomes (its target checked by its channel)."""
+
+from __future__ import annotations
+
+from refflow.documents.names import HANDOUT
+from refflow.pipeline.context import Pipeline
+
+
+def routes_for_plan(p: Pipeline, referral, plan: dict) -> tuple[list[dict], list]:
+    """``(routes, plugin failures)``: the first routing plugin's answer, else the
+    referral's ``deliver`` flags. A red flag's plan (``do_not_exercise``) goes
+    to the referrer and the chart only: the patient gets no plan until a
+    clinician has seen them."""
+    from refflow.plugins.manager import routes_for
+
+    routes, failures = routes_for(referral, plan, p.pm)
+    if plan.get("decision") == "do_not_exercise":
+        routes = [r for r in routes if r["document"] != HANDOUT]
+    return routes, failures
+
+
+def delivery_fields(p: Pipeline, route: dict) -> dict:
+    """A route's delivery: pending to the target its channel validated, or failed
+    with the reason (no such channel, a target the channel refuses)."""
+    fields = {"channel": route["channel"], "document": route["document"],
+              "target": route["target"], "status": "pending", "last_error": None}
+    channel = p.channels.get(route["channel"])
+    if channel is None:
+        fields["status"] = "failed"
+        fields["last_error"] = f"no channel named {route['channel']!r} is installed"
+        return fields
+    try:
+        fields["target"] = channel.validate_target(route["target"])
+    except Exception as exc:  # noqa: BLE001 - a bad target fails this delivery only
+        fields["status"] = "failed"
+        fields["last_error"] = safe_error(exc, "the delivery target is not valid")
+    return fields
+
+
+def safe_error(exc: Exception, fallback: str) -> str:
+    """A channel's own message (written for staff), else the error class only:
+    another exception's text may quote the patient's address."""
+    from refflow.plugins.channels.base import ChannelError
+
+    if isinstance(exc, ChannelError):
+        return exc.message[:500]
+    return f"{fallback} ({type(exc).__name__})"

@@ -1,0 +1,118 @@
+"""What staff do to a referral in the pipeline: approve or reject a held plan,
+send a failed delivery again (to a corrected target if need be). Each action
+is a state-machine move with who, when and why on the timeline and the audit
+trail, committed with the outbox message that carries the work on."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from refflow.db.models import AuditEntry, Delivery, Plan, Referral, utcnow
+from refflow.documents.names import FAX
+from refflow.pipeline import outbox
+from refflow.pipeline.context import Pipeline, StepError
+from refflow.pipeline.flow import referral_input
+from refflow.pipeline.routing import safe_error
+from refflow.pipeline.stored_documents import store_documents
+from refflow.planning import decision
+from refflow.referrals import states
+from refflow.referrals.states import IllegalTransition
+
+
+def _review(session, referral_id: str, new: str, *, actor: str, verb: str, action: str,
+            note: str | None) -> None:
+    """A clinician's decision on a held plan: the transition, its reason, the audit row."""
+    row = session.get(Referral, referral_id)
+    try:
+        states.transition(session, row, new, actor=actor,
+                          reason=f"plan {verb}" + (f": {note}" if note else ""))
+    except IllegalTransition as exc:
+        raise StepError(f"a {exc.current} referral cannot be {verb}") from None
+    session.add(AuditEntry(actor=actor, action=action, referral_id=referral_id))
+
+
+def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
+    """needs_review → planned, with who and when; delivery continues.
+
+    The approved plan is released (``decision.approve``), so the documents
+    rendered next are the patient's plan and the referrer's released summary,
+    not the draft that was held."""
+    with p.db.session() as session:
+        _review(session, referral_id, states.PLANNED, actor=actor, verb="approved",
+                action="plan.approve", note=note)
+        plan = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
+        plan.approved_by, plan.approved_at = actor, utcnow()
+        plan.body = decision.approve(plan.body, at=plan.approved_at)
+        plan.decision = plan.body["decision"]
+        message = outbox.enqueue(session, outbox.RENDER, {"referral_id": referral_id})
+        session.flush()
+        ids = [message.id]
+    p.relay(ids)
+    return states.PLANNED
+
+
+def reject(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
+    """needs_review → rejected, with who, when and why."""
+    with p.db.session() as session:
+        _review(session, referral_id, states.REJECTED, actor=actor, verb="rejected",
+                action="plan.reject", note=note)
+    return states.REJECTED
+
+
+def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
+                   target: str | None = None) -> Delivery:
+    """Re-send one failed delivery (optionally to a corrected target). A delivery
+    already sent is never sent again."""
+    with p.db.session() as session:
+        delivery = session.get(Delivery, delivery_id)
+        if delivery is None:
+            raise LookupError(delivery_id)
+        if delivery.status != "failed":
+            raise StepError(f"only a failed delivery can be retried (this one is "
+                            f"{delivery.status})")
+        row = session.get(Referral, delivery.referral_id)
+        if target is not None:
+            delivery.target = _checked_target(p, delivery, target)
+            if delivery.document == FAX:
+                _readdress_fax(p, session, row, delivery.target)
+        if row.status == states.FAILED:
+            states.transition(session, row, states.DELIVERING, actor=actor,
+                              reason=f"staff retry of the {delivery.channel} delivery"
+                                     + (" to a corrected target" if target else ""))
+        elif row.status != states.DELIVERING:
+            raise StepError(f"a {row.status} referral's deliveries cannot be retried")
+        delivery.status, delivery.next_attempt_at, delivery.updated_at = "pending", None, utcnow()
+        delivery.max_attempts = delivery.attempts + p.settings.delivery_max_attempts
+        states.record_event(session, row.id, "retry_requested", actor=actor,
+                            reason=f"{delivery.channel}: staff asked to send again")
+        session.add(AuditEntry(actor=actor, action="delivery.retry", referral_id=row.id,
+                               detail=f"delivery {delivery.id}"
+                                      + ("; target corrected" if target else "")))
+        message = outbox.enqueue(session, outbox.DELIVER, {"delivery_id": delivery.id})
+        session.flush()
+        ids = [message.id]
+    p.relay(ids)
+    return delivery
+
+
+def _checked_target(p: Pipeline, delivery: Delivery, target: str) -> str:
+    channel = p.channels.get(delivery.channel)
+    if channel is None:
+        raise StepError(f"no channel named {delivery.channel!r} is installed")
+    try:
+        return channel.validate_target(target)
+    except Exception as exc:  # noqa: BLE001
+        raise StepError(safe_error(exc, "the new target is not valid")) from None
+
+
+def _readdress_fax(p: Pipeline, session, row: Referral, fax_number: str) -> None:
+    """Render the fax again with its cover page (and summary) addressed to the
+    number staff corrected, so the office that receives it is the one named."""
+    from refflow.documents.render import render_fax
+
+    plan = session.scalar(select(Plan.body).where(Plan.referral_id == row.id))
+    referral = referral_input(row)
+    referral = referral.model_copy(
+        update={"referrer": referral.referrer.model_copy(update={"fax": fax_number})})
+    store_documents(session, row.id, {FAX: render_fax(
+        referral, plan, p.clinic, resolution=p.settings.fax_resolution, paper=p.settings.paper)})
