@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import click
 
@@ -54,3 +55,16 @@ host_option = click.option("--host", default="127.0.0.1", show_default=True,
                            help="Interface to listen on.")
 port_option = click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
                            help="Port to listen on.")
+
+
+def port_free_or_exit(host: str, port: int) -> None:
+    """A one-line error (exit 2) when another server already listens on
+    ``host:port``: checked before anything starts or is announced."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise CLIError(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                           "(is another server running there? choose another --port)") from None

@@ -13,7 +13,12 @@ from pathlib import Path
 import click
 
 from refflow.cli import CLIError
-from refflow.commands.context import host_option, port_option, settings_or_exit
+from refflow.commands.context import (
+    host_option,
+    port_free_or_exit,
+    port_option,
+    settings_or_exit,
+)
 from refflow.commands.worker import default_concurrency
 
 STAFF_EMAIL = "staff@refflow.example.org"
@@ -32,6 +37,7 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = settings_or_exit()
+    port_free_or_exit(host, port)
     data_dir = settings.data_dir.resolve()
     env = dict(os.environ, REFFLOW_DATA_DIR=str(data_dir), REFFLOW_SECRET_KEY=settings.secret_key)
     redis_proc = None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import click
 
-from refflow.commands.context import host_option, port_option, settings_or_exit
+from refflow.commands.context import (
+    host_option,
+    port_free_or_exit,
+    port_option,
+    settings_or_exit,
+)
 
 
 @click.command("web")
@@ -15,6 +20,7 @@ from refflow.commands.context import host_option, port_option, settings_or_exit
 def command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API, the dashboard and the portal (gunicorn)."""
     settings = settings_or_exit()
+    port_free_or_exit(host, port)
     from refflow.ops.server import serve
 
     serve(settings, host=host, port=port, workers=workers, threads=threads)
