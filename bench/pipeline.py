@@ -124,7 +124,8 @@ def work_once(args):
     """The work of one referral without Celery or a database (the work floor)."""
     settings_env, body, i = args
     from refflow.config import load_settings
-    from refflow.documents import ClinicInfo, render_all
+    from refflow.documents.clinic import ClinicInfo
+    from refflow.documents.render import render_all
     from refflow.intake.schemas import Referral as ReferralIn
     from refflow.plugins.channels.base import Delivery
     from refflow.plugins.manager import channels, get_plugin_manager, plan_for
@@ -134,10 +135,8 @@ def work_once(args):
     chans = channels(pm, settings)
     referral = ReferralIn.model_validate(body)
     plan = plan_for(referral, as_of=dt.date.today(), pm=pm)
-    # Fax lanes as the worker sets them: one per core each pool process has to itself.
     docs = render_all(referral, plan, ClinicInfo.from_settings(settings),
-                      resolution="fine", paper="letter",
-                      fax_lanes=max(1, (os.cpu_count() or 1) // WORKER_CONCURRENCY))
+                      resolution="fine", paper="letter")
     rid = str(uuid.uuid4())
     for name, doc, target in (("fax", "fax.tiff", referral.referrer.fax),
                               ("email", "handout.pdf", referral.patient.email),
