@@ -48,7 +48,6 @@ class Settings:
     smtp_timeout: float = 30.0
     fax_transport: str = "spool"
     fax_resolution: str = "fine"  # fine = 204x196 dpi, normal = 204x98
-    fax_lanes: int = 0  # threads converting one fax; 0 = one per core a worker child has to itself
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
     clinic_name: str = "refflow Rehabilitation Clinic"
@@ -138,8 +137,6 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_FAX_RESOLUTION must be 'fine' or 'normal'")
     if settings.paper not in {"letter", "a4"}:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
-    if not 0 <= settings.fax_lanes <= 16:
-        raise ConfigError("REFFLOW_FAX_LANES must be 0 (automatic) to 16")
     if settings.database_url:
         _check_database_url(settings.sqlalchemy_url)
     if not settings.secret_key:

@@ -8,9 +8,7 @@ a broker outage never hangs a caller.
 
 from __future__ import annotations
 
-import os
-
-from celery import Celery, signals
+from celery import Celery
 from kombu import Exchange, Queue
 
 from refflow.config import Settings, load_settings
@@ -84,18 +82,3 @@ def create_celery(settings: Settings | None = None) -> Celery:
 
         app.on_configure.connect(lambda **_: _configure(), weak=False)
     return app
-
-
-@signals.worker_init.connect
-def _fax_lanes_for_this_worker(sender=None, **_) -> None:
-    """A fax is converted on as many lanes as cores each pool child has to itself.
-
-    With one child per core (``-c 2`` on two cores) every core is already busy
-    with a referral, and a second lane would only add CPU; with fewer children
-    than cores a fax uses the spare ones. ``REFFLOW_FAX_LANES`` overrides this.
-    """
-    from refflow.documents import fax
-
-    concurrency = getattr(sender, "concurrency", None)
-    if isinstance(concurrency, int) and concurrency > 0:  # not "auto", resolved later
-        fax.set_default_lanes((os.cpu_count() or 1) // concurrency)

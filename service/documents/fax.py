@@ -1,11 +1,14 @@
 """PDF → TIFF Class F, the file a fax server sends as it is.
 
-Each PDF page is rendered by PDFium straight into an 8-bit grey bitmap at the
-fax's own resolution (204 dpi across, 196 or 98 lines per inch down),
-thresholded to 1 bit (no dithering: text stays crisp) and packed eight pixels
-to a byte with numpy, and Group 3 (T.4, 1-D) coded by libtiff (``g3``). We
-then write the multi-page TIFF container ourselves, so every tag is exactly
-what TIFF-F asks for:
+Each PDF page is drawn by PDFium (pypdfium2's public API) straight onto a fax
+page of its own — 1728 pixels across, the paper's length in scan lines —
+scaled to the fax's two resolutions (204 dpi across, 196 or 98 lines per inch
+down): the page is taken into a blank fax-sized page as a form XObject,
+stretched by a matrix, and that page is rendered in 8-bit grey at one pixel
+per point. It is thresholded to 1 bit by Pillow (no dithering: text stays
+crisp) and Group 3 (T.4, 1-D) coded by Pillow (``g3``). We then write the
+multi-page TIFF container ourselves, so every tag is exactly what TIFF-F asks
+for:
 
     NewSubfileType 2 (a page of a multi-page document), ImageWidth 1728,
     ImageLength = the paper's length at the vertical resolution,
@@ -15,57 +18,42 @@ what TIFF-F asks for:
     inch, T4Options 4 (EOLs byte-aligned), PageNumber (i, n), CleanFaxData 0.
 
 Writing the container ourselves also sidesteps two Pillow problems: with
-Photometric 0 it inverts pixels in a slow Python loop that only knows the
-value 255, and it writes wrong PageNumber tags in multi-page files.
+Photometric 0 it inverts pixels in a slow Python loop, and it writes wrong
+PageNumber tags in multi-page files.
 
-Pages are converted on up to ``lanes`` threads, each with a PDFium instance of
-its own (``pdfium_instances``): each page is cut into one band of rows per
-lane, and a lane takes the next band not yet taken, renders, thresholds and
-codes it. PDFium, numpy and libtiff all run without
-the GIL, so lanes use separate cores; the file is the same whatever the
-number of lanes. Where the time goes (a text-heavy Letter page, fine, one
-core): PDFium about 70 %, libtiff's T.4 coder about 20 %, numpy 10 %.
+Pages are converted one after another on the calling thread. PDFium is not
+thread-safe (not even for different documents), so every PDFium call here
+holds ``PDFIUM_LOCK``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import itertools
 import math
-import os
 import struct
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import numpy as np
-import pypdfium2.raw as pdfium_c
+import pypdfium2 as pdfium
+from PIL import Image
 
-from refflow.documents import pdfium_instances
 from refflow.documents.g3 import G3Strip, encode_g3
 
 FAX_WIDTH = 1728  # pixels across every fax page (215 mm scan line)
-ROW_BYTES = FAX_WIDTH // 8
 X_DPI = 204
 Y_DPI = {"fine": 196, "normal": 98}
 PAPER_LENGTH_MM = {"letter": 279.4, "a4": 297.0}
 # A grey pixel darker than this becomes black: a little above mid-grey keeps
 # anti-aliased strokes of small type solid instead of broken.
 THRESHOLD = 160
-# PDFium: white background, print-quality text; keep anti-aliasing (better threshold).
-RENDER_FLAGS = pdfium_c.FPDF_PRINTING
-# Lanes a conversion uses unless told: one per core, and two already halve a
-# long fax. A second lane costs about 15 % more CPU in all, so a process that
-# already shares every core with others (a worker with one child per core)
-# sets this to 1 through ``set_default_lanes``.
-DEFAULT_LANES = max(1, min(2, os.cpu_count() or 1))
+# Grey → 1 bit, where a set bit is ink (what the G3 coder wants).
+_INK = [255 if grey < THRESHOLD else 0 for grey in range(256)]
+# Held for every PDFium call in this process (a threaded web server may fax twice at once).
+PDFIUM_LOCK = threading.Lock()
 
 
-def set_default_lanes(lanes: int) -> None:
-    """Lanes conversions in this process use when no ``lanes`` is given."""
-    global DEFAULT_LANES
-    DEFAULT_LANES = max(1, lanes)
+class PdfError(ValueError):
+    """PDFium could not open a PDF."""
 
 
 @dataclass(frozen=True)
@@ -95,143 +83,67 @@ class FaxFormat:
         return PAPER_LENGTH_MM[self.paper]
 
 
-def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter",
-                    lanes: int | None = None) -> bytes:
+def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter") -> bytes:
     """Convert a PDF into one multi-page TIFF Class F file (bytes)."""
-    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper, lanes=lanes)
+    return pdfs_to_fax_tiff([pdf_bytes], resolution=resolution, paper=paper)
 
 
-def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine", paper: str = "letter",
-                     lanes: int | None = None) -> bytes:
+def pdfs_to_fax_tiff(pdfs: Sequence[bytes], *, resolution: str = "fine",
+                     paper: str = "letter") -> bytes:
     """The pages of several PDFs, in order, as one TIFF Class F file.
 
-    Raises ``pdfium_instances.PdfError`` (a ``ValueError``) for a PDF PDFium cannot open.
+    Raises ``PdfError`` (a ``ValueError``) for a PDF PDFium cannot open.
     """
     fmt = FaxFormat(resolution, paper)
-    pdfs = [bytes(p) for p in pdfs]  # PDFium reads them in place while they are open
-    with pdfium_instances.PRIMARY.lock:
-        counts = []
-        for data in pdfs:
-            with pdfium_instances.PRIMARY.document(data) as (_, pages):
-                counts.append(pages)
-    pages = [(d, i) for d, count in enumerate(counts) for i in range(count)]
-    # With several lanes each page is cut into as many bands of rows, so the
-    # lanes finish together even when the pages do not divide evenly. The bands
-    # follow ``lanes``, not the instances free right now: the file depends on
-    # the arguments alone.
-    lanes = max(1, DEFAULT_LANES if lanes is None else lanes)
-    with pdfium_instances.instances(min(lanes, len(pages) * lanes)) as held:
-        work = _Work(pdfs, pages, lanes, fmt)
-        extra = [_lane_pool().submit(work.run, lane) for lane in held[1:]]
+    return _write_tiff_f([encode_g3(page) for page in render_pages(pdfs, fmt)], fmt)
+
+
+def render_pages(pdfs: Sequence[bytes], fmt: FaxFormat) -> list[Image.Image]:
+    """Every page of ``pdfs``, in order, as a bilevel fax page (1728 × rows, see ``to_bilevel``)."""
+    out = []
+    with PDFIUM_LOCK:
+        sheets = pdfium.PdfDocument.new()  # the fax-sized pages the PDF pages are drawn onto
         try:
-            work.run(held[0])
+            for data in pdfs:
+                try:
+                    doc = pdfium.PdfDocument(bytes(data))
+                except pdfium.PdfiumError as exc:
+                    raise PdfError(f"PDFium could not open the PDF ({exc})") from exc
+                try:
+                    out += [_render_page(doc, index, sheets, fmt) for index in range(len(doc))]
+                finally:
+                    doc.close()
         finally:
-            wait(extra)  # no lane outlives the instances it holds
-        for future in extra:
-            future.result()  # raises what a lane raised
-    return _write_tiff_f(work.strips(), fmt)
-
-
-def threshold_and_pack(grey: np.ndarray) -> np.ndarray:
-    """Black (1) / white (0) bits of an 8-bit grey page, eight pixels a byte, MSB first."""
-    return np.packbits(grey < THRESHOLD, axis=-1)
-
-
-def render_pages(pdfs: Sequence[bytes], fmt: FaxFormat) -> list[np.ndarray]:
-    """Every page of ``pdfs`` as an 8-bit grey fax page (rows × 1728), in order."""
-    instance, out = pdfium_instances.PRIMARY, []
-    for data in pdfs:
-        with instance.lock, instance.document(data) as (doc, count):
-            for index in range(count):
-                grey = np.empty((fmt.rows, FAX_WIDTH), np.uint8)
-                instance.render_page(doc, index, grey.ctypes.data_as(ctypes.c_void_p),
-                                     FAX_WIDTH, fmt.rows, X_DPI, fmt.y_dpi, RENDER_FLAGS)
-                out.append(grey)
+            sheets.close()
     return out
 
 
-class _Work:
-    """The bands of the pages of one conversion, taken one at a time by its lanes.
+def _render_page(doc: pdfium.PdfDocument, index: int, sheets: pdfium.PdfDocument,
+                 fmt: FaxFormat) -> Image.Image:
+    """Page ``index`` of ``doc`` as a bilevel fax page.
 
-    A band is some rows of one page. T.4 1-D coding codes every row on its
-    own, each starting with an EOL that T4Options 4 aligns to a byte, so the
-    coded bands of a page joined in order are a valid coding of the whole
-    page: the same rows, with at most a byte more of zero fill before the EOL
-    that starts a band.
+    The page keeps its proportions: it is fitted into 1728 × ``rows`` at no
+    more than 204 × ``y_dpi``, centred across and placed at the top.
     """
-
-    def __init__(self, pdfs: list[bytes], pages: list[tuple[int, int]], bands: int,
-                 fmt: FaxFormat):
-        self.pdfs, self.pages, self.fmt = pdfs, pages, fmt
-        step = -(-fmt.rows // bands)
-        self.bands = [(top, min(step, fmt.rows - top)) for top in range(0, fmt.rows, step)]
-        self.coded: list[bytes | None] = [None] * (len(pages) * len(self.bands))
-        self._coding: tuple[int, int] | None = None
-        self._next = itertools.count()  # next() on it is atomic: no band is taken twice
-        self.failed = False
-
-    def run(self, instance: pdfium_instances.PdfiumInstance) -> None:
-        fmt, bands = self.fmt, self.bands
-        grey = np.empty((bands[0][1], FAX_WIDTH), np.uint8)
-        address = grey.ctypes.data_as(ctypes.c_void_p)
-        docs: dict[int, object] = {}
-        try:
-            while not self.failed:
-                n = next(self._next)
-                if n >= len(self.coded):
-                    break
-                (pdf, index), band = self.pages[n // len(bands)], bands[n % len(bands)]
-                with instance.lock:
-                    if pdf not in docs:
-                        data = self.pdfs[pdf]
-                        doc = instance.FPDF_LoadMemDocument(data, len(data), None)
-                        if not doc:
-                            raise pdfium_instances.PdfError("PDFium could not open the PDF")
-                        docs[pdf] = doc
-                    instance.render_page(docs[pdf], index, address, FAX_WIDTH, fmt.rows, X_DPI,
-                                         fmt.y_dpi, RENDER_FLAGS, band=band)
-                strip = encode_g3(threshold_and_pack(grey[: band[1]]), FAX_WIDTH)
-                self._coding = (strip.fill_order, strip.t4_options)
-                self.coded[n] = strip.data
-        except BaseException:
-            self.failed = True  # the other lanes stop at their next band
-            raise
-        finally:
-            with instance.lock:
-                for doc in docs.values():
-                    instance.FPDF_CloseDocument(doc)
-
-    def strips(self) -> list[G3Strip]:
-        """One strip a page: its coded bands joined in order."""
-        per_page = len(self.bands)
-        fill_order, t4_options = self._coding or (1, 0)
-        return [G3Strip(FAX_WIDTH, self.fmt.rows,
-                        b"".join(self.coded[p * per_page:(p + 1) * per_page]),
-                        fill_order, t4_options)
-                for p in range(len(self.pages))]
+    width, height = doc.get_page_size(index)  # in points (1/72 inch)
+    scale = min(FAX_WIDTH / (width / 72 * X_DPI), fmt.rows / (height / 72 * fmt.y_dpi), 1.0)
+    size_x = round(width / 72 * X_DPI * scale)
+    size_y = round(height / 72 * fmt.y_dpi * scale)
+    form = doc.page_as_xobject(index, sheets).as_pageobject()
+    form.transform(pdfium.PdfMatrix().scale(size_x / width, size_y / height)
+                   .translate((FAX_WIDTH - size_x) // 2, fmt.rows - size_y))
+    sheet = sheets.new_page(FAX_WIDTH, fmt.rows)  # one point = one fax pixel
+    try:
+        sheet.insert_obj(form)
+        grey = sheet.render(grayscale=True, optimize_mode="print")
+        return to_bilevel(grey.to_pil())  # a new image: none shares the bitmap's memory
+    finally:
+        sheet.close()
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _lane_pool() -> ThreadPoolExecutor:
-    """The threads extra lanes run on: one per extra PDFium instance there can be."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, pdfium_instances.MAX_EXTRAS),
-                                       thread_name_prefix="refflow-fax")
-        return _pool
-
-
-def _forget_pool_after_fork() -> None:
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()  # the parent's threads do not exist here
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_after_fork)
+def to_bilevel(grey: Image.Image) -> Image.Image:
+    """A mode "1" page whose set pixels are the grey page's pixels darker than ``THRESHOLD``."""
+    return grey.point(_INK, "1")
 
 
 # -- the TIFF-F container ---------------------------------------------------------

@@ -26,23 +26,19 @@ def render_fax(
     resolution: str = "fine",
     paper: str = "letter",
     sent_at: dt.datetime | None = None,
-    fax_lanes: int | None = None,
 ) -> bytes:
-    """Cover page + referrer summary as one multi-page TIFF Class F file.
-
-    ``fax_lanes``: threads converting the pages (default: ``fax.DEFAULT_LANES``).
-    """
+    """Cover page + referrer summary as one multi-page TIFF Class F file."""
     summary, pages = summary_with_page_count(referral, plan, clinic, paper=paper,
                                              generated_at=sent_at)
     return _fax(referral, clinic, summary, pages, resolution=resolution, paper=paper,
-                sent_at=sent_at, lanes=fax_lanes)
+                sent_at=sent_at)
 
 
 def _fax(referral, clinic, summary: bytes, summary_pages: int, *, resolution, paper,
-         sent_at, lanes) -> bytes:
+         sent_at) -> bytes:
     cover = render_cover(referral, clinic, total_pages=summary_pages + 1, sent_at=sent_at,
                          paper=paper)
-    return pdfs_to_fax_tiff([cover, summary], resolution=resolution, paper=paper, lanes=lanes)
+    return pdfs_to_fax_tiff([cover, summary], resolution=resolution, paper=paper)
 
 
 def render_all(
@@ -53,7 +49,6 @@ def render_all(
     resolution: str = "fine",
     paper: str = "letter",
     now: dt.datetime | None = None,
-    fax_lanes: int | None = None,
 ) -> dict[str, bytes]:
     """All three documents, keyed "handout.pdf", "summary.pdf", "fax.tiff".
 
@@ -67,5 +62,5 @@ def render_all(
         HANDOUT: render_handout(referral, plan, clinic, paper=paper),
         SUMMARY: summary,
         FAX: _fax(referral, clinic, summary, pages, resolution=resolution, paper=paper,
-                  sent_at=now, lanes=fax_lanes),
+                  sent_at=now),
     }

@@ -8,7 +8,6 @@ tiffcheck's data-format flag names the coding the server will transmit:
 from __future__ import annotations
 
 import datetime as dt
-import io
 import re
 import subprocess
 
@@ -126,40 +125,39 @@ def test_bad_format_is_refused(referral, sample_plan, clinic):
         render_fax(referral, sample_plan, clinic, paper="legal")
 
 
-def _summary_pages(referral, sample_plan, clinic):
-    """The summary's fax pages as 8-bit grey arrays (what the coder is given)."""
-
-    from refflow.documents import fax
-    from refflow.documents.summary import render_summary
-
-    return fax.render_pages([render_summary(referral, sample_plan, clinic)], fax.FaxFormat())
-
-
-def test_libtiff_coder_matches_pillows_public_path(referral, sample_plan, clinic):
-    # The fast coder calls libtiff through ctypes (so it codes without the GIL);
-    # it must give the very strip Pillow's public save of a mode "1" image gives,
-    # and must really be in use here (not silently falling back).
-    from refflow.documents import fax, g3
-
-    coder = g3._libtiff_coder()
-    assert coder is not None
-    for grey in _summary_pages(referral, sample_plan, clinic)[:2]:
-        packed = fax.threshold_and_pack(grey)
-        fast = coder.encode(packed, fax.FAX_WIDTH)
-        assert fast == g3.encode_g3_public(packed, fax.FAX_WIDTH)
-        assert fast.t4_options == g3.T4_FILL_BITS and fast.fill_order == 1
-
-
 def test_threshold_marks_dark_pixels_black():
-    import numpy as np
+    from PIL import Image
 
     from refflow.documents import fax
 
-    grey = np.full((2, fax.FAX_WIDTH), 255, np.uint8)
-    grey[0, :8] = [0, 255, fax.THRESHOLD - 1, fax.THRESHOLD, 0, 0, 0, 0]
-    packed = fax.threshold_and_pack(grey)
-    assert packed.shape == (2, fax.FAX_WIDTH // 8)
-    assert packed[0, 0] == 0b10101111 and not packed[0, 1:].any() and not packed[1].any()
+    grey = Image.new("L", (fax.FAX_WIDTH, 2), 255)
+    for x, value in enumerate([0, 255, fax.THRESHOLD - 1, fax.THRESHOLD, 0, 0, 0, 0]):
+        grey.putpixel((x, 0), value)
+    packed = fax.to_bilevel(grey).tobytes()  # set bits are ink
+    assert len(packed) == 2 * fax.FAX_WIDTH // 8
+    assert packed[0] == 0b10101111 and not any(packed[1:])
+
+
+def test_coded_pages_decode_to_the_same_ink(tmp_path):
+    # A page through the G3 coder and our container reads back pixel for
+    # pixel, ink black on white paper (min-is-white), where it was drawn.
+    from PIL import Image, ImageChops, ImageDraw
+
+    from refflow.documents import fax
+    from refflow.documents.g3 import encode_g3
+
+    fmt = fax.FaxFormat("normal", "letter")
+    page = Image.new("1", (fax.FAX_WIDTH, fmt.rows), 0)
+    ImageDraw.Draw(page).rectangle((100, 40, 899, 59), fill=1)
+    ImageDraw.Draw(page).line((0, 500, fax.FAX_WIDTH - 1, 500), fill=1)
+    path = tmp_path / "page.tiff"
+    path.write_bytes(fax._write_tiff_f([encode_g3(page), encode_g3(page)], fmt))
+    with Image.open(path) as tiff:
+        assert tiff.n_frames == 2
+        decoded = tiff.convert("1")
+    assert decoded.getpixel((100, 40)) == 0 and decoded.getpixel((99, 40)) == 255
+    assert decoded.getpixel((5, 500)) == 0 and decoded.getpixel((5, 501)) == 255
+    assert ImageChops.invert(decoded.convert("L")).tobytes() == page.convert("L").tobytes()
 
 
 def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
@@ -175,77 +173,13 @@ def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
     assert all(r == results[0] for r in results)
 
 
-def test_without_a_usable_libtiff_pages_are_coded_through_pillow(monkeypatch):
-    # A machine where libtiff cannot be called directly still gets the same fax.
-    import numpy as np
-
-    from refflow.documents import fax, g3
-
-    grey = np.full((20, fax.FAX_WIDTH), 255, np.uint8)
-    grey[5:15, 100:300] = 0
-    packed = fax.threshold_and_pack(grey)
-    fast = g3.encode_g3(packed, fax.FAX_WIDTH)
-    monkeypatch.setattr(g3, "_libtiff_paths", list)
-    assert g3._find_libtiff_coder() is None
-    monkeypatch.setattr(g3, "_coder", None)
-    monkeypatch.setattr(g3, "_coder_checked", True)
-    assert g3.encode_g3(packed, fax.FAX_WIDTH) == fast
-
-
-def test_parallel_lanes_give_the_same_pages(referral, sample_plan, clinic):
-    # Pages cut into bands, rendered by two PDFium instances on two threads in
-    # whatever order the lanes get to them, decode to exactly the pages one
-    # lane makes, and the file is the same every time (tiffcheck is run on the
-    # default, two-lane, conversion above).
-    import numpy as np
-    from PIL import Image
-
-    from refflow.documents import pdfium_instances
-    from refflow.documents.cover import render_cover
-    from refflow.documents.fax import pdfs_to_fax_tiff
-    from refflow.documents.summary import render_summary
-
-    pdfs = [render_cover(referral, clinic, total_pages=3, sent_at=SENT),
-            render_summary(referral, sample_plan, clinic)]
-    one_lane, two_lanes = pdfs_to_fax_tiff(pdfs, lanes=1), pdfs_to_fax_tiff(pdfs, lanes=2)
-    for _ in range(3):
-        assert pdfs_to_fax_tiff(pdfs, lanes=2) == two_lanes
-    with Image.open(io.BytesIO(one_lane)) as a, Image.open(io.BytesIO(two_lanes)) as b:
-        assert a.n_frames == b.n_frames >= 3
-        for page in range(a.n_frames):
-            a.seek(page)
-            b.seek(page)
-            assert np.array_equal(np.asarray(a), np.asarray(b)), f"page {page + 1} differs"
-    if pdfium_instances.MAX_EXTRAS:
-        assert pdfium_instances._extras, "no second PDFium instance was loaded"
-        assert not any(i.reserved.locked() for i in pdfium_instances._extras)
-
-
 def test_a_pdf_pdfium_cannot_open_is_a_clear_error(referral, sample_plan, clinic):
-    from refflow.documents import pdfium_instances
-    from refflow.documents.fax import pdfs_to_fax_tiff
+    from refflow.documents import fax
     from refflow.documents.summary import render_summary
 
-    with pytest.raises(ValueError, match="could not open"):
-        pdfs_to_fax_tiff([b"%PDF-1.4 this is not a PDF"], lanes=2)
-    # Nothing stays held: the next conversion still gets every lane.
-    assert pdfs_to_fax_tiff([render_summary(referral, sample_plan, clinic)], lanes=2)
-    assert not any(i.reserved.locked() for i in pdfium_instances._extras)
-
-
-def test_a_worker_with_a_process_per_core_converts_on_one_lane(monkeypatch):
-    # Lanes only pay when cores are spare: a worker whose pool already has a
-    # process per core gives each fax one lane; with spare cores it gets them.
-    from types import SimpleNamespace
-
-    from refflow.documents import fax
-    from refflow.workers.celery_app import _fax_lanes_for_this_worker
-
-    monkeypatch.setattr(fax, "DEFAULT_LANES", fax.DEFAULT_LANES)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency=2))
-    assert fax.DEFAULT_LANES == 1
-    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency=1))
-    assert fax.DEFAULT_LANES == 2
-    _fax_lanes_for_this_worker(sender=SimpleNamespace(concurrency="auto"))
-    assert fax.DEFAULT_LANES == 2
+    with pytest.raises(fax.PdfError, match="could not open"):
+        fax.pdfs_to_fax_tiff([b"%PDF-1.4 this is not a PDF"])
+    assert issubclass(fax.PdfError, ValueError)
+    # Nothing stays held: the next conversion goes through.
+    assert not fax.PDFIUM_LOCK.locked()
+    assert fax.pdfs_to_fax_tiff([render_summary(referral, sample_plan, clinic)])
