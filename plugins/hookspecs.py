@@ -3,9 +3,11 @@
 Plugins implement these with ``from refflow.plugins import hookimpl``. An
 implementation may accept any subset of a hook's arguments, by name.
 
-refflow calls every implementation separately (see ``refflow.plugins.manager``):
-one that raises is recorded as a ``PluginFailure`` (plugin name, hook, error
-class; never the exception text, which may hold PHI) and the others go on.
+refflow calls hooks through pluggy, one implementation at a time (see
+``refflow.plugins.manager``): wrappers (``wrapper=True``) wrap each call,
+``tryfirst``/``trylast`` order them, hook-call monitoring sees them. One that
+raises is recorded as a ``PluginFailure`` (plugin name, hook, error class;
+never the exception text, which may hold PHI) and the others go on.
 Every hook is documented with an example in docs/plugins.md; a test fails when
 one is missing there.
 """
@@ -64,7 +66,8 @@ def refflow_fax_transports(settings: Settings) -> list[FaxTransport] | None:
     :param settings: the service's ``Settings``; ``settings.fax_transport``
         (``REFFLOW_FAX_TRANSPORT``) names the transport the fax channel uses.
     :returns: a list of ``refflow.plugins.channels.fax.transports.FaxTransport``
-        objects. The built-in one is ``spool``.
+        objects. The built-in one is ``spool``; a name already taken is
+        recorded as a failure of the later plugin and ignored.
 
     All results are collected (not ``firstresult``).
     """
@@ -101,19 +104,22 @@ def refflow_exercise_catalog() -> list[dict[str, Any]] | None:
 
 
 @hookspec
-def refflow_adjust_plan(referral: Referral, plan: dict[str, Any]) -> dict[str, Any] | None:
+def refflow_adjust_plan(referral: Referral, plan: dict[str, Any],
+                        as_of: dt.date) -> dict[str, Any] | None:
     """Apply a clinic-specific rule to a plan the engine has built.
 
     :param referral: the validated ``Referral``.
     :param plan: the plan dict (its JSON Schema: ``refflow.planning.schema.PLAN_SCHEMA``); treat it as read-only
         and return a modified copy.
+    :param as_of: the plan's date ("today" for age and date rules; never
+        call ``date.today()``).
     :returns: the modified plan, or ``None`` for "no change". The engine
         records every change in ``rules_applied`` with the plugin's name and
         runs its safety rules afterwards: a change that breaks one is undone
         and flagged.
 
-    Called once per implementation, in plugin order, each seeing the previous
-    result (not ``firstresult``).
+    Called once per implementation, in pluggy's order, each seeing the
+    previous result (not ``firstresult``).
     """
 
 

@@ -183,3 +183,48 @@ def test_versions_and_catalogue(make_referral, as_of):
         assert e.instructions and e.safety_cue and e.progression and e.regression and e.equipment
     avoid = {e.id for e in cat.exercises if "all" in e.avoid_for}
     assert {"sit_up_crunch", "toe_touch_standing", "jump_rope"} <= avoid
+
+
+def test_adjust_plan_hook_gets_as_of_through_plan_for(make_referral, as_of, invariants):
+    """``refflow_adjust_plan(referral, plan, as_of)`` through the plugin manager:
+    the plan's date reaches the rule, so no plugin needs ``date.today()``; an
+    implementation may take any subset of the arguments."""
+    import copy
+
+    import pluggy
+
+    from refflow.plugins import hookimpl, hookspecs
+    from refflow.plugins.manager import plan_for
+
+    seen = []
+
+    class InClinicFirstVisit:  # "patients aged 85+ start with one session in the clinic"
+        @hookimpl
+        def refflow_adjust_plan(self, referral, plan, as_of):
+            seen.append(as_of)
+            if referral.age_on(as_of) < 85:
+                return None
+            plan = copy.deepcopy(plan)
+            plan["flags"].append({"code": "in_clinic_first_visit", "severity": "caution",
+                                  "message": "Book the first session in the clinic."})
+            return plan
+
+    class PlanOnly:
+        @hookimpl
+        def refflow_adjust_plan(self, plan):
+            seen.append("plan only")
+
+    pm = pluggy.PluginManager("refflow")
+    pm.add_hookspecs(hookspecs)
+    pm.register(PlanOnly(), name="plan_only")
+    pm.register(InClinicFirstVisit(), name="clinic_85")
+    old = make_referral(patient={"birth_date": as_of.replace(year=as_of.year - 86).isoformat()})
+    plan = plan_for(old, as_of=as_of, pm=pm)
+    invariants(plan, old)
+    assert seen == [as_of, "plan only"]  # LIFO: the plugin registered last runs first
+    (flag,) = [f for f in plan["flags"] if f["code"] == "in_clinic_first_visit"]
+    assert flag["source"] == "clinic_85" and flag["severity"] == "caution"
+    assert any(x["plugin"] == "clinic_85" for x in plan["rules_applied"])
+    young = make_referral(patient={"birth_date": as_of.replace(year=as_of.year - 70).isoformat()})
+    assert not any(f["code"] == "in_clinic_first_visit"
+                   for f in plan_for(young, as_of=as_of, pm=pm)["flags"])

@@ -1,5 +1,7 @@
-"""Loading plugins through entry points, disabling them, listing them, and
-fault isolation: a plugin that raises in every hook breaks nothing else.
+"""Loading plugins (built-ins from a list in code, third-party ones from entry
+points), disabling them, listing them, calling hooks through pluggy (wrappers,
+tryfirst/trylast, hook-call monitoring), and fault isolation: a plugin that
+raises in every hook breaks nothing else.
 
 Test plugins are registered on the (cached) manager per test and always
 unregistered in ``finally``, as datasette and llm do.
@@ -18,13 +20,16 @@ from click.testing import CliRunner
 from refflow.config import load_settings
 from refflow.plugins import hookimpl
 from refflow.plugins.manager import (
+    DEFAULT_PLUGINS,
     PluginFailure,
+    call_each,
     channels,
     exercise_catalog,
     get_plugin_manager,
     list_plugins,
     notify_status_changed,
     register_commands,
+    reset_plugin_managers,
     routes_for,
     validate_referral,
 )
@@ -84,7 +89,8 @@ class Exploding:
         raise ImportError(SECRET)
 
 
-def test_entry_points_load_the_builtins(plugin_settings):
+def test_the_builtins_load_from_the_list_in_code(plugin_settings):
+    assert set(DEFAULT_PLUGINS) == set(BUILTINS)
     plugins = {p["name"]: p for p in list_plugins(get_plugin_manager(plugin_settings))}
     for name, hooks in BUILTINS.items():
         assert plugins[name]["enabled"] is True and plugins[name]["builtin"] is True
@@ -93,6 +99,142 @@ def test_entry_points_load_the_builtins(plugin_settings):
     assert set(channels(get_plugin_manager(plugin_settings), plugin_settings)) >= {
         "pdf", "email", "fax"}
     assert get_plugin_manager(plugin_settings) is get_plugin_manager(plugin_settings)
+
+
+@pytest.fixture
+def fresh_managers():
+    reset_plugin_managers()
+    try:
+        yield
+    finally:
+        reset_plugin_managers()  # the next test builds with the real entry points again
+
+
+def test_the_builtins_need_no_install_metadata(plugin_settings, monkeypatch, fresh_managers):
+    import importlib.metadata
+
+    asked = []
+
+    def no_entry_points(**params):
+        asked.append(params)
+        return []
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_entry_points)
+    pm = get_plugin_manager(plugin_settings)
+    assert asked == [{"group": "refflow"}]
+    listed = {p["name"]: p for p in list_plugins(pm)}
+    assert {name: p["hooks"] for name, p in listed.items()} == BUILTINS
+    assert all(p["builtin"] and p["enabled"] for p in listed.values())
+    assert set(channels(pm, plugin_settings)) == {"pdf", "email", "fax"}
+
+
+class Recorder:
+    """Ordinary ``refflow_validate_referral`` implementations with ordering options."""
+
+    def __init__(self, code, calls):
+        self.code, self.calls = code, calls
+
+    def answer(self):
+        self.calls.append(self.code)
+        return [{"code": self.code, "severity": "caution", "message": self.code}]
+
+
+class First(Recorder):
+    @hookimpl(tryfirst=True)
+    def refflow_validate_referral(self, referral):
+        return self.answer()
+
+
+class Plain(Recorder):
+    @hookimpl
+    def refflow_validate_referral(self, as_of):
+        return self.answer()
+
+
+class Last(Recorder):
+    @hookimpl(trylast=True)
+    def refflow_validate_referral(self, referral, as_of):
+        return self.answer()
+
+
+class Raising:
+    @hookimpl
+    def refflow_validate_referral(self, referral):
+        raise ValueError(SECRET)
+
+
+class Wrapper:
+    """A new-style wrapper: wraps each implementation's call, sees its answer or error."""
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def refflow_validate_referral(self, referral):
+        try:
+            answer = yield
+        except ValueError as exc:
+            self.seen.append(type(exc).__name__)
+            raise
+        self.seen.append([p["code"] for p in answer[0]] if answer else None)
+        return answer
+
+
+def test_hooks_are_called_through_pluggy(plugin_settings, referral):
+    """Wrappers wrap each call, tryfirst/trylast/LIFO order holds, hook-call
+    monitoring sees each call, and a raising plugin is isolated."""
+    pm = get_plugin_manager(plugin_settings)
+    calls, monitored, wrapper = [], [], Wrapper()
+
+    def before(hook_name, hook_impls, kwargs):
+        if hook_name == "refflow_validate_referral":
+            monitored.append(sorted(i.plugin_name for i in hook_impls))
+
+    def after(outcome, hook_name, hook_impls, kwargs):
+        pass
+
+    undo = pm.add_hookcall_monitoring(before, after)
+    try:
+        with registered(pm, Last("last", calls), "undo-last"), \
+                registered(pm, First("first", calls), "undo-first"), \
+                registered(pm, Plain("older", calls), "undo-older"), \
+                registered(pm, Raising(), "undo-raising"), \
+                registered(pm, Plain("newer", calls), "undo-newer"), \
+                registered(pm, wrapper, "undo-wrapper"):
+            order = [name for name, _, _ in call_each(
+                pm, "refflow_validate_referral", referral=referral, as_of=AS_OF)]
+            assert order == ["undo-first", "undo-newer", "undo-raising", "undo-older",
+                             "clinical_rules", "undo-last"]
+            calls.clear(), wrapper.seen.clear(), monitored.clear()
+
+            problems = validate_referral(referral, pm, as_of=AS_OF)
+    finally:
+        undo()
+    assert calls == ["first", "newer", "older", "last"]  # the others still answered
+    assert [(p["code"], p.get("source") or p["plugin"]) for p in problems] == [
+        ("first", "undo-first"), ("newer", "undo-newer"), ("older", "undo-older"),
+        ("last", "undo-last"), ("plugin_failed", "undo-raising")]
+    assert problems[-1]["error_class"] == "ValueError" and SECRET not in json.dumps(problems)
+    # the wrapper wrapped every call, the raising one included (clinical_rules answers [])
+    assert wrapper.seen == [["first"], ["newer"], "ValueError", ["older"], [], ["last"]]
+    # monitoring saw one call per implementation, each with the wrapper around it
+    assert len(monitored) == 6 and all(len(m) == 2 and "undo-wrapper" in m for m in monitored)
+
+
+class RaisingWrapper:
+    @hookimpl(wrapper=True)
+    def refflow_output_channels(self):
+        yield
+        raise RuntimeError(SECRET)
+
+
+def test_a_raising_wrapper_is_blamed_not_the_plugin_it_wrapped(plugin_settings):
+    pm = get_plugin_manager(plugin_settings)
+    with registered(pm, RaisingWrapper(), "undo-bad-wrapper"):
+        assert channels(pm, plugin_settings) == {}
+        failures = pm.refflow_channel_failures
+    assert {(f.plugin, f.error_class) for f in failures} == {("undo-bad-wrapper", "RuntimeError")}
+    assert len(failures) == 3  # once per wrapped implementation
 
 
 def test_disabled_by_name_from_the_environment(tmp_path, referral):
