@@ -1,5 +1,6 @@
 """The example third-party plugin (examples/refflow-httpfax) used end to end:
-its clinic rule shapes the plan and its channel receives the fax."""
+with ``REFFLOW_FAX_TRANSPORT=httpfax`` the referrer's fax goes through refflow's
+own ``fax`` channel and the plugin's transport, to a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ received: list[dict] = []
 class FaxProvider(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
-        received.append({"key": self.headers.get("Idempotency-Key"), "size": len(body),
-                         "tiff": body[:4] == b"II*\x00" or b"II*\x00" in body[:4096]})
+        received.append({"key": self.headers.get("Idempotency-Key"),
+                         "to": self.headers.get("X-Fax-To"), "body": body})
         answer = json.dumps({"id": f"job-{len(received)}", "status": "queued"}).encode()
         self.send_response(202)
         self.send_header("Content-Type", "application/json")
@@ -36,29 +37,28 @@ def provider():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}/faxes"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")
 def stack_env(provider):
-    return {"REFFLOW_HTTPFAX_URL": provider, "REFFLOW_LOAD_PLUGINS": "httpfax"}
+    return {"REFFLOW_HTTPFAX_URL": provider, "REFFLOW_LOAD_PLUGINS": "httpfax",
+            "REFFLOW_FAX_TRANSPORT": "httpfax"}
 
 
-def test_example_plugin_rule_and_channel_work_in_the_pipeline(stack, intake):
-    body = routine(external_id="EHR-86")
-    body["patient"]["birth_date"] = "1939-06-01"  # 87 years old
-    rid = submit(intake, body)
+def test_the_fax_goes_through_the_example_transport(stack, intake):
+    rid = submit(intake, routine(external_id="EHR-HTTPFAX"))
     stack.wait_for([rid], statuses=("completed", "needs_review"), timeout=60)
-    plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
-    assert any(f["code"] == "in_clinic_first_visit" and f["source"] == "httpfax"
-               for f in plan["flags"])
     if intake.get(f"/api/v1/referrals/{rid}", headers=intake.auth).get_json()["status"] \
             == "needs_review":
         as_staff(intake, stack)
         assert intake.post(f"/api/v1/referrals/{rid}/approve").status_code == 200
     stack.wait_for([rid], timeout=60)
     deliveries = {d.channel: d for d in stack.deliveries(rid)}
-    assert set(deliveries) == {"httpfax", "email", "pdf"}
-    fax = deliveries["httpfax"]
+    assert set(deliveries) == {"fax", "email", "pdf"}  # no routing hook: the default routes
+    fax = deliveries["fax"]
     assert fax.status == "sent"
-    sent = [r for r in received if r["key"] == fax.id]
-    assert len(sent) == 1 and sent[0]["size"] > 1000
+    (sent,) = [r for r in received if r["key"] == fax.id]
+    assert fax.reference == f"job-{received.index(sent) + 1}"  # the provider's job id
+    assert sent["to"] == fax.target and sent["to"].startswith("+")
+    assert sent["body"][:4] in (b"II*\x00", b"MM\x00*") and len(sent["body"]) > 1000

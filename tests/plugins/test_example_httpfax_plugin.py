@@ -1,14 +1,14 @@
 """The example third-party plugin (examples/refflow-httpfax), installed for real.
 
 The session fixture installs it into the running venv with pip (editable)
-unless it is installed already (CI does it up front), then proves both of its
-parts are used: its channel posts faxes to a local HTTP server with the right
-transient/permanent mapping, and its plan rule runs through ``plan_for``.
+unless it is installed already (CI does it up front), then proves that its
+fax transport is what refflow's ``fax`` channel uses with
+``REFFLOW_FAX_TRANSPORT=httpfax``: it posts faxes to a local HTTP server with
+the right transient/permanent mapping.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import http.server
 import importlib
@@ -27,17 +27,16 @@ from refflow.plugins.channels.base import (
     PermanentChannelError,
     TransientChannelError,
 )
+from refflow.plugins.channels.fax import FaxChannel, FaxJob
 from refflow.plugins.manager import (
-    channels,
+    fax_transports,
     get_plugin_manager,
     list_plugins,
-    plan_adjusters,
     reset_plugin_managers,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "refflow-httpfax"
-AS_OF = dt.date(2026, 6, 1)
 
 
 def _installed() -> bool:
@@ -73,7 +72,7 @@ def httpfax_installed():
 @pytest.fixture
 def httpfax_settings(plugin_settings, httpfax_installed):
     # Under test, third-party plugins load only when named (REFFLOW_LOAD_PLUGINS).
-    return plugin_settings.with_overrides(load_plugins=("httpfax",))
+    return plugin_settings.with_overrides(load_plugins=("httpfax",), fax_transport="httpfax")
 
 
 class FaxProvider(http.server.BaseHTTPRequestHandler):
@@ -117,12 +116,21 @@ def provider(monkeypatch):
         server.server_close()
 
 
+def transport(settings):
+    return fax_transports(get_plugin_manager(settings), settings)["httpfax"]
+
+
+def job(tiff: bytes, number="+17635550198", delivery_id="dlv-http-2") -> FaxJob:
+    return FaxJob(delivery_id=delivery_id, referral_id="ref-9", number=number, tiff=tiff,
+                  pages=1)
+
+
 def test_installed_plugin_is_loaded_and_listed(httpfax_settings, plugin_settings):
     pm = get_plugin_manager(httpfax_settings)
     listed = {p["name"]: p for p in list_plugins(pm)}
     assert listed["httpfax"] == {
-        "name": "httpfax", "version": "0.1.0", "builtin": False, "enabled": True,
-        "hooks": ["refflow_adjust_plan", "refflow_output_channels", "refflow_route_deliveries"],
+        "name": "httpfax", "version": "0.2.0", "builtin": False, "enabled": True,
+        "hooks": ["refflow_fax_transports"],  # a transport: no channel, no routing hook
     }
     # Without the allow-list, tests ignore installed third-party plugins (as llm does) ...
     default = {p["name"]: p for p in list_plugins(get_plugin_manager(plugin_settings))}
@@ -133,16 +141,15 @@ def test_installed_plugin_is_loaded_and_listed(httpfax_settings, plugin_settings
     assert get_plugin_manager(off).get_plugin("httpfax") is None
 
 
-def test_channel_posts_the_fax_with_the_delivery_id_as_idempotency_key(
-    httpfax_settings, provider, helpers
-):
+def test_the_fax_channel_sends_through_the_transport(httpfax_settings, provider, helpers):
     tiff = helpers.fax_tiff(pages=2)
-    channel = channels(get_plugin_manager(httpfax_settings), httpfax_settings)["httpfax"]
-    delivery = Delivery(id="dlv-http-1", referral_id="ref-9", channel="httpfax",
+    channel = FaxChannel(httpfax_settings, pm=get_plugin_manager(httpfax_settings))
+    delivery = Delivery(id="dlv-http-1", referral_id="ref-9", channel="fax",
                         target="+1 763 555 0198", documents={"fax.tiff": tiff},
                         subject="Plan summary")
     result = channel.send(delivery)
-    assert result.reference == "job-1" and result.detail == {"provider_status": 201}
+    assert channel.transport.name == "httpfax"
+    assert result.reference == "job-1" and result.detail == {"pages": 2}
     (request,) = provider.received
     assert request["body"] == tiff
     assert request["headers"]["Idempotency-Key"] == "dlv-http-1"
@@ -163,17 +170,14 @@ def test_channel_posts_the_fax_with_the_delivery_id_as_idempotency_key(
         (201, 1.5, TransientChannelError),  # no answer within the timeout
     ],
 )
-def test_channel_error_mapping(httpfax_settings, provider, helpers, status, delay, error):
+def test_error_mapping(httpfax_settings, provider, helpers, status, delay, error):
     provider.script.append((status, delay))
-    channel = channels(get_plugin_manager(httpfax_settings), httpfax_settings)["httpfax"]
-    delivery = Delivery(id="dlv-http-2", referral_id="ref-9", channel="httpfax",
-                        target="+17635550198", documents={"fax.tiff": helpers.fax_tiff(1)},
-                        subject="Plan summary")
+    fax = job(helpers.fax_tiff(1))
     with pytest.raises(error) as info:
-        channel.send(delivery)
+        transport(httpfax_settings).submit(fax)
     assert "7635550198" not in info.value.message
     # The retry (same delivery id, same key) goes through.
-    assert channel.send(delivery).reference
+    assert transport(httpfax_settings).submit(fax).reference
     keys = {r["headers"]["Idempotency-Key"] for r in provider.received}
     assert keys == {"dlv-http-2"}
 
@@ -186,43 +190,19 @@ def test_unreachable_provider_is_transient_and_bad_numbers_permanent(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         monkeypatch.setenv("REFFLOW_HTTPFAX_URL", f"http://127.0.0.1:{s.getsockname()[1]}/")
-        channel = channels(get_plugin_manager(httpfax_settings), httpfax_settings)["httpfax"]
         with pytest.raises(TransientChannelError, match="unreachable"):
-            channel.send(Delivery("dlv-http-3", "ref-9", "httpfax", "+17635550198",
-                                  {"fax.tiff": helpers.fax_tiff(1)}, "s"))
-    with pytest.raises(PermanentChannelError):
-        channel.validate_target("555")
+            transport(httpfax_settings).submit(job(helpers.fax_tiff(1)))
+    # refflow's own number validation, reused by the transport
+    with pytest.raises(PermanentChannelError, match="not a valid phone number"):
+        transport(httpfax_settings).submit(job(helpers.fax_tiff(1), number="+1 555 000"))
 
 
-def test_channel_is_offered_only_when_configured(httpfax_settings, monkeypatch):
+def test_transport_is_offered_only_when_configured(httpfax_settings, monkeypatch, helpers):
     monkeypatch.delenv("REFFLOW_HTTPFAX_URL", raising=False)
-    assert "httpfax" not in channels(get_plugin_manager(httpfax_settings), httpfax_settings)
-
-
-def _aged(referral, years: int):
-    born = AS_OF.replace(year=AS_OF.year - years) - dt.timedelta(days=1)
-    return referral.model_copy(update={"patient": referral.patient.model_copy(
-        update={"birth_date": born})})
-
-
-def test_plan_rule_is_handed_to_the_engine(httpfax_settings, referral):
-    adjusters = dict(plan_adjusters(get_plugin_manager(httpfax_settings)))
-    rule = adjusters["httpfax"]
-    plan = {"as_of": AS_OF.isoformat(), "decision": "release", "flags": [], "precautions": []}
-    adjusted = rule(_aged(referral, 86), plan)
-    assert adjusted["flags"][0]["code"] == "in_clinic_first_visit"
-    assert adjusted["flags"][0]["source"] == "httpfax"
-    assert plan["flags"] == []  # the input plan is left alone
-    assert rule(_aged(referral, 84), plan) is None
-
-
-def test_plan_rule_runs_through_plan_for(httpfax_settings, referral):
-    pytest.importorskip("refflow.planning.engine")
-    from refflow.plugins.manager import plan_for
-
-    pm = get_plugin_manager(httpfax_settings)
-    old = plan_for(_aged(referral, 88), as_of=AS_OF, pm=pm)
-    assert any(f["code"] == "in_clinic_first_visit" for f in old["flags"])
-    assert any(r.get("plugin") == "httpfax" for r in old.get("rules_applied", []))
-    young = plan_for(_aged(referral, 70), as_of=AS_OF, pm=pm)
-    assert not any(f["code"] == "in_clinic_first_visit" for f in young["flags"])
+    assert "httpfax" not in fax_transports(get_plugin_manager(httpfax_settings),
+                                           httpfax_settings)
+    channel = FaxChannel(httpfax_settings, pm=get_plugin_manager(httpfax_settings))
+    delivery = Delivery("dlv-http-4", "ref-9", "fax", "+17635550198",
+                        {"fax.tiff": helpers.fax_tiff(1)}, "s")
+    with pytest.raises(PermanentChannelError, match="'httpfax' is not installed"):
+        channel.send(delivery)
