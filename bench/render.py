@@ -4,19 +4,21 @@ beside Ghostscript's ``tiffg3`` device (what fax servers use) on the same PDF.
     python bench/render.py [--runs 30] [--referral FILE] [--resolution fine] [--paper letter]
 
 Prints one JSON object. Times are medians over the runs, in milliseconds;
-``cpu_ms`` is process CPU time (all threads). Targets (issue 4): handout
-< 15 ms, all documents of one referral < 60 ms CPU, conversion ≥ 3× faster
-than gs, and tiffcheck accepting our file as it is.
+``cpu_ms`` is process CPU time. Targets: handout < 15 ms and all documents of
+one referral < 60 ms CPU (issue 4); the whole fax (cover + summary, 6 pages
+for the design example) converted PDF → TIFF Class F at least 1.5× faster
+than Ghostscript's ``tiffg3`` in the same run, and tiffcheck accepting our
+file as it is (issue 13).
 
 Ghostscript runs in the same process run, interleaved with ours round by
-round, on the same PDFs: the cover page alone (``conversion_one_page``), the
-summary (``conversion``) and the whole fax, cover + summary in one gs run
-(``whole_fax``). ``per_page`` splits each side into a fixed cost and a cost
-per extra page, and gives our CPU per page for each conversion step;
-``ours_ms`` uses the default lanes (one PDFium instance and thread per core,
-at most two); ``ours_one_lane_ms`` is the same conversion on one thread.
-``load_average`` is there because this box is shared: read wall-time ratios
-taken under load with care (both sides slow down, not always alike).
+round, on the same PDFs at the same resolution and paper: the cover page
+alone (``conversion_one_page``), the summary (``conversion``) and the whole
+fax, cover + summary in one gs run (``whole_fax``). Our conversion is the one
+path refflow has: one thread, pages one after another. ``per_page`` splits
+each side into a fixed cost and a cost per extra page, and gives our CPU per
+page for the two conversion steps. ``load_average`` is there because this box
+is shared: read wall-time ratios taken under load with care (both sides slow
+down, not always alike).
 """
 
 from __future__ import annotations
@@ -147,23 +149,20 @@ def marginal(one: dict, many: dict, key: str) -> dict | None:
 
 
 def fax_stages(pdfs: list[bytes], args, repeats: int) -> dict:
-    """Median CPU ms per page of each conversion step, run one after the other on one thread."""
+    """Median CPU ms per page of each conversion step."""
     from refflow.documents import fax, g3
 
     fmt = fax.FaxFormat(args.resolution, args.paper)
-    steps: dict[str, list[float]] = {"render": [], "threshold_and_pack": [], "g3_code": []}
+    steps: dict[str, list[float]] = {"render_and_threshold": [], "g3_code": []}
     for _ in range(repeats):
-        c = time.thread_time()
-        pages = fax.render_pages(pdfs, fmt)  # PDFium renders every page here
-        per_render = (time.thread_time() - c) / len(pages)
-        for grey in pages:
-            steps["render"].append(per_render)
-            c = time.thread_time()
-            packed = fax.threshold_and_pack(grey)
-            steps["threshold_and_pack"].append(time.thread_time() - c)
-            c = time.thread_time()
-            g3.encode_g3(packed, fax.FAX_WIDTH)
-            steps["g3_code"].append(time.thread_time() - c)
+        c = time.process_time()
+        pages = fax.render_pages(pdfs, fmt)  # PDFium renders, Pillow thresholds
+        per_render = (time.process_time() - c) / len(pages)
+        for page in pages:
+            steps["render_and_threshold"].append(per_render)
+            c = time.process_time()
+            g3.encode_g3(page)
+            steps["g3_code"].append(time.process_time() - c)
     per_page = {k: round(statistics.median(v) * 1000, 2) for k, v in steps.items()}
     per_page["sum"] = round(sum(per_page.values()), 2)
     return per_page
@@ -206,9 +205,6 @@ def main() -> None:
         runs)
     fax_ms, fax_cpu, _ = timed(lambda: render_fax(referral, plan, clinic, **opts), runs)
     all_ms, all_cpu, documents = timed(lambda: render_all(referral, plan, clinic, **opts), runs)
-    # As a worker with one pool process per core renders them (one fax lane).
-    all1_ms, all1_cpu, _ = timed(lambda: render_all(referral, plan, clinic, fax_lanes=1, **opts),
-                                 runs)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -224,15 +220,6 @@ def main() -> None:
         whole_fax = side_by_side(lambda: pdfs_to_fax_tiff([cover, summary], **opts),
                                  [cover_path, summary_path], summary_pages + 1, tmp, args,
                                  rounds)
-        # The same conversions on one lane (one PDFium instance, one thread).
-        for name, pdfs in (("conversion", [summary_path]), ("whole_fax", [cover_path, summary_path])):
-            data = [p.read_bytes() for p in pdfs]
-            lane_ms, lane_cpu, _ = timed(lambda d=data: pdfs_to_fax_tiff(d, lanes=1, **opts), runs)
-            target = conversion if name == "conversion" else whole_fax
-            target["ours_one_lane_ms"] = round(lane_ms, 2)
-            target["ours_one_lane_cpu_ms"] = round(lane_cpu, 2)
-            if "gs_ms" in target:
-                target["speedup_wall_one_lane"] = round(target["gs_ms"] / lane_ms, 2)
         # End to end, as the fax channel does it: build the summary and cover
         # PDFs, then convert (gs would still need the PDFs made first).
         whole_fax["ours_with_pdfs_ms"] = round(fax_ms, 2)
@@ -267,7 +254,6 @@ def main() -> None:
             "cover_pdf": round(cover_ms, 2),
             "fax_tiff": round(fax_ms, 2),
             "render_all": round(all_ms, 2),
-            "render_all_one_lane": round(all1_ms, 2),
         },
         "cpu_ms": {
             "handout_pdf": round(handout_cpu, 2),
@@ -275,7 +261,6 @@ def main() -> None:
             "cover_pdf": round(cover_cpu, 2),
             "fax_tiff": round(fax_cpu, 2),
             "all_documents": round(all_cpu, 2),
-            "all_documents_one_lane": round(all1_cpu, 2),
         },
         "sizes_bytes": {name: len(data) for name, data in documents.items()},
         "fax_pages": fax_pages,
@@ -287,9 +272,7 @@ def main() -> None:
         "targets": {
             "handout_under_15ms": handout_ms < 15,
             "all_documents_under_60ms_cpu": all_cpu < 60,
-            "all_documents_one_lane_under_60ms_cpu": all1_cpu < 60,
-            "conversion_3x_faster_than_gs": conversion.get("speedup_wall", 0) >= 3,
-            "whole_fax_3x_faster_than_gs": whole_fax.get("speedup_wall", 0) >= 3,
+            "whole_fax_1_5x_faster_than_gs": whole_fax.get("speedup_wall", 0) >= 1.5,
             "tiffcheck_ok": fax_check == "OK" and conversion["ours_tiffcheck"] == "OK",
         },
     }
