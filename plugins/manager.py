@@ -56,10 +56,10 @@ DEFAULT_PLUGINS = {
 }
 
 __all__ = [
-    "DEFAULT_PLUGINS", "PluginFailure", "call_each", "channels", "default_routes",
+    "DEFAULT_PLUGINS", "PluginFailure", "call_each", "channels",
     "exercise_catalog", "fax_transports", "get_plugin_manager", "list_plugins",
     "notify_status_changed", "plan_adjusters", "plan_for", "register_commands",
-    "reset_plugin_managers", "routes_for", "validate_referral",
+    "plugin_routes", "reset_plugin_managers", "validate_referral",
 ]
 
 
@@ -337,16 +337,13 @@ def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager) -> dict[str,
     catalogue plugin that failed adds a ``needs_review`` flag, so the plan
     is held for a clinician.
     """
+    from refflow.planning.decision import with_flags
     from refflow.planning.engine import build_plan
 
     extra, failures = exercise_catalog(pm)
     plan = build_plan(referral, as_of=as_of, extra_exercises=extra,
                       adjusters=plan_adjusters(pm, as_of))
-    if failures:
-        plan = {**plan, "flags": list(plan.get("flags") or []) + [f.as_flag() for f in failures]}
-        if plan.get("decision") == "release":
-            plan["decision"] = "review"
-    return plan
+    return with_flags(plan, [f.as_flag() for f in failures]) if failures else plan
 
 
 def _check_channel(channel: Any) -> Any:
@@ -399,20 +396,6 @@ def fax_transports(pm: pluggy.PluginManager, settings) -> dict[str, Any]:
     return found
 
 
-def default_routes(referral) -> list[dict[str, str]]:
-    """Routing from the referral's ``deliver`` flags (used when no plugin decides)."""
-    routes = []
-    deliver = referral.deliver
-    if deliver.fax_to_referrer and referral.referrer.fax:
-        routes.append({"channel": "fax", "document": "fax.tiff", "target": referral.referrer.fax})
-    if deliver.email_to_patient and referral.patient.email:
-        routes.append({"channel": "email", "document": "handout.pdf",
-                       "target": referral.patient.email})
-    if deliver.chart_pdf:
-        routes.append({"channel": "pdf", "document": "summary.pdf", "target": ""})
-    return routes
-
-
 def _check_route(route: Any) -> dict[str, str]:
     if not isinstance(route, dict):
         raise InvalidResult("route is not a dict")
@@ -426,11 +409,13 @@ def _check_routes(value: Any) -> list[dict[str, str]] | None:
     return None if value is None else [_check_route(route) for route in _as_list(value)]
 
 
-def routes_for(referral, plan, pm: pluggy.PluginManager) -> tuple[list[dict[str, str]], list[PluginFailure]]:
-    """The first non-``None`` ``refflow_route_deliveries`` answer, else :func:`default_routes`.
+def plugin_routes(referral, plan, pm: pluggy.PluginManager
+                  ) -> tuple[list[dict[str, str]] | None, list[PluginFailure]]:
+    """The first non-``None`` ``refflow_route_deliveries`` answer (``None``: no
+    plugin decides).
 
     A plugin that raises or answers malformed routes is skipped (and
-    returned as a failure); the next plugin, then the default, decides.
+    returned as a failure); the next plugin decides.
     """
     failures = []
     for _, routes, failure in _checked(pm, "refflow_route_deliveries", _check_routes,
@@ -439,7 +424,7 @@ def routes_for(referral, plan, pm: pluggy.PluginManager) -> tuple[list[dict[str,
             failures.append(failure)
         elif routes is not None:
             return routes, failures
-    return default_routes(referral), failures
+    return None, failures
 
 
 def notify_status_changed(

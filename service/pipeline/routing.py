@@ -3,8 +3,21 @@ delivery each route becomes (its target checked by its channel)."""
 
 from __future__ import annotations
 
-from refflow.documents.names import HANDOUT
+from refflow.documents.names import FAX, HANDOUT, SUMMARY
 from refflow.pipeline.context import Pipeline
+
+
+def default_routes(referral) -> list[dict[str, str]]:
+    """Routing from the referral's ``deliver`` flags (when no plugin decides)."""
+    routes = []
+    deliver = referral.deliver
+    if deliver.fax_to_referrer and referral.referrer.fax:
+        routes.append({"channel": "fax", "document": FAX, "target": referral.referrer.fax})
+    if deliver.email_to_patient and referral.patient.email:
+        routes.append({"channel": "email", "document": HANDOUT, "target": referral.patient.email})
+    if deliver.chart_pdf:
+        routes.append({"channel": "pdf", "document": SUMMARY, "target": ""})
+    return routes
 
 
 def routes_for_plan(p: Pipeline, referral, plan: dict) -> tuple[list[dict], list]:
@@ -12,9 +25,11 @@ def routes_for_plan(p: Pipeline, referral, plan: dict) -> tuple[list[dict], list
     referral's ``deliver`` flags. A red flag's plan (``do_not_exercise``) goes
     to the referrer and the chart only: the patient gets no plan until a
     clinician has seen them."""
-    from refflow.plugins.manager import routes_for
+    from refflow.plugins.manager import plugin_routes
 
-    routes, failures = routes_for(referral, plan, p.pm)
+    routes, failures = plugin_routes(referral, plan, p.pm)
+    if routes is None:
+        routes = default_routes(referral)
     if plan.get("decision") == "do_not_exercise":
         routes = [r for r in routes if r["document"] != HANDOUT]
     return routes, failures

@@ -28,9 +28,9 @@ from refflow.plugins.manager import (
     get_plugin_manager,
     list_plugins,
     notify_status_changed,
+    plugin_routes,
     register_commands,
     reset_plugin_managers,
-    routes_for,
     validate_referral,
 )
 
@@ -291,8 +291,8 @@ def test_a_plugin_raising_in_every_hook_breaks_nothing(plugin_settings, referral
         assert extra == [] and failures[0].hook == "refflow_exercise_catalog"
         assert failures[0].error_class == "KeyError" and failures[0].where
 
-        routes, failures = routes_for(referral, {"decision": "release"}, pm)
-        assert [r["channel"] for r in routes] == ["fax", "email", "pdf"]  # the default routing
+        routes, failures = plugin_routes(referral, {"decision": "release"}, pm)
+        assert routes is None  # no plugin decided: the pipeline's default routing applies
         assert failures == [PluginFailure("undo-exploding", "refflow_route_deliveries",
                                           "LookupError", failures[0].where)]
 
@@ -362,7 +362,7 @@ def test_malformed_results_are_failures_and_routing_is_firstresult(plugin_settin
         assert problem["plugin"] == "undo-malformed" and problem["error_class"] == "InvalidResult"
         assert "pdf" in channels(pm, plugin_settings)
         assert pm.refflow_channel_failures[0].plugin == "undo-malformed"
-        routes, failures = routes_for(referral, {}, pm)
+        routes, failures = plugin_routes(referral, {}, pm)
         assert routes == [{"channel": "pdf", "document": "summary.pdf", "target": ""}]
         assert failures == []
         names = {p["name"]: p for p in list_plugins(pm)}
