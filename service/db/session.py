@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import select
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -100,85 +98,6 @@ def connection_alive(dbapi_conn, idle_since: float | None) -> bool:
         return False
 
 
-class ThreadConnections:
-    """A PostgreSQL connection each thread keeps for itself, outside the pool,
-    in autocommit mode: for a hot path of single statements (the intake's
-    accepting statement) that would otherwise pay a pool checkout and return,
-    and two transaction-mode switches, per request.
-
-    Connections are made by the engine (same URL, search path and driver
-    setup as pooled ones) and checked as pooled ones are before each use
-    (``connection_alive``): a connection the server closed is replaced
-    without failing a request. One that breaks during a statement is dropped
-    (``discard``) and the next use connects again. A thread's connection
-    closes when the thread ends or ``close_all`` runs; after a fork the child
-    leaves its parent's connections alone and makes its own.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._local = threading.local()
-        self._open: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # conn -> pid
-        self._inherited: list = []  # a parent's connections, kept from being finalised here
-        self._lock = threading.Lock()
-
-    def get(self):
-        """This thread's (connection, cursor), connected or replaced as needed."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        if conn is not None:
-            if local.pid != os.getpid():
-                with self._lock:
-                    self._inherited.append(conn)
-                conn = None
-            elif connection_alive(conn, local.idle_since):
-                return conn, local.cursor
-            else:
-                self.discard()
-        fairy = self.engine.raw_connection()
-        conn = fairy.driver_connection
-        fairy.detach()  # this thread's own from now on: never returned to the pool
-        try:
-            conn.autocommit = True
-        except Exception:
-            _close(conn)
-            raise
-        local.conn, local.cursor = conn, conn.cursor()
-        local.pid, local.idle_since = os.getpid(), None
-        with self._lock:
-            self._open[conn] = local.pid
-        return conn, local.cursor
-
-    def release(self) -> None:
-        """This thread's connection is idle again (its statement finished)."""
-        self._local.idle_since = time.monotonic()
-
-    def discard(self) -> None:
-        """Drop this thread's connection (broken, or the server closed it)."""
-        local = self._local
-        conn = getattr(local, "conn", None)
-        local.conn = local.cursor = None
-        if conn is not None:
-            _close(conn)
-
-    def close_all(self) -> None:
-        """Close every connection this process's threads keep."""
-        pid = os.getpid()
-        with self._lock:
-            conns = [conn for conn, owner in self._open.items() if owner == pid]
-            for conn in conns:
-                del self._open[conn]
-        for conn in conns:
-            _close(conn)
-
-
-def _close(conn) -> None:
-    try:
-        conn.close()
-    except Exception:  # noqa: BLE001,S110 - closing a dead connection
-        pass
-
-
 def _private_sqlite_file(url: str) -> None:
     """Create the SQLite database file readable by its owner only (it holds
     patient data); SQLite gives its -wal and -shm files the same mode. A file
@@ -195,14 +114,17 @@ def _private_sqlite_file(url: str) -> None:
 
 
 class Database:
-    """An engine and its session factory."""
+    """An engine and its session factory. ``session_info`` is copied into every
+    session's ``info`` (``database_for`` puts the settings there, which tell
+    the state machine whose plugins hear of status changes)."""
 
-    def __init__(self, url: str, *, schema: str | None = None, **engine_kwargs) -> None:
+    def __init__(self, url: str, *, schema: str | None = None,
+                 session_info: dict | None = None, **engine_kwargs) -> None:
         self.url = url
         self.schema = schema
         self.engine = make_engine(url, schema=schema, **engine_kwargs)
-        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
-        self.thread_connections = ThreadConnections(self.engine)
+        self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False,
+                                         info=dict(session_info or {}))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -220,7 +142,6 @@ class Database:
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
-        self.thread_connections.close_all()
         self.engine.dispose()
 
 
@@ -235,5 +156,6 @@ def database_for(settings) -> Database:
         if settings.sqlalchemy_url.startswith("sqlite"):
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             _private_sqlite_file(settings.sqlalchemy_url)
-        db = _databases[key] = Database(key[0], schema=key[1])
+        db = _databases[key] = Database(key[0], schema=key[1],
+                                        session_info={"settings": settings})
     return db

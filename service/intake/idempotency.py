@@ -1,14 +1,13 @@
 """Idempotency-Key handling (IETF draft semantics), per practice.
 
-The key row is written in the same transaction as the referral; a unique
-constraint on (practice, key) — not a check-then-insert — decides which of
-several concurrent requests creates the referral. On PostgreSQL a request
-first claims its key for its transaction (an advisory lock on practice and
-key, ``claim``): a request whose key another request holds — the first one
-still in flight — is answered 409 at once, as the draft says; one that comes
-after the first committed answers with the stored response. (On SQLite,
-writers take turns, so a second request only starts after the first
-committed, and replays it.)
+The key row is written in the same transaction as the referral, and a unique
+constraint on (practice, key) stands behind it. Requests with the same key
+take turns: on PostgreSQL a request first claims its key for its transaction
+(an advisory lock on practice and key, ``claim``), and a request whose key
+another one holds (the first still in flight) gets ``IdempotencyInFlight`` at
+once, as the draft says; one that comes after the first committed replays the
+stored answer. On SQLite writers take turns anyway (``BEGIN IMMEDIATE``), so a
+second request only starts after the first committed, and replays it.
 """
 
 from __future__ import annotations
@@ -21,9 +20,20 @@ from sqlalchemy import delete, func, literal, select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import IdempotencyKey, utcnow
-from refflow.ops.errors import ApiError
 
 MAX_KEY_LENGTH = 255
+
+
+class InvalidIdempotencyKey(ValueError):
+    """The Idempotency-Key header is empty, too long or not printable."""
+
+
+class IdempotencyConflict(Exception):
+    """The key was already used with a different request body."""
+
+
+class IdempotencyInFlight(Exception):
+    """A request with this key is still being processed."""
 
 
 def fingerprint(data: object) -> str:
@@ -40,48 +50,43 @@ def check_key(key: str | None) -> str | None:
     if len(key) >= 2 and key[0] == key[-1] == '"':
         key = key[1:-1]
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise ApiError(400, f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
-                       code="invalid_idempotency_key")
+        raise InvalidIdempotencyKey(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters")
     return key
 
 
-def claim_sql(practice_id, key):
-    """The SQL expression that claims (practice, key) for the current
-    transaction: true when claimed, false while another transaction holds it."""
-    return func.pg_try_advisory_xact_lock(
-        func.hashtextextended(practice_id + literal(":") + key, 0))
-
-
 def claim(session: Session, practice_id: str, key: str) -> None:
-    """Claim the key for this transaction (PostgreSQL); 409 while a request
-    with it is still in flight."""
+    """Claim the key for this transaction (PostgreSQL: an advisory lock that
+    ends with the transaction); ``IdempotencyInFlight`` while another request
+    with it holds the claim."""
     if session.get_bind().dialect.name != "postgresql":
-        return
-    if not session.scalar(select(claim_sql(literal(practice_id), literal(key)))):
-        raise ApiError(409, "a request with this Idempotency-Key is still being processed",
-                       code="idempotency_key_in_flight")
+        return  # SQLite: this transaction already holds the database's write lock
+    lock = func.pg_try_advisory_xact_lock(
+        func.hashtextextended(literal(practice_id) + literal(":") + literal(key), 0))
+    if not session.scalar(select(lock)):
+        raise IdempotencyInFlight()
 
 
-def replay(session: Session, practice_id: str, key: str, print_: str):
-    """The stored (status, body) for this key, or None when the key is new.
+def replay(session: Session, practice_id: str, key: str, print_: str) -> dict | None:
+    """The stored answer (the 202 body) for this key, or None when the key is new.
 
-    Raises 422 when the key was used with a different body.
+    Raises ``IdempotencyConflict`` when the key was used with a different body.
     """
     row = session.scalar(select(IdempotencyKey).where(
         IdempotencyKey.practice_id == practice_id, IdempotencyKey.key == key))
     if row is None:
         return None
     if row.fingerprint != print_:
-        raise ApiError(422, "this Idempotency-Key was already used with a different request body",
-                       code="idempotency_key_reused")
-    return row.response_status, row.response_body
+        raise IdempotencyConflict()
+    return row.response_body
 
 
 def remember(session: Session, practice_id: str, key: str, print_: str, referral_id: str,
-             status: int, body: dict, retention: dt.timedelta) -> None:
+             body: dict, retention: dt.timedelta) -> None:
+    """Store the 202 answer for this key (in the transaction that wrote the referral)."""
     now = utcnow()
     session.add(IdempotencyKey(practice_id=practice_id, key=key, fingerprint=print_,
-                               referral_id=referral_id, response_status=status,
+                               referral_id=referral_id, response_status=202,
                                response_body=body, created_at=now, expires_at=now + retention))
 
 

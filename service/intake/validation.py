@@ -1,4 +1,4 @@
-"""Turn pydantic validation errors into the error envelope's ``fields`` map.
+"""Validating a decoded referral: ``InvalidReferral`` names every bad field.
 
 Messages name the field and the rule; they never repeat the submitted value.
 """
@@ -8,7 +8,15 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from refflow.intake.schemas import Referral
-from refflow.ops.errors import ApiError
+
+
+class InvalidReferral(ValueError):
+    """The referral does not validate; ``fields`` maps each bad field to why."""
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields or {}
 
 
 def field_errors(exc: ValidationError) -> dict[str, str]:
@@ -34,9 +42,9 @@ def _is_union_tag(part) -> bool:
 
 
 def parse_referral(data: object) -> Referral:
-    """Validate a decoded JSON body; raise 422 naming every bad field."""
+    """Validate a decoded JSON body; ``InvalidReferral`` names every bad field."""
     if not isinstance(data, dict):
-        raise ApiError(422, "the referral must be a JSON object")
+        raise InvalidReferral("the referral must be a JSON object")
     try:
         return Referral.model_validate(data)
     except ValidationError as exc:
@@ -46,4 +54,4 @@ def parse_referral(data: object) -> Referral:
             message = "unknown field(s): " + ", ".join(unknown)
         else:
             message = "the referral is not valid: " + ", ".join(sorted(fields))
-        raise ApiError(422, message, fields=fields) from None
+        raise InvalidReferral(message, fields) from None

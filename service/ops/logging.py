@@ -23,33 +23,18 @@ task_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "refflow_task", default=None)
 
 REQUEST_ID_HEADER = "refflow_request_id"
-# The request id a handler in front of the Flask app gave the request (the
-# intake fast path), so a request it hands on keeps the same id.
-REQUEST_ID_ENVIRON_KEY = "refflow.request_id"
 
 
-def request_id_for(environ: dict) -> str:
-    """The request's id: one a handler in front already gave it, the client's
-    ``X-Request-Id`` when it is 8-64 letters and digits, else a new one."""
-    given = environ.get(REQUEST_ID_ENVIRON_KEY)
-    if given:
-        return given
-    incoming = environ.get("HTTP_X_REQUEST_ID", "")
+def request_id_for(incoming: str | None) -> str:
+    """A request's id: the client's ``X-Request-Id`` when it is 8-64 letters
+    and digits, else a new one."""
+    incoming = incoming or ""
     return incoming if 8 <= len(incoming) <= 64 and incoming.isalnum() else uuid.uuid4().hex
 
 
 def current_request_id() -> str | None:
-    rid = request_id_var.get()
-    if rid:
-        return rid
-    try:
-        from flask import g, has_request_context
-
-        if has_request_context():
-            return g.get("request_id")
-    except ImportError:  # pragma: no cover
-        pass
-    return None
+    """The id of the request (set by the web app) or task being handled."""
+    return request_id_var.get()
 
 
 class ContextFilter(logging.Filter):
@@ -102,17 +87,3 @@ def configure_logging(level: str = "INFO", stream=None) -> None:
         for old in list(lg.handlers):
             lg.removeHandler(old)
         lg.propagate = True
-
-
-def init_app(app) -> None:
-    """Log one line per failed request (endpoint rule and status, never the URL)."""
-    from flask import request
-
-    log = logging.getLogger("refflow.http")
-
-    @app.after_request
-    def _log_errors(response):
-        if response.status_code >= 500:
-            rule = request.url_rule.rule if request.url_rule else "<unmatched>"
-            log.warning("%s %s -> %d", request.method, rule, response.status_code)
-        return response

@@ -1,4 +1,4 @@
-"""Prometheus metrics: ``GET /metrics``.
+"""Prometheus metrics (served at ``GET /metrics`` by ``refflow.web.metrics``).
 
 Process metrics (HTTP requests, intake latency, task durations and outcomes)
 are prometheus-client counters and histograms. Under gunicorn (and a Celery
@@ -155,73 +155,31 @@ class StateCollector:
             yield g
 
 
-def render(app) -> tuple[bytes, str]:
-    registry = CollectorRegistry(auto_describe=False)
+def render(db, broker_stats=None) -> tuple[bytes, str]:
+    """The Prometheus text of this process's (or, under gunicorn, every
+    worker's) metrics and of the state read from the database and broker."""
     if multiprocess_enabled():
         from prometheus_client import multiprocess
 
-        multiprocess.MultiProcessCollector(registry)
+        processes = CollectorRegistry()
+        multiprocess.MultiProcessCollector(processes)
     else:
-        for collector in list(REGISTRY._collector_to_names):  # this process's metrics
-            registry.register(collector)
-    registry.register(StateCollector(app.extensions["refflow.db"],
-                                     app.extensions.get("refflow.broker_stats")))
-    return generate_latest(registry), CONTENT_TYPE_LATEST
-
-
-# Labelled children by label values, looked up once each (labels() takes a lock
-# and checks its arguments on every call). Label values are route rules,
-# methods, status codes and outcomes: a small, bounded set.
-_requests_by: dict[tuple, object] = {}
-_durations_by: dict[tuple, object] = {}
-_intake_by: dict[str, object] = {}
+        processes = REGISTRY
+    state = CollectorRegistry(auto_describe=False)
+    state.register(StateCollector(db, broker_stats))
+    return generate_latest(processes) + generate_latest(state), CONTENT_TYPE_LATEST
 
 
 def observe_request(method: str, rule: str, status: int, elapsed: float,
                     intake_outcome: str | None = None) -> None:
     """Count one answered request; ``intake_outcome`` (the referral's status,
     or None) only for POST /api/v1/referrals."""
-    key = (method, rule, status)
-    counter = _requests_by.get(key)
-    if counter is None:
-        counter = _requests_by[key] = HTTP_REQUESTS.labels(method, rule, str(status))
-    counter.inc()
-    histogram = _durations_by.get(key[:2])
-    if histogram is None:
-        histogram = _durations_by[key[:2]] = HTTP_DURATION.labels(method, rule)
-    histogram.observe(elapsed)
+    HTTP_REQUESTS.labels(method, rule, str(status)).inc()
+    HTTP_DURATION.labels(method, rule).observe(elapsed)
     if rule == INTAKE_RULE and method == "POST":
         outcome = ("server_error" if status >= 500 else "client_error" if status >= 400
                    else "rejected" if intake_outcome == "rejected" else "accepted")
-        histogram = _intake_by.get(outcome)
-        if histogram is None:
-            histogram = _intake_by[outcome] = INTAKE_DURATION.labels(outcome)
-        histogram.observe(elapsed)
-
-
-def init_app(app) -> None:
-    from flask import Response, g, request
-
-    @app.before_request
-    def _start_timer() -> None:
-        g._metrics_start = time.perf_counter()
-
-    @app.after_request
-    def _observe(response):
-        start = g.pop("_metrics_start", None)
-        if start is None:
-            return response
-        rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        if rule != "/metrics":
-            # the intake view leaves the referral's status in g: no re-parsing
-            observe_request(request.method, rule, response.status_code,
-                            time.perf_counter() - start, g.get("intake_outcome"))
-        return response
-
-    @app.get("/metrics", endpoint="ops.metrics")
-    def metrics():
-        body, content_type = render(app)
-        return Response(body, content_type=content_type)
+        INTAKE_DURATION.labels(outcome).observe(elapsed)
 
 
 # -- Celery -------------------------------------------------------------------
@@ -247,10 +205,6 @@ def install_task_signals() -> None:
     @signals.before_task_publish.connect(weak=False)
     def _carry_request_id(headers=None, **_):
         rid = request_id_var.get()
-        if rid is None:
-            from refflow.ops.logging import current_request_id
-
-            rid = current_request_id()
         if rid and headers is not None and REQUEST_ID_HEADER not in headers:
             headers[REQUEST_ID_HEADER] = rid
 

@@ -1,4 +1,4 @@
-"""OpenAPI 3.1 description of the HTTP API: ``GET /api/v1/openapi.json``.
+"""OpenAPI 3.1 description of the HTTP API (served at ``GET /api/v1/openapi.json``).
 
 The request body of ``POST /api/v1/referrals`` is generated from the same
 pydantic ``Referral`` model the API validates with; the plan is the plan
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-
-from flask import Flask, jsonify
 
 from refflow import __version__
 
@@ -379,9 +377,3 @@ def _build(state_names: tuple[str, ...]) -> dict:
                                            "403 csrf_token_missing, with a wrong or "
                                            "expired one 403 csrf_failed."}}},
     }
-
-
-def init_app(app: Flask) -> None:
-    @app.get("/api/v1/openapi.json", endpoint="ops.openapi")
-    def openapi_json():
-        return jsonify(build_spec())

@@ -71,10 +71,10 @@ def prepare_metrics_dir() -> str:
 # Imported in the master before gunicorn binds and forks: workers then start
 # in milliseconds (and share the pages of these modules), and the port only
 # accepts connections once a worker can answer soon.
-WARM_MODULES = ("refflow.app", "refflow.intake.api", "refflow.referrals.staff_api",
-                "refflow.plugins.api", "refflow.pipeline.steps", "refflow.plugins.manager",
-                "refflow.ops.metrics", "refflow.ops.limits", "refflow.ops.openapi",
-                "refflow.web", "refflow.web.auth", "refflow.web.staff", "refflow.web.portal")
+WARM_MODULES = ("refflow.app", "refflow.web.api.referrals", "refflow.web.api.staff",
+                "refflow.web.api.plugins", "refflow.plugins.manager", "refflow.ops.metrics",
+                "refflow.ops.openapi", "refflow.web", "refflow.web.auth", "refflow.web.staff",
+                "refflow.web.portal")
 
 
 def warm_imports() -> None:

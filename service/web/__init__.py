@@ -73,8 +73,8 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the web pages on ``app`` (called by ``create_app``)."""
-    from refflow.accounts.principal import uses_session_cookie
     from refflow.web import auth, portal, staff
+    from refflow.web.principal import uses_session_cookie
 
     settings = app.extensions["refflow.settings"]
     app.session_interface = SessionInterface()
@@ -162,7 +162,7 @@ def check_csrf_header() -> None:
     from flask_wtf.csrf import validate_csrf
     from wtforms import ValidationError
 
-    from refflow.ops.errors import ApiError
+    from refflow.web.errors import ApiError
 
     names = current_app.config.get("WTF_CSRF_HEADERS") or ["X-CSRFToken", "X-CSRF-Token"]
     token = next((request.headers[n] for n in names if request.headers.get(n)), None)

@@ -13,8 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from refflow.intake.schemas import Referral
-from refflow.intake.validation import parse_referral
-from refflow.ops.errors import ApiError
+from refflow.intake.validation import InvalidReferral, parse_referral
 
 TRI = [("", "Not known"), ("yes", "Yes"), ("no", "No")]
 FRACTURE_ROWS = 2
@@ -249,7 +248,7 @@ def validate(values: dict[str, str]):
     body, errors = to_body(values)
     try:
         referral = parse_referral(body)
-    except ApiError as exc:
+    except InvalidReferral as exc:
         for key, message in (exc.fields or {"body": exc.message}).items():
             name = input_for(key)
             errors.setdefault(name, message)

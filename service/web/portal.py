@@ -86,7 +86,7 @@ def new_referral(user: WebUser):
     settings = current_app.extensions["refflow.settings"]
     submitter = intake.Submitter(practice_id=user.practice_id, actor=user.actor,
                                  ip=request.remote_addr, request_id=g.get("request_id"))
-    _, answer = intake.accept(
+    answer = intake.accept(
         _db(), submitter, body, referral, idempotency_key=None,
         clinic_timezone=settings.clinic_timezone,
         find_problems=current_app.extensions.get("refflow.find_problems"),

@@ -32,7 +32,8 @@ from refflow.db.models import (
     User,
     utcnow,
 )
-from refflow.pipeline import steps
+from refflow.pipeline import staff_actions
+from refflow.pipeline.context import Pipeline, StepError
 from refflow.referrals import states
 from refflow.referrals.overview import queue_overview
 from refflow.web import downloads, queue
@@ -44,7 +45,7 @@ FILTERS_KEY = "queue_filters"
 NOTE_MAX = 1000
 
 
-def _pipeline() -> steps.Pipeline:
+def _pipeline() -> Pipeline:
     return current_app.extensions["refflow.pipeline"]
 
 
@@ -227,9 +228,9 @@ def approve(user: WebUser, referral_id: str):
     with _db().session() as s:
         _load(s, referral_id)
     try:
-        steps.approve(_pipeline(), referral_id, actor=user.actor, note=_note())
+        staff_actions.approve(_pipeline(), referral_id, actor=user.actor, note=_note())
         flash("Plan approved. The documents will now be prepared and sent.", "success")
-    except steps.StepError as exc:
+    except StepError as exc:
         flash(f"Not approved: {exc}.", "error")
     return _back(referral_id)
 
@@ -244,9 +245,9 @@ def reject(user: WebUser, referral_id: str):
     with _db().session() as s:
         _load(s, referral_id)
     try:
-        steps.reject(_pipeline(), referral_id, actor=user.actor, note=note)
+        staff_actions.reject(_pipeline(), referral_id, actor=user.actor, note=note)
         flash("Plan rejected. Nothing will be sent.", "success")
-    except steps.StepError as exc:
+    except StepError as exc:
         flash(f"Not rejected: {exc}.", "error")
     return _back(referral_id)
 
@@ -281,11 +282,11 @@ def retry(user: WebUser, delivery_id: str):
     if target == old_target:
         target = None
     try:
-        steps.retry_delivery(_pipeline(), delivery_id, actor=user.actor, target=target)
+        staff_actions.retry_delivery(_pipeline(), delivery_id, actor=user.actor, target=target)
         flash("Sending again" + (" to the corrected address." if target else "."), "success")
     except LookupError:
         abort(404)
-    except steps.StepError as exc:
+    except StepError as exc:
         flash(f"Not sent again: {exc}.", "error")
     return redirect(url_for("staff.referral", referral_id=referral_id)
                     + f"#delivery-{delivery_id}")

@@ -329,7 +329,7 @@ def test_refused_key_writes_nothing_and_answers_401_before_422(client, referral_
     with db.session() as session:
         row = session.scalar(select(ApiKey).where(ApiKey.prefix == key.split("_")[1]))
         practice_id, key_hash, used = row.practice_id, row.key_hash, row.last_used_at
-        assert used is not None  # the accepting statement refreshed it
+        assert used is not None  # the accepted request refreshed it
         revoke_key(session, key.split("_")[1])
 
     def counts():
@@ -345,3 +345,49 @@ def test_refused_key_writes_nothing_and_answers_401_before_422(client, referral_
     with db.session() as session:  # the key row is untouched apart from its revocation
         row = session.scalar(select(ApiKey).where(ApiKey.prefix == key.split("_")[1]))
         assert (row.practice_id, row.key_hash, row.last_used_at) == (practice_id, key_hash, used)
+
+
+def test_a_flagged_referral_is_accepted_with_its_problems(client, auth, referral_body, db):
+    referral_body["diagnosis"] = {"codes": ["I10"], "text": "hypertension"}
+    response = post(client, auth, referral_body)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "received"
+    assert [p["code"] for p in body["problems"]] == ["diagnosis_out_of_scope"]
+    with db.session() as session:
+        assert session.get(Referral, body["id"]).flagged
+
+
+def test_a_rejected_referral_is_stored_rejected_without_starting_the_pipeline(
+        client, auth, referral_body, db):
+    referral_body["patient"]["birth_date"] = "2015-01-01"
+    response = post(client, auth, referral_body)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "rejected"
+    assert [p["code"] for p in body["problems"]] == ["out_of_scope_age"]
+    detail = client.get(body["links"]["self"], headers=auth).get_json()
+    assert [(e["from"], e["to"]) for e in detail["timeline"]] == [(None, "received"),
+                                                                  ("received", "rejected")]
+    with db.session() as session:
+        assert session.get(Referral, body["id"]).status == "rejected"
+        assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+def test_behind_a_trusted_proxy_the_audit_records_the_client_address(
+        settings, make_practice, referral_body, monkeypatch, db):
+    from refflow.app import create_app
+
+    monkeypatch.setenv("REFFLOW_PROXY_HOPS", "1")
+    client = create_app(settings, {"TESTING": True}).test_client()
+    _, key = make_practice()
+    response = client.post("/api/v1/referrals", json=referral_body,
+                           headers={"Authorization": f"Bearer {key}",
+                                    "X-Forwarded-Proto": "https",
+                                    "X-Forwarded-For": "203.0.113.77"})
+    assert response.status_code == 202
+    assert "Strict-Transport-Security" in response.headers
+    with db.session() as session:
+        entry = session.scalar(select(AuditEntry).where(
+            AuditEntry.referral_id == response.get_json()["id"]))
+        assert entry.ip == "203.0.113.77"

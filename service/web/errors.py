@@ -1,8 +1,9 @@
 """The JSON error envelope: ``{"error": {"code", "message", "fields"}}``.
 
 API paths (``/api/``, ``/healthz``, ``/readyz``, ``/metrics``) always answer
-errors in it, including 404, 405, 413 and 500; web pages get HTML.
-Messages never contain patient data.
+errors in it, including 404, 405, 413 and 500; web pages get HTML. The core's
+own errors (an invalid referral, a reused Idempotency-Key, ...) are mapped to
+it here. Messages never contain patient data.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ import traceback
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from refflow.intake.idempotency import (
+    IdempotencyConflict,
+    IdempotencyInFlight,
+    InvalidIdempotencyKey,
+)
+from refflow.intake.validation import InvalidReferral
 
 log = logging.getLogger("refflow.errors")
 
@@ -65,6 +73,25 @@ def wants_json() -> bool:
     return best == "application/json"
 
 
+def from_domain_error(exc: Exception) -> ApiError:
+    """The API's answer to an error the core raised."""
+    if isinstance(exc, InvalidReferral):
+        return ApiError(422, exc.message, fields=exc.fields)
+    if isinstance(exc, InvalidIdempotencyKey):
+        return ApiError(400, str(exc), code="invalid_idempotency_key")
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(422, "this Idempotency-Key was already used with a different request "
+                             "body", code="idempotency_key_reused")
+    if isinstance(exc, IdempotencyInFlight):
+        return ApiError(409, "a request with this Idempotency-Key is still being processed",
+                        code="idempotency_key_in_flight")
+    raise TypeError(f"not a domain error: {type(exc).__name__}")
+
+
+DOMAIN_ERRORS = (InvalidReferral, InvalidIdempotencyKey, IdempotencyConflict,
+                 IdempotencyInFlight)
+
+
 def init_app(app: Flask, html_handler=None) -> None:
     """Install the handlers. ``html_handler(status, message)`` renders web pages."""
 
@@ -72,6 +99,9 @@ def init_app(app: Flask, html_handler=None) -> None:
     def _api_error(exc: ApiError):
         return error_response(exc.status, exc.message, code=exc.code, fields=exc.fields,
                               headers=exc.headers)
+
+    for error_class in DOMAIN_ERRORS:
+        app.register_error_handler(error_class, lambda exc: _api_error(from_domain_error(exc)))
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

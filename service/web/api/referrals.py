@@ -1,4 +1,5 @@
-"""The referral API: /api/v1/referrals (DESIGN.md "Public contract")."""
+"""The referral API: /api/v1/referrals and each referral's plan, documents and
+cancellation (DESIGN.md "Public contract")."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import json
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from refflow.accounts.principal import Principal, require_principal
+from refflow.accounts.principal import Principal
 from refflow.db.models import AuditEntry, Document, Plan
 from refflow.intake import accept as intake
 from refflow.intake.idempotency import check_key
 from refflow.intake.validation import parse_referral
-from refflow.ops.errors import ApiError
 from refflow.referrals import queries, states
+from refflow.web.errors import ApiError
+from refflow.web.principal import require_principal
 
 bp = Blueprint("referrals_api", __name__, url_prefix="/api/v1")
 
@@ -86,45 +87,23 @@ def _nul_paths(value, path: str) -> list[str]:
 
 @bp.post("/referrals")
 def create_referral():
-    """Any principal, any outcome: key lookup, checks and INSERTs in one transaction.
-
-    The common request (an API key and a referral that can be accepted in one
-    statement, on PostgreSQL) never gets here: ``refflow.intake.fast_path``
-    answers it in front of Flask and hands everything else on to this view.
-    """
-    db = _db()
-    settings = _settings()
-    key = data = None
-    # One transaction: the API key lookup (revocation is checked in it), the
-    # Idempotency-Key check and every INSERT; 202 only after it commits.
-    try:
-        with db.session() as session:
-            principal = require_principal(session)  # 401 before anything is read
-            if principal.practice_id is None:
-                raise ApiError(403, "only a referring practice can submit referrals")
-            key = check_key(request.headers.get("Idempotency-Key"))
-            data = read_json_body()
-            referral = parse_referral(data)
-            submitter = intake.Submitter(practice_id=principal.practice_id,
-                                         actor=principal.actor, ip=request.remote_addr,
-                                         request_id=g.get("request_id"))
-            status, body = intake.accept_in(
-                session, submitter, data, referral, idempotency_key=key,
-                clinic_timezone=settings.clinic_timezone,
-                find_problems=current_app.extensions.get("refflow.find_problems"),
-                retention=current_app.config["IDEMPOTENCY_RETENTION"],
-            )
-    except IntegrityError:
-        if not key:
-            raise
-        status, body = intake.replay_after_conflict(db, submitter, data, key)
-    return _answer(status, body)
-
-
-def _answer(status: int, body: dict):
-    g.intake_outcome = body.get("status")
+    """Accept a referral: 202 once the referral, its timeline, outbox message,
+    idempotency record and audit entry are committed (``refflow.intake.accept``)."""
+    principal = require_principal()  # 401 before anything is read
+    if principal.practice_id is None:
+        raise ApiError(403, "only a referring practice can submit referrals")
+    key = check_key(request.headers.get("Idempotency-Key"))
+    data = read_json_body()
+    referral = parse_referral(data)
+    submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
+                                 ip=request.remote_addr, request_id=g.get("request_id"))
+    body = intake.accept(_db(), submitter, data, referral, idempotency_key=key,
+                         clinic_timezone=_settings().clinic_timezone,
+                         find_problems=current_app.extensions.get("refflow.find_problems"),
+                         retention=current_app.config["IDEMPOTENCY_RETENTION"])
+    g.intake_outcome = body["status"]
     response = jsonify(body)
-    response.status_code = status
+    response.status_code = 202
     response.headers["Location"] = body["links"]["self"]
     return response
 

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
-from refflow.accounts.principal import require_staff
 from refflow.db.models import AuditEntry, Delivery
-from refflow.ops.errors import ApiError
-from refflow.pipeline import steps
+from refflow.pipeline import staff_actions
+from refflow.pipeline.context import Pipeline, StepError
 from refflow.referrals import queries
 from refflow.referrals.overview import queue_overview
+from refflow.web.api.referrals import read_json_body
+from refflow.web.errors import ApiError
+from refflow.web.principal import require_staff
 
 bp = Blueprint("staff_api", __name__, url_prefix="/api/v1")
 
 
-def _pipeline() -> steps.Pipeline:
+def _pipeline() -> Pipeline:
     return current_app.extensions["refflow.pipeline"]
 
 
 def _body(allowed: set[str]) -> dict:
     if not request.get_data(cache=True):
         return {}
-    from refflow.intake.api import read_json_body
-
     data = read_json_body()
     if not isinstance(data, dict):
         raise ApiError(422, "the body must be a JSON object")
@@ -51,19 +51,19 @@ def _review(referral_id: str, action) -> dict:
     _visible_referral(referral_id)
     try:
         status = action(_pipeline(), referral_id, actor=staff.actor, note=note)
-    except steps.StepError as exc:
+    except StepError as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
     return jsonify({"id": referral_id, "status": status})
 
 
 @bp.post("/referrals/<referral_id>/approve")
 def approve(referral_id: str):
-    return _review(referral_id, steps.approve)
+    return _review(referral_id, staff_actions.approve)
 
 
 @bp.post("/referrals/<referral_id>/reject")
 def reject(referral_id: str):
-    return _review(referral_id, steps.reject)
+    return _review(referral_id, staff_actions.reject)
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
@@ -71,11 +71,11 @@ def retry(delivery_id: str):
     staff = require_staff()
     target = _body({"target"}).get("target")
     try:
-        delivery = steps.retry_delivery(_pipeline(), delivery_id, actor=staff.actor,
+        delivery = staff_actions.retry_delivery(_pipeline(), delivery_id, actor=staff.actor,
                                         target=target)
     except LookupError:
         raise ApiError(404, "no such delivery") from None
-    except steps.StepError as exc:
+    except StepError as exc:
         raise ApiError(409, str(exc), code="invalid_state") from None
     with _pipeline().db.session() as session:
         return jsonify(queries.delivery_json(session.get(Delivery, delivery.id)))
