@@ -1,9 +1,11 @@
-"""A small, fast top-to-bottom page layout on a ReportLab canvas.
+"""A small top-to-bottom page layout on a ReportLab canvas.
 
 The handout, the summary and the fax cover are simple documents: headings,
 wrapped paragraphs, bullet lists, boxes and grid tables flowing down the page.
 ``Flow`` does just that on ``reportlab.pdfgen.canvas`` directly, which is
-several times faster than platypus and keeps a handout well under 15 ms.
+several times faster than platypus and keeps a handout under 15 ms. It uses
+ReportLab's public API only (``setFont``/``drawString``, forms for the page
+count).
 
 Everything is drawn in black on white (no grey fills) so that pages stay
 readable after faxing; the only exception is the optional DRAFT watermark.
@@ -16,15 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from reportlab.lib.pagesizes import A4, LETTER
-from reportlab.lib.rl_accel import escapePDF
 from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
 
 PAPER = {"letter": LETTER, "a4": A4}
-# What escapePDF does to printable ASCII: backslash, and both parentheses.
-_PDF_ESCAPES = str.maketrans({"\\": "\\\\", "(": "\\(", ")": "\\)"})
 PAGE_COUNT_FORM = "refflowPageCount"
 
 
@@ -108,9 +107,10 @@ class Style:
 class Flow:
     """Draws blocks top to bottom, starting new pages as needed.
 
-    ``decorate(canvas, page_number)`` draws the running header/footer on
-    each page; it may call ``page_count_ref`` to print "of N" pages, which is
-    filled in when the document is finished.
+    ``decorate(flow)`` draws the running header/footer on each page (the page
+    number is ``flow.page``); it may call ``draw_page_count`` to print the
+    total number of pages: a form XObject (``canvas.doForm``) drawn on every
+    page and defined once, in ``finish``, when the total is known.
     """
 
     def __init__(
@@ -145,7 +145,6 @@ class Flow:
         self.y = 0.0
         self._page_count_used = False
         self._wraps: dict[tuple, list[str]] = {}
-        self._ascii_font: dict[str, str] = {}
         self._start_page()
 
     # -- pages ---------------------------------------------------------------
@@ -167,45 +166,12 @@ class Flow:
         self._font = (name, size)
 
     def text(self, x: float, y: float, text: str) -> None:
-        """Draw one line in the current font.
-
-        This writes the text operators directly, as ReportLab documents for
-        dynamic (TrueType subset) fonts, instead of ``canvas.drawString``,
-        whose text-object bookkeeping is half the cost of a handout.
-
-        Most lines are plain printable ASCII, which ReportLab's subsetting
-        (``asciiReadable``) always codes as itself in subset 0; such a line
-        is written straight away instead of going through ``splitString``'s
-        per-character loop. The bytes are the same either way.
-        """
+        """Draw one line at (x, y) in the font chosen with ``font``."""
         if not text:  # an empty cell or line: nothing to draw
             return
         name, size = self._font
-        fast = self._ascii_font.get(name)
-        if fast is None:
-            fast = self._ascii_font[name] = self._ascii_subset(name)
-        if fast and text.isascii() and text.isprintable():
-            self.canvas.addLiteral(f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm {fast} {size:g} Tf "
-                                   f"({text.translate(_PDF_ESCAPES)}) Tj ET")
-            return
-        font = getFont(name)
-        doc = self.canvas._doc
-        ops = [f"BT 1 0 0 1 {x:.2f} {y:.2f} Tm"]
-        for subset, data in font.splitString(text, doc):
-            ops.append(f"{font.getSubsetInternalName(subset, doc)} {size:g} Tf "
-                       f"({escapePDF(data)}) Tj")
-        ops.append("ET")
-        self.canvas.addLiteral(" ".join(ops))
-
-    def _ascii_subset(self, name: str) -> str:
-        """The PDF name of ``name``'s subset 0 if it codes printable ASCII as itself, else ""."""
-        font = getFont(name)
-        doc = self.canvas._doc
-        font.splitString("", doc)  # creates the font's state for this document
-        state = font.state[doc]
-        if state.frozen or any(state.assignments.get(c) != c for c in range(32, 127)):
-            return ""
-        return font.getSubsetInternalName(0, doc)
+        self.canvas.setFont(name, size)
+        self.canvas.drawString(x, y, text)
 
     def new_page(self) -> None:
         self.canvas.showPage()
