@@ -7,8 +7,8 @@ from typing import Any
 
 import phonenumbers
 
-from refflow.referrals.facts import UNKNOWN
-from refflow.referrals.facts import yes_no as yes_no  # the documents' formatting, one place
+from refflow.documents.facts import UNKNOWN
+from refflow.documents.facts import yes_no as yes_no  # the documents' formatting, one place
 
 
 def now_utc() -> dt.datetime:

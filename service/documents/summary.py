@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 
+from refflow.documents import facts
 from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style
-from refflow.referrals import facts
 
 BODY = Style(REGULAR, 10.5, 13.5)
 BOLD_BODY = Style(BOLD, 10.5, 13.5)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from refflow.referrals.facts import UNKNOWN, fractures_text, medications_text, yes_no
+from refflow.documents.facts import UNKNOWN, fractures_text, medications_text, yes_no
 
 STATE_LABELS = {
     "received": "Received",
