@@ -177,9 +177,11 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()
 
-    from refflow.documents import ClinicInfo, render_all, render_fax, render_handout
+    from refflow.documents.clinic import ClinicInfo
     from refflow.documents.cover import render_cover
     from refflow.documents.fax import pdfs_to_fax_tiff
+    from refflow.documents.handout import render_handout
+    from refflow.documents.render import render_all, render_fax
     from refflow.documents.summary import summary_with_page_count
     from refflow.intake.schemas import Referral
 

@@ -52,7 +52,8 @@ def _load_referral(path: Path):
 def command(referral_file: Path, out_dir: Path, as_of, resolution, paper) -> None:
     """Render the documents of a referral: handout PDF, summary PDF, fax TIFF."""
     from refflow.config import ConfigError, load_settings
-    from refflow.documents import ClinicInfo, render_all
+    from refflow.documents.clinic import ClinicInfo
+    from refflow.documents.render import render_all
 
     try:
         # Rendering needs no secret; passing one keeps load_settings from

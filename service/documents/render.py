@@ -8,14 +8,8 @@ from refflow.documents.clinic import ClinicInfo
 from refflow.documents.cover import render_cover
 from refflow.documents.fax import pdfs_to_fax_tiff
 from refflow.documents.handout import render_handout
+from refflow.documents.names import FAX, HANDOUT, SUMMARY
 from refflow.documents.summary import summary_with_page_count
-
-# The names the documents go by everywhere (API, document store, channels):
-# fixed, so that no patient detail ever ends up in a file name.
-HANDOUT = "handout.pdf"
-SUMMARY = "summary.pdf"
-FAX = "fax.tiff"
-DOCUMENT_NAMES = (HANDOUT, SUMMARY, FAX)
 
 
 def render_fax(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from refflow.documents import ClinicInfo
+from refflow.documents.clinic import ClinicInfo
 from refflow.intake.schemas import Referral
 
 HERE = Path(__file__).parent

@@ -15,8 +15,10 @@ import pytest
 from documents_pdf_checks import find_tool, page_texts, plain
 from PIL import Image, ImageSequence
 
-from refflow.documents import pdf_to_fax_tiff, render_fax, render_handout
 from refflow.documents.cover import render_cover
+from refflow.documents.fax import pdf_to_fax_tiff
+from refflow.documents.handout import render_handout
+from refflow.documents.render import render_fax
 
 SENT = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)  # 21:00 the day before in Chicago
 FORMATS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from documents_pdf_checks import font_sizes, fonts, metadata, page_texts, plain
 
-from refflow.documents import render_handout
+from refflow.documents.handout import render_handout
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_the_default_clinic_number_is_not_the_example_patients_own(referral, tmp
     """With no clinic configured, the example referral's handout must not tell
     the patient to call their own phone number."""
     from refflow.config import load_settings
-    from refflow.documents import ClinicInfo
+    from refflow.documents.clinic import ClinicInfo
 
     clinic = ClinicInfo.from_settings(load_settings({}, data_dir=tmp_path, secret_key="x"))
     text = plain(" ".join(page_texts(render_handout(referral, {"decision": "release"}, clinic))))

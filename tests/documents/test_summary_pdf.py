@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from documents_pdf_checks import fill_colours, font_sizes, fonts, metadata, page_texts, plain
 
-from refflow.documents import render_summary
+from refflow.documents.summary import render_summary
 
 
 @pytest.fixture(scope="module")
