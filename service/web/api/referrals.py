@@ -7,12 +7,13 @@ import json
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from refflow.accounts.principal import Principal
 from refflow.db.models import AuditEntry, Document, Plan
-from refflow.intake import accept as intake
-from refflow.intake.idempotency import check_key
+from refflow.intake.idempotency import IdempotencyInFlight, check_key
 from refflow.intake.validation import parse_referral
+from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web.errors import ApiError
 from refflow.web.principal import require_principal
@@ -87,20 +88,29 @@ def _nul_paths(value, path: str) -> list[str]:
 
 @bp.post("/referrals")
 def create_referral():
-    """Accept a referral: 202 once the referral, its timeline, outbox message,
-    idempotency record and audit entry are committed (``refflow.intake.accept``)."""
-    principal = require_principal()  # 401 before anything is read
-    if principal.practice_id is None:
-        raise ApiError(403, "only a referring practice can submit referrals")
-    key = check_key(request.headers.get("Idempotency-Key"))
-    data = read_json_body()
-    referral = parse_referral(data)
-    submitter = intake.Submitter(practice_id=principal.practice_id, actor=principal.actor,
-                                 ip=request.remote_addr, request_id=g.get("request_id"))
-    body = intake.accept(_db(), submitter, data, referral, idempotency_key=key,
-                         clinic_timezone=_settings().clinic_timezone,
-                         find_problems=current_app.extensions.get("refflow.find_problems"),
-                         retention=current_app.config["IDEMPOTENCY_RETENTION"])
+    """Accept a referral: the API key check and every row of the referral
+    (``refflow.intake.accept``) in one transaction; 202 once it committed."""
+    key = None
+    try:
+        with _db().session() as session:
+            principal = require_principal(session)  # 401 before anything is read
+            if principal.practice_id is None:
+                raise ApiError(403, "only a referring practice can submit referrals")
+            key = check_key(request.headers.get("Idempotency-Key"))
+            data = read_json_body()
+            referral = parse_referral(data)
+            submitter = intake.Submitter(practice_id=principal.practice_id,
+                                         actor=principal.actor, ip=request.remote_addr,
+                                         request_id=g.get("request_id"))
+            body = intake.accept_in(
+                session, submitter, data, referral, idempotency_key=key,
+                clinic_timezone=_settings().clinic_timezone,
+                find_problems=current_app.extensions.get("refflow.find_problems"),
+                retention=current_app.config["IDEMPOTENCY_RETENTION"])
+    except IntegrityError:
+        if key is None:
+            raise
+        raise IdempotencyInFlight() from None  # another request stored this key first
     g.intake_outcome = body["status"]
     response = jsonify(body)
     response.status_code = 202
