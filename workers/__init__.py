@@ -9,9 +9,9 @@ import threading
 
 from celery import Celery
 
-from refflow.ops.metrics import install_task_signals
 from refflow.workers import monitor  # noqa: F401 - worker heartbeat signals
 from refflow.workers.celery_app import create_celery
+from refflow.workers.task_signals import install_task_signals
 from refflow.workers.tasks import register
 
 _lock = threading.Lock()

@@ -12,10 +12,8 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from refflow.config import Settings, load_settings
+from refflow.ops.queues import DELIVERY_QUEUE, PLANNING_QUEUE
 from refflow.pipeline import outbox
-
-PLANNING_QUEUE = "refflow.planning"
-DELIVERY_QUEUE = "refflow.deliveries"
 
 ROUTES = {
     outbox.BUILD_PLAN: {"queue": PLANNING_QUEUE},

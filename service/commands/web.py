@@ -21,6 +21,6 @@ def command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API, the dashboard and the portal (gunicorn)."""
     settings = settings_or_exit()
     port_free_or_exit(host, port)
-    from refflow.ops.server import serve
+    from refflow.web.server import serve
 
     serve(settings, host=host, port=port, workers=workers, threads=threads)

@@ -10,7 +10,12 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import Delivery, Document, Referral, ReferralEvent
-from refflow.intake.accept import referral_links
+
+
+def referral_links(referral_id: str) -> dict:
+    base = f"/api/v1/referrals/{referral_id}"
+    return {"self": base, "plan": f"{base}/plan", "documents": f"{base}/documents",
+            "cancel": f"{base}/cancel"}
 
 
 def visible(session: Session, referral_id: str, practice_id: str | None) -> Referral | None:

@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.extensions["refflow.pipeline"] = Pipeline(settings, db=app.extensions["refflow.db"])
     app.extensions["refflow.find_problems"] = problem_finder(settings)
     if settings.broker_url:
-        from refflow.workers.monitor import broker_stats_reader
+        from refflow.ops.queues import broker_stats_reader
 
         stats = broker_stats_reader(settings.broker_url)
         app.extensions["refflow.broker_stats"] = stats

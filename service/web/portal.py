@@ -22,7 +22,7 @@ from flask import (
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
-from refflow.intake import accept as intake
+from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web import downloads, forms, queue
 from refflow.web.auth import WebUser, practice_required

@@ -34,8 +34,8 @@ from refflow.db.models import (
 )
 from refflow.pipeline import staff_actions
 from refflow.pipeline.context import Pipeline, StepError
+from refflow.pipeline.overview import queue_overview
 from refflow.referrals import states
-from refflow.referrals.overview import queue_overview
 from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, current_user, home_for, staff_required
 

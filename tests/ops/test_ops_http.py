@@ -156,7 +156,7 @@ def test_request_id_goes_into_task_headers():
     from celery import signals
 
     from refflow.ops.logging import REQUEST_ID_HEADER, request_id_var
-    from refflow.ops.metrics import install_task_signals
+    from refflow.workers.task_signals import install_task_signals
 
     install_task_signals()
     token = request_id_var.set("abc123abc123")
@@ -208,9 +208,9 @@ def test_relayed_messages_carry_their_own_request_id():
     from celery import Celery
 
     from refflow.ops.logging import REQUEST_ID_HEADER, request_id_var
-    from refflow.ops.metrics import install_task_signals
     from refflow.pipeline.outbox import message_args
     from refflow.workers.publisher import celery_publisher
+    from refflow.workers.task_signals import install_task_signals
 
     install_task_signals()
     app = Celery("relay-test", broker="memory://")

@@ -8,8 +8,8 @@ from flask import Blueprint, current_app, jsonify, request
 from refflow.db.models import AuditEntry, Delivery
 from refflow.pipeline import staff_actions
 from refflow.pipeline.context import Pipeline, StepError
+from refflow.pipeline.overview import queue_overview
 from refflow.referrals import queries
-from refflow.referrals.overview import queue_overview
 from refflow.web.api.referrals import read_json_body
 from refflow.web.errors import ApiError
 from refflow.web.principal import require_staff

@@ -32,7 +32,7 @@ class RefflowServer(BaseApplication):
     def load(self):
         if self.app_factory is not None:
             return self.app_factory()
-        from refflow.app import create_app
+        from refflow.web.app import create_app
 
         return create_app(self.settings)
 

@@ -26,6 +26,7 @@ from refflow.intake import idempotency
 from refflow.intake.schemas import Referral as ReferralIn
 from refflow.pipeline import outbox
 from refflow.referrals import states
+from refflow.referrals.queries import referral_links
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,6 @@ class Submitter:
 
 # problems(referral) -> [{"code", "severity": reject|needs_review|caution, "message", ...}]
 ProblemFinder = Callable[[ReferralIn], list[dict]]
-
-
-def referral_links(referral_id: str) -> dict:
-    base = f"/api/v1/referrals/{referral_id}"
-    return {"self": base, "plan": f"{base}/plan", "documents": f"{base}/documents",
-            "cancel": f"{base}/cancel"}
 
 
 def accept(db: Database, submitter: Submitter, data: dict, referral: ReferralIn, *,
