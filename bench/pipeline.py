@@ -317,9 +317,9 @@ def main() -> None:
                                    "growth_pct": round(100 * (after - before) / before, 2)}
         result["emails_received"] = sink.count
         result["targets"] = {
-            "p50_le_0.5s": result["latency_at_1_per_s"]["p50_s"] <= 0.5,
-            "p95_le_1s": result["latency_at_1_per_s"]["p95_s"] <= 1.0,
-            "throughput_ge_70pct_of_work_floor": result["throughput_vs_work_floor"] >= 0.7,
+            # issue 13: speed from a simple design, not from second paths
+            "p95_le_0.5s": result["latency_at_1_per_s"]["p95_s"] <= 0.5,
+            "throughput_ge_60pct_of_work_floor": result["throughput_vs_work_floor"] >= 0.6,
             "memory_growth_lt_10pct": result["worker_memory"]["growth_pct"] < 10,
         }
     finally:

@@ -139,19 +139,22 @@ def refflow_route_deliveries(referral: Referral, plan: dict[str, Any]) -> list[d
 
 
 @hookspec
-def refflow_referral_status_changed(referral: ReferralRef, referral_id: str, old: str,
+def refflow_referral_status_changed(referral: ReferralRef, referral_id: str, old: str | None,
                                     new: str) -> None:
     """Be told that a referral changed state (for notifications).
 
-    Called after the change is committed. It receives a reference to the
-    referral (``ReferralRef``: its id and new state) and the state names,
+    Called once for every committed change, in order, after the commit, in
+    whichever process made it (web, worker, scheduler, CLI). It receives a
+    reference to the referral (``ReferralRef``: its id and new state) and the
+    state names,
     not the referral's contents, so that notification plugins cannot leak PHI
     by accident; a plugin that needs more loads it through the API with its
     own credentials.
 
     :param referral: which referral (``referral.id``, ``referral.status``).
     :param referral_id: the referral's id (the same as ``referral.id``).
-    :param old: the previous state (e.g. ``"planning"``).
+    :param old: the previous state (e.g. ``"planning"``); ``None`` for a new
+        referral (``new`` is then ``"received"``).
     :param new: the new state (e.g. ``"planned"``).
     :returns: nothing; return values are ignored.
     """

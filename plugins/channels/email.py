@@ -46,8 +46,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from email_validator import EmailNotValidError, validate_email
-
+from refflow.intake.contact import normalize_email
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
@@ -171,8 +170,8 @@ class EmailChannel(Channel):
     # -- target ------------------------------------------------------------
     def validate_target(self, target: str) -> str:
         try:
-            return validate_email(target or "", check_deliverability=False).normalized
-        except EmailNotValidError:
+            return normalize_email(target)
+        except ValueError:
             raise PermanentChannelError("email target is not a valid email address") from None
 
     # -- message -----------------------------------------------------------

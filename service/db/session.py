@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import select
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,8 +17,8 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs) -> Engine:
     SQLite: WAL journal, a 30 s busy timeout and foreign keys on, so the web
     process, the worker and the scheduler can share one file. PostgreSQL: a
     dropped connection is replaced at checkout instead of failing a request
-    (see ``_check_alive``: no round trip unless the connection sat idle);
-    ``schema`` sets the search path (tests give each run its own schema).
+    (SQLAlchemy's pre-ping); ``schema`` sets the search path (tests give each
+    run its own schema).
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
@@ -51,51 +49,8 @@ def make_engine(url: str, *, schema: str | None = None, **kwargs) -> Engine:
         connect_args["options"] = f"-csearch_path={schema}"
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
-    engine = create_engine(url, connect_args=connect_args, **kwargs)
-    if not kwargs.get("pool_pre_ping"):
-        event.listen(engine, "checkin", _note_checkin)
-        event.listen(engine, "checkout", _check_alive)
-    return engine
-
-
-# A pooled PostgreSQL connection is checked on checkout without a round trip:
-# an idle connection has nothing to read, so a readable socket means the server
-# closed it (terminated backend, restart, RST) and the pool replaces it — what
-# pre-ping caught, without a SELECT 1 per request. A connection idle longer
-# than IDLE_PING_SECONDS (where a silent network drop is possible) still gets a
-# real ping. A connection that dies between checkout and the first statement
-# fails that request cleanly (503, transaction rolled back); SQLAlchemy then
-# invalidates the whole pool, so the retry gets fresh connections.
-IDLE_PING_SECONDS = 10.0
-
-
-def _note_checkin(dbapi_conn, record) -> None:
-    record.info["idle_since"] = time.monotonic()
-
-
-def _check_alive(dbapi_conn, record, proxy) -> None:
-    if not connection_alive(dbapi_conn, record.info.get("idle_since")):
-        raise exc.DisconnectionError("the connection is closed")
-
-
-def connection_alive(dbapi_conn, idle_since: float | None) -> bool:
-    """Whether an idle PostgreSQL connection can still be used: not closed,
-    nothing unread on its socket (the server closed it), and — if it sat idle
-    longer than ``IDLE_PING_SECONDS`` — answering a ``SELECT 1``."""
-    try:
-        if dbapi_conn.closed or dbapi_conn.broken:
-            return False
-        readable, _, _ = select.select([dbapi_conn.pgconn.socket], [], [], 0)
-        if readable:
-            return False
-        if idle_since is not None and time.monotonic() - idle_since > IDLE_PING_SECONDS:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            if dbapi_conn.info.transaction_status:  # not idle: the SELECT began a transaction
-                dbapi_conn.rollback()
-        return True
-    except Exception:  # noqa: BLE001 - any failure here means a dead connection
-        return False
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 def _private_sqlite_file(url: str) -> None:
@@ -132,14 +87,6 @@ class Database:
         with self.sessionmaker() as session:
             with session.begin():
                 yield session
-
-    @contextmanager
-    def autocommit(self) -> Iterator:
-        """A pooled connection on which each statement is its own transaction,
-        committed by the server before the statement returns (no BEGIN and
-        COMMIT round trips). For a single statement that must be atomic."""
-        with self.engine.connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     def dispose(self) -> None:
         self.engine.dispose()

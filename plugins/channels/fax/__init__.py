@@ -1,6 +1,6 @@
 """The ``fax`` channel: sends ``fax.tiff`` through the configured fax transport.
 
-The channel validates the number (E.164, via ``phonenumbers``), checks the
+The channel validates the number (E.164, ``refflow.intake.contact``), checks the
 image is a readable TIFF and counts its pages, then hands a
 :class:`~refflow.plugins.channels.fax.transports.FaxJob` to the transport
 named by ``REFFLOW_FAX_TRANSPORT`` (transports are plugins too:
@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import io
 
-import phonenumbers
-
+from refflow.intake.contact import DEFAULT_PHONE_REGION, normalize_phone
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
@@ -25,20 +24,16 @@ from refflow.plugins.channels.fax.spool import SpoolTransport
 from refflow.plugins.channels.fax.transports import FaxJob, FaxTransport
 
 DOCUMENT = "fax.tiff"
-DEFAULT_REGION = "US"
 
 __all__ = ["FaxChannel", "FaxJob", "FaxTransport", "SpoolTransport", "normalize_fax_number"]
 
 
-def normalize_fax_number(value: str, region: str = DEFAULT_REGION) -> str:
+def normalize_fax_number(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """The number in E.164, or :class:`PermanentChannelError` (message without the number)."""
     try:
-        number = phonenumbers.parse(value or "", region)
-    except phonenumbers.NumberParseException:
-        raise PermanentChannelError("fax target is not a phone number") from None
-    if not phonenumbers.is_valid_number(number):
-        raise PermanentChannelError("fax target is not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return normalize_phone(value, region)
+    except ValueError as exc:
+        raise PermanentChannelError(f"fax target is {exc}") from None
 
 
 def count_tiff_pages(data: bytes) -> int:
