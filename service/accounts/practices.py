@@ -70,13 +70,3 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
         raise AccountError(f"no API key with prefix {prefix!r}")
     row.revoked_at = row.revoked_at or utcnow()
     return row
-
-
-def authenticate_key(session: Session, key: str) -> ApiKey | None:
-    """The live key row for ``key``, or None (unknown or revoked)."""
-    if not key.startswith("rf_") or len(key) > 200:
-        return None
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(key)))
-    if row is None or row.revoked_at is not None:
-        return None
-    return row

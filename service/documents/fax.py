@@ -78,10 +78,6 @@ class FaxFormat:
         # fax servers (HylaFAX tiffcheck) ask for a RESIZE.
         return math.floor(PAPER_LENGTH_MM[self.paper] / 25.4 * self.y_dpi + 1e-6)
 
-    @property
-    def length_mm(self) -> float:
-        return PAPER_LENGTH_MM[self.paper]
-
 
 def pdf_to_fax_tiff(pdf_bytes: bytes, *, resolution: str = "fine", paper: str = "letter") -> bytes:
     """Convert a PDF into one multi-page TIFF Class F file (bytes)."""

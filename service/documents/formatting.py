@@ -35,10 +35,6 @@ def long_date(day: dt.date | str | None) -> str:
     return f"{day:%A, %B} {day.day}, {day.year}"
 
 
-def short_date(day: dt.date | None) -> str:
-    return day.isoformat() if day else UNKNOWN
-
-
 def date_time(moment: dt.datetime) -> str:
     """'2026-11-24 20:54 CST' (already converted to the clinic's zone)."""
     return f"{moment:%Y-%m-%d %H:%M} {moment.tzname() or ''}".strip()

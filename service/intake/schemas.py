@@ -197,8 +197,3 @@ class Referral(Strict):
         """The patient's age in whole years on ``day``."""
         born = self.patient.birth_date
         return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
-
-
-def referral_json_schema() -> dict:
-    """The referral's JSON Schema (for OpenAPI and docs)."""
-    return Referral.model_json_schema(ref_template="#/components/schemas/{model}")

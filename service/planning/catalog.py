@@ -59,10 +59,6 @@ class Exercise:
     tags: frozenset[str]
     source: str  # "refflow" for the built-in catalogue, else the plugin's name
 
-    @property
-    def impact_rank(self) -> int:
-        return IMPACT_RANK[self.impact]
-
 
 def _int_or_none(value: Any, field: str) -> int | None:
     if value is None:

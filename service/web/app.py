@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
             request_id_var.reset(token)
 
     from refflow.pipeline.context import Pipeline
-    from refflow.pipeline.hooks import problem_finder
+    from refflow.pipeline.intake_rules import problem_finder
 
     # The web process never publishes to the broker in a request (a broker
     # outage must not hang intake): the scheduler's relay sends the outbox.

@@ -58,8 +58,3 @@ def fax_page_png(content: bytes, page: int) -> bytes:
         out = io.BytesIO()
         frame.save(out, format="PNG", optimize=False)
     return out.getvalue()
-
-
-def fax_pages(session, referral_id: str) -> int:
-    return session.scalar(select(Document.pages).where(Document.referral_id == referral_id,
-                                                       Document.name == "fax.tiff")) or 0

@@ -28,7 +28,7 @@ def run(sqlite_settings):
 
 
 def test_practice_add_prints_a_working_key_once(run, sqlite_settings):
-    from refflow.accounts.practices import authenticate_key
+    from refflow.accounts.principal import key_principal
     from refflow.db import database_for
 
     out = run("practice", "add", "Lakeside Family Practice", "--fax", "(763) 555-0198",
@@ -38,8 +38,8 @@ def test_practice_add_prints_a_working_key_once(run, sqlite_settings):
     assert set(result) >= {"id", "name", "api_key"}
     assert result["fax"] == "+17635550198"
     with database_for(sqlite_settings).session() as session:
-        key = authenticate_key(session, result["api_key"])
-        assert key is not None and key.practice_id == result["id"]
+        principal = key_principal(session, result["api_key"])
+        assert principal is not None and principal.practice_id == result["id"]
         # stored hashed only
         hashes = session.scalars(select(ApiKey.key_hash)).all()
         assert result["api_key"] not in hashes
