@@ -38,10 +38,16 @@ class Settings:
     data_dir: Path = Path("refflow-data")
     database_url: str = ""
     database_schema: str = ""  # PostgreSQL search_path (one schema per deployment or test run)
+    db_connect_timeout_seconds: int = 3  # PostgreSQL connect (psycopg's minimum is 2)
+    db_statement_timeout_seconds: float = 10.0  # server-side statement_timeout; migrations: none
+    db_pool_timeout_seconds: float = 3.0  # waiting for a free pooled connection
     broker_url: str = ""
-    delivery_max_attempts: int = 5
+    delivery_max_attempts: int = 200  # a backstop: the retry window decides first
     retry_base_seconds: float = 2.0
-    retry_max_seconds: float = 600.0
+    retry_max_seconds: float = 600.0  # the longest wait between two attempts
+    retry_window_hours: float = 24.0  # how long a delivery is retried (a channel may say otherwise)
+    delivery_lease_seconds: float = 30.0  # a sending worker renews its claim this often x3
+    resend_in_doubt: bool = False  # True: resend a delivery whose sender died (same Message-ID)
     relay_interval_seconds: float = 0.1
     smtp_url: str = ""
     smtp_from: str = "refflow@localhost"
@@ -61,7 +67,12 @@ class Settings:
     session_idle_minutes: int = 30
     intake_rate_limit: str = "120/minute"
     login_rate_limit: str = "10/minute"
-    stuck_after_seconds: int = 600
+    login_free_failures: int = 5  # per account, then a growing delay
+    login_address_free_failures: int = 20  # per client address, then a growing delay
+    login_delay_base_seconds: float = 1.0  # doubles with every further failure
+    login_delay_max_seconds: float = 900.0
+    login_forget_seconds: float = 3600.0  # failures forgotten this long after the delay
+    stuck_after_seconds: int = 30  # work not moving for this long is queued again
     task_time_limit: int = 300  # seconds; a delivery lease outlives it by a minute
     log_level: str = "INFO"
 
@@ -137,6 +148,8 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_FAX_RESOLUTION must be 'fine' or 'normal'")
     if settings.paper not in {"letter", "a4"}:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
+    if settings.delivery_lease_seconds < 3:
+        raise ConfigError("REFFLOW_DELIVERY_LEASE_SECONDS must be 3 or more")
     if settings.database_url:
         _check_database_url(settings.sqlalchemy_url)
     if not settings.secret_key:

@@ -47,7 +47,10 @@ def celery_config(settings: Settings) -> dict:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # A broker outage must not stop a send half-way (that makes an email
+        # "in doubt"): running tasks finish against the database, and their
+        # messages, unacknowledged, come back and find the work done.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_soft_shutdown_timeout": 20,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,

@@ -1,5 +1,5 @@
 """``refflow scheduler``: the loop that relays the outbox to the broker (every
-``relay_interval_seconds``), re-drives stuck work (every 15 s), and expires
+``relay_interval_seconds``), re-drives stuck work (every 5 s), and expires
 idempotency keys and old outbox rows (hourly). Several schedulers may run at
 once: the relay locks the rows it publishes.
 """
@@ -19,7 +19,7 @@ from refflow.workers.publisher import celery_publisher
 
 log = logging.getLogger("refflow.scheduler")
 
-REDRIVE_EVERY = 15.0
+REDRIVE_EVERY = 5.0
 HOUSEKEEPING_EVERY = 3600.0
 
 
@@ -27,9 +27,10 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     app = create_celery(settings)
     pipeline = Pipeline(settings, publish=celery_publisher(app))
     stuck_after = dt.timedelta(seconds=settings.stuck_after_seconds)
-    # A task is killed at its time limit, so a claim older than that has no sender.
-    lease = dt.timedelta(seconds=settings.task_time_limit * 1.2 + 5)
-    redrive_every = min(REDRIVE_EVERY, max(1.0, settings.stuck_after_seconds / 2))
+    # A sending worker renews its claim every third of the lease (flow._claim_kept).
+    lease = dt.timedelta(seconds=settings.delivery_lease_seconds)
+    redrive_every = min(REDRIVE_EVERY, max(1.0, settings.stuck_after_seconds / 2),
+                        settings.delivery_lease_seconds / 3)
     next_redrive = time.monotonic() + redrive_every
     next_housekeeping = time.monotonic()
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)

@@ -3,8 +3,10 @@
 there is anything to do (so a message delivered twice does nothing twice).
 
 Retries of deliveries live in the database (``next_attempt_at`` plus a
-delayed outbox message), not in Celery countdowns; a task that raises is
-re-driven by the scheduler. Celery itself never retries these tasks.
+delayed outbox message), not in Celery countdowns. The one thing Celery
+retries is a step that could not reach the database or the broker (an outage,
+not a bug): it is run again after a short backoff instead of being acked
+away; anything else that raises is re-driven by the scheduler's sweep.
 """
 
 from __future__ import annotations
@@ -12,29 +14,37 @@ from __future__ import annotations
 import functools
 import logging
 
+import redis
 from celery import Celery
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from refflow.pipeline import flow, outbox
 
 log = logging.getLogger("refflow.tasks")
 
 
+# Errors of an unreachable database or broker: the step runs again once it is back.
+OUTAGE_ERRORS = (OperationalError, InterfaceError, redis.ConnectionError, redis.TimeoutError)
+OUTAGE_RETRY = {"autoretry_for": OUTAGE_ERRORS, "retry_backoff": 1, "retry_backoff_max": 15,
+                "retry_jitter": True, "max_retries": 40}  # about ten minutes of outage
+
+
 def register(app: Celery, pipeline_for) -> None:
     """Bind the tasks to ``app``; ``pipeline_for(app)`` gives the process's Pipeline."""
 
-    @app.task(name=outbox.BUILD_PLAN)
+    @app.task(name=outbox.BUILD_PLAN, **OUTAGE_RETRY)
     def build_plan(referral_id: str) -> None:
         flow.build_plan(pipeline_for(app), referral_id)
 
-    @app.task(name=outbox.RENDER)
+    @app.task(name=outbox.RENDER, **OUTAGE_RETRY)
     def render_documents(referral_id: str) -> None:
         flow.render_documents(pipeline_for(app), referral_id)
 
-    @app.task(name=outbox.DELIVER)
+    @app.task(name=outbox.DELIVER, **OUTAGE_RETRY)
     def deliver(delivery_id: str) -> None:
         flow.deliver(pipeline_for(app), delivery_id)
 
-    @app.task(name=outbox.FINALIZE)
+    @app.task(name=outbox.FINALIZE, **OUTAGE_RETRY)
     def finalize(referral_id: str) -> None:
         flow.finalize(pipeline_for(app), referral_id)
 

@@ -110,10 +110,21 @@ class Channel(abc.ABC):
     Subclasses set ``name`` (unique; what routes and deliveries refer to) and
     ``documents`` (the names of the documents ``send()`` needs, so the pipeline
     renders only those) and implement :meth:`validate_target` and :meth:`send`.
+
+    ``idempotent`` says whether sending the same delivery twice is harmless
+    (the second send finds or replaces the first: a file named by the
+    delivery id, a provider that honours an idempotency key, a fax job that
+    can be looked up). A delivery whose sender stopped mid-send is sent again
+    on an idempotent channel; on any other (SMTP cannot tell whether a message
+    went) it becomes ``in_doubt`` for staff to decide, unless the clinic sets
+    ``REFFLOW_RESEND_IN_DOUBT``. ``retry_window_hours`` (``None``: the clinic's
+    ``REFFLOW_RETRY_WINDOW_HOURS``) is how long transient errors are retried.
     """
 
     name: str = ""
     documents: tuple[str, ...] = ()
+    idempotent: bool = False
+    retry_window_hours: float | None = None
 
     @abc.abstractmethod
     def validate_target(self, target: str) -> str:

@@ -156,6 +156,7 @@ def map_smtp_error(exc: BaseException, stage: str) -> ChannelError:
 class EmailChannel(Channel):
     name = "email"
     documents = (DOCUMENT,)
+    idempotent = False  # SMTP cannot tell whether a message went (resends keep the Message-ID)
 
     def __init__(self, settings) -> None:
         self.settings = settings

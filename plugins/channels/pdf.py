@@ -28,6 +28,7 @@ DOCUMENT = "summary.pdf"
 class PdfChannel(Channel):
     name = "pdf"
     documents = (DOCUMENT,)
+    idempotent = True  # one file per delivery id, written atomically
 
     def __init__(self, documents_dir: Path) -> None:
         self.documents_dir = Path(documents_dir)

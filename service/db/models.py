@@ -229,6 +229,8 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(40))
     document: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(254))  # snapshot taken at queue time
+    # pending, sending, retrying, sent, failed, or in_doubt (its sender stopped
+    # mid-send on a channel that cannot tell whether it went: staff decide)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
@@ -237,6 +239,9 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     reference: Mapped[str | None] = mapped_column(String(200))
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # retried until then (the channel's retry window from when it was queued,
+    # or from a staff retry); a transient error after it fails the delivery
+    retry_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
+from contextlib import contextmanager
 
 from sqlalchemy import func, select, update
 
@@ -32,7 +34,7 @@ from refflow.referrals.states import IllegalTransition
 
 log = logging.getLogger("refflow.pipeline")
 
-ENDED = frozenset({"sent", "failed"})
+ENDED = frozenset({"sent", "failed", "in_doubt"})  # a delivery that needs no worker now
 
 
 def referral_input(row: Referral) -> ReferralIn:
@@ -46,6 +48,13 @@ def needs_staff(plan: dict) -> bool:
     referrer at once, and staff must know of it)."""
     return plan.get("decision") == "review" or any(
         f.get("severity") == "needs_review" for f in plan.get("flags", []))
+
+
+def retry_window(p: Pipeline, channel_name: str) -> dt.timedelta:
+    """How long a delivery through this channel is retried: the channel's own
+    ``retry_window_hours``, else the clinic's ``REFFLOW_RETRY_WINDOW_HOURS``."""
+    hours = getattr(p.channels.get(channel_name), "retry_window_hours", None)
+    return dt.timedelta(hours=p.settings.retry_window_hours if hours is None else hours)
 
 
 # -- build_plan -----------------------------------------------------------------
@@ -164,6 +173,7 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
             continue
         existing.add((route["channel"], route["document"]))
         delivery = Delivery(referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
+                            retry_until=utcnow() + retry_window(p, route["channel"]),
                             **delivery_fields(p, route))
         session.add(delivery)
         if delivery.status == "pending":
@@ -223,10 +233,39 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
             recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
         attempt_id = attempt.id
 
-    outcome, error, reference = _send(channel, request)
+    with _claim_kept(p, delivery_id):
+        outcome, error, reference = _send(channel, request)
     status, message = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
     p.relay(message)  # publishes the retry when it is due now (backoff 0); else the scheduler
     return status
+
+
+@contextmanager
+def _claim_kept(p: Pipeline, delivery_id: str):
+    """Renew the delivery's claim (``claimed_at``) every third of the lease while
+    it is being sent: a claim older than the lease means its worker stopped,
+    and the scheduler's sweep finds it within seconds (``redrive``)."""
+    stop = threading.Event()
+    every = p.settings.delivery_lease_seconds / 3
+
+    def renew() -> None:
+        while not stop.wait(every):
+            try:
+                with p.db.session() as session:
+                    session.execute(update(Delivery).where(
+                        Delivery.id == delivery_id, Delivery.status == "sending")
+                        .values(claimed_at=utcnow()))
+            except Exception as exc:  # noqa: BLE001 - the database is away: the lease may lapse
+                log.warning("delivery %s: claim not renewed (%s)", delivery_id,
+                            type(exc).__name__)
+
+    thread = threading.Thread(target=renew, name="refflow-claim", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _send(channel, request) -> tuple[str, str | None, str | None]:
@@ -291,8 +330,10 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
             delivery.last_error = None
             states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
                                 reason=f"{delivery.channel}: sent (attempt {delivery.attempts})")
-        elif outcome == "transient" and delivery.attempts < delivery.max_attempts:
+        elif outcome == "transient" and _may_retry(delivery, now):
             wait = backoff_seconds(p.settings, delivery.attempts)
+            if delivery.retry_until is not None:  # the last attempt at the window's end
+                wait = min(wait, max(0.0, (delivery.retry_until - now).total_seconds()))
             delivery.status, delivery.last_error = "retrying", error
             delivery.next_attempt_at = now + dt.timedelta(seconds=wait)
             messages.append(outbox.enqueue(session, outbox.DELIVER, {"delivery_id": delivery.id},
@@ -302,8 +343,10 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                                        f"({error}); retrying in {wait:.1f} s")
         else:
             delivery.status, delivery.last_error = "failed", error
-            why = f"gave up after {delivery.attempts} attempts" if outcome == "transient" \
-                else "permanent error"
+            why = (f"gave up after {delivery.attempts} attempts"
+                   + (" (its retry window ended)" if delivery.retry_until is not None
+                      and now >= delivery.retry_until else "")
+                   if outcome == "transient" else "permanent error")
             states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
                                 reason=f"{delivery.channel}: {why}: {error}")
             # Ids and the channel only: the error text stays on the timeline
@@ -312,8 +355,15 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
                         "retry it", delivery.id, delivery.referral_id, delivery.channel, why)
         session.flush()
         if delivery.status in ENDED:
-            _finalize_in(session, referral)
+            finalize_in(session, referral)
         return delivery.status, [m.id for m in messages]
+
+
+def _may_retry(delivery: Delivery, now: dt.datetime) -> bool:
+    """A transient error is retried within the delivery's retry window (and
+    the attempts backstop)."""
+    return delivery.attempts < delivery.max_attempts and (
+        delivery.retry_until is None or now < delivery.retry_until)
 
 
 # -- finalize -------------------------------------------------------------------
@@ -324,10 +374,10 @@ def finalize(p: Pipeline, referral_id: str) -> str | None:
     with p.db.session() as session:
         row = session.scalars(select(Referral).where(Referral.id == referral_id)
                               .with_for_update()).one_or_none()
-        return _finalize_in(session, row) if row is not None else None
+        return finalize_in(session, row) if row is not None else None
 
 
-def _finalize_in(session, row: Referral) -> str:
+def finalize_in(session, row: Referral) -> str:
     if row.status != states.DELIVERING:
         return row.status
     counts = dict(session.execute(select(Delivery.status, func.count())
@@ -336,10 +386,14 @@ def _finalize_in(session, row: Referral) -> str:
     if set(counts) - ENDED:
         return row.status
     failed, total = counts.get("failed", 0), sum(counts.values())
+    in_doubt = counts.get("in_doubt", 0)
     try:
-        if failed:
-            states.transition(session, row, states.FAILED, actor=WORKER,
-                              reason=f"{failed} of {total} deliveries failed")
+        if failed or in_doubt:
+            why = [f"{failed} of {total} deliveries failed"] if failed else []
+            if in_doubt:
+                why.append(f"{in_doubt} of {total} may have been sent (staff to confirm or "
+                           "send again)")
+            states.transition(session, row, states.FAILED, actor=WORKER, reason="; ".join(why))
         else:
             states.transition(session, row, states.COMPLETED, actor=WORKER,
                               reason=f"all {total} deliveries sent")

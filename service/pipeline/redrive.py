@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from refflow.db.models import Delivery, Referral, utcnow
 from refflow.intake import idempotency
-from refflow.pipeline import outbox
+from refflow.pipeline import flow, outbox
 from refflow.pipeline.context import Pipeline
 from refflow.pipeline.outbox import BUILD_PLAN, DELIVER, FINALIZE, RENDER
 from refflow.referrals import states
@@ -28,25 +28,45 @@ NEXT_STEP = {
 
 
 def redrive(p: Pipeline, *, stuck_after: dt.timedelta, lease: dt.timedelta) -> int:
-    """Queue the next step again for everything stuck; returns how many messages."""
+    """Queue the next step again for everything stuck; returns how many messages.
+
+    - A delivery still ``sending`` whose claim was not renewed within ``lease``
+      lost its worker. On an idempotent channel it is sent again; on any other
+      it becomes ``in_doubt`` (it may have gone: staff decide), unless the
+      clinic chose ``resend_in_doubt`` (sent again with the same Message-ID).
+    - A delivery due for ``stuck_after`` that nobody claimed lost its message.
+    - A referral that has not moved for ``stuck_after`` gets its next step again
+      (every step is idempotent).
+    """
     now = utcnow()
     queued = 0
     with p.db.session() as session:
-        # A delivery claimed by a worker that died: channels are idempotent per
-        # delivery id, so sending again cannot duplicate.
-        expired = session.execute(
-            update(Delivery)
-            .where(Delivery.status == "sending", Delivery.claimed_at < now - lease)
-            .values(status="retrying", next_attempt_at=now, updated_at=now,
-                    last_error="the worker sending this delivery stopped; sending again")
-            .returning(Delivery.id)
-        ).scalars().all()
-        for delivery_id in expired:
-            outbox.enqueue(session, DELIVER, {"delivery_id": delivery_id})
-            queued += 1
-        # Deliveries whose retry is due but whose message is gone.
+        expired = session.scalars(select(Delivery).where(
+            Delivery.status == "sending", Delivery.claimed_at < now - lease)
+            .with_for_update(skip_locked=True)).all()
+        for delivery in expired:
+            channel = p.channels.get(delivery.channel)
+            if getattr(channel, "idempotent", False) or p.settings.resend_in_doubt:
+                delivery.status, delivery.next_attempt_at = "retrying", now
+                delivery.last_error = "the worker sending this delivery stopped; sending again"
+                outbox.enqueue(session, DELIVER, {"delivery_id": delivery.id})
+                queued += 1
+                kind = "retry"
+            else:
+                delivery.status, delivery.next_attempt_at = "in_doubt", None
+                delivery.last_error = ("the worker sending this delivery stopped mid-send: "
+                                       "it may have been sent; send again or leave it")
+                kind = "delivery_in_doubt"
+            delivery.updated_at = now
+            states.record_event(session, delivery.referral_id, kind, actor="scheduler",
+                                reason=f"{delivery.channel}: {delivery.last_error}")
+            if delivery.status == "in_doubt":
+                session.flush()
+                flow.finalize_in(session, session.get(Referral, delivery.referral_id))
+        # Deliveries due for a while that nobody claimed: their message is gone.
         due = session.scalars(select(Delivery.id).where(
             Delivery.status.in_(("pending", "retrying")),
+            func.coalesce(Delivery.next_attempt_at, Delivery.updated_at) < now - stuck_after,
             Delivery.updated_at < now - stuck_after)).all()
         for delivery_id in due:
             outbox.enqueue(session, DELIVER, {"delivery_id": delivery_id})

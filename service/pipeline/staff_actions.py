@@ -11,7 +11,7 @@ from refflow.db.models import AuditEntry, Delivery, Plan, Referral, utcnow
 from refflow.documents.names import FAX
 from refflow.pipeline import outbox
 from refflow.pipeline.context import Pipeline, StepError
-from refflow.pipeline.flow import referral_input
+from refflow.pipeline.flow import referral_input, retry_window
 from refflow.pipeline.routing import safe_error
 from refflow.pipeline.stored_documents import store_documents
 from refflow.planning import decision
@@ -61,15 +61,17 @@ def reject(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None
 
 def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
                    target: str | None = None) -> Delivery:
-    """Re-send one failed delivery (optionally to a corrected target). A delivery
-    already sent is never sent again."""
+    """Send one delivery again: a failed one (optionally to a corrected target),
+    one in doubt (staff decided it may not have arrived), or one waiting for its
+    next attempt ("send now"). A delivery already sent is never sent again.
+    The delivery gets a fresh retry window."""
     with p.db.session() as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
             raise LookupError(delivery_id)
-        if delivery.status != "failed":
-            raise StepError(f"only a failed delivery can be retried (this one is "
-                            f"{delivery.status})")
+        if delivery.status not in ("failed", "in_doubt", "retrying"):
+            raise StepError(f"only a failed, in-doubt or waiting delivery can be sent again "
+                            f"(this one is {delivery.status})")
         row = session.get(Referral, delivery.referral_id)
         if target is not None:
             delivery.target = _checked_target(p, delivery, target)
@@ -83,6 +85,7 @@ def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
             raise StepError(f"a {row.status} referral's deliveries cannot be retried")
         delivery.status, delivery.next_attempt_at, delivery.updated_at = "pending", None, utcnow()
         delivery.max_attempts = delivery.attempts + p.settings.delivery_max_attempts
+        delivery.retry_until = delivery.updated_at + retry_window(p, delivery.channel)
         states.record_event(session, row.id, "retry_requested", actor=actor,
                             reason=f"{delivery.channel}: staff asked to send again")
         session.add(AuditEntry(actor=actor, action="delivery.retry", referral_id=row.id,

@@ -51,6 +51,7 @@ def count_tiff_pages(data: bytes) -> int:
 class FaxChannel(Channel):
     name = "fax"
     documents = (DOCUMENT,)
+    idempotent = True  # transports are idempotent per delivery id (one job per id)
 
     def __init__(self, settings, transport: FaxTransport | None = None, pm=None) -> None:
         self.settings = settings
