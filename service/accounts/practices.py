@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from refflow.db.models import ApiKey, Practice, utcnow
-from refflow.intake.contact import normalize_email, normalize_phone
+from refflow.intake.contact import normalize_email, normalize_fax
 
 
 class AccountError(ValueError):
@@ -33,7 +33,7 @@ def create_practice(session: Session, name: str, *, fax: str | None = None,
     if session.scalar(select(Practice.id).where(Practice.name == name)):
         raise AccountError(f"a practice named {name!r} exists already")
     try:
-        fax = normalize_phone(fax) if fax else None
+        fax = normalize_fax(fax) if fax else None
     except ValueError as exc:
         raise AccountError(f"--fax: {exc}") from None
     try:

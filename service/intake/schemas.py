@@ -17,13 +17,16 @@ from typing import Annotated, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from refflow.intake.contact import normalize_email, normalize_phone
+from refflow.intake.contact import normalize_email, normalize_fax, normalize_phone
+from refflow.intake.text import free_text, one_line
 
 # ICD-10-CM: a letter, a digit, a digit or letter, then optionally a dot and
 # up to four more characters (e.g. M81.0, M80.08XA, S22.080A, I10).
@@ -41,11 +44,42 @@ def _icd10(value: str) -> str:
     return code
 
 
+# A date is given as text, YYYY-MM-DD. A number is not a date: pydantic would
+# read 0 as 1970-01-01 (seconds since the epoch).
+_NUMBER = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
+
+
+def _date_text(value: object) -> object:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value  # a date from Python code
+    if not isinstance(value, str) or _NUMBER.fullmatch(value):
+        raise ValueError("not a date: give it as YYYY-MM-DD")
+    return value
+
+
+def today(info: ValidationInfo) -> dt.date:
+    """"Today" for the referral's date rules: the ``today`` the caller passed
+    in the validation context (the intake passes today in the clinic's
+    timezone), else the local date."""
+    return (info.context or {}).get("today") or dt.date.today()
+
+
+def _not_in_future(value: dt.date, info: ValidationInfo) -> dt.date:
+    if value > today(info):
+        raise ValueError("date is in the future")
+    return value
+
+
 Phone = Annotated[str, Field(max_length=40), AfterValidator(normalize_phone)]
+Fax = Annotated[str, Field(max_length=40), AfterValidator(normalize_fax)]
 Email = Annotated[str, Field(max_length=254), AfterValidator(normalize_email)]
 ICD10Code = Annotated[str, Field(max_length=10), AfterValidator(_icd10)]
-ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-LongText = Annotated[str, Field(max_length=4000)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
+LongText = Annotated[str, Field(max_length=4000), AfterValidator(free_text)]
+Date = Annotated[dt.date, BeforeValidator(_date_text)]
+# One of the referral's own dates (a fracture, pain or a medication since):
+# it has happened, so it is not after today.
+PastDate = Annotated[dt.date, BeforeValidator(_date_text), AfterValidator(_not_in_future)]
 
 
 class Strict(BaseModel):
@@ -57,7 +91,7 @@ class Strict(BaseModel):
 class Patient(Strict):
     given_name: ShortText
     family_name: ShortText
-    birth_date: dt.date
+    birth_date: Date
     sex: Literal["female", "male", "other", "unknown"]
     phone: Phone | None = None
     email: Email | None = None
@@ -65,8 +99,8 @@ class Patient(Strict):
 
     @field_validator("birth_date")
     @classmethod
-    def _not_in_future(cls, value: dt.date) -> dt.date:
-        if value > dt.date.today():
+    def _not_in_future(cls, value: dt.date, info: ValidationInfo) -> dt.date:
+        if value > today(info):
             raise ValueError("birth date is in the future")
         if value.year < 1890:
             raise ValueError("birth date is implausibly early")
@@ -77,12 +111,14 @@ class Referrer(Strict):
     name: ShortText | None = None
     npi: Annotated[str, Field(pattern=r"^[0-9]{10}$")] | None = None
     phone: Phone | None = None
-    fax: Phone | None = None
+    fax: Fax | None = None
     email: Email | None = None
 
     @field_validator("npi")
     @classmethod
     def _npi_checksum(cls, value: str | None) -> str | None:
+        if value is None:  # null: not given
+            return None
         # NPI check digit: the Luhn check over "80840" + the ten digits.
         total = 0
         for i, ch in enumerate(reversed("80840" + value)):
@@ -113,15 +149,15 @@ class Frax(Strict):
 
 class Fracture(Strict):
     site: FractureSite
-    level: Annotated[str, Field(max_length=20)] | None = None
-    date: dt.date | None = None
+    level: Annotated[str, Field(max_length=20), AfterValidator(one_line)] | None = None
+    date: PastDate | None = None
     low_trauma: bool | None = None
 
 
 class Pain(Strict):
     score: Annotated[int, Field(ge=0, le=10)]
-    site: Annotated[str, Field(max_length=100)] | None = None
-    since: dt.date | None = None
+    site: Annotated[str, Field(max_length=100), AfterValidator(one_line)] | None = None
+    since: PastDate | None = None
     after_minor_trauma: bool | None = None
 
 
@@ -139,7 +175,7 @@ class BloodPressure(Strict):
 class Medication(Strict):
     name: ShortText
     dose_mg_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
-    since: dt.date | None = None
+    since: PastDate | None = None
 
 
 class Clinical(Strict):
@@ -153,12 +189,8 @@ class Clinical(Strict):
     can_rise_from_floor: bool | None = None
     pain: Pain | None = None
     blood_pressure: BloodPressure | None = None
-    conditions: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(
-        default=None, max_length=50
-    )
-    medications: list[Annotated[str, Field(min_length=1, max_length=200)] | Medication] | None = (
-        Field(default=None, max_length=50)
-    )
+    conditions: list[ShortText] | None = Field(default=None, max_length=50)
+    medications: list[ShortText | Medication] | None = Field(default=None, max_length=50)
     activity_level: ActivityLevel | None = None
     exercise_history: LongText | None = None
     gym_access: bool | None = None
@@ -174,14 +206,13 @@ class Deliver(Strict):
 class Referral(Strict):
     """A referral as a referring office submits it (POST /api/v1/referrals)."""
 
-    external_id: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=100),
+                           AfterValidator(one_line)] | None = None
     patient: Patient
     referrer: Referrer = Field(default_factory=Referrer)
     diagnosis: Diagnosis
     clinical: Clinical = Field(default_factory=Clinical)
-    goals: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=20
-    )
+    goals: list[ShortText] = Field(default_factory=list, max_length=20)
     urgency: Literal["routine", "urgent"] = "routine"
     deliver: Deliver = Field(default_factory=Deliver)
     notes: LongText | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 
-from refflow.intake.contact import DEFAULT_PHONE_REGION, normalize_phone
+from refflow.intake.contact import DEFAULT_PHONE_REGION, normalize_fax
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
     Channel,
@@ -29,9 +29,11 @@ __all__ = ["FaxChannel", "FaxJob", "FaxTransport", "SpoolTransport", "normalize_
 
 
 def normalize_fax_number(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
-    """The number in E.164, or :class:`PermanentChannelError` (message without the number)."""
+    """The number in E.164, or :class:`PermanentChannelError` (message without
+    the number) when it is not a number a fax may be sent to
+    (``refflow.intake.contact.normalize_fax``: no premium rate, pager, ...)."""
     try:
-        return normalize_phone(value, region)
+        return normalize_fax(value, region)
     except ValueError as exc:
         raise PermanentChannelError(f"fax target is {exc}") from None
 
