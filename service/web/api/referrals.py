@@ -3,7 +3,9 @@ cancellation (DESIGN.md "Public contract")."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -11,10 +13,12 @@ from sqlalchemy.exc import IntegrityError
 
 from refflow.accounts.principal import Principal
 from refflow.db.models import AuditEntry, Document, Plan
+from refflow.documents.names import DOCUMENT_NAMES
 from refflow.intake.idempotency import IdempotencyInFlight, check_key
 from refflow.intake.validation import parse_referral
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
+from refflow.web.converters import is_id
 from refflow.web.errors import ApiError
 from refflow.web.principal import require_principal
 
@@ -86,6 +90,11 @@ def _nul_paths(value, path: str) -> list[str]:
     return []
 
 
+def _clinic_today() -> dt.date:
+    """The last day a referral's own dates may fall on: today at the clinic."""
+    return dt.datetime.now(ZoneInfo(_settings().clinic_timezone)).date()
+
+
 @bp.post("/referrals")
 def create_referral():
     """Accept a referral: the API key check and every row of the referral
@@ -98,7 +107,7 @@ def create_referral():
                 raise ApiError(403, "only a referring practice can submit referrals")
             key = check_key(request.headers.get("Idempotency-Key"))
             data = read_json_body()
-            referral = parse_referral(data)
+            referral = parse_referral(data, today=_clinic_today())
             submitter = intake.Submitter(practice_id=principal.practice_id,
                                          actor=principal.actor, ip=request.remote_addr,
                                          request_id=g.get("request_id"))
@@ -135,14 +144,12 @@ def list_referrals():
         raise ApiError(400, f"limit must be between 1 and {MAX_PAGE}",
                        fields={"limit": "out of range"})
     cursor = request.args.get("cursor") or None
+    if cursor is not None and not _cursor_is_sound(cursor):
+        raise ApiError(400, "cursor is not one this API gave out", fields={"cursor": "invalid"})
     with _db().session() as session:
-        try:
-            rows, next_cursor = queries.page(
-                session, practice_id=None if principal.is_staff else principal.practice_id,
-                statuses=statuses or None, limit=limit, cursor=cursor)
-        except (ValueError, TypeError):
-            raise ApiError(400, "cursor is not one this API gave out",
-                           fields={"cursor": "invalid"}) from None
+        rows, next_cursor = queries.page(
+            session, practice_id=None if principal.is_staff else principal.practice_id,
+            statuses=statuses or None, limit=limit, cursor=cursor)
         _audit(session, principal, "referral.list", None)
         items = [queries.summary(r) for r in rows]
     body = {"items": items, "next_cursor": next_cursor}
@@ -155,7 +162,18 @@ def list_referrals():
     return jsonify(body)
 
 
-@bp.get("/referrals/<referral_id>")
+def _cursor_is_sound(cursor: str) -> bool:
+    """Whether ``cursor`` decodes to a time and a refflow id (checked before
+    any query: a made-up one could carry text no database column takes)."""
+    try:
+        created, rid = queries.decode_cursor(cursor)
+        created.astimezone(dt.timezone.utc)  # naive, or out of range in UTC
+    except (ValueError, TypeError, OverflowError, RecursionError):  # binascii.Error: ValueError
+        return False
+    return is_id(rid) and created.tzinfo is not None
+
+
+@bp.get("/referrals/<id:referral_id>")
 def get_referral(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -164,7 +182,7 @@ def get_referral(referral_id: str):
         return jsonify(queries.detail(session, referral))
 
 
-@bp.get("/referrals/<referral_id>/plan")
+@bp.get("/referrals/<id:referral_id>/plan")
 def get_plan(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -177,7 +195,7 @@ def get_plan(referral_id: str):
         return jsonify(plan.body)
 
 
-@bp.get("/referrals/<referral_id>/documents")
+@bp.get("/referrals/<id:referral_id>/documents")
 def list_documents(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -190,9 +208,11 @@ def list_documents(referral_id: str):
     return jsonify({"items": [queries.document_json(referral_id, *row) for row in rows]})
 
 
-@bp.get("/referrals/<referral_id>/documents/<name>")
+@bp.get("/referrals/<id:referral_id>/documents/<name>")
 def get_document(referral_id: str, name: str):
     principal = require_principal()
+    if name not in DOCUMENT_NAMES:
+        raise ApiError(404, "no such document")
     with _db().session() as session:
         referral = _load_visible(session, principal, referral_id)
         doc = session.scalar(select(Document).where(Document.referral_id == referral.id,
@@ -207,7 +227,7 @@ def get_document(referral_id: str, name: str):
     return response
 
 
-@bp.post("/referrals/<referral_id>/cancel")
+@bp.post("/referrals/<id:referral_id>/cancel")
 def cancel_referral(referral_id: str):
     principal = require_principal()
     reason = _optional_reason()
