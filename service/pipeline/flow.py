@@ -167,13 +167,14 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
     store_documents(session, row.id, documents)
     existing = {(d.channel, d.document) for d in session.scalars(
         select(Delivery).where(Delivery.referral_id == row.id))}
-    created = []
+    created, now = [], utcnow()
     for route in routes:
         if (route["channel"], route["document"]) in existing:
             continue
         existing.add((route["channel"], route["document"]))
         delivery = Delivery(referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
-                            retry_until=utcnow() + retry_window(p, route["channel"]),
+                            created_at=now, updated_at=now,
+                            retry_until=now + retry_window(p, route["channel"]),
                             **delivery_fields(p, route))
         session.add(delivery)
         if delivery.status == "pending":

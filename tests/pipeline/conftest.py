@@ -55,6 +55,7 @@ class SmtpSink:
     messages: list = field(default_factory=list)
     delay: float = 0.0
     fail_next: list = field(default_factory=list)  # SMTP replies to give before accepting
+    down: bool = False  # answer every recipient "421 try later" (a mail server that is away)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -63,6 +64,8 @@ class SmtpSink:
 
             await asyncio.sleep(self.delay)
         with self.lock:
+            if self.down:
+                return "421 4.3.2 Service not available, try again later"
             if self.fail_next:
                 return self.fail_next.pop(0)
         envelope.rcpt_tos.append(address)

@@ -337,3 +337,90 @@ def test_a_fax_retried_to_a_corrected_number_is_addressed_to_it(
     assert flow.deliver(p, fax_id) == "sent"
     spooled = (settings.fax_spool_dir / "docq" / f"{fax_id}.tif").read_bytes()
     assert spooled == new_fax
+
+
+@pytest.mark.parametrize("resend_in_doubt", [False, True])
+def test_a_send_whose_worker_stopped_is_in_doubt_on_smtp_and_sent_again_where_idempotent(
+        client, auth, settings, db, resend_in_doubt):
+    """The sweep finds claims whose lease lapsed: the fax (idempotent transport)
+    is sent again; the email becomes in_doubt for staff — or, when the clinic
+    chose so, is sent again (with the same Message-ID, built from the delivery id)."""
+    import datetime as dt
+
+    from refflow.db.models import utcnow
+    from refflow.pipeline import redrive
+
+    settings = dataclasses.replace(settings, resend_in_doubt=resend_in_doubt)
+    p = Pipeline(settings, db=db)
+    rid = _submit(client, auth)
+    assert flow.build_plan(p, rid) == states.DELIVERING
+    long_ago = utcnow() - dt.timedelta(minutes=5)
+    with db.session() as session:  # two workers died mid-send
+        for d in session.scalars(select(Delivery).where(Delivery.referral_id == rid,
+                                                         Delivery.channel != "pdf")):
+            d.status, d.claimed_at, d.attempts = "sending", long_ago, 1
+    assert flow.deliver(p, next(d.id for d in _deliveries(db, rid) if d.channel == "pdf")) \
+        == "sent"
+    redrive.redrive(p, stuck_after=dt.timedelta(seconds=30), lease=dt.timedelta(seconds=30))
+    by_channel = {d.channel: d for d in _deliveries(db, rid)}
+    assert by_channel["fax"].status == "retrying"
+    if resend_in_doubt:
+        assert by_channel["email"].status == "retrying"
+        assert flow.deliver(p, by_channel["email"].id) in ("sent", "retrying")
+    else:
+        assert by_channel["email"].status == "in_doubt"
+        assert "may have been sent" in by_channel["email"].last_error
+        assert flow.deliver(p, by_channel["email"].id) == "in_doubt"  # never sent on its own
+        with db.session() as session:
+            assert session.get(Referral, rid).status == states.DELIVERING  # the fax is open
+        assert flow.deliver(p, by_channel["fax"].id) == "sent"
+        with db.session() as session:
+            referral = session.get(Referral, rid)
+            assert referral.status == states.FAILED
+        assert _timeline(db, rid)[-1][3] == "1 of 3 may have been sent (staff to confirm or " \
+                                            "send again)"
+        # staff decide it did not arrive: sent again, with a fresh retry window
+        staff_actions.retry_delivery(p, by_channel["email"].id, actor="user:staff")
+        with db.session() as session:
+            again = session.get(Delivery, by_channel["email"].id)
+            assert again.status == "pending" and again.retry_until > utcnow()
+
+
+def _deliveries(db, rid) -> list:
+    with db.session() as session:
+        return session.scalars(select(Delivery).where(Delivery.referral_id == rid)).all()
+
+
+def test_transient_errors_are_retried_within_the_retry_window_then_fail(
+        client, auth, settings, db):
+    """A delivery is retried for its retry window (not a fixed number of tries);
+    the waits never run past the window's end, and a transient error after it
+    fails the delivery."""
+    import datetime as dt
+
+    from refflow.db.models import utcnow
+    from refflow.plugins.channels.base import TransientChannelError
+
+    settings = dataclasses.replace(settings, retry_window_hours=1.0, retry_base_seconds=600.0,
+                                   retry_max_seconds=3600.0)
+    p = Pipeline(settings, db=db)
+    rid = _submit(client, auth)
+    assert flow.build_plan(p, rid) == states.DELIVERING
+    email_id = next(d.id for d in _deliveries(db, rid) if d.channel == "email")
+
+    class Busy:
+        documents = ()
+
+        def send(self, request):
+            raise TransientChannelError("mail server busy")
+
+    p.__dict__["channels"] = {**p.channels, "email": Busy()}
+    assert flow.deliver(p, email_id) == "retrying"
+    with db.session() as session:
+        d = session.get(Delivery, email_id)
+        assert d.retry_until - d.created_at == dt.timedelta(hours=1)
+        assert d.next_attempt_at <= d.retry_until  # the 10-60 min backoff is cut at the window
+        d.retry_until = d.next_attempt_at = utcnow()  # the window has passed
+    assert flow.deliver(p, email_id) == "failed"
+    assert [e[3] for e in _timeline(db, rid) if e[0] == "delivery_failed"] == [
+        "email: gave up after 2 attempts (its retry window ended): mail server busy"]
