@@ -2,15 +2,17 @@
 
 Passwords are checked with argon2 (``verify_login``). Sign-in starts a fresh
 session (the old one, and its CSRF token, are dropped). Failed sign-ins are
-limited per account here (a few tries, then a pause); the ops package limits
-the ``auth.login`` endpoint per client address.
+counted per account and per client address in Redis (``signin_throttle``): a
+few tries, then a growing delay (429 with Retry-After) in which no password is
+checked, the right one included. ``limits`` also caps sign-in requests per
+client address.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import threading
+import logging
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -30,11 +32,13 @@ from flask import (
 
 from refflow.accounts.users import end_sessions, session_user, verify_login
 from refflow.db.models import AuditEntry, Practice, utcnow
+from refflow.web import signin_throttle
+from refflow.web.limits import client_address
+from refflow.web.signin_throttle import SigninThrottle, wait_text
 
 bp = Blueprint("auth", __name__)
 
-MAX_FAILURES = 5
-LOCK_SECONDS = 15 * 60
+log = logging.getLogger("refflow.signin")
 
 
 @dataclass(frozen=True)
@@ -54,40 +58,11 @@ class WebUser:
         return self.role in {"staff", "admin"}
 
 
-class FailedLogins:
-    """Failed sign-ins per account (keyed by a hash of the email), in this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._failures: dict[str, list[float]] = {}
-
-    @staticmethod
-    def _key(email: str) -> str:
-        return hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-
-    def locked(self, email: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(self._key(email), []) if now - t < LOCK_SECONDS]
-            return len(recent) >= MAX_FAILURES
-
-    def fail(self, email: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            key = self._key(email)
-            recent = [t for t in self._failures.get(key, []) if now - t < LOCK_SECONDS]
-            recent.append(now)
-            self._failures[key] = recent[-MAX_FAILURES:]
-            if len(self._failures) > 10000:  # bound memory under a spray of emails
-                self._failures.pop(next(iter(self._failures)))
-
-    def clear(self, email: str) -> None:
-        with self._lock:
-            self._failures.pop(self._key(email), None)
-
-
-def _failed_logins() -> FailedLogins:
-    return current_app.extensions.setdefault("refflow.web.failed_logins", FailedLogins())
+def _throttle() -> SigninThrottle:
+    throttle = current_app.extensions.get("refflow.signin_throttle")
+    if throttle is None:
+        throttle = signin_throttle.init_app(current_app, current_app.extensions["refflow.settings"])
+    return throttle
 
 
 def _db():
@@ -179,36 +154,59 @@ def login():
     email = (request.form.get("email") or "").strip()[:254]
     password = request.form.get("password") or ""
     nxt = _safe_next(request.form.get("next"))
-    failures = _failed_logins()
+    throttle = _throttle()
     error = None
     if not email or not password:
         error = "Enter your email and your password."
-    elif failures.locked(email):
-        error = ("Too many failed sign-ins for this account. Wait 15 minutes and try again, "
-                 "or ask an administrator.")
     else:
+        account, address = throttle.account(email), client_address()
+        device = throttle.device_for(account, request.cookies.get(throttle.device_cookie))
+        wait = throttle.attempt(account, address, device)
+        if wait is not None:
+            return _slow_down(email, nxt, account, address, wait)
         with _db().session() as s:
             row = verify_login(s, email, password)
             if row is None:
-                failures.fail(email)
-                s.add(AuditEntry(actor="anonymous", action="login.failed", ip=request.remote_addr))
+                s.add(AuditEntry(actor="anonymous", action="login.failed", ip=request.remote_addr,
+                                 detail=f"account {account[:12]}"))
             else:
                 row.last_login_at = utcnow()
                 s.add(AuditEntry(actor=f"user:{row.id}", action="login", ip=request.remote_addr))
                 user_id, role, epoch = row.id, row.role, row.session_epoch
         if row is None:
+            throttle.failed(address)
             error = "The email or password is not right."
     if error:
         return render_template("login.html", email=email, next=nxt, error=error), 401
 
-    failures.clear(email)
+    throttle.succeeded(account, device)
     session.clear()  # a new session: nothing (and no CSRF token) carries over
     session.permanent = True
     now = int(time.time())
     session.update({"user_id": user_id, "epoch": epoch, "seen": now, "since": now})
     g.pop("web_user", None)
     default = url_for("portal.index") if role == "practice" else url_for("staff.dashboard")
-    return redirect(nxt or default)
+    response = redirect(nxt or default)
+    # this browser now has a sign-in counter of its own for this account
+    response.set_cookie(throttle.device_cookie, throttle.new_device_cookie(account, device),
+                        max_age=signin_throttle.DEVICE_MAX_AGE, path="/", httponly=True,
+                        samesite="Lax", secure=throttle.device_cookie.startswith("__Host-")
+                        or request.is_secure)
+    return response
+
+
+def _slow_down(email: str, nxt: str | None, account: str, address: str, wait: float):
+    """429: inside the growing delay no password is checked, the right one neither."""
+    seconds = max(1, math.ceil(wait))
+    log.warning("sign-in delayed: account %s, %s, %d s to wait", account[:12], address,
+                seconds)
+    with _db().session() as s:
+        s.add(AuditEntry(actor="anonymous", action="login.delayed", ip=request.remote_addr,
+                         detail=f"account {account[:12]}; retry in {seconds} s"))
+    error = (f"Too many failed sign-ins for this account or from this network. "
+             f"Try again in {wait_text(seconds)}.")
+    page = render_template("login.html", email=email, next=nxt, error=error)
+    return page, 429, {"Retry-After": str(seconds)}
 
 
 @bp.post("/logout")

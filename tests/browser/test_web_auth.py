@@ -10,6 +10,7 @@ from sqlalchemy import select
 from web_forms import PASSWORD, sign_in, token
 
 from refflow.accounts.users import create_user
+from refflow.app import create_app
 from refflow.db.models import AuditEntry, Referral
 
 
@@ -60,26 +61,37 @@ def test_login_rotates_the_session_and_sets_safe_cookie_flags(client, people):
     first = token(client.get("/login").text)
     r = sign_in(client, "staff@clinic.example")
     assert r.status_code == 302 and r.headers["Location"] == "/"
-    cookie = r.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
-    assert "Secure" not in cookie  # plain HTTP in the test
+    cookies = {c.split("=", 1)[0]: c for c in r.headers.getlist("Set-Cookie")}
+    assert set(cookies) == {"refflow_session", "refflow_device"}  # session, trusted browser
+    for cookie in cookies.values():
+        assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+        assert "Secure" not in cookie  # plain HTTP in the test
     second = token(client.get("/").text)
     assert first != second  # a new CSRF token after sign-in
     r = client.get("/login", base_url="https://localhost")
     assert "Secure" in r.headers.get("Set-Cookie", "Secure")
 
 
-def test_wrong_password_is_one_message_and_the_account_locks(client, people, db):
+def test_wrong_password_is_one_message_and_the_account_is_slowed(settings, people, db):
+    # a long first delay, so the test never races it
+    client = create_app(settings.with_overrides(login_delay_base_seconds=600),
+                        {"TESTING": True}).test_client()
     r = sign_in(client, "staff@clinic.example", "wrong password!")
     assert r.status_code == 401 and "email or password is not right" in r.text
     r = sign_in(client, "nobody@clinic.example", "wrong password!")
     assert r.status_code == 401 and "email or password is not right" in r.text
     for _ in range(4):
-        sign_in(client, "staff@clinic.example", "wrong password!")
-    r = sign_in(client, "staff@clinic.example")  # right password, but locked now
-    assert r.status_code == 401 and "Too many failed sign-ins" in r.text
+        r = sign_in(client, "staff@clinic.example", "wrong password!")
+        assert r.status_code == 401
+    r = sign_in(client, "staff@clinic.example")  # right password, but inside the delay
+    assert r.status_code == 429 and "Too many failed sign-ins" in r.text
+    assert "Try again in 10 minutes" in r.text
+    assert int(r.headers["Retry-After"]) == 600
+    assert client.get("/").status_code == 302  # not signed in
     with db.session() as s:
         assert s.scalar(select(AuditEntry.id).where(AuditEntry.action == "login.failed"))
+        delayed = s.scalars(select(AuditEntry).where(AuditEntry.action == "login.delayed")).all()
+    assert len(delayed) == 1 and "staff@" not in (delayed[0].detail or "")
 
 
 @pytest.mark.parametrize("hostile", [
@@ -267,7 +279,8 @@ def test_in_production_the_session_cookie_is_host_only_and_secure(settings, peop
                     data={"email": "staff@clinic.example", "password": PASSWORD,
                           "csrf_token": token(page.text)})
     assert r.status_code == 302
-    cookie = next(v for k, v in r.headers.items() if k == "Set-Cookie"
-                  and v.startswith("__Host-refflow_session="))
-    assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
+    cookies = {v.split("=", 1)[0]: v for v in r.headers.getlist("Set-Cookie")}
+    assert set(cookies) == {"__Host-refflow_session", "__Host-refflow_device"}
+    for cookie in cookies.values():
+        assert "Secure" in cookie and "Path=/" in cookie and "Domain" not in cookie
     assert client.get("/", base_url="https://clinic.example").status_code == 200
