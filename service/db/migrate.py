@@ -23,8 +23,15 @@ def alembic_config(connection=None) -> Config:
 
 
 def upgrade(db: Database, revision: str = "head") -> None:
-    """Bring the database to ``revision`` (head by default). Safe to run twice."""
+    """Bring the database to ``revision`` (head by default). Safe to run twice.
+
+    A migration may rewrite a large table: on PostgreSQL it runs without the
+    sessions' ``statement_timeout`` (``SET LOCAL``: this transaction only, the
+    pooled connection keeps its timeout afterwards). A server that stops
+    answering is still detected (``refflow.db.session.ReplyWatch``)."""
     with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         command.upgrade(alembic_config(connection), revision)
 
 

@@ -137,23 +137,29 @@ def init_app(app: Flask, html_handler=None) -> None:
         status, message, headers = failure(exc, request.method, rule)
         if wants_json() or html_handler is None:
             return error_response(status, message, headers=headers)
-        return html_handler(status, html_messages[status])
+        response = html_handler(status, html_messages[status])
+        response.headers.extend(headers)  # a page is told when to retry, like the API
+        return response
 
 
 def failure(exc: Exception, method: str, rule: str) -> tuple[int, str, dict]:
     """Log a request that failed with ``exc`` (its type and where, never its
     message) and say how to answer: (status, message, headers).
 
-    A lost or refused database connection is 503: the transaction was rolled
-    back, so nothing was half-written and the client may simply retry.
-    Anything else is 500.
+    A database that cannot be reached, does not answer in time (connect,
+    statement or reply timeout, see ``refflow.db.session``), or whose
+    connection was lost is 503 with ``Retry-After``: the transaction did not
+    commit, unless the connection was lost during the COMMIT itself, which is
+    why the message asks for a retry with the same Idempotency-Key (a stored
+    referral is then answered again, never stored twice). No pooled
+    connection free within the pool timeout is 503 as well. Anything else is
+    500.
     """
-    from sqlalchemy.exc import DBAPIError
-
-    if isinstance(exc, DBAPIError) and (exc.connection_invalidated or _is_operational(exc)):
-        log.warning("database unavailable (%s) on %s %s", type(exc.orig).__name__, method, rule)
-        return 503, "the database is unavailable; nothing was saved, retry shortly", \
-            {"Retry-After": "1"}
+    if _database_unavailable(exc):
+        orig = getattr(exc, "orig", None) or exc
+        log.warning("database unavailable (%s) on %s %s", type(orig).__name__, method, rule)
+        return 503, "the database is unavailable; retry shortly with the same " \
+                    "Idempotency-Key", {"Retry-After": str(RETRY_AFTER_SECONDS)}
     # The exception's message may quote request data (PHI): log its type and
     # where it happened, never its text.
     log.error("unhandled %s on %s %s\n%s", type(exc).__name__, method, rule,
@@ -161,7 +167,14 @@ def failure(exc: Exception, method: str, rule: str) -> tuple[int, str, dict]:
     return 500, "internal error; the request was not completed", {}
 
 
-def _is_operational(exc) -> bool:
-    from sqlalchemy.exc import InterfaceError, OperationalError
+RETRY_AFTER_SECONDS = 5  # about one connect timeout: the database is probed again meanwhile
 
-    return isinstance(exc, (OperationalError, InterfaceError))
+
+def _database_unavailable(exc: Exception) -> bool:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError)))
