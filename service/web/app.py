@@ -10,14 +10,16 @@ from flask import Flask, g, request
 from refflow.config import Settings, load_settings
 from refflow.db import database_for
 from refflow.ops.logging import request_id_for, request_id_var
-from refflow.web.converters import CONVERTERS
+from refflow.web.converters import CONVERTERS, IdRule
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
     """Build the WSGI app. Nothing is created at import time."""
     settings = settings or load_settings()
     app = Flask(__name__)
-    app.url_map.converters.update(CONVERTERS)  # <id:referral_id>, before any route
+    # before any route: a <referral_id>, <delivery_id>, ... is a refflow id or a 404
+    app.url_map.converters.update(CONVERTERS)
+    app.url_rule_class = IdRule
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes + 64 * 1024,  # headroom for form encoding

@@ -124,7 +124,7 @@ def _detail(s, referral) -> dict:
             "terminal": referral.status in states.TERMINAL}
 
 
-@bp.get("/referrals/<id:referral_id>")
+@bp.get("/referrals/<referral_id>")
 @practice_required
 def referral(user: WebUser, referral_id: str):
     with _db().session() as s:
@@ -134,7 +134,7 @@ def referral(user: WebUser, referral_id: str):
     return downloads.private(Response(body))
 
 
-@bp.get("/referrals/<id:referral_id>/status")
+@bp.get("/referrals/<referral_id>/status")
 @practice_required
 def status_fragment(user: WebUser, referral_id: str):
     with _db().session() as s:
@@ -143,7 +143,7 @@ def status_fragment(user: WebUser, referral_id: str):
     return downloads.private(Response(body))
 
 
-@bp.get("/referrals/<id:referral_id>/documents/<name>")
+@bp.get("/referrals/<referral_id>/documents/<name>")
 @practice_required
 def document(user: WebUser, referral_id: str, name: str):
     with _db().session() as s:

@@ -178,7 +178,7 @@ def referral_context(s, referral: Referral) -> dict:
     }
 
 
-@bp.get("/referrals/<id:referral_id>")
+@bp.get("/referrals/<referral_id>")
 @staff_required
 def referral(user: WebUser, referral_id: str):
     with _db().session() as s:
@@ -189,7 +189,7 @@ def referral(user: WebUser, referral_id: str):
     return downloads.private(Response(body))
 
 
-@bp.get("/referrals/<id:referral_id>/documents/<name>")
+@bp.get("/referrals/<referral_id>/documents/<name>")
 @staff_required
 def document(user: WebUser, referral_id: str, name: str):
     with _db().session() as s:
@@ -199,7 +199,7 @@ def document(user: WebUser, referral_id: str, name: str):
         return downloads.file_response(doc, download=request.args.get("download") == "1")
 
 
-@bp.get("/referrals/<id:referral_id>/fax/<int:page>.png")
+@bp.get("/referrals/<referral_id>/fax/<int:page>.png")
 @staff_required
 def fax_page(user: WebUser, referral_id: str, page: int):
     with _db().session() as s:
@@ -222,7 +222,7 @@ def _back(referral_id: str):
     return redirect(url_for("staff.referral", referral_id=referral_id) + "#actions")
 
 
-@bp.post("/referrals/<id:referral_id>/approve")
+@bp.post("/referrals/<referral_id>/approve")
 @staff_required
 def approve(user: WebUser, referral_id: str):
     with _db().session() as s:
@@ -235,7 +235,7 @@ def approve(user: WebUser, referral_id: str):
     return _back(referral_id)
 
 
-@bp.post("/referrals/<id:referral_id>/reject")
+@bp.post("/referrals/<referral_id>/reject")
 @staff_required
 def reject(user: WebUser, referral_id: str):
     note = _note()
@@ -252,7 +252,7 @@ def reject(user: WebUser, referral_id: str):
     return _back(referral_id)
 
 
-@bp.post("/referrals/<id:referral_id>/cancel")
+@bp.post("/referrals/<referral_id>/cancel")
 @staff_required
 def cancel(user: WebUser, referral_id: str):
     reason = _note("reason")
@@ -270,7 +270,7 @@ def cancel(user: WebUser, referral_id: str):
     return _back(referral_id)
 
 
-@bp.post("/deliveries/<id:delivery_id>/retry")
+@bp.post("/deliveries/<delivery_id>/retry")
 @staff_required
 def retry(user: WebUser, delivery_id: str):
     with _db().session() as s:

@@ -343,3 +343,37 @@ def test_today_is_the_clinics_today(referral_body):
     with pytest.raises(InvalidReferral) as exc:
         parse_referral(body, today=day - dt.timedelta(days=1))
     assert set(exc.value.fields) == {"clinical.pain.since"}
+
+
+def test_every_id_variable_of_every_route_takes_only_a_refflow_id(app):
+    """Each ``<..._id>`` of every route (those of later routes too) matches a
+    refflow id and nothing else, while the rule keeps its plain text (the
+    metrics labels and the OpenAPI paths)."""
+    import re
+
+    from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+    adapter = app.url_map.bind("localhost")
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        ids = [a for a in rule.arguments if a.endswith("_id")]
+        if not ids:
+            continue
+        assert all(f"<{a}>" in rule.rule for a in ids), rule.rule  # no converter in the text
+        method = sorted(rule.methods - {"HEAD", "OPTIONS"})[0]
+        values = {a: "1" if a == "page" else "summary.pdf" for a in rule.arguments}
+        good = {**values, **{a: str(uuid.uuid4()) for a in ids}}
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: good[m.group(1)], rule.rule)
+        assert adapter.match(path, method=method)[0] == rule.endpoint, path
+        for a in ids:
+            for bad in ("\x00", "nope", good[a].upper(), good[a] + "\x00"):
+                path = re.sub(r"<(?:[^:>]+:)?([^>]+)>",
+                              lambda m, a=a, bad=bad: bad if m.group(1) == a else good[m.group(1)],
+                              rule.rule)
+                try:
+                    endpoint = adapter.match(path, method=method)[0]
+                except (NotFound, MethodNotAllowed):
+                    continue
+                assert endpoint != rule.endpoint, path
+        checked += 1
+    assert checked >= 15

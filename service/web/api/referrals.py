@@ -173,7 +173,7 @@ def _cursor_is_sound(cursor: str) -> bool:
     return is_id(rid) and created.tzinfo is not None
 
 
-@bp.get("/referrals/<id:referral_id>")
+@bp.get("/referrals/<referral_id>")
 def get_referral(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -182,7 +182,7 @@ def get_referral(referral_id: str):
         return jsonify(queries.detail(session, referral))
 
 
-@bp.get("/referrals/<id:referral_id>/plan")
+@bp.get("/referrals/<referral_id>/plan")
 def get_plan(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -195,7 +195,7 @@ def get_plan(referral_id: str):
         return jsonify(plan.body)
 
 
-@bp.get("/referrals/<id:referral_id>/documents")
+@bp.get("/referrals/<referral_id>/documents")
 def list_documents(referral_id: str):
     principal = require_principal()
     with _db().session() as session:
@@ -208,7 +208,7 @@ def list_documents(referral_id: str):
     return jsonify({"items": [queries.document_json(referral_id, *row) for row in rows]})
 
 
-@bp.get("/referrals/<id:referral_id>/documents/<name>")
+@bp.get("/referrals/<referral_id>/documents/<name>")
 def get_document(referral_id: str, name: str):
     principal = require_principal()
     if name not in DOCUMENT_NAMES:
@@ -227,7 +227,7 @@ def get_document(referral_id: str, name: str):
     return response
 
 
-@bp.post("/referrals/<id:referral_id>/cancel")
+@bp.post("/referrals/<referral_id>/cancel")
 def cancel_referral(referral_id: str):
     principal = require_principal()
     reason = _optional_reason()

@@ -56,17 +56,17 @@ def _review(referral_id: str, action) -> dict:
     return jsonify({"id": referral_id, "status": status})
 
 
-@bp.post("/referrals/<id:referral_id>/approve")
+@bp.post("/referrals/<referral_id>/approve")
 def approve(referral_id: str):
     return _review(referral_id, staff_actions.approve)
 
 
-@bp.post("/referrals/<id:referral_id>/reject")
+@bp.post("/referrals/<referral_id>/reject")
 def reject(referral_id: str):
     return _review(referral_id, staff_actions.reject)
 
 
-@bp.post("/deliveries/<id:delivery_id>/retry")
+@bp.post("/deliveries/<delivery_id>/retry")
 def retry(delivery_id: str):
     staff = require_staff()
     target = _body({"target"}).get("target")
