@@ -17,9 +17,11 @@ import datetime as dt
 import logging
 import random
 import threading
+import time
 from contextlib import contextmanager
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from refflow.config import Settings
 from refflow.db.models import Delivery, DeliveryAttempt, Document, Plan, Referral, utcnow
@@ -236,7 +238,8 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
 
     with _claim_kept(p, delivery_id):
         outcome, error, reference = _send(channel, request)
-    status, message = _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+        status, message = _record_until_done(p, delivery_id, attempt_id, outcome, error,
+                                             reference)
     p.relay(message)  # publishes the retry when it is due now (backoff 0); else the scheduler
     return status
 
@@ -284,6 +287,26 @@ def _send(channel, request) -> tuple[str, str | None, str | None]:
         log.error("delivery %s: %s", request.id, error)
         return "permanent", error, None
     return "sent", None, str(getattr(result, "reference", "") or "")[:200]
+
+
+def _record_until_done(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str,
+                       error: str | None, reference: str | None) -> tuple[str, list[int]]:
+    """Record what the channel answered even if the database went away during
+    the send: only this worker knows whether the message went, so it keeps
+    trying (and keeps its claim) until the database is back, within the
+    task's time limit, rather than leave the delivery to be found in doubt."""
+    deadline = time.monotonic() + max(10.0, p.settings.task_time_limit - 15.0)
+    wait = 0.5
+    while True:
+        try:
+            return _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+        except (OperationalError, InterfaceError) as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("delivery %s: outcome not recorded yet (%s); trying again in %.1f s",
+                        delivery_id, type(exc).__name__, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _subject(p: Pipeline, delivery: Delivery) -> str:

@@ -14,10 +14,9 @@ import uuid
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
+from tcp_proxy import TcpProxy
 
 from refflow.db.models import OutboxMessage, Referral, ReferralEvent
-
-from .tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.faults
 

@@ -187,14 +187,19 @@ def test_worker_killed_mid_delivery_sends_each_once(stack, intake, smtp):
             time.sleep(0.05)
         stack.kill("worker", signal.SIGKILL)
         stack.start_worker()
-        stack.wait_for(ids, timeout=120)
+        # the email being sent when the worker died may or may not have gone:
+        # it is left in doubt for staff (its referral "failed", needing them)
+        stack.wait_for(ids, ("completed", "failed"), timeout=120)
     finally:
         smtp.delay = 0.0
     for rid in ids:
         for d in stack.deliveries(rid):
-            assert d.status == "sent"
             if d.channel == "email":
-                assert len(smtp.for_delivery(d.id)) == 1, d.id
+                assert d.status in ("sent", "in_doubt"), d.status
+                received = len(smtp.for_delivery(d.id))
+                assert received == 1 if d.status == "sent" else received <= 1, d.id
+            else:  # fax and PDF filing are idempotent: sent again if need be, once
+                assert d.status == "sent"
             if d.channel == "fax":
                 assert (stack.settings.fax_spool_dir / "sendq" / f"{d.id}.json").exists()
 

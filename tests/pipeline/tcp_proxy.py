@@ -2,7 +2,8 @@
 both directions while every socket stays open, which is what a hung server
 or a silent network partition looks like to a client (no reset, no FIN, and
 the proxy's kernel still acknowledges what the client sends). *Thawed*, it
-forwards what it held and carries on."""
+forwards what it held and carries on. *Cut*, it is a server that went away:
+every connection is closed and new ones are closed at once, until *restored*."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class TcpProxy:
         self._thawed.set()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self._cut = False
         self.connections = 0
         threading.Thread(target=self._accept, name="tcp-proxy-accept", daemon=True).start()
 
@@ -27,6 +29,17 @@ class TcpProxy:
 
     def thaw(self) -> None:
         self._thawed.set()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._cut = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shutdown(sock)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._cut = False
 
     def close(self) -> None:
         self._thawed.set()
@@ -43,6 +56,10 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # closed
+            if self._cut:
+                _shutdown(client)
+                client.close()
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
