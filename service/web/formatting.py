@@ -30,7 +30,8 @@ STATE_HELP = {
     "cancelled": "Cancelled.",
 }
 DELIVERY_LABELS = {"pending": "Waiting", "sending": "Sending", "sent": "Sent",
-                   "retrying": "Retrying", "failed": "Failed"}
+                   "retrying": "Retrying", "failed": "Failed",
+                   "in_doubt": "May have been sent"}
 CHANNEL_LABELS = {"fax": "Fax to referrer", "email": "Email to patient",
                   "pdf": "Chart PDF"}
 DOCUMENT_LABELS = {"handout.pdf": "Patient handout (PDF)",
