@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from refflow.db.models import ApiKey, Practice, utcnow
 from refflow.intake.contact import normalize_email, normalize_fax
+from refflow.intake.text import one_line
 
 
 class AccountError(ValueError):
@@ -30,6 +31,10 @@ def create_practice(session: Session, name: str, *, fax: str | None = None,
     name = name.strip()
     if not name:
         raise AccountError("practice name is empty")
+    try:
+        one_line(name)
+    except ValueError as exc:
+        raise AccountError(f"practice name {exc}") from None
     if session.scalar(select(Practice.id).where(Practice.name == name)):
         raise AccountError(f"a practice named {name!r} exists already")
     try:

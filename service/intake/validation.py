@@ -6,6 +6,7 @@ Messages name the field and the rule; they never repeat the submitted value.
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -60,6 +61,11 @@ def _names(fields) -> str:
     shown = ", ".join(names[:MESSAGE_NAMES])
     more = len(names) - MESSAGE_NAMES
     return shown + (f" and {more} more" if more > 0 else "")
+
+
+def clinic_today(timezone: str) -> dt.date:
+    """Today at the clinic: the last day a referral's own dates may fall on."""
+    return dt.datetime.now(ZoneInfo(timezone)).date()
 
 
 def parse_referral(data: object, *, today: dt.date | None = None) -> Referral:

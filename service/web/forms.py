@@ -243,11 +243,12 @@ def to_body(values: dict[str, str]) -> tuple[dict, dict[str, str]]:
     return body, errors
 
 
-def validate(values: dict[str, str]):
-    """(referral model, body, {}) when valid, else (None, body, errors by input name)."""
+def validate(values: dict[str, str], *, today):
+    """(referral model, body, {}) when valid, else (None, body, errors by input name);
+    ``today``: the clinic's date (the referral's own dates may not be after it)."""
     body, errors = to_body(values)
     try:
-        referral = parse_referral(body)
+        referral = parse_referral(body, today=today)
     except InvalidReferral as exc:
         for key, message in (exc.fields or {"body": exc.message}).items():
             name = input_for(key)

@@ -22,6 +22,7 @@ from flask import (
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
+from refflow.intake.validation import clinic_today
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web import downloads, forms, queue
@@ -80,10 +81,10 @@ def new_referral(user: WebUser):
         return _form(user, values, {})
 
     values = forms.posted_values(request.form)
-    referral, body, errors = forms.validate(values)
+    settings = current_app.extensions["refflow.settings"]
+    referral, body, errors = forms.validate(values, today=clinic_today(settings.clinic_timezone))
     if referral is None:
         return _form(user, values, errors), 422
-    settings = current_app.extensions["refflow.settings"]
     submitter = intake.Submitter(practice_id=user.practice_id, actor=user.actor,
                                  ip=request.remote_addr, request_id=g.get("request_id"))
     answer = intake.accept(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy import select
@@ -15,7 +14,7 @@ from refflow.accounts.principal import Principal
 from refflow.db.models import AuditEntry, Document, Plan
 from refflow.documents.names import DOCUMENT_NAMES
 from refflow.intake.idempotency import IdempotencyInFlight, check_key
-from refflow.intake.validation import parse_referral
+from refflow.intake.validation import clinic_today, parse_referral
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web.converters import is_id
@@ -90,11 +89,6 @@ def _nul_paths(value, path: str) -> list[str]:
     return []
 
 
-def _clinic_today() -> dt.date:
-    """The last day a referral's own dates may fall on: today at the clinic."""
-    return dt.datetime.now(ZoneInfo(_settings().clinic_timezone)).date()
-
-
 @bp.post("/referrals")
 def create_referral():
     """Accept a referral: the API key check and every row of the referral
@@ -107,7 +101,7 @@ def create_referral():
                 raise ApiError(403, "only a referring practice can submit referrals")
             key = check_key(request.headers.get("Idempotency-Key"))
             data = read_json_body()
-            referral = parse_referral(data, today=_clinic_today())
+            referral = parse_referral(data, today=clinic_today(_settings().clinic_timezone))
             submitter = intake.Submitter(practice_id=principal.practice_id,
                                          actor=principal.actor, ip=request.remote_addr,
                                          request_id=g.get("request_id"))
