@@ -10,6 +10,7 @@ import time
 import uuid
 
 import pytest
+import sample_referrals
 from sqlalchemy import create_engine, func, select, text
 
 from refflow.db.models import Delivery, OutboxMessage, Referral, ReferralEvent
@@ -18,18 +19,7 @@ pytestmark = pytest.mark.faults
 
 
 def routine(n: int = 0) -> dict:
-    return {
-        "external_id": f"FAULT-{n}",
-        "patient": {"given_name": "Mary", "family_name": "Stone", "birth_date": "1962-04-11",
-                    "sex": "female", "email": "mary.stone@example.org"},
-        "referrer": {"name": "Dr. R. Patel", "npi": "1234567893", "fax": "+1 763 555 0198"},
-        "diagnosis": {"codes": ["M85.80"], "text": "osteopenia"},
-        "clinical": {"t_score": -1.8, "fractures": [], "falls_last_12_months": 0,
-                     "mobility_aid": "none", "can_rise_from_floor": True, "pain": {"score": 1},
-                     "conditions": [], "medications": [], "activity_level": "light",
-                     "blood_pressure": {"systolic": 124, "diastolic": 78}},
-        "goals": ["walk to the store"],
-    }
+    return sample_referrals.routine(external_id=f"FAULT-{n}")
 
 
 def submit(intake, n: int = 0) -> str:

@@ -78,6 +78,7 @@ def wait_until_settled(direct, ids, timeout: float) -> dict:
                 Delivery.referral_id.in_(ids), Delivery.status.not_in(("sent", "in_doubt"))
             )).all()
         if all(s in ("completed", "failed") for s in status.values()) and not open_or_failed:
+            print(f"settled {timeout - (deadline - time.monotonic()):.1f} s after the fault")
             return status
         if time.monotonic() > deadline:
             raise AssertionError(f"not settled after {timeout} s: "
@@ -131,7 +132,9 @@ def test_a_mail_server_away_five_minutes_gets_every_email_once_after_it_returns(
         assert all(d.attempts >= 3 for d in emails)
     finally:
         smtp.down = False
+    returned = time.monotonic()
     stack.wait_for(ids, ("completed",), timeout=90)
+    print(f"settled {time.monotonic() - returned:.1f} s after the mail server returned")
     for d in deliveries_of(direct, ids):
         assert d.status == "sent"
         if d.channel == "email":
