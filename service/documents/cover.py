@@ -34,8 +34,12 @@ def render_cover(
     total_pages: int,
     sent_at: dt.datetime | None = None,
     paper: str = "letter",
+    regarding: str = "Exercise referral – plan summary",
+    note: str = ("The plan summary for your referral is attached. Please call us with any "
+                 "questions or if the patient's condition changes."),
 ) -> bytes:
-    """A one-page cover PDF; ``total_pages`` counts the cover page too."""
+    """A one-page cover PDF; ``total_pages`` counts the cover page too;
+    ``regarding`` and ``note`` say what is attached (no patient details)."""
     flow = Flow(paper=paper, margin=60, top=60, bottom=50, title="Fax cover page",
                 author=clinic.name, subject="Fax cover page")
     flow.lines(["FAX"], BIG)
@@ -53,13 +57,12 @@ def render_cover(
         ("Fax:", clinic.fax),
         ("Date:", f"{fmt.long_date(when.date())}, {when:%H:%M} {when.tzname() or ''}".strip()),
         ("Pages:", f"{total_pages} (including this cover page)"),
-        ("Re:", "Exercise referral – plan summary"),
+        ("Re:", regarding),
     ]
     for label, value in rows:
         flow.label_value(label, value, BODY, BOLD_BODY, label_width=90, after=3)
     flow.space(14)
-    flow.paragraph("The plan summary for your referral is attached. Please call us with any "
-                   "questions or if the patient's condition changes.", BODY, after=16)
+    flow.paragraph(note, BODY, after=16)
     flow.box("CONFIDENTIALITY NOTICE", [CONFIDENTIALITY_NOTICE], NOTICE_TITLE, NOTICE,
              bullet="", line_width=2)
     return flow.finish()

@@ -5,6 +5,15 @@ name. Importing this module imports no renderer."""
 HANDOUT = "handout.pdf"
 SUMMARY = "summary.pdf"
 FAX = "fax.tiff"
-DOCUMENT_NAMES = (HANDOUT, SUMMARY, FAX)
+# The "referral not accepted" letter a clinician's rejection sends the referrer:
+# the letter (PDF, also what an email attaches), its fax (cover + letter) and
+# its plain text (an email's body).
+DECLINE = "decline.pdf"
+DECLINE_FAX = "decline.tiff"
+DECLINE_TEXT = "decline.txt"
+DECLINE_NAMES = (DECLINE, DECLINE_FAX, DECLINE_TEXT)
+DOCUMENT_NAMES = (HANDOUT, SUMMARY, FAX, *DECLINE_NAMES)
 
-CONTENT_TYPES = {HANDOUT: "application/pdf", SUMMARY: "application/pdf", FAX: "image/tiff"}
+CONTENT_TYPES = {HANDOUT: "application/pdf", SUMMARY: "application/pdf", FAX: "image/tiff",
+                 DECLINE: "application/pdf", DECLINE_FAX: "image/tiff",
+                 DECLINE_TEXT: "text/plain; charset=utf-8"}
