@@ -199,18 +199,24 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
 
 def deliver(p: Pipeline, delivery_id: str) -> str | None:
     """Claim the delivery (pending/retrying → sending, by exactly one worker, only
-    while its referral is delivering and only when due), send it through its
-    channel, record the outcome. Returns the delivery's status."""
+    while its referral is delivering — or, for the "not accepted" letter, is
+    rejected — and only when due), send it through its channel, record the
+    outcome. Returns the delivery's status."""
+    from refflow.documents.names import DECLINE_NAMES
+    from refflow.pipeline.referrer_letters import letter_channel
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
     now = utcnow()
     with p.db.session() as session:
         delivering = select(Referral.id).where(Referral.status == states.DELIVERING)
+        # A rejected referral's only deliveries are its "not accepted" letter.
+        rejected = select(Referral.id).where(Referral.status == states.REJECTED)
         delivery = session.scalars(
             update(Delivery)
             .where(Delivery.id == delivery_id, Delivery.status.in_(("pending", "retrying")),
                    (Delivery.next_attempt_at.is_(None)) | (Delivery.next_attempt_at <= now),
-                   Delivery.referral_id.in_(delivering))
+                   Delivery.referral_id.in_(delivering)
+                   | (Delivery.document.in_(DECLINE_NAMES) & Delivery.referral_id.in_(rejected)))
             .values(status="sending", attempts=Delivery.attempts + 1, claimed_at=now,
                     updated_at=now)
             .returning(Delivery)
@@ -223,7 +229,7 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
                                   started_at=now, outcome="sending")
         session.add(attempt)
         session.flush()
-        channel = p.channels.get(delivery.channel)
+        channel = letter_channel(p.channels.get(delivery.channel), delivery.document)
         needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
         documents = dict(session.execute(
             select(Document.name, Document.content).where(
@@ -402,6 +408,7 @@ def finalize(p: Pipeline, referral_id: str) -> str | None:
 
 
 def finalize_in(session, row: Referral) -> str:
+    # Only a delivering referral moves: a rejected one's letter never changes its status.
     if row.status != states.DELIVERING:
         return row.status
     counts = dict(session.execute(select(Delivery.status, func.count())

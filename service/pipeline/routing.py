@@ -3,7 +3,7 @@ delivery each route becomes (its target checked by its channel)."""
 
 from __future__ import annotations
 
-from refflow.documents.names import FAX, HANDOUT, SUMMARY
+from refflow.documents.names import DECLINE, DECLINE_FAX, FAX, HANDOUT, SUMMARY
 from refflow.pipeline.context import Pipeline
 
 
@@ -17,6 +17,20 @@ def default_routes(referral) -> list[dict[str, str]]:
         routes.append({"channel": "email", "document": HANDOUT, "target": referral.patient.email})
     if deliver.chart_pdf:
         routes.append({"channel": "pdf", "document": SUMMARY, "target": ""})
+    return routes
+
+
+def decline_routes(referral) -> list[dict[str, str]]:
+    """Where a clinician's rejection goes: to the referring office only, never
+    to the patient — the letter's fax to the referrer's fax number when the
+    referral asks for faxes to the referrer (as for the summary), and the
+    letter by email to the referrer's email address when it has one."""
+    routes = []
+    referrer = referral.referrer
+    if referral.deliver.fax_to_referrer and referrer.fax:
+        routes.append({"channel": "fax", "document": DECLINE_FAX, "target": referrer.fax})
+    if referrer.email:
+        routes.append({"channel": "email", "document": DECLINE, "target": referrer.email})
     return routes
 
 

@@ -52,10 +52,30 @@ def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = Non
 
 
 def reject(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
-    """needs_review → rejected, with who, when and why."""
+    """needs_review → rejected, with who, when and why; the referring office is
+    sent a "referral not accepted" letter with the reason, by the referral's
+    fax and/or the referrer's email (never the patient), in the same
+    transaction (``referrer_letters``)."""
+    from refflow.documents.decline_letter import render_decline
+    from refflow.pipeline.referrer_letters import queue_decline
+    from refflow.pipeline.routing import decline_routes
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None:
+            raise LookupError(referral_id)
+        if not states.can_transition(row.status, states.REJECTED):
+            raise StepError(f"a {row.status} referral cannot be rejected")
+        referral = referral_input(row)
+    decided_at = utcnow()
+    documents = render_decline(referral, p.clinic, reason=note, decided_at=decided_at,
+                               resolution=p.settings.fax_resolution, paper=p.settings.paper)
     with p.db.session() as session:
         _review(session, referral_id, states.REJECTED, actor=actor, verb="rejected",
                 action="plan.reject", note=note)
+        ids = queue_decline(p, session, session.get(Referral, referral_id), documents,
+                            decline_routes(referral), actor=actor)
+    p.relay(ids)
     return states.REJECTED
 
 

@@ -246,7 +246,8 @@ def reject(user: WebUser, referral_id: str):
         _load(s, referral_id)
     try:
         staff_actions.reject(_pipeline(), referral_id, actor=user.actor, note=note)
-        flash("Plan rejected. Nothing will be sent.", "success")
+        flash("Plan rejected. The patient gets nothing; the referring office is sent "
+              "a letter with your reason.", "success")
     except StepError as exc:
         flash(f"Not rejected: {exc}.", "error")
     return _back(referral_id)
