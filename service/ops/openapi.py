@@ -151,7 +151,31 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                "problems": {"type": "array", "items": _ref("Problem")},
                                "timeline": {"type": "array", "items": _ref("Event")},
                                "deliveries": {"type": "array", "items": _ref("Delivery")},
-                               "documents": {"type": "array", "items": _ref("DocumentInfo")}}}]},
+                               "documents": {"type": "array", "items": _ref("DocumentInfo")},
+                               "decision": _ref("Decision"),
+                               "plan_sent_to_referrer": {"oneOf": [
+                                   {"type": "null"}, _ref("PlanSent")]}}}]},
+        "Decision": {
+            "type": "object", "required": ["kind", "label", "message", "reason"],
+            "description": "what the referring office is told, in plain words",
+            "properties": {
+                "kind": {"type": "string", "enum": ["released", "held_for_review", "rejected",
+                                                    "do_not_exercise", "cancelled", "pending"]},
+                "label": {"type": "string"}, "message": {"type": "string"},
+                "reason": {"type": ["string", "null"],
+                           "description": "the clinician's reason for a rejection"},
+                "before_exercise": {"type": "array", "items": {"type": "string"},
+                                    "description": "do-not-exercise: what the referrer must "
+                                                   "see to first"}}},
+        "PlanSent": {
+            "type": "object", "required": ["at", "channel", "confirmation", "pages"],
+            "description": "when the plan first reached the referring office",
+            "properties": {"at": {"type": "string", "format": "date-time"},
+                           "channel": {"type": "string"}, "target": {"type": "string"},
+                           "document": {"type": "string"},
+                           "confirmation": {"type": ["string", "null"],
+                                            "description": "fax job id or SMTP Message-ID"},
+                           "pages": {"type": ["integer", "null"]}}},
         "Reason": {"type": "object", "additionalProperties": False,
                    "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}},
         "Note": {"type": "object", "additionalProperties": False,

@@ -9,7 +9,41 @@ import json
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from refflow.db.models import Delivery, Document, Referral, ReferralEvent
+from refflow.db.models import Delivery, Document, Plan, Referral, ReferralEvent
+from refflow.documents.names import DECLINE_NAMES, FAX, SUMMARY
+from refflow.referrals import states
+
+# What the referring office is told of its referral: the decision in plain words.
+DECISION_LABELS = {
+    "released": "Plan released",
+    "held_for_review": "Held for review",
+    "rejected": "Not accepted",
+    "do_not_exercise": "Do not exercise yet",
+    "cancelled": "Cancelled",
+    "pending": "Plan being prepared",
+}
+DO_NOT_EXERCISE = (
+    "Do not start exercise yet. The clinic found a warning sign that needs a doctor to check "
+    "the patient first, so no exercise plan was sent to the patient. Please see the patient "
+    "(or send them to urgent care) before any exercise starts. When the patient is ready to "
+    "exercise, please send a new referral.")
+REJECTED = ("The clinic did not accept this referral. No exercise plan will be sent to the "
+            "patient.")
+REJECTED_LETTER = " You are sent a letter with the reason."
+HELD = ("A clinician at the clinic is checking the plan before it goes out. Nothing has been "
+        "sent to the patient yet.")
+CANCELLED = "This referral was cancelled. Nothing more will be sent for it."
+PENDING = "The clinic has the referral and is preparing the plan."
+RELEASED = {
+    "completed": "The plan was approved and sent: the patient has the exercise plan, and you "
+                 "were sent the plan summary.",
+    "failed": "The plan was approved, but one of the messages could not be sent yet. The "
+              "clinic is fixing it.",
+}
+RELEASED_SENDING = "The plan was approved and is being sent to the patient and to you."
+# Documents that carry the plan to the referring office (a route with no target
+# is the clinic's chart copy, not the referrer).
+PLAN_TO_REFERRER = (FAX, SUMMARY)
 
 
 def referral_links(referral_id: str) -> dict:
@@ -57,6 +91,81 @@ def delivery_json(delivery: Delivery) -> dict:
     }
 
 
+def decision(referral: Referral, plan: dict | None, events, deliveries) -> dict:
+    """The decision the referring office sees, in plain words:
+    ``{"kind", "label", "message", "reason", "before_exercise"}``.
+
+    ``reason`` is the clinician's reason for a rejection (the timeline's
+    "plan rejected: <note>"), or the intake rules' messages for a referral
+    they refused; ``before_exercise`` lists what the plan's flags ask before
+    any exercise (do-not-exercise only). Nothing here names the patient."""
+    decided = (plan or {}).get("decision")
+    reason, before = None, []
+    if referral.status == states.CANCELLED:
+        kind, message = "cancelled", CANCELLED
+    elif referral.status == states.REJECTED:
+        kind, message = "rejected", REJECTED
+        reason = _rejection_reason(referral, events)
+        if any(d.document in DECLINE_NAMES for d in deliveries):
+            message += REJECTED_LETTER
+    elif decided == "do_not_exercise":
+        kind, message = "do_not_exercise", DO_NOT_EXERCISE
+        before = [f["message"] for f in (plan or {}).get("flags", [])
+                  if f.get("severity") == "needs_review" and f.get("message")]
+    elif referral.status == states.NEEDS_REVIEW:
+        kind, message = "held_for_review", HELD
+    elif decided == "release" and referral.status in (states.PLANNED, states.DELIVERING,
+                                                     states.COMPLETED, states.FAILED):
+        kind, message = "released", RELEASED.get(referral.status, RELEASED_SENDING)
+    else:
+        kind, message = "pending", PENDING
+    return {"kind": kind, "label": DECISION_LABELS[kind], "message": message,
+            "reason": reason, "before_exercise": before}
+
+
+def _rejection_reason(referral: Referral, events) -> str | None:
+    for event in reversed(list(events)):
+        if event.kind == "status" and event.to_status == states.REJECTED:
+            text = event.reason or ""
+            if text.startswith("plan rejected: "):
+                return text.removeprefix("plan rejected: ").strip() or None
+            break
+    refused = [p.get("message") for p in referral.intake_problems or []
+               if p.get("severity") == "reject" and p.get("message")]
+    return " ".join(refused) or None
+
+
+def plan_sent_to_referrer(deliveries, pages: dict[str, int | None]) -> dict | None:
+    """When the plan first reached the referring office: ``{"at", "channel",
+    "target", "document", "confirmation", "pages"}`` — the delivery's
+    ``sent_at``, the channel's reference (fax job id, SMTP Message-ID) and,
+    for a fax, its pages — or ``None`` when it has not (yet)."""
+    sent = [d for d in deliveries if d.status == "sent" and d.sent_at is not None
+            and d.document in PLAN_TO_REFERRER and d.target]
+    if not sent:
+        return None
+    first = min(sent, key=lambda d: d.sent_at)
+    return {"at": first.sent_at.isoformat(), "channel": first.channel, "target": first.target,
+            "document": first.document, "confirmation": first.reference or None,
+            "pages": pages.get(first.document)}
+
+
+def outcome(session: Session, referral: Referral, events=None, deliveries=None) -> dict:
+    """The decision and the proof the plan was sent, for the API and the pages."""
+    if events is None:
+        events = session.scalars(select(ReferralEvent).where(
+            ReferralEvent.referral_id == referral.id, ReferralEvent.kind == "status")
+            .order_by(ReferralEvent.id)).all()
+    if deliveries is None:
+        deliveries = session.scalars(select(Delivery).where(
+            Delivery.referral_id == referral.id)).all()
+    plan = session.scalar(select(Plan.body).where(Plan.referral_id == referral.id))
+    pages = dict(session.execute(select(Document.name, Document.pages).where(
+        Document.referral_id == referral.id, Document.name.in_(PLAN_TO_REFERRER))).all())
+    return {"decision": decision(referral, plan, events, deliveries),
+            "plan_sent_to_referrer": plan_sent_to_referrer(deliveries, pages)}
+
+
 def detail(session: Session, referral: Referral) -> dict:
     events = session.scalars(select(ReferralEvent).where(
         ReferralEvent.referral_id == referral.id).order_by(ReferralEvent.id)).all()
@@ -74,6 +183,7 @@ def detail(session: Session, referral: Referral) -> dict:
         "documents": [document_json(referral.id, *row) for row in docs],
         "links": referral_links(referral.id),
     })
+    body.update(outcome(session, referral, events, deliveries))
     return body
 
 
