@@ -39,9 +39,12 @@ def with_flags(plan: Mapping, flags: Iterable[Mapping]) -> dict:
     return out
 
 
-def approve(plan: Mapping, *, at: dt.datetime) -> dict:
-    """The plan a clinician approved: released, with when (its flags stay, as
-    what the clinician saw)."""
-    out = dict(plan, approved={"at": at.isoformat()})
+def approve(plan: Mapping, *, at: dt.datetime, by: str | None = None) -> dict:
+    """The plan a clinician approved: released, with when and by whom (its
+    flags stay, as what the clinician saw)."""
+    approved = {"at": at.isoformat()}
+    if by:
+        approved["by"] = by
+    out = dict(plan, approved=approved)
     out["decision"] = decide(out)
     return out

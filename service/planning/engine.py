@@ -36,6 +36,7 @@ from refflow.planning.catalog import (
 from refflow.planning.decision import decide
 from refflow.planning.evidence import RULES as EVIDENCE_RULES
 from refflow.planning.evidence import evidence_entry
+from refflow.planning.revisions import first_version_entry
 from refflow.planning.risk import assess_risk, derive_facts
 from refflow.planning.schedule import build_schedule, empty_schedule
 
@@ -96,6 +97,11 @@ def build_plan(referral: Referral, *, as_of: dt.date,
         "engine_version": ENGINE_VERSION,
         "catalog_version": catalog.version,
         "as_of": as_of.isoformat(),
+        # version 1 is the engine's draft; a clinician's edit adds one (planning/revisions.py)
+        "version": 1,
+        "versions": [first_version_entry(as_of.isoformat())],
+        "overrides": [],
+        "patient_notes": [],
     }
     if adjusters:
         # Without adjusters the plan is safe by construction (the same exclusion
@@ -153,7 +159,8 @@ class _Builtin:
         self.stop = list(plan["stop_and_call_if"])
         self.excluded = copy.deepcopy(plan["excluded_exercises"])
         self.phases = copy.deepcopy(plan["phases"])
-        self.fixed = {k: plan[k] for k in ("engine_version", "catalog_version", "as_of")}
+        self.fixed = {k: copy.deepcopy(plan[k]) for k in ("engine_version", "catalog_version", "as_of",
+                                                          "version", "versions", "overrides")}
 
 
 def _shape_problem(plan: Any) -> str | None:

@@ -49,6 +49,31 @@ _EXERCISE = {
         "source": _STR,
     },
 }
+_TEXT = {"type": "string", "minLength": 1}
+_VERSION = {
+    "type": "object",
+    "required": ["version", "author", "at", "reason"],
+    "properties": {
+        "version": {"type": "integer", "minimum": 1},
+        "author": _TEXT,  # "engine" for version 1, else the clinician
+        "at": _STR,  # the plan date for version 1, else the time of the change (ISO 8601)
+        "reason": _STR,
+        "changes": {"type": "array", "items": _STR},
+    },
+}
+_OVERRIDE = {
+    "type": "object",
+    "required": ["rule", "exercise", "reason", "by", "at"],
+    "properties": {
+        "rule": _TEXT,
+        "exercise": {"type": ["string", "null"]},  # null: a rule about the whole plan
+        "reason": _TEXT,
+        "by": _TEXT,
+        "at": _STR,
+        "version": {"type": "integer", "minimum": 2},
+        "evidence": _STR,
+    },
+}
 _DAY = {"enum": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]}
 
 PLAN_SCHEMA: dict = {
@@ -58,7 +83,7 @@ PLAN_SCHEMA: dict = {
     "type": "object",
     "required": ["decision", "risk", "exercises", "targets", "phases", "weekly_schedule", "precautions",
                  "stop_and_call_if", "flags", "excluded_exercises", "rules_applied", "evidence",
-                 "engine_version", "catalog_version", "as_of"],
+                 "engine_version", "catalog_version", "as_of", "version", "versions"],
     "properties": {
         "decision": {"enum": ["release", "review", "do_not_exercise"]},
         "risk": {
@@ -100,6 +125,12 @@ PLAN_SCHEMA: dict = {
         "engine_version": _STR,
         "catalog_version": _STR,
         "as_of": {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+        "version": {"type": "integer", "minimum": 1},
+        "versions": {"type": "array", "items": _VERSION, "minItems": 1},
+        "overrides": {"type": "array", "items": _OVERRIDE},
+        "patient_notes": {"type": "array", "items": _STR},
+        "approved": {"type": "object", "required": ["at"],
+                     "properties": {"at": _STR, "by": _STR}},
     },
     "allOf": [
         {"if": {"properties": {"decision": {"const": "do_not_exercise"}}},
