@@ -48,6 +48,7 @@ class Settings:
     retry_window_hours: float = 24.0  # how long a delivery is retried (a channel may say otherwise)
     delivery_lease_seconds: float = 30.0  # a sending worker renews its claim this often x3
     resend_in_doubt: bool = False  # True: resend a delivery whose sender died (same Message-ID)
+    plan_due_days: int = 30  # the dashboard lists referrals whose plan has not reached the referrer
     relay_interval_seconds: float = 0.1
     smtp_url: str = ""
     smtp_from: str = "refflow@localhost"

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from refflow.db.models import Document
 
-INLINE = {"handout.pdf", "summary.pdf"}
-NAMES = ("summary.pdf", "handout.pdf", "fax.tiff")
+INLINE = {"handout.pdf", "summary.pdf", "decline.pdf"}
+NAMES = ("summary.pdf", "handout.pdf", "fax.tiff", "decline.pdf", "decline.tiff")
 FAX_WIDTH_DPI = 204.0
 
 

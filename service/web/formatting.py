@@ -36,7 +36,9 @@ CHANNEL_LABELS = {"fax": "Fax to referrer", "email": "Email to patient",
                   "pdf": "Chart PDF"}
 DOCUMENT_LABELS = {"handout.pdf": "Patient handout (PDF)",
                    "summary.pdf": "Referrer summary (PDF)",
-                   "fax.tiff": "Fax (TIFF)"}
+                   "fax.tiff": "Fax (TIFF)",
+                   "decline.pdf": "Letter: referral not accepted (PDF)",
+                   "decline.tiff": "Fax: referral not accepted (TIFF)"}
 BONE_CATEGORIES = {
     "A": "A — osteopenia level",
     "B": "B — osteoporosis level",

@@ -7,6 +7,8 @@ id answers the same 404 page as an id that does not exist.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import (
     Blueprint,
     Response,
@@ -21,12 +23,14 @@ from flask import (
 )
 from sqlalchemy import select
 
-from refflow.db.models import AuditEntry, Delivery, Document, Practice, ReferralEvent
+from refflow.db.models import AuditEntry, Delivery, Document, Plan, Practice, ReferralEvent
+from refflow.documents.names import DECLINE_NAMES
 from refflow.intake.validation import clinic_today
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web import downloads, forms, queue
 from refflow.web.auth import WebUser, practice_required
+from refflow.web.formatting import STATE_HELP
 
 bp = Blueprint("portal", __name__, url_prefix="/portal")
 
@@ -61,9 +65,12 @@ def index(user: WebUser):
             for rid, name in s.execute(select(Document.referral_id, Document.name)
                                        .where(Document.referral_id.in_(ids))):
                 docs.setdefault(rid, []).append(name)
+        plans = dict(s.execute(select(Plan.referral_id, Plan.body)
+                               .where(Plan.referral_id.in_(ids)))) if ids else {}
         _audit(s, user, "referral.list")
         items = [{"id": r.id, "name": queue.patient_name(r), "external_id": r.external_id,
                   "status": r.status, "created_at": r.created_at,
+                  "decision": queries.decision(r, plans.get(r.id), [], []),
                   "documents": [n for n in downloads.NAMES if n in docs.get(r.id, [])]}
                  for r in rows]
     return downloads.private(Response(render_template("portal/index.html", user=user,
@@ -119,10 +126,42 @@ def _detail(s, referral) -> dict:
     deliveries = s.scalars(select(Delivery).where(Delivery.referral_id == referral.id)
                            .order_by(Delivery.created_at, Delivery.id)).all()
     names = set(s.scalars(select(Document.name).where(Document.referral_id == referral.id)))
+    outcome = queries.outcome(s, referral, events, deliveries)
+    decision = outcome["decision"]
     return {"referral": referral, "patient_name": queue.patient_name(referral),
-            "events": events, "deliveries": deliveries,
+            "events": events, "deliveries": [(d, _sending(d)) for d in deliveries],
             "documents": [n for n in downloads.NAMES if n in names],
-            "terminal": referral.status in states.TERMINAL}
+            "terminal": referral.status in states.TERMINAL,
+            "decision": decision, "progress": _progress(referral.status, decision["kind"]),
+            "plan_sent": _sent(outcome["plan_sent_to_referrer"])}
+
+
+def _progress(status: str, kind: str) -> str:
+    """How far the sending got, in words that follow the decision: "everything
+    was delivered" is said of a released plan only."""
+    if status == states.COMPLETED and kind != "released":
+        return "Finished: the plan summary was sent to you. The patient was not sent an " \
+               "exercise plan."
+    if status == states.REJECTED:
+        return "Finished: nothing will be sent to the patient."
+    return STATE_HELP.get(status, "")
+
+
+def _sending(delivery) -> str:
+    """What a delivery is, for the referring office."""
+    if delivery.document in DECLINE_NAMES:
+        return {"fax": "Letter to you by fax", "email": "Letter to you by email"}.get(
+            delivery.channel, f"Letter to you ({delivery.channel})")
+    return {"fax": "Plan summary to you by fax", "email": "Exercise plan to the patient by "
+            "email", "pdf": "Copy for the clinic's chart"}.get(delivery.channel,
+                                                             delivery.channel)
+
+
+def _sent(proof: dict | None) -> dict | None:
+    if proof is None:
+        return None
+    return dict(proof, at=dt.datetime.fromisoformat(proof["at"]),
+                by={"fax": "fax", "email": "email"}.get(proof["channel"], proof["channel"]))
 
 
 @bp.get("/referrals/<referral_id>")

@@ -19,6 +19,7 @@ from sqlalchemy import exists, func, or_, select
 
 from refflow.db.models import Delivery, Practice, Referral
 from refflow.referrals import states
+from refflow.referrals.queries import PLAN_TO_REFERRER
 
 LIMIT = 100
 
@@ -144,6 +145,23 @@ def review_queue(session, limit: int = 20):
         select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
         .where(Referral.status == states.NEEDS_REVIEW)
         .order_by(Referral.updated_at).limit(limit)).all()
+
+
+def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
+    """(rows, total): referrals received more than ``days`` ago whose plan has
+    not reached the referring office (no plan document sent to a referrer's
+    target), oldest first; rejected and cancelled ones are left out (no plan
+    will be sent). Each row is (Referral, practice name)."""
+    sent = exists().where(Delivery.referral_id == Referral.id, Delivery.status == "sent",
+                          Delivery.document.in_(PLAN_TO_REFERRER), Delivery.target != "")
+    conditions = (Referral.created_at < now - dt.timedelta(days=days),
+                  Referral.status.not_in((states.REJECTED, states.CANCELLED)), ~sent)
+    total = session.scalar(select(func.count()).select_from(
+        select(Referral.id).where(*conditions).subquery()))
+    rows = session.execute(
+        select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
+        .where(*conditions).order_by(Referral.created_at, Referral.id).limit(limit)).all()
+    return rows, total
 
 
 def practices(session):

@@ -35,7 +35,7 @@ from refflow.db.models import (
 from refflow.pipeline import staff_actions
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.pipeline.overview import queue_overview
-from refflow.referrals import states
+from refflow.referrals import queries, states
 from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, current_user, home_for, staff_required
 
@@ -71,6 +71,8 @@ def _queue_context(user: WebUser) -> dict:
     with _db().session() as s:
         rows, total = queue.search(s, filters, _settings().clinic_timezone)
         review = queue.review_queue(s)
+        due_days = _settings().plan_due_days
+        overdue, overdue_total = queue.plan_overdue(s, due_days, utcnow())
         practices = queue.practices(s)
         failing = {d["referral_id"] for d in overview["failures"]}
         names = {r.id: queue.patient_name(r) for r in
@@ -82,6 +84,9 @@ def _queue_context(user: WebUser) -> dict:
             "rows": [(r, practice, failed, queue.patient_name(r)) for r, practice, failed in rows],
             "total": total,
             "review": [(r, practice, queue.patient_name(r)) for r, practice in review],
+            "overdue": [(r, practice, queue.patient_name(r)) for r, practice in overdue],
+            "overdue_total": overdue_total,
+            "plan_due_days": due_days,
             "practices": practices,
             "failure_names": names,
             "states": states.STATES,
@@ -175,7 +180,16 @@ def referral_context(s, referral: Referral) -> dict:
         "actors": actors,
         "patient_name": queue.patient_name(referral),
         "can_cancel": states.can_transition(referral.status, states.CANCELLED),
+        "plan_sent": _plan_sent(deliveries, docs),
     }
+
+
+def _plan_sent(deliveries, docs) -> dict | None:
+    """Proof the plan reached the referrer (when, channel, confirmation, pages)."""
+    import datetime as dt
+
+    proof = queries.plan_sent_to_referrer(deliveries, {d.name: d.pages for d in docs})
+    return dict(proof, at=dt.datetime.fromisoformat(proof["at"])) if proof else None
 
 
 @bp.get("/referrals/<referral_id>")

@@ -5,6 +5,7 @@ when, how and with what confirmation the plan reached the referrer."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -139,3 +140,47 @@ def test_no_plan_yet_is_pending(client, auth, db, status):
     with db.session() as session:
         session.get(Referral, rid).status = status
     assert _get(client, auth, rid)["decision"]["kind"] == "pending"
+
+
+def test_staff_see_the_proof_and_the_plans_overdue_for_the_referrer(
+        client, auth, app, settings, db):
+    from web_forms import PASSWORD, sign_in
+
+    from refflow.accounts.users import create_user
+    from refflow.db.models import utcnow
+
+    p = Pipeline(settings, db=db)
+    sent = _submit(client, auth, routine(external_id="EHR-SENT"))
+    flow.build_plan(p, sent)
+    _deliver_all(p, db, sent)
+    held = _submit(client, auth, flagged())
+    flow.build_plan(p, held)
+    fresh = _submit(client, auth, routine(external_id="EHR-FRESH"))
+    rejected = _submit(client, auth, flagged())
+    flow.build_plan(p, rejected)
+    staff_actions.reject(p, rejected, actor="user:physio", note=REASON)
+    long_ago = utcnow() - dt.timedelta(days=31)
+    with db.session() as session:
+        for rid in (sent, held, rejected):
+            session.get(Referral, rid).created_at = long_ago
+        create_user(session, "pt@clinic.example", PASSWORD, role="staff")
+    sign_in(client, "pt@clinic.example")
+
+    page = client.get("/").text
+    section = page[page.index('id="plan-overdue"'):page.index('id="list-h"')]
+    assert "Plan not yet sent to the referrer (over 30 days): 1" in section
+    assert f"/referrals/{held}#deliveries" in section
+    for other in (sent, fresh, rejected):  # sent, too recent, or never to be sent
+        assert other not in section
+
+    app.extensions["refflow.settings"] = dataclasses.replace(settings, plan_due_days=0)
+    section = client.get("/").text
+    section = section[section.index('id="plan-overdue"'):section.index('id="list-h"')]
+    assert "(over 0 days): 2" in section and fresh in section and held in section
+
+    staff_page = client.get(f"/referrals/{sent}").text
+    fax = _get(client, auth, sent)["plan_sent_to_referrer"]
+    assert "Plan sent to the referrer" in staff_page
+    assert f"confirmation <code>{fax['confirmation']}</code>" in staff_page
+    assert f"{fax['pages']} pages" in staff_page
+    assert "Plan not sent to the referrer yet." in client.get(f"/referrals/{held}").text
