@@ -197,6 +197,22 @@ class Plan(Base):
     referral: Mapped[Referral] = relationship(back_populates="plan")
 
 
+class PlanVersion(Base):
+    """Every version of a referral's plan: 1 is the engine's draft, each staff
+    edit adds one (``plans`` holds the current version)."""
+
+    __tablename__ = "plan_versions"
+    __table_args__ = (UniqueConstraint("referral_id", "version"),)
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"))  # the unique key indexes it
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict] = mapped_column(JSONType)
+    author: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Document(Base):
     """A rendered document (handout PDF, summary PDF, fax TIFF), bytes in the database
     so every worker machine reads the same copy."""

@@ -63,6 +63,10 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     as_of = plan.get("as_of")
     if as_of:
         flow.paragraph(f"Plan date: {fmt.long_date(as_of)}", BODY, after=0)
+    approved = plan.get("approved") or {}
+    if decision == "release" and approved.get("by") and approved.get("at"):
+        flow.paragraph(f"Approved by {approved['by']} on {fmt.long_date(str(approved['at'])[:10])}.",
+                       BODY, after=0)
     flow.paragraph(f"From {clinic.name}. Questions? Call us at {clinic.phone}.", BODY)
     flow.space(4)
 
@@ -76,6 +80,7 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         return flow.finish()
 
     exercises = plan.get("exercises") or []
+    _notes(flow, plan)
     flow.heading("How to use this plan", H1, rule=True)
     flow.bullets([
         "Do the exercises on the days shown in \"Your week\".",
@@ -101,6 +106,14 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     if exercises and schedule:
         _log_sheet(flow, schedule)
     return flow.finish()
+
+
+def _notes(flow: Flow, plan: dict) -> None:
+    """The therapist's notes to the patient (written by the clinician who checked the plan)."""
+    notes = [n for n in plan.get("patient_notes") or [] if isinstance(n, str) and n.strip()]
+    if notes:
+        flow.heading("A note from your therapist", H1, rule=True, keep_with=60)
+        flow.bullets([fmt.sentence(n) for n in notes], BODY)
 
 
 def start_weeks(plan: dict) -> dict[str, int]:

@@ -81,11 +81,14 @@ def _summary_flow(referral, plan, clinic, *, paper, generated_at) -> Flow:
     flow.space(4)
     decision = plan.get("decision", "review")
     text = DECISIONS.get(decision, str(decision))
-    approved = (plan.get("approved") or {}).get("at")
-    if decision == "release" and approved:
-        text = f"RELEASED – approved by a clinician on {approved[:10]}; the plan goes to the patient"
+    approved = plan.get("approved") or {}
+    if decision == "release" and approved.get("at"):
+        who = str(approved.get("by") or "a clinician")
+        text = (f"RELEASED – approved by {who} on {str(approved['at'])[:10]}; "
+                "the plan goes to the patient")
     flow.box("Decision: " + text, [], DECISION, BODY,
              line_width=2, padding=7)
+    _versions(flow, plan)
 
     _patient(flow, referral, plan)
     _clinical(flow, referral)
@@ -245,6 +248,10 @@ def _plan_in_brief(flow: Flow, plan: dict) -> None:
     if precautions:
         flow.paragraph("Precautions given to the patient:", BOLD_BODY, after=0)
         flow.bullets([fmt.sentence(p) for p in precautions], BODY, after=1)
+    notes = [n for n in plan.get("patient_notes") or [] if isinstance(n, str) and n.strip()]
+    if notes:
+        flow.paragraph("Notes to the patient from the clinician:", BOLD_BODY, after=0)
+        flow.bullets([fmt.sentence(n) for n in notes], BODY, after=1)
     excluded = plan.get("excluded_exercises") or []
     if excluded:
         by_rule: dict[str, list[str]] = {}
@@ -253,6 +260,29 @@ def _plan_in_brief(flow: Flow, plan: dict) -> None:
         flow.paragraph("Excluded by rules:", BOLD_BODY, after=0)
         flow.bullets([f"{rule}: {', '.join(ids)}" for rule, ids in by_rule.items()], BODY,
                      after=1)
+
+
+def _versions(flow: Flow, plan: dict) -> None:
+    """Which version this is, who changed it, and every safety rule a clinician overrode."""
+    version = plan.get("version")
+    edits = [v for v in plan.get("versions") or [] if isinstance(v, dict) and v.get("version") != 1]
+    if isinstance(version, int) and edits:
+        who = sorted({str(v.get("author")) for v in edits})
+        flow.paragraph(f"Plan version {version}: the engine's draft changed by {', '.join(who)} "
+                       f"({len(edits)} change{'s' if len(edits) != 1 else ''}; the last: "
+                       f"{fmt.sentence(str(edits[-1].get('reason') or ''))})", BODY, after=2)
+    overrides = [o for o in plan.get("overrides") or [] if isinstance(o, dict)]
+    if not overrides:
+        return
+    flow.heading("Safety rules overridden by a clinician", H1, rule=True, keep_with=60)
+    rows = [["Rule", "Exercise", "Reason", "By"]]
+    for o in overrides:
+        by = str(o.get("by") or "")
+        if o.get("at"):
+            by += f", {str(o['at'])[:10]}"
+        rows.append([str(o.get("rule") or ""), str(o.get("exercise") or "whole plan"),
+                     str(o.get("reason") or ""), by])
+    flow.table(rows, [2.2, 2, 3.3, 1.8], BODY, BOLD_BODY, padding=3)
 
 
 def _split_sources(text: str) -> list[str]:

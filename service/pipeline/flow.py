@@ -24,7 +24,15 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from refflow.config import Settings
-from refflow.db.models import Delivery, DeliveryAttempt, Document, Plan, Referral, utcnow
+from refflow.db.models import (
+    Delivery,
+    DeliveryAttempt,
+    Document,
+    Plan,
+    PlanVersion,
+    Referral,
+    utcnow,
+)
 from refflow.intake.schemas import Referral as ReferralIn
 from refflow.pipeline import outbox
 from refflow.pipeline.context import WORKER, Pipeline
@@ -124,6 +132,12 @@ def _save_plan(session, referral_id: str, plan: dict) -> None:
         session.add(row)
     row.decision, row.body = plan["decision"], plan
     row.engine_version = str(plan.get("engine_version", ""))
+    # version 1, the engine's draft, is kept with every later version (plan_revisions)
+    version = plan.get("version", 1)
+    if session.scalar(select(PlanVersion.id).where(PlanVersion.referral_id == referral_id,
+                                                   PlanVersion.version == version)) is None:
+        session.add(PlanVersion(referral_id=referral_id, version=version, body=plan,
+                                author="engine", reason="the engine's draft"))
 
 
 # -- render_documents -----------------------------------------------------------

@@ -12,6 +12,7 @@ from refflow.documents.names import FAX
 from refflow.pipeline import outbox
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.pipeline.flow import referral_input, retry_window
+from refflow.pipeline.plan_revisions import actor_name
 from refflow.pipeline.routing import safe_error
 from refflow.pipeline.stored_documents import store_documents
 from refflow.planning import decision
@@ -34,15 +35,16 @@ def _review(session, referral_id: str, new: str, *, actor: str, verb: str, actio
 def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:
     """needs_review → planned, with who and when; delivery continues.
 
-    The approved plan is released (``decision.approve``), so the documents
-    rendered next are the patient's plan and the referrer's released summary,
-    not the draft that was held."""
+    The approved plan — the latest version, with any clinician's edits — is
+    released (``decision.approve``, with who approved it by name), so the
+    documents rendered next are the patient's plan and the referrer's released
+    summary, not the draft that was held."""
     with p.db.session() as session:
         _review(session, referral_id, states.PLANNED, actor=actor, verb="approved",
                 action="plan.approve", note=note)
         plan = session.scalar(select(Plan).where(Plan.referral_id == referral_id))
         plan.approved_by, plan.approved_at = actor, utcnow()
-        plan.body = decision.approve(plan.body, at=plan.approved_at)
+        plan.body = decision.approve(plan.body, at=plan.approved_at, by=actor_name(session, actor))
         plan.decision = plan.body["decision"]
         message = outbox.enqueue(session, outbox.RENDER, {"referral_id": referral_id})
         session.flush()

@@ -20,6 +20,7 @@ from refflow.intake.idempotency import (
     InvalidIdempotencyKey,
 )
 from refflow.intake.validation import InvalidReferral
+from refflow.planning.revisions import InvalidRevision, SafetyRuleBroken, VersionConflict
 
 log = logging.getLogger("refflow.errors")
 
@@ -30,9 +31,11 @@ CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    412: "precondition_failed",
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "validation_failed",
+    428: "precondition_required",
     429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
@@ -85,11 +88,31 @@ def from_domain_error(exc: Exception) -> ApiError:
     if isinstance(exc, IdempotencyInFlight):
         return ApiError(409, "a request with this Idempotency-Key is still being processed",
                         code="idempotency_key_in_flight")
+    if isinstance(exc, VersionConflict):
+        return ApiError(412, str(exc), code="version_conflict",
+                        headers={"ETag": f'"{exc.current}"'})
+    if isinstance(exc, SafetyRuleBroken):
+        return ApiError(422, str(exc), code="safety_rule_broken", fields=safety_fields(exc))
+    if isinstance(exc, InvalidRevision):
+        return ApiError(422, exc.message, code="invalid_revision", fields=exc.fields)
     raise TypeError(f"not a domain error: {type(exc).__name__}")
 
 
+def safety_fields(exc: SafetyRuleBroken) -> dict[str, str]:
+    """Each broken rule as a field: ``exercises.<id>`` (or ``plan.<rule>`` for a
+    rule about the whole plan) → "<rule>: <evidence>"."""
+    out: dict[str, str] = {}
+    for v in exc.violations:
+        key = f"exercises.{v['exercise']}" if v.get("exercise") else f"plan.{v['rule']}"
+        text = f"{v['rule']}: {v.get('evidence') or 'a safety rule of the plan engine'}"
+        if not v.get("overridable", True):
+            text += " (cannot be overridden)"
+        out[key] = f"{out[key]}; {text}" if key in out else text
+    return out
+
+
 DOMAIN_ERRORS = (InvalidReferral, InvalidIdempotencyKey, IdempotencyConflict,
-                 IdempotencyInFlight)
+                 IdempotencyInFlight, VersionConflict, SafetyRuleBroken, InvalidRevision)
 
 
 def init_app(app: Flask, html_handler=None) -> None:

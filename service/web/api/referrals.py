@@ -186,7 +186,10 @@ def get_plan(referral_id: str):
         if plan is None:
             raise ApiError(404, f"no plan yet: the referral is {referral.status}",
                            code="plan_not_ready")
-        return jsonify(plan.body)
+        response = jsonify(plan.body)
+        # the current version: a staff edit (PUT .../plan) sends it back in If-Match
+        response.headers["ETag"] = f'"{plan.body.get("version", 1)}"'
+        return response
 
 
 @bp.get("/referrals/<referral_id>/documents")

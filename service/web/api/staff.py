@@ -1,12 +1,12 @@
-"""Staff actions over the API: approve or reject a held plan, retry a delivery,
-and the queue overview."""
+"""Staff actions over the API: edit (plan versions), approve or reject a held
+plan, retry a delivery, and the queue overview."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
 
 from refflow.db.models import AuditEntry, Delivery
-from refflow.pipeline import staff_actions
+from refflow.pipeline import plan_revisions, staff_actions
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.pipeline.overview import queue_overview
 from refflow.referrals import queries
@@ -89,3 +89,97 @@ def queue():
     with pipeline.db.session() as session:
         session.add(AuditEntry(actor=staff.actor, action="queue.read", ip=request.remote_addr))
     return jsonify(overview)
+
+
+# -- plan versions ------------------------------------------------------------------
+
+
+def _if_match() -> int:
+    """The version the editor started from, from ``If-Match: "<version>"``."""
+    header = request.headers.get("If-Match")
+    if header is None or not header.strip():
+        raise ApiError(428, 'send If-Match with the ETag of the plan you edited (If-Match: "3")',
+                       code="precondition_required")
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    if len(tags) != 1:
+        raise ApiError(400, "If-Match must name exactly one plan version", code="bad_if_match")
+    tag = tags[0]
+    if tag.startswith("W/"):
+        tag = tag[2:]
+    tag = tag.strip('"')
+    if not tag.isascii() or not tag.isdigit() or len(tag) > 9:
+        raise ApiError(400, 'If-Match must be a plan version\'s ETag, such as "3"',
+                       code="bad_if_match")
+    return int(tag)
+
+
+@bp.put("/referrals/<referral_id>/plan")
+def revise_plan(referral_id: str):
+    """A new plan version (staff). Body: ``{"plan": {...}, "reason": "...",
+    "override": null | "..."}``; ``If-Match`` names the version edited."""
+    staff = require_staff()
+    _visible_referral(referral_id)
+    expected = _if_match()
+    data = read_json_body()
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    unknown = sorted(str(k)[:40] for k in set(data) - {"plan", "reason", "override"})
+    if unknown:
+        raise ApiError(422, "unknown field(s): " + ", ".join(unknown),
+                       fields={k: "unknown field" for k in unknown})
+    for key in ("plan", "reason"):
+        if key not in data:
+            raise ApiError(422, f"{key} is required", fields={key: "required"})
+    if not isinstance(data["plan"], dict):
+        raise ApiError(422, "plan must be an object", fields={"plan": "must be an object"})
+    for key in ("reason", "override"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ApiError(422, f"{key} must be text", fields={key: "must be text"})
+    override = data.get("override")
+    if override is not None and not override.strip():
+        override = None
+    try:
+        plan = plan_revisions.revise_plan(_pipeline(), referral_id, data["plan"],
+                                          actor=staff.actor, reason=data["reason"],
+                                          override=override, expected_version=expected)
+    except LookupError:
+        raise ApiError(404, "no such referral") from None
+    except StepError as exc:
+        raise ApiError(409, str(exc), code="invalid_state") from None
+    response = jsonify(plan)
+    response.headers["ETag"] = f'"{plan["version"]}"'
+    return response
+
+
+@bp.get("/referrals/<referral_id>/plan/versions")
+def plan_versions(referral_id: str):
+    staff = require_staff()
+    _visible_referral(referral_id)
+    items = plan_revisions.list_versions(_pipeline(), referral_id)
+    if items is None:
+        raise ApiError(404, "no plan yet", code="plan_not_ready")
+    with _pipeline().db.session() as session:
+        session.add(AuditEntry(actor=staff.actor, action="plan.versions.read",
+                               referral_id=referral_id, ip=request.remote_addr))
+    current = next((i["version"] for i in items if i["current"]), None)
+    response = jsonify({"items": items, "current": current})
+    if current is not None:
+        response.headers["ETag"] = f'"{current}"'
+    return response
+
+
+@bp.get("/referrals/<referral_id>/plan/versions/<int:version>")
+def plan_version(referral_id: str, version: int):
+    staff = require_staff()
+    _visible_referral(referral_id)
+    body = plan_revisions.get_version(_pipeline(), referral_id, version)
+    if body is None:
+        raise ApiError(404, f"no plan version {version}")
+    with _pipeline().db.session() as session:
+        session.add(AuditEntry(actor=staff.actor, action="plan.version.read",
+                               referral_id=referral_id, ip=request.remote_addr,
+                               detail=f"version {version}"))
+    response = jsonify(body)
+    response.headers["ETag"] = f'"{version}"'
+    return response
