@@ -217,7 +217,7 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
     rejected — and only when due), send it through its channel, record the
     outcome. Returns the delivery's status."""
     from refflow.documents.names import DECLINE_NAMES
-    from refflow.pipeline.referrer_letters import letter_channel
+    from refflow.pipeline.letter_channels import letter_channel
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
     now = utcnow()
