@@ -33,9 +33,11 @@ ERROR_TEXT = {
     403: "Authenticated, but not allowed to do this",
     404: "No such resource (or not visible to this caller)",
     409: "Conflict with the current state (or an Idempotency-Key still in flight)",
+    412: "`version_conflict`: the plan changed since the version named in If-Match",
     413: "Request body larger than the configured limit",
     415: "Content-Type is not application/json",
     422: "Validation failed; `fields` names each bad field (values are never echoed)",
+    428: "`precondition_required`: send If-Match with the plan version's ETag",
     429: "Rate limited; retry after `Retry-After` seconds",
     500: "Internal error; nothing was half-written",
     503: "A dependency (database) is unavailable; retry later",
@@ -66,6 +68,8 @@ DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True,
                "schema": {"type": "string", "maxLength": 64}}
 
 PRACTICE_OR_STAFF = [{"apiKey": []}, {"session": []}]
+ETAG = {"ETag": {"description": "The plan's version, quoted (send it back in If-Match)",
+                  "schema": {"type": "string"}}}
 STAFF = [{"session": []}]
 
 
@@ -176,6 +180,48 @@ def _schemas(states: tuple[str, ...]) -> dict:
                            "confirmation": {"type": ["string", "null"],
                                             "description": "fax job id or SMTP Message-ID"},
                            "pages": {"type": ["integer", "null"]}}},
+        "PlanRevision": {
+            "type": "object", "required": ["plan", "reason"], "additionalProperties": False,
+            "properties": {
+                "plan": {
+                    "type": "object", "additionalProperties": False,
+                    "description": "What the clinician changes; a key left out is unchanged. "
+                                   "Exercise content comes from the catalogue by id.",
+                    "properties": {
+                        "exercises": {"type": "array", "items": {
+                            "type": "object", "required": ["id"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "dose": {"type": "object", "properties": {
+                                    k: {"type": ["integer", "null"], "minimum": 0}
+                                    for k in ("sets", "reps", "hold_seconds", "minutes")}},
+                                "days_per_week": {"type": "integer", "minimum": 1, "maximum": 7},
+                                "phase_from": {"type": "integer", "minimum": 1, "maximum": 4}}}},
+                        "patient_notes": {"type": "array", "items": {"type": "string",
+                                                                     "maxLength": 500}},
+                        "precautions": {"type": "array", "items": {"type": "string",
+                                                                   "maxLength": 500}},
+                        "phases": {"type": "array", "items": {
+                            "type": "object",
+                            "properties": {"phase": {"type": "integer"},
+                                           "changes": {"type": "string", "maxLength": 500},
+                                           "week_from": {"type": "integer", "minimum": 1},
+                                           "week_to": {"type": ["integer", "null"]}}}}}},
+                "reason": {"type": "string", "minLength": 1, "maxLength": 500},
+                "override": {"type": ["string", "null"], "maxLength": 500,
+                             "description": "Keep a change that breaks a safety rule, with "
+                                            "this reason (printed on the chart summary)"}}},
+        "PlanVersionInfo": {
+            "type": "object", "required": ["version", "author", "at", "reason", "current"],
+            "properties": {"version": {"type": "integer"}, "author": {"type": "string"},
+                           "at": {"type": "string"}, "reason": {"type": "string"},
+                           "changes": {"type": "array", "items": {"type": "string"}},
+                           "current": {"type": "boolean"}, "released": {"type": "boolean"},
+                           "stored": {"type": "boolean"}}},
+        "PlanVersionList": {
+            "type": "object", "required": ["items", "current"],
+            "properties": {"items": {"type": "array", "items": _ref("PlanVersionInfo")},
+                           "current": {"type": ["integer", "null"]}}},
         "Reason": {"type": "object", "additionalProperties": False,
                    "properties": {"reason": {"type": ["string", "null"], "maxLength": 500}}},
         "Note": {"type": "object", "additionalProperties": False,
@@ -280,7 +326,40 @@ def _build(state_names: tuple[str, ...]) -> dict:
                 "operationId": "getPlan", "tags": ["referrals"],
                 "summary": "The exercise plan (404 `plan_not_ready` until it is built)",
                 "security": PRACTICE_OR_STAFF, "parameters": [REFERRAL_ID],
-                "responses": {"200": _json(_ref("Plan"), "The plan"), **_errors(*READ)}}},
+                "responses": {"200": _json(_ref("Plan"), "The plan (the current version)", ETAG),
+                              **_errors(*READ)}},
+            "put": {
+                "operationId": "revisePlan", "tags": ["staff"],
+                "summary": "A clinician's new plan version while the plan is held for review "
+                           "(staff); 422 `safety_rule_broken` names each broken rule in "
+                           "`fields` (`exercises.<id>` or `plan.<rule>`: rule and evidence) "
+                           "unless the change carries an `override` reason",
+                "security": STAFF,
+                "parameters": [REFERRAL_ID, {
+                    "name": "If-Match", "in": "header", "required": True,
+                    "description": "The ETag of the version edited, e.g. \"3\"",
+                    "schema": {"type": "string", "maxLength": 20}}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("PlanRevision")}}},
+                "responses": {"200": _json(_ref("Plan"), "The new version", ETAG),
+                              **_errors(*WRITE_BODY, *READ, 403, 409, 412, 428)}}},
+        "/api/v1/referrals/{referral_id}/plan/versions": {
+            "get": {
+                "operationId": "listPlanVersions", "tags": ["staff"],
+                "summary": "The plan's versions, oldest first: who, when, why, what changed (staff)",
+                "security": STAFF, "parameters": [REFERRAL_ID],
+                "responses": {"200": _json(_ref("PlanVersionList"), "The versions", ETAG),
+                              **_errors(*READ, 403)}}},
+        "/api/v1/referrals/{referral_id}/plan/versions/{version}": {
+            "get": {
+                "operationId": "getPlanVersion", "tags": ["staff"],
+                "summary": "The plan as it was at one version (staff)",
+                "security": STAFF,
+                "parameters": [REFERRAL_ID, {"name": "version", "in": "path", "required": True,
+                                             "schema": {"type": "integer", "minimum": 1,
+                                                        "maximum": 1000000}}],
+                "responses": {"200": _json(_ref("Plan"), "That version", ETAG),
+                              **_errors(*READ, 403)}}},
         "/api/v1/referrals/{referral_id}/documents": {
             "get": {
                 "operationId": "listDocuments", "tags": ["documents"],

@@ -169,17 +169,21 @@ def plan_versions(referral_id: str):
     return response
 
 
-@bp.get("/referrals/<referral_id>/plan/versions/<int:version>")
-def plan_version(referral_id: str, version: int):
+@bp.get("/referrals/<referral_id>/plan/versions/<version>")
+def plan_version(referral_id: str, version: str):
+    # plain rule text like the id routes (metrics labels and OpenAPI paths use
+    # it); a version is checked to be a number here, before any query
     staff = require_staff()
     _visible_referral(referral_id)
-    body = plan_revisions.get_version(_pipeline(), referral_id, version)
+    if not (version.isascii() and version.isdigit() and len(version) <= 7):
+        raise ApiError(404, "no such plan version")
+    body = plan_revisions.get_version(_pipeline(), referral_id, int(version))
     if body is None:
-        raise ApiError(404, f"no plan version {version}")
+        raise ApiError(404, "no such plan version")
     with _pipeline().db.session() as session:
         session.add(AuditEntry(actor=staff.actor, action="plan.version.read",
                                referral_id=referral_id, ip=request.remote_addr,
-                               detail=f"version {version}"))
+                               detail=f"version {int(version)}"))
     response = jsonify(body)
-    response.headers["ETag"] = f'"{version}"'
+    response.headers["ETag"] = f'"{int(version)}"'
     return response
