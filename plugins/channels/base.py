@@ -56,6 +56,9 @@ class Delivery:
     subject: str  # no PHI: it may appear in mail headers and logs
     recipient_name: str | None = None
     attempt: int = 1
+    # the document this delivery sends (its route's): "fax.tiff", "handout.pdf",
+    # "summary.pdf", the "not accepted" letter "decline.tiff" / "decline.pdf", ...
+    document_name: str = ""
 
     def document(self, name: str) -> bytes:
         """The named document, or a :class:`PermanentChannelError` saying which is missing."""
@@ -108,8 +111,9 @@ class Channel(abc.ABC):
     """Base class of output channels (built-in and third-party).
 
     Subclasses set ``name`` (unique; what routes and deliveries refer to) and
-    ``documents`` (the names of the documents ``send()`` needs, so the pipeline
-    renders only those) and implement :meth:`validate_target` and :meth:`send`.
+    ``documents`` (documents ``send()`` may use besides the delivery's own,
+    ``delivery.document_name``) and implement :meth:`validate_target` and
+    :meth:`send`.
 
     ``idempotent`` says whether sending the same delivery twice is harmless
     (the second send finds or replaces the first: a file named by the

@@ -46,6 +46,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from refflow.documents.names import DECLINE, DECLINE_TEXT, HANDOUT
 from refflow.intake.contact import normalize_email
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
@@ -59,7 +60,8 @@ from refflow.plugins.channels.base import (
     safe_id,
 )
 
-DOCUMENT = "handout.pdf"
+DOCUMENT = HANDOUT
+LETTER_ATTACHMENT_NAME = "referral-not-accepted.pdf"
 ATTACHMENT_NAME = "exercise-plan.pdf"
 
 
@@ -154,8 +156,12 @@ def map_smtp_error(exc: BaseException, stage: str) -> ChannelError:
 
 
 class EmailChannel(Channel):
+    """Emails a delivery's document: the patient's handout with a message to the
+    patient, or the "referral not accepted" letter with its words as the body,
+    to the referring office."""
+
     name = "email"
-    documents = (DOCUMENT,)
+    documents = (DECLINE_TEXT,)  # the letter's words, for the body of its email
     idempotent = False  # SMTP cannot tell whether a message went (resends keep the Message-ID)
 
     def __init__(self, settings) -> None:
@@ -181,6 +187,29 @@ class EmailChannel(Channel):
         return f"<delivery-{safe_id(delivery.id, 'delivery id')}@{domain}>"
 
     def build_message(self, delivery: Delivery, to: str) -> EmailMessage:
+        if delivery.document_name == DECLINE:
+            return self._letter_message(delivery, to)
+        return self._handout_message(delivery, to)
+
+    def _envelope(self, delivery: Delivery, to: str, subject: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["Subject"] = subject
+        msg["From"] = self.settings.smtp_from
+        msg["To"] = formataddr((delivery.recipient_name or "", to))
+        msg["Message-ID"] = self.message_id(delivery)
+        msg["Date"] = format_datetime(_now())
+        msg["X-Refflow-Delivery"] = delivery.id
+        msg["Auto-Submitted"] = "auto-generated"
+        return msg
+
+    def _letter_message(self, delivery: Delivery, to: str) -> EmailMessage:
+        msg = self._envelope(delivery, to, f"Referral not accepted – {self.settings.clinic_name}")
+        msg.set_content(delivery.document(DECLINE_TEXT).decode())
+        msg.add_attachment(delivery.document(DECLINE), maintype="application", subtype="pdf",
+                           filename=LETTER_ATTACHMENT_NAME)
+        return msg
+
+    def _handout_message(self, delivery: Delivery, to: str) -> EmailMessage:
         s = self.settings
         clinic, phone = s.clinic_name, s.clinic_phone
         greeting = f"Hello {delivery.recipient_name}," if delivery.recipient_name else "Hello,"
@@ -209,14 +238,7 @@ class EmailChannel(Channel):
             "If you got it by mistake, please delete it and call us.</p>"
             "</body></html>"
         )
-        msg = EmailMessage()
-        msg["Subject"] = delivery.subject or f"Your exercise plan from {clinic}"
-        msg["From"] = s.smtp_from
-        msg["To"] = formataddr((delivery.recipient_name or "", to))
-        msg["Message-ID"] = self.message_id(delivery)
-        msg["Date"] = format_datetime(_now())
-        msg["X-Refflow-Delivery"] = delivery.id
-        msg["Auto-Submitted"] = "auto-generated"
+        msg = self._envelope(delivery, to, delivery.subject or f"Your exercise plan from {clinic}")
         msg.set_content(text)
         msg.add_alternative(body_html, subtype="html")
         msg.add_attachment(

@@ -27,7 +27,7 @@ DOCUMENT = "summary.pdf"
 
 class PdfChannel(Channel):
     name = "pdf"
-    documents = (DOCUMENT,)
+    documents = ()
     idempotent = True  # one file per delivery id, written atomically
 
     def __init__(self, documents_dir: Path) -> None:
@@ -45,9 +45,10 @@ class PdfChannel(Channel):
 
     def send(self, delivery: Delivery) -> SendResult:
         self.validate_target(delivery.target)
-        data = delivery.document(DOCUMENT)
+        name = delivery.document_name or DOCUMENT
+        data = delivery.document(name)
         if not data.startswith(b"%PDF-"):
-            raise PermanentChannelError(f"delivery {delivery.id}: {DOCUMENT} is not a PDF")
+            raise PermanentChannelError(f"delivery {delivery.id}: {name} is not a PDF")
         path = self.path_for(delivery)
         checksum = sha256_hex(data)
         replaced = False

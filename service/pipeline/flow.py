@@ -181,6 +181,22 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
     deliveries and queue one ``deliver`` message each (or ``finalize``).
     Returns the outbox messages' ids."""
     store_documents(session, row.id, documents)
+    created = create_deliveries(p, session, row, routes, actor=WORKER)
+    states.transition(session, row, states.DELIVERING, actor=WORKER,
+                      reason=f"documents rendered; {len(created)} deliveries queued")
+    messages = [outbox.enqueue(session, outbox.DELIVER, outbox.message_args(
+        delivery_id=d.id, request_id=row.request_id)) for d in created] or [
+        outbox.enqueue(session, outbox.FINALIZE, outbox.message_args(
+            referral_id=row.id, request_id=row.request_id))]
+    session.flush()
+    return [m.id for m in messages]
+
+
+def create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict], *,
+                      actor: str) -> list[Delivery]:
+    """One delivery per route (a route the referral has already is skipped),
+    with its retry window; returns the pending ones. A route whose channel is
+    missing or refuses the target fails at once, on the timeline for staff."""
     existing = {(d.channel, d.document) for d in session.scalars(
         select(Delivery).where(Delivery.referral_id == row.id))}
     created, now = [], utcnow()
@@ -196,17 +212,10 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
         if delivery.status == "pending":
             created.append(delivery)
         else:
-            states.record_event(session, row.id, "delivery_failed", actor=WORKER,
+            states.record_event(session, row.id, "delivery_failed", actor=actor,
                                 reason=f"{delivery.channel}: {delivery.last_error}")
     session.flush()
-    states.transition(session, row, states.DELIVERING, actor=WORKER,
-                      reason=f"documents rendered; {len(created)} deliveries queued")
-    messages = [outbox.enqueue(session, outbox.DELIVER, outbox.message_args(
-        delivery_id=d.id, request_id=row.request_id)) for d in created] or [
-        outbox.enqueue(session, outbox.FINALIZE, outbox.message_args(
-            referral_id=row.id, request_id=row.request_id))]
-    session.flush()
-    return [m.id for m in messages]
+    return created
 
 
 # -- deliver --------------------------------------------------------------------
@@ -217,7 +226,6 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
     rejected — and only when due), send it through its channel, record the
     outcome. Returns the delivery's status."""
     from refflow.documents.names import DECLINE_NAMES
-    from refflow.pipeline.letter_channels import letter_channel
     from refflow.plugins.channels.base import Delivery as ChannelDelivery
 
     now = utcnow()
@@ -243,7 +251,7 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
                                   started_at=now, outcome="sending")
         session.add(attempt)
         session.flush()
-        channel = letter_channel(p.channels.get(delivery.channel), delivery.document)
+        channel = p.channels.get(delivery.channel)
         needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
         documents = dict(session.execute(
             select(Document.name, Document.content).where(
@@ -252,7 +260,8 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
                                  .where(Referral.id == delivery.referral_id))
         request = ChannelDelivery(
             id=delivery.id, referral_id=delivery.referral_id, channel=delivery.channel,
-            target=delivery.target, documents=documents, subject=_subject(p, delivery),
+            target=delivery.target, documents=documents, document_name=delivery.document,
+            subject=_subject(p, delivery),
             recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
         attempt_id = attempt.id
 

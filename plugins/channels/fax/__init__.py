@@ -1,4 +1,5 @@
-"""The ``fax`` channel: sends ``fax.tiff`` through the configured fax transport.
+"""The ``fax`` channel: sends a delivery's fax image (``fax.tiff``, or the "not
+accepted" letter's ``decline.tiff``) through the configured fax transport.
 
 The channel validates the number (E.164, ``refflow.intake.contact``), checks the
 image is a readable TIFF and counts its pages, then hands a
@@ -44,15 +45,15 @@ def count_tiff_pages(data: bytes) -> int:
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "TIFF":
-                raise PermanentChannelError("fax.tiff is not a TIFF image")
+                raise PermanentChannelError("the fax document is not a TIFF image")
             return getattr(image, "n_frames", 1)
     except (UnidentifiedImageError, OSError, ValueError):
-        raise PermanentChannelError("fax.tiff is not a readable TIFF image") from None
+        raise PermanentChannelError("the fax document is not a readable TIFF image") from None
 
 
 class FaxChannel(Channel):
     name = "fax"
-    documents = (DOCUMENT,)
+    documents = ()
     idempotent = True  # transports are idempotent per delivery id (one job per id)
 
     def __init__(self, settings, transport: FaxTransport | None = None, pm=None) -> None:
@@ -82,7 +83,7 @@ class FaxChannel(Channel):
     def send(self, delivery: Delivery) -> SendResult:
         safe_id(delivery.id, "delivery id")
         number = self.validate_target(delivery.target)
-        tiff = delivery.document(DOCUMENT)
+        tiff = delivery.document(delivery.document_name or DOCUMENT)
         job = FaxJob(
             delivery_id=delivery.id,
             referral_id=delivery.referral_id,
