@@ -8,7 +8,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Delivery, Plan, Referral, utcnow
-from refflow.documents.names import FAX
+from refflow.documents.names import DECLINE_NAMES, FAX
 from refflow.pipeline import outbox
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.pipeline.flow import referral_input, retry_window
@@ -103,7 +103,8 @@ def retry_delivery(p: Pipeline, delivery_id: str, *, actor: str,
             states.transition(session, row, states.DELIVERING, actor=actor,
                               reason=f"staff retry of the {delivery.channel} delivery"
                                      + (" to a corrected target" if target else ""))
-        elif row.status != states.DELIVERING:
+        elif row.status != states.DELIVERING and not (
+                row.status == states.REJECTED and delivery.document in DECLINE_NAMES):
             raise StepError(f"a {row.status} referral's deliveries cannot be retried")
         delivery.status, delivery.next_attempt_at, delivery.updated_at = "pending", None, utcnow()
         delivery.max_attempts = delivery.attempts + p.settings.delivery_max_attempts

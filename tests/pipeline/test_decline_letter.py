@@ -152,3 +152,24 @@ def test_only_a_held_referral_is_rejected_and_a_plan_delivery_of_a_rejected_one_
         session.flush()
         stray_id = stray.id
     assert flow.deliver(p, stray_id) == "pending"
+
+
+def test_staff_can_send_a_failed_letter_again_and_the_referral_stays_rejected(
+        client, auth, settings, db, smtp_sink):
+    settings = dataclasses.replace(settings, smtp_url=f"smtp://127.0.0.1:{smtp_sink.port}")
+    p = Pipeline(settings, db=db)
+    body = flagged()
+    body["referrer"]["email"] = "office@northfamily.example.org"
+    rid = _held(client, auth, p, body)
+    staff_actions.reject(p, rid, actor="user:physio", note=REASON)
+    email = _deliveries(db, rid)["email"]
+    with db.session() as session:  # the referrer's mail server refused it for good
+        row = session.get(Delivery, email.id)
+        row.status, row.last_error = "failed", "email: 550 mailbox unavailable"
+    staff_actions.retry_delivery(p, email.id, actor="user:staff",
+                                 target="frontdesk@northfamily.example.org")
+    assert flow.deliver(p, email.id) == "sent"
+    rcpt, _message = smtp_sink.messages[-1]
+    assert rcpt == ["frontdesk@northfamily.example.org"]
+    with db.session() as session:
+        assert session.get(Referral, rid).status == states.REJECTED
