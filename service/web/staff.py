@@ -1,11 +1,20 @@
 """Staff pages: the queue dashboard, a referral with everything about it, and the
-staff actions (approve / reject, retry or correct a delivery, cancel).
+staff actions (approve / reject, retry or correct a delivery, cancel), the plan
+editor of a plan held for review (each change a new version through
+``pipeline.plan_revisions``), its versions and their differences, and the draft
+documents rendered on demand from the current version.
 
 Actions go through the pipeline's steps (they write the timeline and the audit
 trail); every view of a referral is audited as ``referral.view``.
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
 
 from flask import (
     Blueprint,
@@ -32,9 +41,18 @@ from refflow.db.models import (
     User,
     utcnow,
 )
-from refflow.pipeline import staff_actions
+from refflow.pipeline import plan_revisions, staff_actions
 from refflow.pipeline.context import Pipeline, StepError
+from refflow.pipeline.flow import referral_input
 from refflow.pipeline.overview import queue_overview
+from refflow.planning.revisions import (
+    InvalidRevision,
+    SafetyRuleBroken,
+    VersionConflict,
+    current_version,
+    describe,
+    diff_plans,
+)
 from refflow.referrals import queries, states
 from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, current_user, home_for, staff_required
@@ -195,12 +213,19 @@ def _plan_sent(deliveries, docs) -> dict | None:
 @bp.get("/referrals/<referral_id>")
 @staff_required
 def referral(user: WebUser, referral_id: str):
+    return _referral_page(user, referral_id)
+
+
+def _referral_page(user: WebUser, referral_id: str, *, edit: dict | None = None,
+                   status: int = 200) -> Response:
+    """The referral page; ``edit`` is a refused change (its problem and what was typed)."""
     with _db().session() as s:
         row = _load(s, referral_id)
         _audit(s, user, "referral.view", row.id)
         ctx = referral_context(s, row)
-        body = render_template("staff/referral.html", user=user, **ctx)
-    return downloads.private(Response(body))
+    ctx.update(_editor_context(ctx, edit))
+    body = render_template("staff/referral.html", user=user, **ctx)
+    return downloads.private(Response(body, status=status))
 
 
 @bp.get("/referrals/<referral_id>/documents/<name>")
@@ -305,3 +330,324 @@ def retry(user: WebUser, delivery_id: str):
         flash(f"Not sent again: {exc}.", "error")
     return redirect(url_for("staff.referral", referral_id=referral_id)
                     + f"#delivery-{delivery_id}")
+
+
+# -- the plan editor (a plan held for review) ---------------------------------------
+
+CHANGES = ("remove", "dose", "add", "note", "precaution", "phases")
+DOSE_INPUTS = (("sets", "Sets"), ("reps", "Repeats"), ("hold_seconds", "Hold (seconds)"),
+               ("minutes", "Minutes"))
+SEARCH_LIMIT = 40
+TEXT_MAX = 500
+
+
+def _one_line(value: str | None) -> str:
+    """A form's text as one line (line breaks and runs of spaces become one space)."""
+    return " ".join((value or "").split())[:TEXT_MAX + 1]
+
+
+def _catalogue() -> list:
+    """The exercise catalogue and the plugins' exercises (as catalogue entries)."""
+    from refflow.planning.catalog import CatalogError, exercise_from_mapping, load_catalog
+    from refflow.plugins.manager import exercise_catalog
+
+    items = list(load_catalog().exercises)
+    seen = {e.id for e in items}
+    extra, _failures = exercise_catalog(_pipeline().pm)
+    for entry in extra:
+        try:
+            ex = exercise_from_mapping(entry, source=str(entry.get("plugin") or "plugin")[:60])
+        except CatalogError:
+            continue
+        if ex.id not in seen:
+            seen.add(ex.id)
+            items.append(ex)
+    return items
+
+
+def _search(items: list, q: str, category: str, tag: str) -> list:
+    words = q.lower().split()
+    out = []
+    for ex in items:
+        text = f"{ex.name} {ex.id.replace('_', ' ')}".lower()
+        if words and not all(w in text for w in words):
+            continue
+        if category and ex.category != category:
+            continue
+        if tag and tag not in ex.tags:
+            continue
+        out.append(ex)
+    return out
+
+
+def _kept(edit: dict | None):
+    """``kept(form, field, default)``: what was typed in ``form`` when a change was
+    refused (so it can be sent again), else ``default``."""
+    typed = (edit or {}).get("typed") or {}
+
+    def kept(form: str, field: str, default=""):
+        if typed.get("form") == form and field in typed:
+            return typed[field]
+        return "" if default is None else default
+    return kept
+
+
+def _editor_context(ctx: dict, edit: dict | None) -> dict:
+    """The editor, the versions, a comparison, a catalogue search and the drafts."""
+    referral, plan = ctx["referral"], ctx["plan"]
+    out = {"editing": False, "edit": edit, "kept": _kept(edit), "versions": None,
+           "compare": None, "search": None, "drafts": None, "dose_inputs": DOSE_INPUTS}
+    if not plan:
+        return out
+    out["versions"] = [dict(v, at_time=_moment(v.get("at")))
+                       for v in plan_revisions.list_versions(_pipeline(), referral.id) or []]
+    out["plan_version"] = current_version(plan)
+    out["compare"] = _compare(referral.id, out["versions"] or [])
+    if referral.status != states.NEEDS_REVIEW:
+        return out
+    out["editing"] = True
+    from refflow.planning.catalog import CATEGORIES
+
+    items = _catalogue()
+    args = request.args
+    q, category, tag = (_one_line(args.get("q"))[:100], args.get("category") or "",
+                        args.get("tag") or "")
+    category = category if category in CATEGORIES else ""
+    tags = sorted({t for ex in items for t in ex.tags})
+    tag = tag if tag in tags else ""
+    in_plan = {e.get("id") for e in plan.get("exercises") or []}
+    excluded = {x.get("id"): x.get("rule") for x in plan.get("excluded_exercises") or []}
+    search = {"q": q, "category": category, "tag": tag, "categories": CATEGORIES, "tags": tags,
+              "asked": "search" in args, "results": [], "more": 0,
+              "in_plan": in_plan, "excluded": excluded}
+    if search["asked"]:
+        found = _search(items, q, category, tag)
+        search["results"], search["more"] = found[:SEARCH_LIMIT], max(0, len(found) - SEARCH_LIMIT)
+    out["search"] = search
+    if args.get("drafts") == "1":
+        out["drafts"] = _draft_pages(referral.id)
+    return out
+
+
+def _moment(text):
+    import datetime as dt
+
+    try:
+        moment = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _compare(referral_id: str, versions: list) -> dict | None:
+    """The difference between versions ``a`` and ``b`` of the query string."""
+    a, b = request.args.get("a", ""), request.args.get("b", "")
+    if not (a.isdigit() and b.isdigit() and len(a) < 6 and len(b) < 6):
+        return None
+    a, b = int(a), int(b)
+    known = {v["version"] for v in versions}
+    if a not in known or b not in known:
+        return {"a": a, "b": b, "error": "There is no such version to compare."}
+    pa = plan_revisions.get_version(_pipeline(), referral_id, a)
+    pb = plan_revisions.get_version(_pipeline(), referral_id, b)
+    if pa is None or pb is None:
+        return {"a": a, "b": b, "error": "That version is not stored."}
+    diff = diff_plans(pa, pb)
+    return {"a": a, "b": b, "diff": diff, "lines": describe(diff), "error": None}
+
+
+def _number(form, field: str, label: str, problems: dict, *, low: int, high: int) -> int | None:
+    text = (form.get(field) or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not low <= int(text) <= high:
+        problems[field] = f"a whole number from {low} to {high}"
+        return None
+    return int(text)
+
+
+def _proposed(change: str, form, plan: dict) -> dict:
+    """The change the form asks for, as ``revise_plan``'s ``proposed``."""
+    ids = [e.get("id") for e in plan.get("exercises") or []]
+    ex_id = (form.get("exercise_id") or "").strip()[:80]
+    if change == "remove":
+        if ex_id not in ids:
+            raise InvalidRevision("that exercise is not in the plan", {"exercise": "not in the plan"})
+        return {"exercises": [{"id": i} for i in ids if i != ex_id]}
+    if change == "add":
+        if not ex_id:
+            raise InvalidRevision("choose an exercise to add", {"exercise": "choose one"})
+        if ex_id in ids:
+            raise InvalidRevision("that exercise is already in the plan",
+                                  {"exercise": "already in the plan"})
+        return {"exercises": [{"id": i} for i in ids] + [{"id": ex_id}]}
+    if change == "dose":
+        if ex_id not in ids:
+            raise InvalidRevision("that exercise is not in the plan", {"exercise": "not in the plan"})
+        problems: dict[str, str] = {}
+        dose = {k: _number(form, k, label, problems, low=0, high=600) for k, label in DOSE_INPUTS}
+        entry: dict = {"id": ex_id, "dose": dose}
+        days = _number(form, "days_per_week", "Days a week", problems, low=1, high=7)
+        phase = _number(form, "phase_from", "Starts in stage", problems, low=1, high=4)
+        if problems:
+            raise InvalidRevision("check the numbers", problems)
+        if days is not None:
+            entry["days_per_week"] = days
+        if phase is not None:
+            entry["phase_from"] = phase
+        return {"exercises": [entry if i == ex_id else {"id": i} for i in ids]}
+    if change in ("note", "precaution"):
+        key = "patient_notes" if change == "note" else "precautions"
+        text = _one_line(form.get("text"))
+        if not text:
+            raise InvalidRevision("write the text", {"text": "required"})
+        return {key: list(plan.get(key) or []) + [text]}
+    # phases: each stage's text (its targets)
+    return {"phases": [{"phase": ph.get("phase"),
+                        "changes": _one_line(form.get(f"phase-{ph.get('phase')}"))
+                        or ph.get("changes")} for ph in plan.get("phases") or []]}
+
+
+def _field_label(key: str, proposed: dict, names: dict) -> str:
+    """A revision's field path in staff words: "Squat to chair: sets"."""
+    m = re.match(r"exercises\[(\d+)\]\.?(.*)$", key)
+    if m:
+        items = proposed.get("exercises") or []
+        i = int(m.group(1))
+        ex_id = items[i].get("id") if i < len(items) else None
+        what = m.group(2).replace("dose.", "").replace("_", " ").replace(".", " ")
+        return f"{names.get(ex_id, str(ex_id or 'exercise').replace('_', ' '))}" + (
+            f": {what}" if what and what != "id" else "")
+    m = re.match(r"phases\[(\d+)\]\.?(.*)$", key)
+    if m:
+        what = m.group(2).replace("changes", "targets").replace("_", " ")
+        return f"Stage {int(m.group(1)) + 1}" + (f": {what}" if what else "")
+    labels = dict(DOSE_INPUTS, days_per_week="Days a week", phase_from="Starts in stage")
+    if key in labels:
+        return labels[key]
+    return {"patient_notes": "Note to the patient", "precautions": "Precaution",
+            "text": "Text", "reason": "Reason", "override": "Override reason",
+            "exercise": "Exercise"}.get(key.split("[")[0], key.replace("_", " "))
+
+
+@bp.post("/referrals/<referral_id>/plan")
+@staff_required
+def revise(user: WebUser, referral_id: str):
+    """Save one change to a plan held for review as its next version."""
+    form = request.form
+    change = form.get("change")
+    if change not in CHANGES:
+        abort(400)
+    with _db().session() as s:
+        _load(s, referral_id)
+        plan = s.scalar(select(Plan.body).where(Plan.referral_id == referral_id))
+    if plan is None:
+        flash("Not saved: this referral has no plan yet.", "error")
+        return _back(referral_id)
+    typed = {k: v[:TEXT_MAX + 1] for k, v in form.items() if k != "csrf_token"}
+    reason = _one_line(form.get("reason"))
+    override = _one_line(form.get("override")) or None
+    expected = form.get("expected_version", "")
+    expected = int(expected) if expected.isdigit() and len(expected) < 6 else None
+    proposed: dict = {}
+    try:
+        proposed = _proposed(change, form, plan)
+        if not reason:
+            raise InvalidRevision("say why, in one line", {"reason": "required"})
+        new = plan_revisions.revise_plan(_pipeline(), referral_id, proposed, actor=user.actor,
+                                         reason=reason, override=override,
+                                         expected_version=expected)
+    except LookupError:
+        abort(404)
+    except StepError as exc:
+        flash(f"Not saved: {exc}.", "error")
+        return _back(referral_id)
+    except VersionConflict as exc:
+        problem = {"kind": "conflict", "current": exc.current}
+        return _referral_page(user, referral_id, edit={"problem": problem, "typed": typed},
+                              status=409)
+    except SafetyRuleBroken as exc:
+        names = {e.id: e.name for e in _catalogue()}
+        violations = [dict(v, exercise_name=names.get(v.get("exercise"), v.get("exercise")))
+                      for v in exc.violations]
+        problem = {"kind": "safety", "violations": violations, "overridable": exc.overridable,
+                   "override_given": override is not None}
+        return _referral_page(user, referral_id, edit={"problem": problem, "typed": typed},
+                              status=422)
+    except InvalidRevision as exc:
+        names = {e.get("id"): e.get("name") for e in plan.get("exercises") or []}
+        names.update({e.id: e.name for e in _catalogue() if e.id not in names})
+        fields = [(_field_label(k, proposed, names), v) for k, v in exc.fields.items()]
+        problem = {"kind": "invalid", "message": exc.message, "fields": fields}
+        return _referral_page(user, referral_id, edit={"problem": problem, "typed": typed},
+                              status=422)
+    flash(f"Saved as version {new['version']}: {reason}", "success")
+    return redirect(url_for("staff.referral", referral_id=referral_id) + "#plan")
+
+
+# -- draft documents (rendered on demand from the current version) ---------------------
+
+DRAFT_NAMES = ("handout.pdf", "summary.pdf", "fax.tiff")
+DRAFTS_KEPT = 4
+_drafts: OrderedDict[tuple, dict[str, bytes]] = OrderedDict()
+_drafts_lock = threading.Lock()
+
+
+def _draft_documents(referral_id: str) -> tuple[int, dict[str, bytes]]:
+    """The current version's documents (marked DRAFT by the renderers), rendered once
+    per version and kept for a few referrals."""
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        plan = s.scalar(select(Plan.body).where(Plan.referral_id == referral_id))
+        if row.status != states.NEEDS_REVIEW or plan is None:
+            abort(404)
+        referral_in = referral_input(row)
+    key = (referral_id, current_version(plan),
+           hashlib.sha256(json.dumps(plan, sort_keys=True, default=str).encode()).hexdigest())
+    with _drafts_lock:  # one rendering at a time; the page's images then share it
+        docs = _drafts.get(key)
+        if docs is None:
+            from refflow.documents.render import render_all
+
+            p = _pipeline()
+            docs = render_all(referral_in, plan, p.clinic, resolution=p.settings.fax_resolution,
+                              paper=p.settings.paper)
+            _drafts[key] = docs
+            while len(_drafts) > DRAFTS_KEPT:
+                _drafts.popitem(last=False)
+        _drafts.move_to_end(key)
+    return key[1], docs
+
+
+def _draft_pages(referral_id: str) -> dict:
+    version, docs = _draft_documents(referral_id)
+    return {"version": version,
+            "pages": [(name, downloads.page_count(docs[name])) for name in DRAFT_NAMES]}
+
+
+@bp.get("/referrals/<referral_id>/draft/<name>")
+@staff_required
+def draft_document(user: WebUser, referral_id: str, name: str):
+    if name not in DRAFT_NAMES:
+        abort(404)
+    version, docs = _draft_documents(referral_id)
+    with _db().session() as s:
+        _audit(s, user, "document.read", referral_id, detail=f"draft {name} version {version}")
+    mimetype = "application/pdf" if name.endswith(".pdf") else "image/tiff"
+    response = Response(docs[name], mimetype=mimetype)
+    disposition = "inline" if name.endswith(".pdf") else "attachment"
+    response.headers["Content-Disposition"] = f'{disposition}; filename="draft-{name}"'
+    return downloads.private(response)
+
+
+@bp.get("/referrals/<referral_id>/draft/<name>/<int:page>.png")
+@staff_required
+def draft_page(user: WebUser, referral_id: str, name: str, page: int):
+    if name not in DRAFT_NAMES:
+        abort(404)
+    version, docs = _draft_documents(referral_id)
+    with _db().session() as s:
+        _audit(s, user, "document.read", referral_id,
+               detail=f"draft {name} version {version} page {page}")
+    response = Response(downloads.page_png(docs[name], page), mimetype="image/png")
+    return downloads.private(response)
