@@ -285,3 +285,25 @@ def test_two_tabs_editing_the_same_version(page, site):
     expect(second.locator("#plan")).to_contain_text(precaution)
     expect(second.locator("#versions [data-version='3']")).to_contain_text(
         "from the referral's restrictions")
+
+
+def test_the_web_app_starts_without_the_renderers(tmp_path):
+    """Drafts are rendered on demand: creating the web app (and its staff pages)
+    loads neither ReportLab nor PDFium."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from refflow.app import create_app\n"
+            "from refflow.config import load_settings\n"
+            f"s = load_settings({{'REFFLOW_DATA_DIR': {str(tmp_path)!r}, "
+            f"'REFFLOW_DATABASE_URL': 'sqlite:///{tmp_path}/web.db', "
+            "'REFFLOW_SECRET_KEY': 'x'})\n"
+            "create_app(s, {})\n"
+            "import refflow.web.staff, refflow.web.downloads\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('reportlab', 'pypdfium2', 'pypdfium2_raw')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
