@@ -103,7 +103,8 @@ def test_flagged_plan_waits_for_staff_then_delivers(stack, intake):
     summary = _pdf_text(intake.get(f"/api/v1/referrals/{rid}/documents/summary.pdf",
                                    headers=intake.auth).data)
     assert "DRAFT" not in handout and "Please wait until we call you" not in handout
-    assert "HELD FOR REVIEW" not in summary and "approved by a clinician" in summary
+    assert "HELD FOR REVIEW" not in summary
+    assert f"approved by {user.email}" in " ".join(summary.split())  # who, by name
 
 
 def test_transient_failures_are_retried_then_sent_once(stack, intake, smtp):
