@@ -6,6 +6,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from refflow.documents.facts import UNKNOWN, fractures_text, medications_text, yes_no
+from refflow.documents.names import DECLINE_NAMES
 
 STATE_LABELS = {
     "received": "Received",
@@ -32,6 +33,14 @@ STATE_HELP = {
 DELIVERY_LABELS = {"pending": "Waiting", "sending": "Sending", "sent": "Sent",
                    "retrying": "Retrying", "failed": "Failed",
                    "in_doubt": "May have been sent"}
+def delivery_title(delivery) -> str:
+    """What a delivery is, for staff: its channel, or the letter to the referrer."""
+    if delivery.document in DECLINE_NAMES:
+        return {"email": "Letter to referrer (email)",
+                "fax": "Letter to referrer (fax)"}.get(delivery.channel, "Letter to referrer")
+    return CHANNEL_LABELS.get(delivery.channel, delivery.channel)
+
+
 CHANNEL_LABELS = {"fax": "Fax to referrer", "email": "Email to patient",
                   "pdf": "Chart PDF"}
 DOCUMENT_LABELS = {"handout.pdf": "Patient handout (PDF)",
@@ -145,6 +154,7 @@ def init_app(app, settings) -> None:
     app.add_template_filter(lambda s: STATE_LABELS.get(s, s), "state")
     app.add_template_filter(lambda s: DELIVERY_LABELS.get(s, s), "delivery_state")
     app.add_template_filter(lambda s: CHANNEL_LABELS.get(s, s), "channel")
+    app.add_template_filter(delivery_title, "delivery_title")
     app.add_template_filter(lambda s: DOCUMENT_LABELS.get(s, s), "document")
 
     @app.context_processor
