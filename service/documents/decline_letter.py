@@ -19,6 +19,7 @@ from refflow.documents.cover import render_cover
 from refflow.documents.fax import pdfs_to_fax_tiff
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style
+from refflow.documents.letterhead import draw_letterhead
 from refflow.documents.names import DECLINE, DECLINE_FAX, DECLINE_TEXT
 
 BODY = Style(REGULAR, 12, 16)
@@ -75,18 +76,8 @@ def render_decline_letter(referral, clinic: ClinicInfo, *, reason: str | None,
     when = fmt.local(decided_at, clinic.zone)
 
     def letterhead(flow: Flow) -> None:
-        c = flow.canvas
-        c.setFillGray(0)
-        c.setFont(BOLD, 14)
-        c.drawString(flow.left, flow.height - 44, clinic.name)
-        c.setFont(REGULAR, 11)
-        c.drawRightString(flow.right, flow.height - 44,
-                          f"Phone {clinic.phone}   Fax {clinic.fax}")
-        c.setLineWidth(1.2)
-        c.line(flow.left, flow.height - 52, flow.right, flow.height - 52)
-        c.setFont(REGULAR, 9.5)
-        c.drawString(flow.left, 36, "CONFIDENTIAL – protected health information, for the "
-                                    "referring office only.")
+        draw_letterhead(flow, clinic, "CONFIDENTIAL – protected health information, for the "
+                                      "referring office only.")
 
     flow = Flow(paper=paper, margin=60, top=76, bottom=54, title=TITLE_TEXT,
                 author=clinic.name, subject=TITLE_TEXT, decorate=letterhead)

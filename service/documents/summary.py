@@ -14,6 +14,7 @@ from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style
+from refflow.documents.letterhead import draw_letterhead
 
 BODY = Style(REGULAR, 10.5, 13.5)
 BOLD_BODY = Style(BOLD, 10.5, 13.5)
@@ -58,17 +59,9 @@ def _summary_flow(referral, plan, clinic, *, paper, generated_at) -> Flow:
     printed = fmt.date_time(fmt.local(generated_at, clinic.zone))
 
     def decorate(flow: Flow) -> None:
+        draw_letterhead(flow, clinic,
+                        f"CONFIDENTIAL – protected health information. Printed {printed}.")
         c = flow.canvas
-        c.setFillGray(0)
-        c.setFont(BOLD, 11)
-        c.drawString(flow.left, flow.height - 40, clinic.name)
-        c.setFont(REGULAR, 10.5)
-        c.drawRightString(flow.right, flow.height - 40,
-                          f"Phone {clinic.phone}   Fax {clinic.fax}")
-        c.setLineWidth(1)
-        c.line(flow.left, flow.height - 47, flow.right, flow.height - 47)
-        c.setFont(REGULAR, 10)
-        c.drawString(flow.left, 36, f"CONFIDENTIAL – protected health information. Printed {printed}.")
         label = f"Page {flow.page} of "
         x = flow.right - c.stringWidth(label + "00", REGULAR, 10)
         c.drawString(x, 36, label)
