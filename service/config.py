@@ -8,6 +8,7 @@ no broker URL ``refflow run`` starts an embedded Redis (see ``embedded.py``).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -61,6 +62,8 @@ class Settings:
     clinic_phone: str = "+1 763 555 0150"
     clinic_fax: str = "+1 763 555 0101"
     clinic_timezone: str = "America/Chicago"
+    clinic_locale: str = "en_US"  # the documents' dates, numbers and units (en_US: lb, inches)
+    handout_large_print: bool = False  # True: the patient handout's body text is 16 pt (else 14 pt)
     disabled_plugins: tuple[str, ...] = ()
     load_plugins: tuple[str, ...] | None = None
     max_body_bytes: int = 1024 * 1024
@@ -149,6 +152,8 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_FAX_RESOLUTION must be 'fine' or 'normal'")
     if settings.paper not in {"letter", "a4"}:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
+    if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", settings.clinic_locale):
+        raise ConfigError("REFFLOW_CLINIC_LOCALE must be a locale such as en_US or en_GB")
     if settings.delivery_lease_seconds < 3:
         raise ConfigError("REFFLOW_DELIVERY_LEASE_SECONDS must be 3 or more")
     if settings.database_url:

@@ -19,15 +19,19 @@ class ClinicInfo:
     phone: str
     fax: str
     timezone: str = "America/Chicago"
+    locale: str = "en_US"  # dates, numbers and units on the documents
+    large_print: bool = False  # the patient handout in 16 pt instead of 14 pt
 
     @classmethod
     def from_settings(cls, settings) -> ClinicInfo:
-        """Build from ``refflow.config.Settings`` (clinic_name/phone/fax/timezone)."""
+        """Build from ``refflow.config.Settings`` (clinic_* and handout_large_print)."""
         return cls(
             name=settings.clinic_name,
             phone=settings.clinic_phone,
             fax=settings.clinic_fax,
             timezone=settings.clinic_timezone,
+            locale=settings.clinic_locale,
+            large_print=settings.handout_large_print,
         )
 
     @property

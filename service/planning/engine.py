@@ -3,7 +3,7 @@
 Pure Python (no Flask, Celery or database). The pipeline:
 
 1. derive facts and classify risk (``risk.py``);
-2. gates: urgent (do not exercise), review and soft flags (``rules.GATES``);
+2. gates: urgent (do not exercise), review and soft flags (``gates.GATES``);
 3. prescription: exclusions, selection, doses (``rules.PRESCRIPTION``),
    targets, phases, schedule, precautions;
 4. plugin adjusters, each on a deep copy, each change recorded with the
@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from refflow.intake.schemas import Referral
+from refflow.planning import gates
 from refflow.planning import rules as R
 from refflow.planning.catalog import (
     CATEGORIES,
@@ -62,7 +63,7 @@ def build_plan(referral: Referral, *, as_of: dt.date,
     risk = assess_risk(facts)
     d = R.Draft(facts=facts, risk=risk, catalog=catalog)
     d.extras = _load_extras(extra_exercises, d)
-    for rule in R.GATES:
+    for rule in gates.GATES:
         rule(d)
     if d.planning:
         for rule in R.PRESCRIPTION:

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from refflow.intake.schemas import Referral
+from refflow.planning import gates
 from refflow.planning import rules as R
 from refflow.planning.catalog import CatalogError, Exercise, exercise_from_mapping, load_catalog
 from refflow.planning.decision import decide
@@ -212,7 +213,7 @@ def _draft(referral: Referral, as_of: dt.date, extra_exercises: Sequence[Mapping
             seen.add(ex.id)
             extras.append(ex)
     d.extras = tuple(extras)
-    for rule in R.GATES:
+    for rule in gates.GATES:
         rule(d)
     R.impact_limit(d)  # the exclusion profile
     return d
