@@ -172,10 +172,60 @@ class BloodPressure(Strict):
         return self
 
 
+# A condition's status as the referral gives it: only an acute or current one
+# ("active", "flare") can be an absolute contraindication; "stable" is a
+# controlled chronic condition; "resolved" is in the past.
+ConditionStatus = Literal["active", "stable", "resolved", "flare"]
+Route = Literal["oral", "inhaled", "topical", "eye", "injection", "other"]
+# What a referral writes for "nothing": ["none"] is an empty list, not a condition.
+NONE_ENTRIES = frozenset({
+    "none", "nil", "nothing", "n/a", "na", "no known", "none known", "no known conditions",
+    "no conditions", "no medical history", "no significant history", "no past medical history",
+    "no known medications", "no medications", "no current medications", "no regular medications",
+    "no meds", "none reported",
+})
+
+
+def _is_none_entry(entry: object) -> bool:
+    return isinstance(entry, str) and entry.strip(" .").lower() in NONE_ENTRIES
+
+
+class Condition(Strict):
+    """A condition with its qualifiers; a plain string is a condition too."""
+
+    text: ShortText | None = None
+    code: ICD10Code | None = None
+    status: ConditionStatus | None = None
+    since: PastDate | None = None
+
+    @model_validator(mode="after")
+    def _text_or_code(self) -> "Condition":
+        if not self.text and not self.code:
+            raise ValueError("give a text or an ICD-10-CM code")
+        return self
+
+
+class Course(Strict):
+    """One course of an intermittently taken medication (e.g. a steroid burst)."""
+
+    start: PastDate
+    days: Annotated[int, Field(ge=1, le=366)]
+    dose_mg_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
+
+
 class Medication(Strict):
     name: ShortText
     dose_mg_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
     since: PastDate | None = None
+    route: Route | None = None
+    course: Literal["continuous", "intermittent"] | None = None
+    courses: list[Course] | None = Field(default=None, max_length=50)
+
+    @model_validator(mode="after")
+    def _courses_are_intermittent(self) -> "Medication":
+        if self.courses and self.course == "continuous":
+            raise ValueError("courses are given, so the course is intermittent, not continuous")
+        return self
 
 
 class Clinical(Strict):
@@ -189,12 +239,20 @@ class Clinical(Strict):
     can_rise_from_floor: bool | None = None
     pain: Pain | None = None
     blood_pressure: BloodPressure | None = None
-    conditions: list[ShortText] | None = Field(default=None, max_length=50)
+    conditions: list[ShortText | Condition] | None = Field(default=None, max_length=50)
     medications: list[ShortText | Medication] | None = Field(default=None, max_length=50)
     activity_level: ActivityLevel | None = None
     exercise_history: LongText | None = None
     gym_access: bool | None = None
     contraindications_text: LongText | None = None
+
+    @field_validator("conditions", "medications")
+    @classmethod
+    def _none_means_empty(cls, entries: list | None) -> list | None:
+        """["none"], ["nil"], ["no known"]: the referral says there are none."""
+        if entries is None:
+            return None
+        return [e for e in entries if not _is_none_entry(e)]
 
 
 class Deliver(Strict):
@@ -222,6 +280,10 @@ class Referral(Strict):
         for fracture in self.clinical.fractures or []:
             if fracture.date and fracture.date < self.patient.birth_date:
                 raise ValueError("a fracture date is before the birth date")
+        for condition in self.clinical.conditions or []:
+            if isinstance(condition, Condition) and condition.since \
+                    and condition.since < self.patient.birth_date:
+                raise ValueError("a condition's date is before the birth date")
         return self
 
     def age_on(self, day: dt.date) -> int:

@@ -30,6 +30,7 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
     """Each bad field's dotted path and why, in linear time however many there
     are (one pass over the errors and one over their paths' prefixes)."""
     found: dict[tuple, str] = {}
+    not_text: set[tuple] = set()  # an object where a union also takes a string
     for err in exc.errors(include_input=False, include_url=False):
         loc = err["loc"]
         if err["type"] == "extra_forbidden":
@@ -40,7 +41,14 @@ def field_errors(exc: ValidationError) -> dict[str, str]:
             loc = tuple(p for p in loc if not _is_union_tag(p))
             message = ("required" if err["type"] == "missing"
                        else err["msg"].removeprefix("Value error, "))
-        found.setdefault(loc, message)
+        if loc in not_text:  # the object branch of the union says what is wrong
+            found[loc] = message
+            not_text.discard(loc)
+        elif loc not in found and err["type"] == "string_type" and len(err["loc"]) > len(loc):
+            found[loc] = message
+            not_text.add(loc)
+        else:
+            found.setdefault(loc, message)
     # A union (a medication is a name or an object) reports both branches; keep
     # the more specific one: drop a path when a longer one starts with it.
     prefixes = {loc[:i] for loc in found for i in range(1, len(loc))}
@@ -52,7 +60,7 @@ def _is_union_tag(part) -> bool:
     # pydantic names the branch of a union in the location ("Medication",
     # "str", "constrained-str", "function-after[one_line(), constrained-str]");
     # no field of the referral is named like that.
-    return isinstance(part, str) and (part in {"str", "Medication"}
+    return isinstance(part, str) and (part in {"str", "Medication", "Condition"}
                                       or part.startswith("constrained-") or "[" in part)
 
 

@@ -1,6 +1,6 @@
 """Guideline sources (guidance §10) and the evidence behind each built-in rule.
 
-Every rule function in ``rules.py`` is registered here with the sources it
+Every rule function in ``gates.py`` and ``rules.py`` is registered here with the sources it
 encodes and a one-line summary; the engine copies the entry into the plan's
 ``evidence[]`` whenever the rule fires. Tags: [V] verified, [V2] secondary
 source, [U] unverified, [D] design decision that needs clinical sign-off.
@@ -28,6 +28,10 @@ SOURCES: dict[str, str] = {
     "SINAKI_YOGA": "Sinaki 2013 Pain Pract 13:68; Sfeir 2018 Eur J Phys Rehabil Med 54:947",
     "KOREA2023": "Bae et al. Exercise guidelines for osteoporosis. J Bone Metab 2023;30:149",
     "BONEFIT": "Bone Fit (Osteoporosis Canada): TFTF strength recommendations",
+    "NICE_NG249": "NICE NG249. Falls: assessment and prevention in older people and in people 50 and over at higher risk (2025)",
+    "BTS_PR2013": "Bolton et al. BTS guideline on pulmonary rehabilitation in adults. Thorax 2013;68:ii1-ii30",
+    "WHO_TSCORE": "WHO Technical Report Series 843 (1994): T-score definitions of osteopenia and osteoporosis",
+    "LEP_SAFETY": "US HHS Office for Civil Rights: language access for people with limited English proficiency (Title VI)",
     "DESIGN": "refflow design decision (conservative; needs clinical sign-off)",
 }
 
@@ -50,17 +54,20 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "recent_fracture": (("ROS_VF_4_12WK", "DESIGN"), "Exercise after a vertebral fracture is individualised from 4-12 weeks; other recent fractures carry unknown surgical precautions [V2; D]."),
     "multiple_vertebral_fractures": (("TFTF2015", "TFTF2014", "DESIGN"), "Multiple vertebral fractures or painful hyperkyphosis: PT assessment recommended [V; D]."),
     "back_pain": (("CLINIC", "NOGG", "DESIGN"), "Significant or new back pain needs assessment; see a PT if in pain [given; D]."),
+    "frailty_review": (("NICE_NG249", "OTAGO", "DESIGN"), "Living with frailty (very old age, a walking aid, unable to get up from the floor, living alone) is case-found for a multifactorial falls assessment, not only repeated falls; two signs, or one with a fall, hold the plan [V; thresholds D]."),
+    "past_conditions": (("ACSM_GETP", "DESIGN"), "Only an acute or current condition is an absolute contraindication; one the referral calls past, resolved or stable is a caution for the reviewer [V; D]."),
+    "language_review": (("LEP_SAFETY", "DESIGN"), "A patient who prefers a language the handout is not written in needs an interpreter or a translated handout before the plan goes out [V2; D]."),
     "falls_review": (("ROS2022", "OTAGO", "SHERRINGTON2011"), "Repeated or injurious falls, or a walker/wheelchair: falls service or PT-delivered Otago [V]."),
     "cardiovascular_review": (("CLINIC", "ACSM_GETP", "AHA2007"), "Known heart disease: medical clearance; aerobic effort capped at moderate until cleared [U/V2]."),
     "blood_pressure_review": (("AHA2007",), "BP 160-179 / 100-109 is a relative contraindication to resistance training [V2]."),
-    "comorbidity_review": (("OTAGO", "ESSA2017", "ACSM_GETP", "DESIGN"), "Neurological/vestibular, cognitive, inflammatory arthritis, severe OA, uncontrolled metabolic disease, surgery, cancer or pregnancy: tailoring needed [V/D]."),
+    "comorbidity_review": (("OTAGO", "ESSA2017", "ACSM_GETP", "BTS_PR2013", "DESIGN"), "Neurological/vestibular, cognitive, inflammatory arthritis (flare or status unknown), severe OA, uncontrolled metabolic disease, recent surgery, cancer, pregnancy, severe lung disease or long-term oxygen (pulmonary rehabilitation, BTS): tailoring needed [V/D]."),
     "age_premenopausal_review": (("DESIGN",), "Guidelines target postmenopausal women and men >=50; younger adults need a secondary-cause work-up [D]."),
     "glucocorticoid_review": (("GC_RISK",), "Very high glucocorticoid dose or a fracture while on glucocorticoids: very high risk [V2]."),
     "missing_fracture_history": (("DESIGN",), "Unknown fracture history cannot rule out a vertebral fracture [D]."),
-    "diagnosis_consistency": (("DESIGN",), "Diagnosis, T-score and fracture history must agree [D]."),
+    "diagnosis_consistency": (("WHO_TSCORE", "NOGG", "DESIGN"), "Diagnosis, T-score and fracture history must agree in both directions: osteopenia is -1.0 to -2.5; osteoporosis is -2.5 or lower unless a fragility fracture or high FRAX makes it a clinical diagnosis [V; D]."),
     "referrer_restrictions": (("DESIGN",), "Free-text restrictions from the referrer cannot be interpreted safely by the engine [D]."),
     # soft flags
-    "soft_flags": (("TFTF2014", "ROS2022", "LIFTMOR2018", "CLINIC"), "Recommend PT (category C, new to exercise, pain 4-6), falls service (high falls risk), supervised programme for heavy lifting or jumping goals [V]."),
+    "soft_flags": (("TFTF2014", "ROS2022", "LIFTMOR2018", "CLINIC"), "Recommend PT (category C, new to exercise, pain 4-6), falls service (high falls risk), supervised program for heavy lifting or jumping goals [V]."),
     "vocabulary": (("DESIGN",), "Conditions and medications the vocabulary does not recognise are listed for the reviewer [D]."),
     "medication_cautions": (("DESIGN",), "Beta-blockers, anticoagulants, fall-risk drugs and glucose-lowering drugs change how a session is monitored [U/D]."),
     # prescription
@@ -69,13 +76,13 @@ RULES: dict[str, tuple[tuple[str, ...], str]] = {
     "no_loaded_or_end_range_flexion": (("ESSA2017", "ROS2022", "TFTF2015", "SINAKI_YOGA"), "No loaded, end-range or rapid/repetitive spinal flexion [V]."),
     "no_loaded_or_end_range_rotation": (("TFTF2015", "CLINIC"), "No loaded, end-range or rapid twisting [V]."),
     "never_in_home_plan": (("CLINIC", "ESSA2017", "SINAKI_YOGA"), "Named avoid list: sit-ups, toe touches, forward folds, deep twists, jump rope... [V]."),
-    "supervised_only": (("LIFTMOR2018",), "High-intensity lifting and plyometrics only in a supervised, screened programme [V]."),
+    "supervised_only": (("LIFTMOR2018",), "High-intensity lifting and plyometrics only in a supervised, screened program [V]."),
     "avoid_for_category": (("ROS2022", "TFTF2015", "DESIGN"), "Catalogue avoid-lists by bone category [V/D]."),
     "avoid_for_falls_risk": (("SHERRINGTON2011", "OTAGO", "DESIGN"), "Catalogue avoid-list for high falls risk [V/D]."),
     "impact_above_limit": (("ROS2022", "CLINIC"), "Exercises above the patient's impact limit are excluded [V]."),
     "no_spinal_flexion_category_c": (("ROS2022", "DESIGN"), "Category C or any vertebral fracture: no spinal-flexion exercises at all [D; ROS 'avoid high degree']."),
     "no_floor_exercises": (("TFTF2015", "DESIGN"), "No floor exercises with high falls risk or if the patient cannot rise from the floor [D]."),
-    "no_brisk_walking_program_falls_risk": (("SHERRINGTON2011",), "High-risk people should not be prescribed brisk-walking programmes [V]."),
+    "no_brisk_walking_program_falls_risk": (("SHERRINGTON2011",), "High-risk people should not be prescribed brisk-walking programs [V]."),
     "balance_needs_support": (("OTAGO", "DESIGN"), "With high falls risk every balance exercise is done beside a stable support [D/Otago]."),
     "needs_gym_access": (("DESIGN",), "Machine exercises only with gym access [D]."),
     "jogging_only_if_habitual": (("ROS2022", "ACSM2004", "CLINIC"), "Jogging only for habitual runners in category A [V; D]."),

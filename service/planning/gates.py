@@ -113,7 +113,8 @@ def blood_pressure_urgent(d: Draft) -> None:
 
 
 def unstable_cardiopulmonary(d: Draft) -> None:
-    hits = d.facts.conditions & {"unstable_cardiac", "acute_illness"}
+    hits = d.facts.conditions & {"unstable_cardiac", "heart_inflammation", "acute_vascular",
+                                 "acute_illness"}
     if hits:
         d.urgent = True
         d.flag("unstable_cardiopulmonary_condition", "needs_review",
@@ -159,7 +160,7 @@ def multiple_vertebral_fractures(d: Draft) -> None:
     if len(vertebral) >= 2 or painful_kyphosis:
         d.flag("multiple_vertebral_fractures", "needs_review",
                "Two or more vertebral fractures or painful hyperkyphosis: physical therapist "
-               "assessment before a home programme.")
+               "assessment before a home program.")
         d.applied("multiple_vertebral_fractures", "highest-risk spine: review")
 
 
@@ -189,13 +190,41 @@ def falls_review(d: Draft) -> None:
     if reasons:
         d.flag("high_falls_risk", "needs_review",
                "High falls risk (" + ", ".join(reasons) + "): falls service or a PT-delivered "
-               "Otago programme; strength and balance first.")
+               "Otago program; strength and balance first.")
         d.applied("falls_review", "high falls risk: review")
     if f.aid == "wheelchair":
         d.flag("non_ambulatory", "needs_review",
-               "Uses a wheelchair: the standing programme does not apply; the draft keeps only "
+               "Uses a wheelchair: the standing program does not apply; the draft keeps only "
                "exercises done sitting, and a PT must tailor it.")
         d.applied("falls_review", "non-ambulatory: review")
+
+
+FRAIL_AGE = 85  # "very old age" [D; Otago's most benefit at 80+]
+
+
+def frailty_review(d: Draft) -> None:
+    """Frailty as NICE NG249 case-finds it and the Otago program serves it:
+    not only the count of falls. Two signs, or one with a fall this year."""
+    f = d.facts
+    if any(x["code"] == "high_falls_risk" for x in d.flags):
+        return  # the falls review already holds the plan for the same service
+    signs = []
+    if f.age >= FRAIL_AGE:
+        signs.append(f"aged {FRAIL_AGE} or over")
+    if "frailty" in f.conditions:
+        signs.append("described as frail")
+    if f.aid in ("cane", "walker", "rollator"):
+        signs.append(f"uses a {f.aid}")
+    if f.can_rise is False:
+        signs.append("cannot get up from the floor")
+    if f.lives_alone:
+        signs.append("lives alone")
+    fell = f.falls is not None and f.falls >= 1
+    if len(signs) >= 2 or (signs and fell):
+        d.flag("frailty_falls_review", "needs_review",
+               "Signs of frailty (" + ", ".join(signs + (["a fall this year"] if fell else []))
+               + "): a falls assessment and a therapist-led Otago program before a home program.")
+        d.applied("frailty_review", f"{len(signs)} frailty sign(s): review")
 
 
 def cardiovascular_review(d: Draft) -> None:
@@ -235,7 +264,7 @@ def blood_pressure_review(d: Draft) -> None:
 _COMORBID = (
     ("neuro_vestibular", "neurological_or_vestibular_condition",
      "falls risk; balance work must be tailored"),
-    ("cognitive", "cognitive_impairment", "an unsupervised programme may be unsafe"),
+    ("cognitive", "cognitive_impairment", "an unsupervised program may be unsafe"),
     ("inflammatory_arthritis", "inflammatory_arthritis_flare",
      "check for an active flare; impact and loading may need modifying"),
     ("severe_osteoarthritis", "severe_oa_limits_weight_bearing", "impact and loading need modifying"),
@@ -243,6 +272,8 @@ _COMORBID = (
     ("surgery", "surgical_precautions", "precautions depend on the surgical approach"),
     ("cancer", "active_cancer", "bone involvement must be ruled out"),
     ("pregnancy", "pregnancy", "outside the rule set"),
+    ("severe_lung_disease", "severe_lung_disease",
+     "needs a supervised start (pulmonary rehabilitation) and a plan paced by breathlessness"),
 )
 
 
@@ -254,10 +285,25 @@ def comorbidity_review(d: Draft) -> None:
     for concept, code, why in (("osteoarthritis", "osteoarthritis", "impact limited to low"),
                                ("diabetes", "diabetes", "check glucose around sessions"),
                                ("respiratory", "chronic_lung_disease", "pace by breathlessness"),
-                               ("hyperkyphosis", "hyperkyphosis", "emphasise posture work")):
+                               ("hyperkyphosis", "hyperkyphosis", "emphasize posture work"),
+                               ("inflammatory_arthritis_stable", "inflammatory_arthritis_stable",
+                                "ease the loading if it flares"),
+                               ("past_surgery", "past_surgery",
+                                "no precautions were given; check there are none")):
         if concept in d.facts.conditions:
             d.flag(code, "caution", f"{vocab.concept_label(concept).capitalize()}: {why}.")
             d.applied("comorbidity_review", f"{code}: caution")
+
+
+def past_conditions(d: Draft) -> None:
+    """Only an acute or current condition is an absolute contraindication
+    (guidance §3.1); one the referral calls past, resolved or stable is a caution."""
+    past = d.facts.past_conditions
+    if past:
+        d.flag("past_condition", "caution",
+               f"Listed as past, resolved or stable, so not treated as a contraindication now "
+               f"(check that it is): {_labels(past)}.")
+        d.applied("past_conditions", f"{len(past)} past or stable condition(s): caution")
 
 
 def age_premenopausal_review(d: Draft) -> None:
@@ -271,8 +317,8 @@ def age_premenopausal_review(d: Draft) -> None:
 def glucocorticoid_review(d: Draft) -> None:
     f = d.facts
     for gc in f.glucocorticoids:
-        if gc.pred_mg is not None and gc.pred_mg >= GC_VERY_HIGH_MG and (
-                gc.days is None or gc.days > GC_VERY_HIGH_DAYS):
+        long = gc.days > GC_VERY_HIGH_DAYS if gc.days is not None else not gc.intermittent
+        if gc.pred_mg is not None and gc.pred_mg >= GC_VERY_HIGH_MG and long:
             d.flag("glucocorticoid_very_high_dose", "needs_review",
                    "Glucocorticoid 30 mg/day or more for over 30 days: very high fracture risk.")
             d.applied("glucocorticoid_review", "very high glucocorticoid dose: review")
@@ -293,6 +339,11 @@ def glucocorticoid_review(d: Draft) -> None:
         d.flag("glucocorticoid_upgrade", "info",
                "Long-term glucocorticoids: bone category raised one level.")
         d.applied("glucocorticoid_upgrade", "bone category raised one level")
+    if any(gc.intermittent for gc in f.glucocorticoids) and not d.risk.gc_upgrade:
+        d.flag("glucocorticoid_courses", "caution",
+               "Glucocorticoid taken in short courses: not counted as long-term use. Check how many "
+               "courses a year: courses that add up to 3 months raise the bone category.")
+        d.applied("glucocorticoid_review", "short glucocorticoid courses: caution")
     if d.risk.gc_assumed:
         d.flag("glucocorticoid_dose_unknown", "caution",
                "Glucocorticoid dose or start date not given: long-term use at 7.5 mg/day or more "
@@ -309,15 +360,45 @@ def missing_fracture_history(d: Draft) -> None:
 
 
 def diagnosis_consistency(d: Draft) -> None:
+    """The T-score and the diagnosis must agree (WHO: normal above -1.0,
+    osteopenia -1.0 to -2.5, osteoporosis -2.5 or lower); a fragility fracture
+    or a high FRAX makes osteoporosis a clinical diagnosis at any T-score."""
     f = d.facts
     if f.t_score is None:
         d.flag("missing_tscore", "info", "No T-score given: classified from diagnosis and fractures.")
         d.applied("diagnosis_consistency", "no T-score: classified without it")
-    elif "osteopenia" in f.diagnoses and "osteoporosis" not in f.diagnoses and f.t_score <= -2.5:
+        return
+    says = "osteoporosis" if "osteoporosis" in f.diagnoses else (
+        "osteopenia" if "osteopenia" in f.diagnoses else None)
+    clinical = bool(f.low_trauma_fractures) or f.dx_implies_fracture or any(
+        x is not None and x >= limit for x, limit in ((f.frax_mof, 20), (f.frax_hip, 3)))
+    problem = None
+    if says == "osteopenia" and f.t_score <= -2.5:
+        problem = (f"the diagnosis says osteopenia but the T-score ({f.t_score:g}) is in the "
+                   "osteoporosis range; the worse category is used")
+    elif says == "osteopenia" and f.t_score > -1.0:
+        problem = (f"the diagnosis says osteopenia but the T-score ({f.t_score:g}) is normal "
+                   "(above -1.0)")
+    elif says == "osteoporosis" and f.t_score > -2.5 and not clinical:
+        problem = (f"the diagnosis says osteoporosis but the T-score ({f.t_score:g}) is above -2.5 "
+                   "and no fragility fracture or high FRAX is given")
+    if problem:
         d.flag("diagnosis_tscore_mismatch", "needs_review",
-               "Diagnosis says osteopenia but the T-score is in the osteoporosis range; the worse "
-               "category is used.")
-        d.applied("diagnosis_consistency", "osteopenia with T<=-2.5: review")
+               f"Diagnosis and T-score disagree: {problem}. Please confirm the diagnosis.")
+        d.applied("diagnosis_consistency", f"diagnosis {says} with T-score {f.t_score:g}: review")
+
+
+HANDOUT_LANGUAGES = ("en",)  # the languages the patient handout is written in
+
+
+def language_review(d: Draft) -> None:
+    language = d.facts.language.split("-")[0].lower()
+    if language not in HANDOUT_LANGUAGES:
+        name = vocab.language_name(language)
+        d.flag("interpreter_needed", "needs_review",
+               f"The patient's preferred language is {name}; the handout is in English. Arrange an "
+               "interpreter or a translated handout before the plan goes to the patient.")
+        d.applied("language_review", f"preferred language {language}: review")
 
 
 def referrer_restrictions(d: Draft) -> None:
@@ -383,9 +464,9 @@ def soft_flags(d: Draft) -> None:
         d.applied("soft_flags", "unknown falls history treated as high risk")
     if any(w in f.goals_text for w in _SUPERVISED_GOAL_WORDS):
         d.flag("refer_supervised_program", "caution",
-               "Goals mention heavy lifting or jumping: that needs a supervised programme; the home "
+               "Goals mention heavy lifting or jumping: that needs a supervised program; the home "
                "plan stays at moderate loads.")
-        d.applied("soft_flags", "refer to a supervised programme")
+        d.applied("soft_flags", "refer to a supervised program")
     d.goal_exercises = tuple(ex_id for ex_id, words in GOAL_ACTIVITIES
                              if any(w in f.goals_text for w in words))
 
@@ -423,8 +504,9 @@ GATES: tuple[Rule, ...] = (
     diagnosis_in_scope, age_in_scope, fracture_dates_valid,
     bone_category, falls_overlay,
     suspected_vertebral_fracture, spinal_red_flag, blood_pressure_urgent, unstable_cardiopulmonary,
-    recent_fracture, multiple_vertebral_fractures, back_pain, falls_review, cardiovascular_review,
-    blood_pressure_review, comorbidity_review, age_premenopausal_review, glucocorticoid_review,
-    missing_fracture_history, diagnosis_consistency, referrer_restrictions,
+    recent_fracture, multiple_vertebral_fractures, back_pain, falls_review, frailty_review,
+    cardiovascular_review, blood_pressure_review, comorbidity_review, past_conditions,
+    age_premenopausal_review, glucocorticoid_review, missing_fracture_history,
+    diagnosis_consistency, referrer_restrictions, language_review,
     soft_flags, vocabulary, medication_cautions,
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from refflow.intake.schemas import Medication, Referral
+from refflow.intake.schemas import Condition, Medication, Referral
 from refflow.planning import vocabulary as vocab
 
 RECENT_FRACTURE_DAYS = 84  # 12 weeks  [D; ROS via BMJ BP 4-12 weeks]
@@ -36,8 +36,9 @@ class FractureFact:
 @dataclass(frozen=True, slots=True)
 class Glucocorticoid:
     pred_mg: float | None  # prednisolone-equivalent mg/day; None = unknown
-    days: int | None  # how long, None = unknown
+    days: int | None  # how long (courses: days taken in the last year), None = unknown
     since: dt.date | None
+    intermittent: bool = False  # taken in courses, not every day
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,11 +64,14 @@ class Facts:
     pain_days: int | None
     pain_after_minor_trauma: bool | None
     bp: tuple[int, int] | None
-    conditions: frozenset[str]
+    conditions: frozenset[str]  # acute, current or of unknown status (the cautious case)
+    past_conditions: frozenset[str]  # episodic concepts the referral says are past or stable
     unknown_conditions: tuple[str, ...]
     med_classes: frozenset[str]
     unknown_meds: tuple[str, ...]
     glucocorticoids: tuple[Glucocorticoid, ...]
+    lives_alone: bool
+    language: str  # the patient's preferred language (BCP 47, e.g. "en", "es")
     activity: str | None
     new_to_exercise: bool
     habitual_runner: bool
@@ -111,14 +115,7 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
     implies_fracture = any(code.startswith("M80") for code in codes)
     implies_vertebral = "vertebral_fracture" in dx_concepts
 
-    conditions: set[str] = set()
-    unknown_conditions = []
-    for entry in c.conditions or ():
-        found = vocab.match_condition(entry)
-        if found:
-            conditions |= found
-        else:
-            unknown_conditions.append(entry)
+    conditions, past, unknown_conditions = _read_conditions(c.conditions or (), as_of)
     if "vertebral_fracture" in dx_concepts:
         conditions.add("vertebral_fracture")
 
@@ -126,20 +123,23 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
     unknown_meds = []
     gcs = []
     for med in c.medications or ():
-        if isinstance(med, Medication):
-            name, dose, since = med.name, med.dose_mg_per_day, med.since
-        else:
-            name, dose, since = med, None, None
-        match = vocab.match_medication(name)
+        if not isinstance(med, Medication):
+            med = Medication(name=med)
+        match = vocab.match_medication(med.name)
         if match.drug_class is None:
-            unknown_meds.append(name)
+            unknown_meds.append(med.name)
+            continue
+        if match.drug_class == "glucocorticoid" and (med.route or match.route) in vocab.LOCAL_ROUTES:
+            med_classes.add("local_steroid")
             continue
         med_classes.add(match.drug_class)
         if match.drug_class == "glucocorticoid":
-            if dose is None:
-                dose = match.dose_mg
-            pred = dose * match.pred_factor if (dose is not None and match.pred_factor) else None
-            gcs.append(Glucocorticoid(pred_mg=pred, days=_days(as_of, since), since=since))
+            gcs.append(_glucocorticoid(med, match, as_of))
+
+    if "oxygen" in med_classes:
+        conditions.add("severe_lung_disease")
+    lives_alone = "lives_alone" in conditions or (
+        bool(referral.notes) and "lives_alone" in vocab.match_condition(referral.notes))
 
     fractures = []
     for f in c.fractures or ():
@@ -178,10 +178,13 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
         pain_after_minor_trauma=pain.after_minor_trauma if pain else None,
         bp=(c.blood_pressure.systolic, c.blood_pressure.diastolic) if c.blood_pressure else None,
         conditions=frozenset(conditions),
+        past_conditions=frozenset(past),
         unknown_conditions=tuple(unknown_conditions),
         med_classes=frozenset(med_classes),
         unknown_meds=tuple(unknown_meds),
         glucocorticoids=tuple(gcs),
+        lives_alone=lives_alone,
+        language=referral.patient.preferred_language,
         activity=c.activity_level,
         new_to_exercise=new_to_exercise,
         habitual_runner=habitual_runner,
@@ -189,6 +192,51 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
         restrictions_text=bool(c.contraindications_text and c.contraindications_text.strip()),
         goals_text=vocab.normalise_text(" | ".join(referral.goals)),
     )
+
+
+def _read_conditions(entries, as_of: dt.date) -> tuple[set[str], set[str], list[str]]:
+    """(current concepts, concepts the referral says are past or stable, unrecognised texts)."""
+    current: set[str] = set()
+    past: set[str] = set()
+    unknown: list[str] = []
+    for entry in entries:
+        if isinstance(entry, Condition):
+            text = entry.text or ""
+            found = set(vocab.match_condition(entry.code)) if entry.code else set()
+            timing = vocab.condition_timing(text) if text else vocab.Timing(None, None)
+            said = vocab.STATUS_READING.get(entry.status or "", timing.said)
+            on = entry.since or timing.on
+        else:
+            text, found, (said, on) = entry, set(), vocab.condition_timing(entry)
+        if text:
+            found |= vocab.match_condition(text)
+        if not found:
+            unknown.append(text or entry.code)
+        for concept in found:
+            if vocab.is_current(concept, said, on, as_of):
+                current.add(vocab.WHEN_CURRENT.get(concept, concept))
+            else:
+                past.add(concept)
+                current.add(vocab.WHEN_NOT_CURRENT[concept])
+    return current, past, unknown
+
+
+def _glucocorticoid(med: Medication, match: vocab.MedMatch, as_of: dt.date) -> Glucocorticoid:
+    """How much and how long: every day since a date, or in courses (guidance §2.1)."""
+    def pred(dose: float | None) -> float | None:
+        return dose * match.pred_factor if (dose is not None and match.pred_factor) else None
+
+    dose = med.dose_mg_per_day if med.dose_mg_per_day is not None else match.dose_mg
+    if med.courses:
+        last_year = [x for x in med.courses if (as_of - x.start).days <= 365]
+        doses = [pred(x.dose_mg_per_day if x.dose_mg_per_day is not None else dose) for x in last_year]
+        counted = [x.days for x, d in zip(last_year, doses) if d is None or d >= GC_DOSE_MG]
+        known = [d for d in doses if d is not None]
+        return Glucocorticoid(pred_mg=max(known) if known else None, days=sum(counted),
+                              since=min((x.start for x in last_year), default=None), intermittent=True)
+    if med.course == "intermittent" or (med.course is None and match.short_course):
+        return Glucocorticoid(pred_mg=pred(dose), days=match.course_days, since=None, intermittent=True)
+    return Glucocorticoid(pred_mg=pred(dose), days=_days(as_of, med.since), since=med.since)
 
 
 # --------------------------------------------------------------------------
@@ -212,6 +260,8 @@ def glucocorticoid_upgrade(facts: Facts) -> tuple[bool, bool]:
     upgrade = assumed = False
     for gc in facts.glucocorticoids:
         dose_ok = gc.pred_mg is None or gc.pred_mg >= GC_DOSE_MG
+        if gc.intermittent and gc.days is None:
+            continue  # courses of unknown length: not read as daily use (a caution says so)
         days_ok = gc.days is None or gc.days >= GC_DAYS
         if dose_ok and days_ok:
             upgrade = True
