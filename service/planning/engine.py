@@ -54,14 +54,20 @@ _LIST_KEYS = ("exercises", "phases", "weekly_schedule", "precautions", "stop_and
 
 def build_plan(referral: Referral, *, as_of: dt.date,
                extra_exercises: Sequence[Mapping] = (),
-               adjusters: Sequence[tuple[str, Adjuster]] = ()) -> dict:
-    """Build the exercise plan for ``referral`` as of the date ``as_of``."""
+               adjusters: Sequence[tuple[str, Adjuster]] = (),
+               locale: str = "en_US") -> dict:
+    """Build the exercise plan for ``referral`` as of the date ``as_of``.
+
+    ``locale`` is the clinic's (setting ``clinic_locale``): the plan's text
+    gives weights in pounds for the US ("about 2 lb") and in kilograms
+    elsewhere ("about 1 kg").
+    """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise TypeError("as_of must be a datetime.date")
     catalog = load_catalog()
     facts = derive_facts(referral, as_of)
     risk = assess_risk(facts)
-    d = R.Draft(facts=facts, risk=risk, catalog=catalog)
+    d = R.Draft(facts=facts, risk=risk, catalog=catalog, pounds=R.uses_pounds(locale))
     d.extras = _load_extras(extra_exercises, d)
     for rule in gates.GATES:
         rule(d)
@@ -70,7 +76,7 @@ def build_plan(referral: Referral, *, as_of: dt.date,
             rule(d)
         exercises = [R.exercise_entry(e, comp, d, d.days.get(e.id, e.days_per_week)) for e, comp in d.selected]
         targets = R.effort_ceilings(d)
-        phases = R.phases(d, targets)
+        phases = R.phases(d, targets, exercises)
         schedule = build_schedule(exercises, targets)
         d.applied("weekly_schedule", _schedule_effect(schedule))
         R.concise_programme(d, exercises, schedule)

@@ -11,9 +11,13 @@ used both while selecting and when re-checking a plan after plugin adjusters.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+from babel import Locale
+from babel.units import format_unit
 
 from refflow.planning.catalog import IMPACT_RANK, IMPACTS, Catalog, Exercise, dose_text
 from refflow.planning.risk import Facts, Risk
@@ -57,6 +61,7 @@ class Draft:
     goal_exercises: tuple[str, ...] = ()
     allowed: dict[str, Exercise] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)  # days/week where not the catalogue default
+    pounds: bool = True  # weights in the plan's text in pounds (US) or kilograms (uses_pounds)
 
     def flag(self, code: str, severity: str, message: str, source: str = "refflow") -> None:
         self.flags.append({"code": code, "severity": severity, "message": message, "source": source})
@@ -146,7 +151,7 @@ def component_of(e: Exercise) -> str:
     return e.category
 
 
-# Programme size (guidance §4). A session is one day's exercises; the guidance
+# Program size (guidance §4). A session is one day's exercises; the guidance
 # asks for about 8-12 per session and 6-8 strength exercises covering legs,
 # hips, back, chest, shoulders and arms. One short daily routine (balance,
 # posture, mobility) is repeated every day rather than rotated, so the patient
@@ -433,6 +438,24 @@ PRESCRIPTION: tuple[Rule, ...] = (
 # Doses, targets, phases, precautions
 
 
+FALLS_SUPPORT = "Always stay right beside a sturdy support, close enough to grab it."
+POUND_TERRITORIES = frozenset({"US", "LR", "MM"})  # CLDR: the countries that weigh in pounds
+_KG = re.compile(r"\b(\d+(?:\.\d+)?) kg\b")
+
+
+def uses_pounds(locale: str) -> bool:
+    """Whether the plan for a clinic in ``locale`` ("en_US", "en_GB") gives weights in pounds."""
+    return Locale.parse(locale).territory in POUND_TERRITORIES
+
+
+def local_units(text: str, pounds: bool) -> str:
+    """``text`` with the catalogue's kilograms ("about 1 kg") in pounds ("about 2 lb") if ``pounds``."""
+    if not pounds:
+        return text
+    return _KG.sub(lambda m: format_unit(max(1, round(float(m.group(1)) * 2.20462)), "mass-pound",
+                                         length="short", locale="en_US"), text)
+
+
 def _dose_dict(sets, reps, hold, minutes, per_side, suffix: str = "") -> dict:
     return {"sets": sets, "reps": reps, "hold_seconds": hold, "minutes": minutes,
             "text": dose_text(sets, reps, hold, minutes, per_side) + suffix}
@@ -466,14 +489,13 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
         if minutes and e.id == "tai_chi":
             t_min = 30
     target = _dose_dict(t_sets, t_reps, t_hold, t_min, per_side, suffix)
-    instructions = list(e.instructions)
-    safety_cue = e.safety_cue
+    instructions = [local_units(step, d.pounds) for step in dict.fromkeys(e.instructions)]
+    safety_cue = local_units(e.safety_cue, d.pounds)
     if f_high and component == "balance":
-        # guidance 4, F overlay: always holding or beside a stable support, with
-        # hand support reduced step by step (two hands, one, fingertips, none)
-        instructions.insert(0, "Stand next to a kitchen counter or sturdy support and hold it "
-                               "with both hands to start.")
-        safety_cue = "Always stay right beside a sturdy support, close enough to grab it. " + safety_cue
+        # guidance 4, F overlay: always holding or beside a stable support. The
+        # catalogue's first step says how to hold on (both hands to start) and
+        # its progression how to reduce hand support step by step.
+        safety_cue = f"{FALLS_SUPPORT} {safety_cue}"
     return {
         "id": e.id,
         "name": e.name,
@@ -484,15 +506,15 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
         "spinal_rotation": e.spinal_rotation,
         "loaded": e.loaded,
         "end_range": e.end_range,
-        "equipment": e.equipment,
+        "equipment": local_units(e.equipment, d.pounds),
         "muscle_groups": list(e.muscle_groups),
         "dose": start,
         "dose_target": target,
         "days_per_week": days,
         "instructions": instructions,
         "safety_cue": safety_cue,
-        "progression": e.progression,
-        "regression": e.regression,
+        "progression": local_units(e.progression, d.pounds),
+        "regression": local_units(e.regression, d.pounds),
         "phase_from": e.phase_from,
         "source": e.source,
     }
@@ -537,34 +559,70 @@ def effort_ceilings(d: Draft) -> dict:
     return targets
 
 
-def phases(d: Draft, targets: dict) -> list[dict]:
+def _range(values: Iterable[int]) -> str:
+    """"10", or "8-10" for several different numbers."""
+    values = sorted(set(values))
+    return f"{values[0]}-{values[-1]}" if len(values) > 1 else str(values[0])
+
+
+def _sets(n: int) -> str:
+    return f"{n} set{'s' if n != 1 else ''}"
+
+
+def phases(d: Draft, targets: dict, exercises: Iterable[dict] = ()) -> list[dict]:
+    """The four stages. Every dose they name is the exercises' own: the
+    starting ``dose`` (stage 1) and the full ``dose_target`` (stage 3), so the
+    stages and the exercise cards never disagree."""
+    by_comp: dict[str, list[dict]] = {}
+    for e in exercises:
+        by_comp.setdefault(e["component"], []).append(e)
     s = targets["strength"]["effort_max"]
     a = targets["aerobic"]["effort_max"]
-    f_high, spine_c = d.risk.falls_high, d.profile.spine_c
-    walk = "walking with your usual aid" if f_high else "walking"
-    support = "always beside a support" if (f_high or spine_c) else "beside a support"
-    impact = "impact" in targets
+    f_high = d.risk.falls_high
+    one, two, three = [], [], []  # the sentences of stages 1-3
+
+    strength = [e for e in by_comp.get("strength", []) if e["dose"]["sets"] and e["dose"]["reps"]]
+    if strength:
+        reps = _range(e["dose"]["reps"] for e in strength)
+        start = min(e["dose"]["sets"] for e in strength)
+        full = max(e["dose_target"]["sets"] for e in strength)
+        one.append(f"Strength: {_sets(start)} of {reps}, effort up to {s['1']} out of 10.")
+        two.append(f"Strength: {_sets(min(start + 1, full))} of {reps} (a new exercise starts with "
+                   f"{_sets(start)}), effort up to {s['2']} out of 10.")
+        three.append(f"Strength: {_sets(full)} of {reps}, effort up to {s['3']} out of 10.")
+    aerobic = [e for e in by_comp.get("aerobic", []) if e["dose"]["minutes"]]
+    if aerobic:
+        first = aerobic[0]
+        what = "Walking" if "walk" in first["id"] else first["name"]
+        start, full = first["dose"]["minutes"], first["dose_target"]["minutes"]
+        one.append(f"{what}: {start} minutes, effort up to {a['1']} out of 10.")
+        two.append(f"{what}: add 5 minutes a week, up to {full} minutes, effort up to {a['2']} out of 10.")
+        three.append(f"{what}: {full} minutes, effort up to {a['3']} out of 10.")
+    support = "always beside a support" if f_high or d.profile.spine_c else "at a counter"
+    one.append(f"Balance: about 10 minutes a day in all, {support}, holding on with both hands: "
+               "go through your balance exercises again until the time is up.")
+    moving = any(e["phase_from"] == 2 for e in by_comp.get("balance", []))
+    two.append("Balance: about 15 minutes a day"
+               + ("; start the moving exercises" if moving else "")
+               + "; hold on with one hand, then fingertips.")
+    three.append("Balance: 15-20 minutes a day in all.")
+    posture = by_comp.get("spinal_extensor", [])
+    if posture:
+        three.append(f"Posture: {posture[0]['dose_target']['text']}, repeated to fill 5-10 minutes a day.")
+    impact = by_comp.get("impact", [])
+    if impact:
+        first = impact[0]
+        what = first["name"].split(" (")[0]
+        two.append(f"{what}: start with {first['dose']['reps']}, adding 5 a week.")
+        three.append(f"{what}: up to {first['dose_target']['reps']}.")
     result = [
-        {"phase": 1, "name": "Familiarise", "week_from": 1, "week_to": 2,
-         "changes": f"Learn each exercise. Strength: 1 set of 10-12, effort up to {s['1']}/10. "
-                    f"Aerobic: 10-15 minutes of {walk}, effort up to {a['1']}/10. Balance: about 10 minutes a "
-                    f"day in all, standing still, {support}: go through your balance exercises again "
-                    "until the time is up. Posture: your posture exercises every day. Exercises that "
-                    "start in a later stage wait until their week."},
-        {"phase": 2, "name": "Build", "week_from": 3, "week_to": 6,
-         "changes": f"Strength: 2 sets of 10-12, effort up to {s['2']}/10. Aerobic: 15-30 minutes, effort up "
-                    f"to {a['2']}/10. Balance: about 15 minutes a day in all; start the moving balance "
-                    "exercises and use less hand support." + (" Start impact work: 10-20 heel drops or stamps a session."
-                                                 if impact else "")},
-        {"phase": 3, "name": "Target", "week_from": 7, "week_to": 12,
-         "changes": f"Strength: {2 if f_high else '2-3'} sets of 8-12, effort up to {s['3']}/10. "
-                    f"Aerobic: {'25' if f_high else '30'} minutes, building to "
-                    f"{targets['aerobic']['minutes_per_week']} minutes a week, effort up to {a['3']}/10. "
-                    "Balance: 15-20 minutes a day in all, at least 120 minutes a week, more moving exercises. "
-                    "Posture: repeat your posture exercises to 5-10 minutes a day."
-                    + (" Impact: build to about 50 a session." if impact else "")},
-        {"phase": 4, "name": "Maintain", "week_from": 13, "week_to": None,
-         "changes": "Keep the stage 3 level. Review with your therapist at 12 weeks."
+        {"phase": 1, "name": "Get started", "week_from": 1, "week_to": 2,
+         "changes": " ".join(["Learn each exercise.", *one])},
+        {"phase": 2, "name": "Build up", "week_from": 3, "week_to": 6, "changes": " ".join(two)},
+        {"phase": 3, "name": "Reach your goal", "week_from": 7, "week_to": 12,
+         "changes": " ".join(three)},
+        {"phase": 4, "name": "Keep it up", "week_from": 13, "week_to": None,
+         "changes": "Do the stage 3 amounts."
                     + ("" if f_high else " Tai chi or dancing can be added for balance.")},
     ]
     d.applied("phases", "4 phases over 12 weeks, then maintenance")
@@ -590,29 +648,45 @@ def stop_and_call(d: Draft) -> list[str]:
     return items
 
 
+FALL_PLAN_TITLE = "If you fall and cannot get up"
+FALL_PLAN = (
+    "Stay calm and do not rush. Check if you are hurt.",
+    "If you can, roll onto your side, then get onto your hands and knees.",
+    "Crawl to a sturdy chair, put your hands on the seat and slowly get up.",
+    "If you cannot get up, call for help: use your phone or your alarm button, or shout.",
+    "While you wait, keep warm with anything nearby and move your legs now and then.",
+    "Tell your therapist about every fall, even if you were not hurt.",
+)
+
+
 def precautions(d: Draft) -> list[str]:
+    """Plain-language precautions: each speaks only of what the plan can hold.
+
+    They depend on the facts, risk and profile only (not on the selection), so
+    a clinician's revision of the plan re-derives the same list."""
     if not d.planning:
-        return ["Do not start an exercise programme until your doctor has seen you.",
+        return ["Do not start an exercise program until your doctor has seen you.",
                 "Stop and call your doctor if: " + " ".join(s.rstrip(".").lower() + ";"
                                                              for s in stop_and_call(d)).rstrip(";") + "."]
-    f_high, spine_c, cat = d.risk.falls_high, d.profile.spine_c, d.risk.bone_category
+    f_high, spine_c = d.risk.falls_high, d.profile.spine_c
     out = [
         "Start slowly: the first two weeks are easier on purpose.",
         "Breathe out as you lift or push; never hold your breath.",
         ("Bend at your hips and knees with a straight back; avoid bending forward from the waist, "
          "especially when lifting or twisting."),
         "Do not do sit-ups, crunches, toe touches, deep forward bends or forced twists.",
-        "Do not do high-impact activities such as jumping, skipping or jogging unless this plan lists them.",
+        # jogging is in the plan of a habitual runner only (aerobic_low_impact)
+        "Do not jump or skip." if d.profile.habitual_runner else "Do not jump, skip or jog.",
     ]
     if spine_c:
         out.append("Do not lift anything from the floor and avoid heavy lifting; work on good form before "
                    "adding weight.")
-    if cat in ("B", "C"):
-        out.append("Keep impact low: brisk walking is the most impact this plan allows.")
     if f_high:
-        out.append("Do every balance exercise next to a kitchen counter or sturdy support. Keep your walking "
-                   "aid nearby and the floor clear.")
+        aid = d.facts.aid not in (None, "none", "wheelchair")
+        out.append("Do every balance exercise next to a kitchen counter or sturdy support."
+                   + (" Keep your walking aid nearby and the floor clear." if aid else " Keep the floor clear."))
         out.append("Do not do exercises on the floor.")
+        out.append(f"{FALL_PLAN_TITLE}: " + " ".join(FALL_PLAN))
     out += [
         ("Mild effort or stretch is fine. If pain during exercise goes above 5 out of 10, or is new or "
          "worse the next day, go back to the previous stage."),
@@ -620,7 +694,6 @@ def precautions(d: Draft) -> list[str]:
          "you have had no falls or near-falls, and you did at least 2 of every 3 sessions. Change one "
          "thing at a time: repeats, then sets, then weight."),
         "See your therapist again at 12 weeks, and after any fall, new fracture or new diagnosis.",
-        "Stop at once and get help if any sign in the 'stop and call if' list happens.",
     ]
     d.applied("precautions", f"{len(out)} precautions, stop-and-call list")
     return out
