@@ -48,7 +48,38 @@ def medications_text(medications: list | None) -> str:
         text = str(m.get("name", ""))
         if m.get("dose_mg_per_day") is not None:
             text += f" {m['dose_mg_per_day']:g} mg/day"
+        if m.get("route"):
+            text += f" ({m['route']})"
         if m.get("since"):
             text += f" since {m['since']}"
+        courses = m.get("courses") or []
+        if courses:
+            text += ", courses: " + ", ".join(
+                f"{c.get('days')} days from {c.get('start')}"
+                + (f" at {c['dose_mg_per_day']:g} mg/day" if c.get("dose_mg_per_day") is not None else "")
+                for c in courses)
+        elif m.get("course"):
+            text += f", {m['course']}"
         parts.append(text)
+    return "; ".join(parts)
+
+
+def conditions_text(conditions: list | None) -> str:
+    """'hypertension; pulmonary embolism (resolved, since 2015-03-01)' (the
+    referral's JSON: strings, or objects with a status and a date). None: 'not
+    known'; []: 'none'."""
+    if conditions is None:
+        return UNKNOWN
+    if not conditions:
+        return "none"
+    parts = []
+    for c in conditions:
+        if isinstance(c, str):
+            parts.append(c)
+            continue
+        text = " ".join(str(c[k]) for k in ("text", "code") if c.get(k))
+        said = [str(c["status"])] if c.get("status") else []
+        if c.get("since"):
+            said.append(f"since {c['since']}")
+        parts.append(text + (f" ({', '.join(said)})" if said else ""))
     return "; ".join(parts)

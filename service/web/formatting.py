@@ -5,7 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from refflow.documents.facts import UNKNOWN, fractures_text, medications_text, yes_no
+from refflow.documents.facts import (
+    UNKNOWN,
+    conditions_text,
+    fractures_text,
+    medications_text,
+    yes_no,
+)
 from refflow.documents.names import DECLINE_NAMES
 
 STATE_LABELS = {
@@ -45,6 +51,7 @@ CHANNEL_LABELS = {"fax": "Fax to referrer", "email": "Email to patient",
                   "pdf": "Chart PDF"}
 DOCUMENT_LABELS = {"handout.pdf": "Patient handout (PDF)",
                    "summary.pdf": "Referrer summary (PDF)",
+                   "chart.pdf": "Chart record (PDF)",
                    "fax.tiff": "Fax (TIFF)",
                    "decline.pdf": "Letter: referral not accepted (PDF)",
                    "decline.tiff": "Fax: referral not accepted (TIFF)"}
@@ -148,6 +155,7 @@ def init_app(app, settings) -> None:
     app.add_template_filter(known, "known")
     app.add_template_filter(fractures_text, "fractures")
     app.add_template_filter(medications_text, "medications")
+    app.add_template_filter(conditions_text, "conditions")
     app.add_template_filter(pain_text, "pain")
     app.add_template_filter(blood_pressure_text, "blood_pressure")
     app.add_template_filter(duration, "duration")

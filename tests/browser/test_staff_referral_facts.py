@@ -79,3 +79,23 @@ def test_staff_page_says_not_known_rather_than_leaving_facts_out(staff_client,
     for name in ("Injurious fall", "Fear of falling", "Can rise from the floor",
                  "Blood pressure", "Mobility aid", "Falls, last 12 months", "T-score", "FRAX"):
         assert shown[name] == "not known", name
+
+
+def test_staff_page_shows_structured_conditions_and_medication_courses(staff_client, referral_body):
+    """A condition's status and date, and a steroid's route and courses, are what
+    decided the plan (a resolved embolism is a caution, a burst is not daily use):
+    the reviewer sees them, not a Python dict."""
+    body = {**referral_body, "clinical": {
+        **referral_body["clinical"],
+        "conditions": ["hypertension",
+                       {"text": "pulmonary embolism", "status": "resolved", "since": "2015-03-01"},
+                       {"code": "M06.9", "status": "stable"}],
+        "medications": [{"name": "prednisolone", "route": "eye"},
+                        {"name": "prednisone", "course": "intermittent",
+                         "courses": [{"start": "2026-03-01", "days": 5, "dose_mg_per_day": 40}]}]}}
+    rid = _submit(staff_client, body)
+    shown = facts(staff_client.get(f"/referrals/{rid}").text)
+    assert shown["Conditions"] == ("hypertension; pulmonary embolism (resolved, since 2015-03-01); "
+                                   "M06.9 (stable)")
+    assert shown["Medications"] == ("prednisolone (eye); prednisone, courses: 5 days from "
+                                    "2026-03-01 at 40 mg/day")
