@@ -134,7 +134,7 @@ def recent_fracture(d: Draft) -> None:
     if recent:
         sites = ", ".join(sorted({x.site for x in recent}))
         d.flag("recent_fracture_lt_12wk", "needs_review",
-               f"Fracture within the last 12 weeks ({sites}): exercise must be individualised and "
+               f"Fracture within the last 12 weeks ({sites}): exercise must be individualized and "
                "any surgical or weight-bearing precautions checked.")
         d.applied("recent_fracture", f"fracture <12 weeks ({sites}): review")
     very = [x for x in recent if x.site == "vertebral" and x.days_ago < VERY_RECENT_VERTEBRAL_DAYS]
@@ -476,12 +476,12 @@ def vocabulary(d: Draft) -> None:
     if f.unknown_conditions:
         shown = "; ".join(sorted({c[:60] for c in f.unknown_conditions}))
         d.flag("unrecognised_conditions", "caution",
-               f"{len(f.unknown_conditions)} condition(s) not recognised by the rules, check them: {shown}")
+               f"{len(f.unknown_conditions)} condition(s) not recognized by the rules, check them: {shown}")
         d.applied("vocabulary", f"{len(f.unknown_conditions)} unrecognised condition(s) flagged")
     if f.unknown_meds:
         shown = "; ".join(sorted({m[:60] for m in f.unknown_meds}))
         d.flag("unrecognised_medications", "caution",
-               f"{len(f.unknown_meds)} medication(s) not recognised by the rules, check them: {shown}")
+               f"{len(f.unknown_meds)} medication(s) not recognized by the rules, check them: {shown}")
         d.applied("vocabulary", f"{len(f.unknown_meds)} unrecognised medication(s) flagged")
 
 
