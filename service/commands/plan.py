@@ -43,6 +43,17 @@ def load_referral(path: str):
         raise CLIError(_describe(exc)) from None
 
 
+def _clinic_locale() -> str:
+    """The clinic's locale (setting ``clinic_locale``): the plan's units follow it."""
+    from refflow.config import ConfigError, load_settings
+
+    try:
+        # Planning needs no secret; passing one keeps load_settings from creating a key file.
+        return load_settings(secret_key="unused-by-plan").clinic_locale
+    except ConfigError as exc:
+        raise CLIError(str(exc)) from None
+
+
 @click.command("plan")
 @click.argument("referral_file", metavar="REFERRAL.json", type=click.Path(dir_okay=False))
 @click.option("--as-of", "as_of", metavar="DATE",
@@ -61,7 +72,7 @@ def command(referral_file: str, as_of: str | None, fmt: str) -> None:
     else:
         day = dt.date.today()
     referral = load_referral(referral_file)
-    plan = build_plan(referral, as_of=day)
+    plan = build_plan(referral, as_of=day, locale=_clinic_locale())
     if fmt == "text":
         click.echo(render_text(plan), nl=False)
     else:

@@ -1,36 +1,54 @@
 """The patient handout: the plan in large type and plain language.
 
-Body text is 13 pt (nothing smaller than 12 pt), headings are bold, and the
-"Stop and call us if…" box has a heavy border. A ``review`` plan is marked
-DRAFT on every page; a ``do_not_exercise`` plan lists no exercises and asks
-the patient to see their doctor first.
+Body text is 14 pt, or 16 pt in large print (``ClinicInfo.large_print``);
+nothing is smaller than 12 pt (the page footer). Page 1 holds the "Stop and
+call us if…" box. Exercise cards flow down the pages: a card is kept on one
+page when it fits, but never at the cost of leaving more than a third of a
+page empty. "Your week" groups the exercises done on the same days, and the
+exercise log has a box on every day "Your week" gives exercises. A
+``review`` plan is marked DRAFT on every page; a ``do_not_exercise`` plan
+lists no exercises and asks the patient to see their doctor first.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style, draft_watermark
-
-BODY = Style(REGULAR, 13, 17.5)
-BODY_BOLD = Style(BOLD, 13, 17.5)
-SMALL = Style(REGULAR, 12, 15)  # the smallest type in the handout
-TITLE = Style(BOLD, 24, 30)
-H1 = Style(BOLD, 18, 23)
-H2 = Style(BOLD, 15, 19)
-BOX_TITLE = Style(BOLD, 16, 21)
-BANNER = Style(BOLD, 16, 21)
+from refflow.planning.rules import FALL_PLAN_TITLE
 
 DRAFT_TEXT = "DRAFT – not yet approved"
 DO_NOT_EXERCISE_TEXT = "Please do not start exercises until you have seen your doctor."
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-LOG_WEEKS = 12  # the programme's 12 weeks to the target level (guidance 4.1)
-LOG_ROW_HEIGHT = 30  # points: twelve weeks and the notes on one page
+LOG_WEEKS = 12  # the program's 12 weeks to the target level (guidance 4.1)
+FOOTER_SIZE = 12  # the smallest type in the handout
+
+
+@dataclass(frozen=True)
+class Styles:
+    """The handout's type, from the body size (14 pt, or 16 pt in large print)."""
+
+    body: Style
+    bold: Style
+    title: Style
+    h1: Style
+    h2: Style
+    box_title: Style
+
+    @classmethod
+    def for_size(cls, size: int) -> Styles:
+        lead = round(size * 1.2, 1)
+        return cls(body=Style(REGULAR, size, lead), bold=Style(BOLD, size, lead),
+                   title=Style(BOLD, size + 8, size + 14), h1=Style(BOLD, size + 4, size + 9),
+                   h2=Style(BOLD, size + 2, size + 5), box_title=Style(BOLD, size + 2, size + 7))
 
 
 def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter") -> bytes:
     """The patient handout PDF for ``plan`` (bytes)."""
+    st = Styles.for_size(16 if clinic.large_print else 14)
     decision = plan.get("decision", "review")
     draft = decision == "review"
     title = "Your exercise plan" + (f" ({DRAFT_TEXT})" if draft else "")
@@ -40,80 +58,86 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         if draft:
             draft_watermark(flow)
         c.setFillGray(0)
-        c.setFont(BOLD, 13)
-        c.drawString(flow.left, flow.height - 40, clinic.name)
-        c.setFont(REGULAR, 13)
-        c.drawRightString(flow.right, flow.height - 40, f"Phone {clinic.phone}")
+        c.setFont(BOLD, 14)
+        c.drawString(flow.left, flow.height - 32, clinic.name)
+        c.setFont(REGULAR, 14)
+        c.drawRightString(flow.right, flow.height - 32, f"Phone {clinic.phone}")
         c.setLineWidth(1)
-        c.line(flow.left, flow.height - 48, flow.right, flow.height - 48)
-        c.setFont(REGULAR, 12)
+        c.line(flow.left, flow.height - 40, flow.right, flow.height - 40)
+        c.setFont(REGULAR, FOOTER_SIZE)
         left = DRAFT_TEXT if draft else f"Questions? Call us at {clinic.phone}"
-        c.drawString(flow.left, 34, left)
+        c.drawString(flow.left, 24, left)
         label = f"Page {flow.page} of "
-        x = flow.right - c.stringWidth(label + "00", REGULAR, 12)
-        c.drawString(x, 34, label)
-        flow.draw_page_count(x + c.stringWidth(label, REGULAR, 12), 34, REGULAR, 12)
+        x = flow.right - c.stringWidth(label + "00", REGULAR, FOOTER_SIZE)
+        c.drawString(x, 24, label)
+        flow.draw_page_count(x + c.stringWidth(label, REGULAR, FOOTER_SIZE), 24, REGULAR,
+                             FOOTER_SIZE)
 
-    flow = Flow(paper=paper, title=title, author=clinic.name,
+    flow = Flow(paper=paper, margin=38, top=52, bottom=40, title=title, author=clinic.name,
                 subject="Home exercise plan", decorate=decorate)
     patient = referral.patient
-    flow.lines(["Your exercise plan"], TITLE)
-    flow.space(2)
-    flow.paragraph(f"For {patient.given_name} {patient.family_name}", BODY_BOLD, after=0)
+    flow.lines(["Your exercise plan"], st.title)
+    flow.paragraph(f"For {patient.given_name} {patient.family_name}", st.bold, after=0)
     as_of = plan.get("as_of")
     if as_of:
-        flow.paragraph(f"Plan date: {fmt.long_date(as_of)}", BODY, after=0)
+        flow.paragraph(f"Plan date: {fmt.long_date(as_of, clinic.locale)}", st.body, after=0)
     approved = plan.get("approved") or {}
     if decision == "release" and approved.get("by") and approved.get("at"):
-        flow.paragraph(f"Approved by {approved['by']} on {fmt.long_date(str(approved['at'])[:10])}.",
-                       BODY, after=0)
-    flow.paragraph(f"From {clinic.name}. Questions? Call us at {clinic.phone}.", BODY)
-    flow.space(4)
+        flow.paragraph(f"Approved by {approved['by']} on "
+                       f"{fmt.long_date(str(approved['at'])[:10], clinic.locale)}.", st.body, after=0)
+    flow.space(6)
 
     if draft:
         flow.box(DRAFT_TEXT, [
             "Your therapist has not checked this plan yet.",
             "Please wait until we call you before you start these exercises.",
-        ], BANNER, BODY, bullet="!")
+        ], st.box_title, st.body, bullet="!")
     if decision == "do_not_exercise":
-        _do_not_exercise(flow, plan, clinic)
+        flow.box(DO_NOT_EXERCISE_TEXT, [
+            "Your doctor needs to see you before you begin an exercise program.",
+            "Please see your doctor, or go to urgent care, before you start any exercise.",
+            (f"When your doctor says it is safe, call us at {clinic.phone} and we will "
+             "make a plan with you."),
+        ], st.box_title, st.body, bullet="!")
+        _stop_box(flow, st, plan, clinic)
+        _precautions(flow, st, plan)
         return flow.finish()
+    _stop_box(flow, st, plan, clinic)
 
     exercises = plan.get("exercises") or []
-    _notes(flow, plan)
-    flow.heading("How to use this plan", H1, rule=True)
+    schedule = plan.get("weekly_schedule") or []
+    _notes(flow, st, plan)
+    flow.heading("How to use this plan", st.h1, rule=True, keep_with=st.body.lead * 3)
     flow.bullets([
-        "Do the exercises on the days shown in \"Your week\".",
         "Start gently. You should be able to talk while you exercise.",
+        "Effort is counted out of 10: 0 is resting, 10 is as hard as you can go.",
         "Some muscle tiredness is normal. Pain is not: stop and rest.",
-        "Tick the log sheet at the end each time you exercise.",
-    ], BODY)
-    _phases(flow, plan)
+    ], st.body, after=1)
+    _phases(flow, st, plan)
+    _precautions(flow, st, plan)
 
-    flow.heading("Your exercises", H1, rule=True, keep_with=120)
+    flow.heading("Your exercises", st.h1, rule=True, keep_with=st.body.lead * 4)
     if not exercises:
         flow.paragraph("There are no exercises in your plan yet. Your therapist will call you.",
-                       BODY)
+                       st.body)
     starts = start_weeks(plan)
+    days = exercise_days(schedule)
     for number, exercise in enumerate(exercises, 1):
-        _exercise(flow, number, exercise, starts.get(exercise.get("id")))
-
-    schedule = plan.get("weekly_schedule") or []
+        _exercise(flow, st, number, exercise, starts.get(exercise.get("id")),
+                  days.get(exercise.get("id")))
     if schedule:
-        _week(flow, schedule, exercises, starts)
-
-    _precautions_and_stop(flow, plan, clinic)
+        _week(flow, st, schedule, exercises, starts)
     if exercises and schedule:
-        _log_sheet(flow, schedule)
+        _log_sheet(flow, st, schedule)
     return flow.finish()
 
 
-def _notes(flow: Flow, plan: dict) -> None:
+def _notes(flow: Flow, st: Styles, plan: dict) -> None:
     """The therapist's notes to the patient (written by the clinician who checked the plan)."""
     notes = [n for n in plan.get("patient_notes") or [] if isinstance(n, str) and n.strip()]
     if notes:
-        flow.heading("A note from your therapist", H1, rule=True, keep_with=60)
-        flow.bullets([fmt.sentence(n) for n in notes], BODY)
+        flow.heading("A note from your therapist", st.h1, rule=True, keep_with=st.body.lead * 2)
+        flow.bullets([fmt.sentence(n) for n in notes], st.body)
 
 
 def start_weeks(plan: dict) -> dict[str, int]:
@@ -130,162 +154,192 @@ def start_weeks(plan: dict) -> dict[str, int]:
     return starts
 
 
-def _week(flow: Flow, schedule: list[dict], exercises: list[dict],
+def exercise_days(schedule: list[dict]) -> dict[str, list[str]]:
+    """The days of the week each exercise is scheduled on (by id)."""
+    days: dict[str, list[str]] = {}
+    for day in schedule:
+        for ex_id in day.get("exercises") or []:
+            days.setdefault(ex_id, []).append(day.get("day") or "")
+    return days
+
+
+def days_words(days: list[str]) -> str:
+    """"every day", "Monday and Thursday", "every day except Thursday and Sunday"."""
+    if len(days) >= 7:
+        return "every day"
+    if len(days) >= 5:
+        return "every day except " + _and([d for d in DAYS if d not in days])
+    return _and(days)
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _numbers(numbers: list[int]) -> str:
+    """"1-3, 5 and 7": runs of three or more numbers are joined with a dash."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = []
+    for run in runs:
+        parts += [f"{run[0]}–{run[-1]}"] if len(run) >= 3 else [str(n) for n in run]
+    return _and(parts)
+
+
+def _week(flow: Flow, st: Styles, schedule: list[dict], exercises: list[dict],
           starts: dict[str, int]) -> None:
-    """The weekly schedule as a grid: one row per exercise, a tick on its days;
-    an exercise of a later stage says from which week."""
+    """The weekly schedule as a grid: one row per group of exercises done on
+    the same days (and from the same week), a tick on those days."""
     days = [d.get("day") or "" for d in schedule]
     on_day = [set(d.get("exercises") or []) for d in schedule]
-    header = ["Exercise"] + [day[:3] for day in days]
-    rest_days = [day for day, d in zip(days, schedule) if d.get("rest")]
-    rows = [header]
-    for number, ex in enumerate(exercises, 1):
-        name = ex.get("name") or ex.get("id") or ""
-        start = starts.get(ex.get("id"))
-        label = f"{number}. {name}" + (f" (from week {start})" if start else "")
-        rows.append([label] + ["✓" if ex.get("id") in ids else "" for ids in on_day])
-    known = {ex.get("id") for ex in exercises}
-    for ids in on_day:  # anything scheduled that is not in the list above
-        for extra in sorted(i for i in ids if i not in known):
-            known.add(extra)
-            rows.append([extra] + ["✓" if extra in day_ids else "" for day_ids in on_day])
-    flow.heading("Your week", H1, rule=True, keep_with=BODY.lead * 9)
-    intro = "A tick (✓) means: do this exercise on that day."
-    if starts:
-        intro += " An exercise marked \"from week …\" waits until that week."
-    if rest_days:
-        intro += f" Rest day: {' and '.join(rest_days)} (gentle exercises only, if any)."
-    flow.paragraph(intro, BODY)
-    flow.table(rows, [5.2] + [1] * len(days), BODY, BODY_BOLD, padding=3)
+    groups: dict[tuple, list[int]] = {}
+    number = {ex.get("id"): n for n, ex in enumerate(exercises, 1)}
+    for ex in exercises:
+        ticks = tuple(ex.get("id") in ids for ids in on_day)
+        groups.setdefault((ticks, starts.get(ex.get("id"))), []).append(number[ex.get("id")])
+    rows = [["Exercises"] + [day[:3] for day in days]]  # the numbers of the cards
+    for (ticks, start), numbers in groups.items():
+        label = _numbers(numbers) + (f" (from week {start})" if start else "")
+        rows.append([label] + ["✓" if tick else "" for tick in ticks])
+    flow.heading("Your week", st.h1, before=6, rule=True, keep_with=st.body.lead * (len(rows) + 5))
+    intro = "A tick (✓) means: do these exercises on that day."
+    rest = [day for day, d in zip(days, schedule) if not d.get("exercises")]
+    if rest:
+        intro += f" Rest day: {_and(rest)}."
+    flow.paragraph(intro, st.body)
+    flow.table(rows, [5.0] + [1.1] * len(days), st.body, st.bold, padding=2)
 
 
-def _phases(flow: Flow, plan: dict) -> None:
+def _phases(flow: Flow, st: Styles, plan: dict) -> None:
     phases = plan.get("phases") or []
     if not phases:
         return
-    flow.heading("Your stages", H2, keep_with=40)
+    flow.heading("Your stages", st.h2, keep_with=st.body.lead * 3)
     for phase in phases:
         weeks = fmt.weeks_text(phase.get("week_from"), phase.get("week_to"))
         name = phase.get("name") or f"Stage {phase.get('phase', '')}"
-        text = f"{weeks}: {name}." if weeks else f"{name}."
-        changes = phase.get("changes")
-        if changes:
-            text += " " + fmt.sentence(changes)
-        flow.bullets([text], BODY)
+        text = f"{name}." + (" " + fmt.sentence(phase["changes"]) if phase.get("changes") else "")
+        flow.label_value(f"{weeks}:" if weeks else "", text, st.body, st.bold,
+                         label_width=_label_width(st, stages=True), after=3)
 
 
-LABEL_WIDTH = 140
+def _label_width(st: Styles, stages: bool = False) -> float:
+    """Room for the widest label in bold: "When easy:" on a card, "Weeks 7–12:" for a stage."""
+    return st.body.size * (7.6 if stages else 7)
 
 
-def _exercise_rows(ex: dict, start_week: int | None = None) -> list[tuple[str, str, Style]]:
-    """The exercise as (label, text, style) rows; label "" = a numbered step."""
-    rows: list[tuple[str, str, Style]] = []
+def _exercise_rows(ex: dict, start_week: int | None = None,
+                   days: list[str] | None = None) -> list[tuple[str, str]]:
+    """The exercise card as (label, text) rows; a label "1." … is a numbered step.
+    "You need" lists only the equipment the steps do not already name."""
+    when = days_words(days) if days else fmt.days_text(ex.get("days_per_week"))
     if start_week:
-        rows.append(("When to start:",
-                     f"In week {start_week}. Do not start it before then.", BODY_BOLD))
-    rows += [
-        ("How much:", fmt.sentence(fmt.dose_text(ex.get("dose"))), BODY),
-        ("How often:", fmt.sentence(fmt.days_text(ex.get("days_per_week"))), BODY),
-    ]
-    equipment = ex.get("equipment")
-    if equipment and equipment.strip().lower() not in {"none", "no equipment"}:
-        rows.append(("You need:", fmt.sentence(equipment), BODY))
+        when += f", from week {start_week}"
+    rows = [("Do:", fmt.sentence(f"{fmt.dose_text(ex.get('dose'))}, {when}"))]
+    steps = " ".join(ex.get("instructions") or []).lower()
+    equipment = [item.strip() for item in (ex.get("equipment") or "").replace(";", ",").split(",")]
+    needed = [item for item in equipment if item and item.lower() not in steps
+              and item.lower() not in {"none", "no equipment"}]
+    if needed:  # what the steps do not name already
+        rows.append(("You need:", fmt.sentence(", ".join(needed))))
     for i, step in enumerate(ex.get("instructions") or [], 1):
-        rows.append((f"{i}.", fmt.sentence(step), BODY))
-    if ex.get("safety_cue"):
-        rows.append(("Stay safe:", fmt.sentence(ex["safety_cue"]), BODY_BOLD))
-    if ex.get("progression"):
-        rows.append(("When it is easy:", fmt.sentence(ex["progression"]), BODY))
-    if ex.get("regression"):
-        rows.append(("If it is too hard:", fmt.sentence(ex["regression"]), BODY))
+        rows.append((f"{i}.", fmt.sentence(step)))
+    for label, key in (("Stay safe:", "safety_cue"), ("When easy:", "progression"),
+                       ("If too hard:", "regression")):
+        if ex.get(key):
+            rows.append((label, fmt.sentence(ex[key])))
     return rows
 
 
-def _exercise(flow: Flow, number: int, ex: dict, start_week: int | None = None) -> None:
+def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | None,
+              days: list[str] | None) -> None:
     name = ex.get("name") or ex.get("id") or "Exercise"
-    rows = _exercise_rows(ex, start_week)
-    steps = [r for r in rows if r[0][:-1].isdigit()]
-    # Keep the whole exercise on one page when it fits on a page at all.
-    height = BODY.lead * (1 if steps else 0) + 8
-    for label, text, style in rows:
-        width = flow.text_width - (22 if label[:-1].isdigit() else LABEL_WIDTH)
-        height += style.lead * len(flow.wrap(text, style.font, style.size, width)) + 1
-    flow.heading(f"{number}. {name}", H2, before=12, keep_with=height)
-    shown_steps = False
-    for label, text, style in rows:
+    rows = _exercise_rows(ex, start_week, days)
+    label_width = _label_width(st)
+    step_indent = st.body.size * 2
+    height = 0.0
+    for label, text in rows:
+        width = flow.text_width - (step_indent if label[:-1].isdigit() else label_width)
+        height += st.body.lead * len(flow.wrap(text, st.body.font, st.body.size, width)) + 1
+    heading = flow.wrap(f"{number}. {name}", st.h2.font, st.h2.size, flow.text_width)
+    flow.keep(6 + st.h2.lead * len(heading) + height, max_gap=0.1)  # the whole card, if it fits
+    flow.heading(f"{number}. {name}", st.h2, before=6, keep_with=st.body.lead * 3)
+    for label, text in rows:
         if label[:-1].isdigit():
-            if not shown_steps:
-                flow.paragraph("How to do it:", BODY_BOLD, after=0)
-                shown_steps = True
-            flow.bullets([text], BODY, bullet=label, indent=22, after=0)
-            continue
-        flow.label_value(label, text, style, BODY_BOLD, label_width=LABEL_WIDTH)
-    flow.space(4)
+            flow.bullets([text], st.body, bullet=label, indent=step_indent, after=1)
+        else:
+            style = st.bold if label == "Stay safe:" else st.body
+            flow.label_value(label, text, style, st.bold, label_width=label_width)
 
 
-def _stop_box(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
+def _stop_box(flow: Flow, st: Styles, plan: dict, clinic: ClinicInfo) -> None:
     items = [fmt.sentence(item) for item in plan.get("stop_and_call_if") or []]
     if not items:
         items = ["You have new pain, chest pain, dizziness or a fall."]
-    flow.box("Stop and call us if…", items, BOX_TITLE, BODY,
+    flow.box("Stop and call us if…", items, st.box_title, st.body,
              footer=f"Call {clinic.name}: {clinic.phone}. "
                     "In an emergency call 911 (or your local emergency number).",
-             footer_style=BODY_BOLD)
+             footer_style=st.bold, padding=8)
 
 
-def _precautions_and_stop(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
-    precautions = plan.get("precautions") or []
-    if precautions:
-        flow.heading("Please be careful", H1, rule=True, keep_with=60)
-        flow.bullets([fmt.sentence(p) for p in precautions], BODY)
-    flow.space(6)
-    _stop_box(flow, plan, clinic)
+def _precautions(flow: Flow, st: Styles, plan: dict) -> None:
+    """The precautions as a list; the plan for a fall ("If you fall and cannot
+    get up: …") as a box of its own steps."""
+    precautions = [fmt.sentence(p) for p in plan.get("precautions") or []]
+    fall = [p for p in precautions if p.startswith(FALL_PLAN_TITLE + ":")]
+    rest = [p for p in precautions if p not in fall]
+    if rest:
+        flow.heading("Please be careful", st.h1, rule=True, keep_with=st.body.lead * 3)
+        flow.bullets(rest, st.body, after=2)
+    for item in fall:
+        steps = item.split(":", 1)[1].replace(". ", ".\n").split("\n")
+        flow.space(4)
+        flow.box(FALL_PLAN_TITLE, [s.strip() for s in steps if s.strip()], st.box_title, st.body,
+                 padding=8)
 
 
-def _do_not_exercise(flow: Flow, plan: dict, clinic: ClinicInfo) -> None:
-    flow.box(DO_NOT_EXERCISE_TEXT, [
-        "Your doctor needs to see you before you begin an exercise program.",
-        "Please see your doctor, or go to urgent care, before you start any exercise.",
-        (f"When your doctor says it is safe, call us at {clinic.phone} and we will "
-         "make a plan with you."),
-    ], BANNER, BODY, bullet="!")
-    flow.space(6)
-    _precautions_and_stop(flow, plan, clinic)
-
-
-def _log_sheet(flow: Flow, schedule: list[dict]) -> None:
-    flow.new_page()
-    flow.heading("My exercise log", H1, rule=True)
-    flow.paragraph("Put a tick in the box each day you do your exercises. "
-                   "\"Rest\" marks your rest days. Bring this sheet to your next visit.", BODY)
-    active = {d.get("day"): not d.get("rest") for d in schedule}
-    header = ["Week"] + [d[:3] for d in DAYS]
-    rows = [header]
+def _log_sheet(flow: Flow, st: Styles, schedule: list[dict]) -> None:
+    """Twelve weeks of tick boxes: a box on every day "Your week" gives exercises."""
+    active = {d.get("day"): bool(d.get("exercises")) for d in schedule}
+    rows = [["Week"] + [d[:3] for d in DAYS]]
     for week in range(1, LOG_WEEKS + 1):
         rows.append([str(week)] + ["" if active.get(day, True) else "Rest" for day in DAYS])
+    row_height = st.body.lead + 2  # the table's own row height (padding 1)
+    intro = "Tick a box each day you exercise. Bring this sheet to your visits."
+    if not all(active.values()):
+        intro += " \"Rest\" marks your rest days."
+    intro_lines = len(flow.wrap(intro, st.body.font, st.body.size, flow.text_width))
+    flow.keep(st.h1.lead + 14 + st.body.lead * (intro_lines + 1) + row_height * 13 + 12
+              + 30, max_gap=1.0)
+    flow.heading("My exercise log", st.h1, before=6, rule=True)
+    flow.paragraph(intro, st.body)
     top = flow.y
-    flow.table(rows, [1.2] + [1] * 7, BODY, BODY_BOLD, min_row_height=LOG_ROW_HEIGHT)
-    _tick_boxes(flow, top, rows)
-    flow.paragraph("Notes for your therapist:", BODY_BOLD, after=0)
-    for _ in range(4):
-        flow.space(30)
-        flow.rule(0.8, after=0)
+    flow.table(rows, [1.3] + [1] * 7, st.body, st.bold, padding=1)
+    _tick_boxes(flow, st, top, rows, row_height)
+    flow.paragraph("Notes for your therapist:", st.bold, after=0)
+    flow.space(30)
+    flow.rule(0.8, after=0)
 
 
-def _tick_boxes(flow: Flow, top: float, rows: list[list[str]]) -> None:
+def _tick_boxes(flow: Flow, st: Styles, top: float, rows: list[list[str]],
+                row_height: float) -> None:
     """Draw an empty square in each day cell of the log table that is not a rest day."""
     c = flow.canvas
-    widths = [1.2] + [1] * 7
+    widths = [1.3] + [1] * 7
     scale = flow.text_width / sum(widths)
-    header_h = BODY_BOLD.lead + 8
+    header_h = row_height
     c.setLineWidth(1.2)
-    side = 16
+    side = st.body.size
     y = top - header_h
     for row in rows[1:]:
         x = flow.left + widths[0] * scale
         for cell in row[1:]:
             if not cell:
-                c.rect(x + (scale - side) / 2, y - LOG_ROW_HEIGHT / 2 - side / 2, side, side,
+                c.rect(x + (scale - side) / 2, y - row_height / 2 - side / 2, side, side,
                        stroke=1, fill=0)
             x += scale
-        y -= LOG_ROW_HEIGHT
+        y -= row_height

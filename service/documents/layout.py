@@ -182,6 +182,16 @@ class Flow:
         if self.y - height < self.bottom_y and self.y < self.top_y:
             self.new_page()
 
+    def keep(self, height: float, *, max_gap: float = 1 / 3) -> None:
+        """Keep the next ``height`` points together: start a new page when they
+        do not fit here, fit on a fresh page, and leave at most ``max_gap`` of
+        this page's writing area empty. Otherwise the block flows on, split
+        across the page break."""
+        area = self.top_y - self.bottom_y
+        if height <= area and self.y - height < self.bottom_y \
+                and self.y - self.bottom_y <= max_gap * area:
+            self.new_page()
+
     def space(self, points: float) -> None:
         self.y -= points
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from babel import Locale
+from babel.core import get_global
 from babel.units import format_unit
 
 from refflow.planning.catalog import IMPACT_RANK, IMPACTS, Catalog, Exercise, dose_text
@@ -444,8 +445,12 @@ _KG = re.compile(r"\b(\d+(?:\.\d+)?) kg\b")
 
 
 def uses_pounds(locale: str) -> bool:
-    """Whether the plan for a clinic in ``locale`` ("en_US", "en_GB") gives weights in pounds."""
-    return Locale.parse(locale).territory in POUND_TERRITORIES
+    """Whether the plan for a clinic in ``locale`` ("en_US", "en_GB"; "en" is
+    taken as its likely territory, the US) gives weights in pounds."""
+    parsed = Locale.parse(locale)
+    territory = parsed.territory or Locale.parse(
+        get_global("likely_subtags").get(parsed.language, "und_US")).territory
+    return territory in POUND_TERRITORIES
 
 
 def local_units(text: str, pounds: bool) -> str:

@@ -21,7 +21,7 @@ def test_handout_names_every_exercise_and_the_clinic(referral, sample_plan, clin
         assert plain(exercise["safety_cue"]) in text
     assert clinic.name in text and clinic.phone in text
     assert "Stop and call us if" in text
-    assert "Your week" in text and "Mon" in text and "Rest day: Sunday" in text and "✓" in text
+    assert "Your week" in text and "Mon" in text and "✓" in text
     assert "My exercise log" in text
     for precaution in sample_plan["precautions"]:
         assert plain(precaution) in text
@@ -86,13 +86,14 @@ def test_an_exercise_of_a_later_stage_says_when_to_start(referral, sample_plan, 
     import copy
 
     plan = copy.deepcopy(sample_plan)
-    later = next(ex for ex in plan["exercises"] if ex["id"] == "tandem-stance")
+    number, later = next((n, ex) for n, ex in enumerate(plan["exercises"], 1)
+                         if ex["id"] == "tandem-stance")
     later["phase_from"] = 2  # stage 2 starts in week 5 in this plan
     text = plain(" ".join(page_texts(render_handout(referral, plan, clinic))))
     card = text.split(later["name"], 1)[1]
-    assert card.lstrip(" .").startswith("When to start: In week 5. Do not start it before then.")
-    assert f"{later['name']} (from week 5)" in text
-    assert text.count("When to start:") == 1  # first-stage exercises start now
+    assert card.lstrip(" .").startswith("Do:") and ", from week 5." in card.split("1.", 1)[0]
+    assert f"{number} (from week 5)" in text  # its row in "Your week"
+    assert text.count("from week") == 2  # first-stage exercises start now
 
 
 def test_the_default_clinic_number_is_not_the_example_patients_own(referral, tmp_path):
