@@ -52,12 +52,12 @@ class Delivery:
     referral_id: str
     channel: str
     target: str  # E.164 fax number, email address, or "" for the chart
-    documents: Mapping[str, bytes]  # e.g. {"handout.pdf": ..., "summary.pdf": ..., "fax.tiff": ...}
+    documents: Mapping[str, bytes]  # e.g. {"handout.pdf": ..., "chart.pdf": ..., "fax.tiff": ...}
     subject: str  # no PHI: it may appear in mail headers and logs
     recipient_name: str | None = None
     attempt: int = 1
     # the document this delivery sends (its route's): "fax.tiff", "handout.pdf",
-    # "summary.pdf", the "not accepted" letter "decline.tiff" / "decline.pdf", ...
+    # "summary.pdf", "chart.pdf", the "not accepted" letter "decline.tiff" / "decline.pdf", ...
     document_name: str = ""
 
     def document(self, name: str) -> bytes:

@@ -1,7 +1,9 @@
-"""The ``pdf`` channel: files the chart summary PDF in the document store.
+"""The ``pdf`` channel: files the chart record PDF in the document store.
 
-The file lands at ``<documents_dir>/chart/<referral_id>/summary-<delivery_id>.pdf``
-(ids only, never PHI), written atomically (temporary name, fsync, rename).
+The file lands at ``<documents_dir>/chart/<referral_id>/chart-<delivery_id>.pdf``
+(ids only, never PHI; a delivery of another document is named after it, e.g.
+``summary-<delivery_id>.pdf`` for deliveries made before the chart record
+existed), written atomically (temporary name, fsync, rename).
 Sending the same delivery again leaves one file; its SHA-256 is returned in
 ``SendResult.detail["sha256"]`` so the chart copy can be checked later.
 """
@@ -22,7 +24,7 @@ from refflow.plugins.channels.base import (
     sha256_hex,
 )
 
-DOCUMENT = "summary.pdf"
+DOCUMENT = "chart.pdf"
 
 
 class PdfChannel(Channel):
@@ -41,7 +43,8 @@ class PdfChannel(Channel):
     def path_for(self, delivery: Delivery) -> Path:
         referral = safe_id(delivery.referral_id, "referral id")
         ident = safe_id(delivery.id, "delivery id")
-        return self.documents_dir / "chart" / referral / f"summary-{ident}.pdf"
+        stem = safe_id(Path(delivery.document_name or DOCUMENT).stem, "document name")
+        return self.documents_dir / "chart" / referral / f"{stem}-{ident}.pdf"
 
     def send(self, delivery: Delivery) -> SendResult:
         self.validate_target(delivery.target)

@@ -42,7 +42,8 @@ def _load_referral(path: Path):
 @click.argument("referral_file", metavar="REFERRAL.json",
                 type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write handout.pdf, summary.pdf and fax.tiff into (created if missing).")
+              help="Folder to write handout.pdf, summary.pdf, chart.pdf and fax.tiff into "
+                   "(created if missing).")
 @click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
               help="The plan's 'today' (ISO date; default: today).")
 @click.option("--resolution", type=click.Choice(["fine", "normal"]),
@@ -50,7 +51,8 @@ def _load_referral(path: Path):
 @click.option("--paper", type=click.Choice(["letter", "a4"]),
               help="Paper size (default: REFFLOW_PAPER).")
 def command(referral_file: Path, out_dir: Path, as_of, resolution, paper) -> None:
-    """Render the documents of a referral: handout PDF, summary PDF, fax TIFF."""
+    """Render the documents of a referral: the patient's handout PDF, the referrer's
+    one-page summary PDF, the chart record PDF and the fax TIFF (cover + summary)."""
     from refflow.config import ConfigError, load_settings
     from refflow.documents.clinic import ClinicInfo
     from refflow.documents.render import render_all

@@ -55,7 +55,8 @@ def render_cover(
         ("From:", clinic.name),
         ("Phone:", clinic.phone),
         ("Fax:", clinic.fax),
-        ("Date:", f"{fmt.long_date(when.date())}, {when:%H:%M} {when.tzname() or ''}".strip()),
+        ("Date:", f"{fmt.long_date(when.date(), clinic.locale)}, "
+                  f"{fmt.time_text(when, clinic.locale)}"),
         ("Pages:", f"{total_pages} (including this cover page)"),
         ("Re:", regarding),
     ]

@@ -29,6 +29,7 @@ BOX_TITLE = Style(BOLD, 12.5, 17)
 SMALL = Style(REGULAR, 10, 13)
 
 TITLE_TEXT = "Referral not accepted"
+LONGEST = 100  # characters of a name or reference: the letter stays one page
 NO_REASON = "No reason was written down. Please call us and we will explain."
 FAX_NOTE = ("Our letter about your exercise referral is attached: the clinic did not accept "
             "the referral. Please read the letter and call us with any questions.")
@@ -53,7 +54,7 @@ def decline_text(referral, clinic: ClinicInfo, *, reason: str | None,
                  decided_at: dt.datetime | None = None) -> str:
     """The letter's words as plain text (an email's body): the office's own
     reference and the reason, no patient name (that is in the attached letter)."""
-    day = fmt.long_date(fmt.local(decided_at, clinic.zone).date())
+    day = fmt.long_date(fmt.local(decided_at, clinic.zone).date(), clinic.locale)
     happened, todo = _lines(referral, clinic)
     ref = (f"Your reference: {referral.external_id}\n" if referral.external_id else "")
     greeting = f"Dear {referral.referrer.name}," if referral.referrer.name else "Hello,"
@@ -81,20 +82,22 @@ def render_decline_letter(referral, clinic: ClinicInfo, *, reason: str | None,
 
     flow = Flow(paper=paper, margin=60, top=76, bottom=54, title=TITLE_TEXT,
                 author=clinic.name, subject=TITLE_TEXT, decorate=letterhead)
-    flow.paragraph(fmt.long_date(when.date()), BODY, after=10)
+    flow.paragraph(fmt.long_date(when.date(), clinic.locale), BODY, after=10)
     referrer = referral.referrer
-    flow.paragraph(f"To: {referrer.name or 'The referring office'}", BOLD_BODY, after=0)
+    flow.paragraph(f"To: {fmt.clip(referrer.name or 'The referring office', LONGEST)}",
+                   BOLD_BODY, after=0)
     if referrer.fax:
         flow.paragraph(f"Fax: {fmt.phone(referrer.fax)}", BODY, after=0)
     flow.space(12)
     flow.lines([TITLE_TEXT], TITLE)
     flow.space(6)
     p = referral.patient
-    flow.label_value("Patient:", f"{p.family_name}, {p.given_name}", BODY, BOLD_BODY,
+    flow.label_value("Patient:", fmt.clip(f"{p.family_name}, {p.given_name}", LONGEST), BODY,
+                     BOLD_BODY, label_width=120)
+    flow.label_value("Born:", fmt.date_text(p.birth_date, clinic.locale), BODY, BOLD_BODY,
                      label_width=120)
-    flow.label_value("Born:", p.birth_date.isoformat(), BODY, BOLD_BODY, label_width=120)
     if referral.external_id:
-        flow.label_value("Your reference:", referral.external_id, BODY, BOLD_BODY,
+        flow.label_value("Your reference:", fmt.clip(referral.external_id, LONGEST), BODY, BOLD_BODY,
                          label_width=120)
     flow.space(10)
     happened, todo = _lines(referral, clinic)

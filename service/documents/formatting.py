@@ -1,4 +1,9 @@
-"""How values read on paper: dates in the clinic's zone, phone numbers, doses, unknowns."""
+"""How values read on paper: dates in the clinic's zone and locale, phone numbers,
+doses, unknowns.
+
+Dates follow the clinic's locale (``ClinicInfo.locale``, e.g. "en_US" or
+"en_GB") through Babel's CLDR formats: "April 10, 1956" in the US,
+"10 April 1956" in the UK."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import phonenumbers
+from babel.dates import format_date, format_time
 
 from refflow.documents.facts import UNKNOWN
 from refflow.documents.facts import yes_no as yes_no  # the documents' formatting, one place
@@ -23,21 +29,48 @@ def local(moment: dt.datetime | None, zone) -> dt.datetime:
     return moment.astimezone(zone)
 
 
-def long_date(day: dt.date | str | None) -> str:
-    """'Wednesday, November 25, 2026' style (no leading zero on the day)."""
+DEFAULT_LOCALE = "en_US"
+
+
+def _day(day: dt.date | str | None, form: str, locale: str) -> str:
     if day is None:
         return UNKNOWN
     if isinstance(day, str):
         try:
-            day = dt.date.fromisoformat(day)
+            day = dt.date.fromisoformat(day[:10])
         except ValueError:
             return day
-    return f"{day:%A, %B} {day.day}, {day.year}"
+    return _spaces(format_date(day, form, locale=locale or DEFAULT_LOCALE))
 
 
-def date_time(moment: dt.datetime) -> str:
-    """'2026-11-24 20:54 CST' (already converted to the clinic's zone)."""
-    return f"{moment:%Y-%m-%d %H:%M} {moment.tzname() or ''}".strip()
+def _spaces(text: str) -> str:
+    """CLDR's narrow no-break spaces ("8:54\u202fPM") as plain spaces: faxes and
+    text search read them as words apart."""
+    return text.replace("\u202f", " ").replace("\xa0", " ")
+
+
+def long_date(day: dt.date | str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """'Wednesday, November 25, 2026' (en_US) or 'Wednesday, 25 November 2026' (en_GB)."""
+    return _day(day, "full", locale)
+
+
+def date_text(day: dt.date | str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """'April 10, 1956' (en_US) or '10 April 1956' (en_GB); an ISO date string
+    is read as one; 'not known' for None."""
+    return _day(day, "long", locale)
+
+
+def time_text(moment: dt.datetime, locale: str = DEFAULT_LOCALE) -> str:
+    """'8:54 PM CST' (en_US) or '20:54 CST' (en_GB), already in the clinic's zone."""
+    clock = format_time(moment, "short", locale=locale or DEFAULT_LOCALE)
+    return _spaces(f"{clock} {moment.tzname() or ''}".strip())
+
+
+def date_time(moment: dt.datetime, locale: str = DEFAULT_LOCALE) -> str:
+    """'Nov 24, 2026, 8:54 PM CST' (en_US) or '24 Nov 2026, 20:54 CST' (en_GB),
+    already converted to the clinic's zone."""
+    day = _spaces(format_date(moment, "medium", locale=locale or DEFAULT_LOCALE))
+    return f"{day}, {time_text(moment, locale)}"
 
 
 def phone(value: str | None) -> str:
@@ -55,6 +88,13 @@ def known(value: Any, unit: str = "") -> str:
     if value is None or value == "":
         return UNKNOWN
     return f"{value}{unit}"
+
+
+def clip(text: str, length: int) -> str:
+    """``text`` on one line, cut to ``length`` characters with an ellipsis (a
+    200-character name must not push a one-page letter onto a second page)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= length else text[:length - 1].rstrip() + "…"
 
 
 def sentence(text: str) -> str:

@@ -3,7 +3,10 @@ channels, routes): fixed, so that no patient detail ever ends up in a file
 name. Importing this module imports no renderer."""
 
 HANDOUT = "handout.pdf"
+# The referring doctor's one-page summary (also the fax's page after the cover).
 SUMMARY = "summary.pdf"
+# The clinic's full record of the referral and the plan's reasoning (the chart copy).
+CHART = "chart.pdf"
 FAX = "fax.tiff"
 # The "referral not accepted" letter a clinician's rejection sends the referrer:
 # the letter (PDF, also what an email attaches), its fax (cover + letter) and
@@ -12,8 +15,9 @@ DECLINE = "decline.pdf"
 DECLINE_FAX = "decline.tiff"
 DECLINE_TEXT = "decline.txt"
 DECLINE_NAMES = (DECLINE, DECLINE_FAX, DECLINE_TEXT)
-DOCUMENT_NAMES = (HANDOUT, SUMMARY, FAX, *DECLINE_NAMES)
+DOCUMENT_NAMES = (HANDOUT, SUMMARY, CHART, FAX, *DECLINE_NAMES)
 
-CONTENT_TYPES = {HANDOUT: "application/pdf", SUMMARY: "application/pdf", FAX: "image/tiff",
+CONTENT_TYPES = {HANDOUT: "application/pdf", SUMMARY: "application/pdf",
+                 CHART: "application/pdf", FAX: "image/tiff",
                  DECLINE: "application/pdf", DECLINE_FAX: "image/tiff",
                  DECLINE_TEXT: "text/plain; charset=utf-8"}

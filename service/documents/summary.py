@@ -1,38 +1,186 @@
-"""The chart / referrer summary: the referral's facts and the plan's reasoning.
+"""The referrer's summary: one page for the referring doctor, always.
 
-Written for a clinician reading a fax: 10.5 pt and larger, black on white,
-no grey fills, thin black rules. Every optional referral field that is absent
-is printed as "not known" (which is not the same as "none").
+Who the patient is, the decision in words, why in plain words, what the clinic
+needs from the doctor, the plan in brief, who approved it and how to reach the
+clinic. No rule names, flag codes or catalog ids: the flags are translated
+into sentences (``FLAG_TEXT``); the full record with every rule is the chart
+record (``chart.py``). When the content would run past one page the lists are
+cut ("and 3 more – see the chart record") and tried again, never a second page.
+
+Written for a fax: 11 pt and larger, black on white, thin black rules.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from refflow.documents import facts
 from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style
 from refflow.documents.letterhead import draw_letterhead
 
-BODY = Style(REGULAR, 10.5, 13.5)
-BOLD_BODY = Style(BOLD, 10.5, 13.5)
-TITLE = Style(BOLD, 17, 21)
+BODY = Style(REGULAR, 11, 14)
+BOLD_BODY = Style(BOLD, 11, 14)
+TITLE = Style(BOLD, 16, 20)
 H1 = Style(BOLD, 12.5, 16)
 DECISION = Style(BOLD, 12.5, 16)
+LABEL = 110
+# List lengths tried, longest first, until the page holds everything.
+LIMITS = (8, 5, 3, 2, 1)
+LONGEST = 150  # characters of one free-text value (a name, a reference) on this page
 
 DECISIONS = {
-    "release": "RELEASED – the plan goes to the patient",
-    "review": "HELD FOR REVIEW – a clinician must approve the plan before the patient gets it",
-    "do_not_exercise": "DO NOT EXERCISE – please see the patient before any exercise starts",
+    "release": "Plan released: the patient has been sent the exercise plan.",
+    "review": "Held for review: a clinician at the clinic is checking the plan. The patient "
+              "has not been sent anything yet.",
+    "do_not_exercise": "Do not exercise yet: please see the patient before any exercise starts. "
+                       "No exercise plan was sent to the patient.",
 }
-BONE_CATEGORY = {
-    "A": "A – osteopenia-level risk",
-    "B": "B – osteoporosis-level risk",
-    "C": "C – vertebral or multiple fractures / very high risk",
+SEE_PATIENT = "Please see the patient before any exercise starts."
+FALLS_SERVICE = "Please refer the patient to a falls service, if not done already."
+BP_READING = "Please send us a current resting blood pressure reading."
+FRACTURE_DATES = "Please send the site and date of each fracture."
+CONFIRM_DIAGNOSIS = "Please confirm the diagnosis."
+
+# flag code -> (why, in plain words; what we need from the doctor, or None).
+# A code mapped to None is the clinic's own business, not the doctor's.
+FLAG_TEXT: dict[str, tuple[str, str | None] | None] = {
+    # no exercise until a doctor has seen the patient
+    "urgent_medical": ("A warning sign needs a doctor to check the patient before any exercise.",
+                       SEE_PATIENT),
+    "suspected_vertebral_fracture": (
+        "Severe or sudden back pain: it may be a new fracture of the spine.",
+        "Please check the patient for a new spinal fracture before any exercise starts."),
+    "back_pain_after_minor_trauma": (
+        "Back pain after a minor fall or knock: a spinal fracture must be ruled out.",
+        "Please check the back pain for a spinal fracture."),
+    "spinal_red_flag": ("Warning signs in the back are listed (such as cancer, infection or "
+                        "nerve symptoms).", "Please arrange an urgent check of the back."),
+    "bp_ge_180_110": ("Resting blood pressure is 180/110 or higher: too high to start exercise.",
+                      "Please treat the blood pressure and send us a new reading."),
+    "unstable_cardiopulmonary_condition": (
+        "An unstable heart or lung condition, or an acute illness, is listed.",
+        "Please confirm the condition is stable before exercise starts."),
+    # the plan waits for a clinician
+    "diagnosis_out_of_scope": ("The diagnosis is not osteoporosis, low bone mass or high "
+                               "fracture risk, so no plan was drafted.", CONFIRM_DIAGNOSIS),
+    "out_of_scope_age": ("The patient is under 18: this program is for adults.", None),
+    "invalid_fracture_date": ("A fracture is dated after the referral.", FRACTURE_DATES),
+    "recent_fracture_lt_12wk": (
+        "A fracture in the last 12 weeks: the exercises must be fitted around it.",
+        "Please tell us of any weight-bearing or surgical precautions for the fracture."),
+    "vertebral_fracture_lt_4wk": ("A spinal fracture less than 4 weeks ago: exercise usually "
+                                  "starts 4 to 12 weeks after one, once the pain eases.", None),
+    "fracture_date_unknown": ("A fracture has no date, so it may be recent.", FRACTURE_DATES),
+    "diagnosis_implies_fracture": ("The diagnosis code says there is a current fracture, but "
+                                   "no fracture is listed.", FRACTURE_DATES),
+    "multiple_vertebral_fractures": ("Two or more spinal fractures, or a painful curved upper "
+                                     "back: a physical therapist assesses the patient first.",
+                                     None),
+    "significant_back_pain": ("Significant or new back pain: it is assessed before exercise "
+                              "starts.", None),
+    "severe_pain": ("Severe pain (7 out of 10 or more): it is assessed before exercise starts.",
+                    None),
+    "high_falls_risk": ("High risk of falls: strength and balance come first, with a physical "
+                        "therapist.", FALLS_SERVICE),
+    "non_ambulatory": ("The patient uses a wheelchair: only seated exercises apply, fitted by "
+                       "a physical therapist.", None),
+    "cardiovascular_disease": ("Heart disease is listed: we need medical clearance before the "
+                               "patient exercises hard.",
+                               "Please confirm the patient is cleared for exercise."),
+    "bp_160_179_or_100_109": ("Resting blood pressure is 160-179 / 100-109: strength work stays "
+                              "light until it is reviewed.",
+                              "Please review the blood pressure and send us a new reading."),
+    "elevated_blood_pressure": ("Blood pressure is above 140/90: we watch it and teach the "
+                                "patient to breathe out when lifting.", None),
+    "uncontrolled_hypertension_reported": ("Uncontrolled high blood pressure is listed without "
+                                           "a reading.", BP_READING),
+    "blood_pressure_not_reported": ("High blood pressure is listed without a reading.",
+                                    BP_READING),
+    "neurological_or_vestibular_condition": ("A nerve or inner-ear (balance) condition is "
+                                             "listed: balance work is fitted to it.", None),
+    "cognitive_impairment": ("Memory or thinking problems are listed: exercising alone at home "
+                             "may not be safe.",
+                             "Please tell us who can help the patient exercise at home."),
+    "inflammatory_arthritis_flare": ("Inflammatory arthritis is listed: we check for a flare "
+                                     "and adjust impact and loading.", None),
+    "severe_oa_limits_weight_bearing": ("Severe osteoarthritis is listed: impact and loading "
+                                        "are adjusted.", None),
+    "uncontrolled_metabolic_disease": ("An uncontrolled metabolic disease is listed.",
+                                       "Please confirm the condition is under control."),
+    "surgical_precautions": ("Recent surgery is listed: precautions depend on the operation.",
+                             "Please send the surgical precautions."),
+    "active_cancer": ("Active cancer is listed: spread to the bones must be ruled out.",
+                      "Please tell us whether the cancer involves the bones."),
+    "pregnancy": ("Pregnancy is listed: this program does not cover pregnancy.", None),
+    "osteoarthritis": ("Osteoarthritis: impact is kept low.", None),
+    "diabetes": ("Diabetes: the patient checks their blood sugar around sessions.", None),
+    "chronic_lung_disease": ("Lung disease: the patient paces exercise by breathlessness.",
+                             None),
+    "hyperkyphosis": ("A curved upper back: the plan stresses posture work.", None),
+    "age_lt_50_or_premenopausal": ("The patient is under 50 or premenopausal: the guidelines "
+                                   "are written for older adults.",
+                                   "Please consider tests for other causes of bone loss."),
+    "glucocorticoid_very_high_dose": ("Steroid tablets (glucocorticoids) of 30 mg a day or "
+                                      "more for over 30 days: very high fracture risk.", None),
+    "fracture_on_glucocorticoid": ("A fracture while taking steroid tablets (glucocorticoids): "
+                                   "very high fracture risk.", None),
+    "glucocorticoid_upgrade": ("Long-term steroid tablets (glucocorticoids): bone risk is "
+                               "treated as one level higher.", None),
+    "glucocorticoid_dose_unknown": ("The glucocorticoid dose or start date is missing, so a "
+                                    "high dose was assumed.",
+                                    "Please confirm the glucocorticoid dose and start date."),
+    "missing_fracture_history": ("No fracture history was given, so the highest bone risk is "
+                                 "assumed.", "Please send the patient's fracture history."),
+    "missing_tscore": ("No T-score was given.", "Please send the T-score."),
+    "diagnosis_tscore_mismatch": ("The diagnosis says osteopenia, but the T-score is in the "
+                                  "osteoporosis range: the higher risk is used.",
+                                  CONFIRM_DIAGNOSIS),
+    "referrer_restrictions": ("The referral lists restrictions: a clinician checks the plan "
+                              "against them.", None),
+    "recommend_pt": ("A physical therapist should supervise the first sessions.", None),
+    "recommend_falls_service": ("High risk of falls.", FALLS_SERVICE),
+    "missing_falls_history": ("No falls history was given, so a high falls risk is assumed.",
+                              "Please tell us how many times the patient fell in the last "
+                              "12 months."),
+    "refer_supervised_program": ("The goals include heavy lifting or jumping: that needs a "
+                                 "supervised program; the home plan keeps loads moderate.",
+                                 None),
+    "goal_activity_not_advised": ("Some activities in the patient's goals are not advised for "
+                                  "now.", None),
+    "unrecognised_conditions": ("Some listed conditions were not recognized: a clinician "
+                                "checks them.", None),
+    "unrecognised_medications": ("Some listed medications were not recognized: a clinician "
+                                 "checks them.", None),
+    "beta_blocker": ("A beta-blocker is listed: the patient rates effort on a 0-10 scale, not "
+                     "by heart rate.", None),
+    "anticoagulant": ("A blood thinner is listed: the patient reports any fall at once.", None),
+    "fall_risk_medication": ("A medication that raises the risk of falls is listed.",
+                             "Please review the medications that raise the risk of falls."),
+    "hypoglycaemia_risk": ("A glucose-lowering medication is listed: the patient watches for "
+                           "low blood sugar around sessions.", None),
+    # the engine's and the clinic's own checks
+    "plugin_failed": ("One of the clinic's checks needs a clinician to look at the plan.", None),
+    "plugin_safety_override": None,
+    "invalid_plugin_exercise": None,
+    "duplicate_plugin_exercise": None,
 }
-LABEL = 150
+SEVERITY_ORDER = {"needs_review": 0, "caution": 1, "info": 2}
+# What the rules kept out of the plan, in the doctor's words (by the rule's name).
+PRECAUTIONS = {
+    "no_high_impact": "no high impact",
+    "no_loaded_or_end_range_flexion": "no loaded forward bending",
+    "no_loaded_or_end_range_rotation": "no twisting",
+    "no_floor_exercises": "no exercises on the floor",
+    "avoid_for_falls_risk": "balance work beside a support",
+}
+PARTS = (  # (component, words): the plan's parts in the order a doctor reads them
+    ("strength", "strength"), ("balance", "balance"), ("aerobic", "walking"),
+    ("spinal_extensor", "posture"), ("mobility", "mobility"), ("impact", "impact loading"),
+)
+BONE_RISK = {"A": "osteopenia-level", "B": "osteoporosis-level",
+             "C": "very high (spinal or several fractures)"}
 
 
 def render_summary(
@@ -43,293 +191,145 @@ def render_summary(
     paper: str = "letter",
     generated_at: dt.datetime | None = None,
 ) -> bytes:
-    """The chart / referrer summary PDF (bytes)."""
-    return summary_with_page_count(referral, plan, clinic, paper=paper,
-                                   generated_at=generated_at)[0]
+    """The one-page referrer summary PDF (bytes)."""
+    for limit in LIMITS:
+        flow = _summary(referral, plan, clinic, paper=paper, generated_at=generated_at,
+                        limit=limit)
+        if flow.page == 1:
+            break
+    return flow.finish()
 
 
-def summary_with_page_count(referral, plan, clinic, *, paper="letter",
-                            generated_at=None) -> tuple[bytes, int]:
-    """The summary PDF and its number of pages (the fax cover page needs it)."""
-    flow = _summary_flow(referral, plan, clinic, paper=paper, generated_at=generated_at)
-    return flow.finish(), flow.page
+def _cut(items: list[str], limit: int) -> list[str]:
+    """At most ``limit`` items, the last one saying how many more the chart has."""
+    if len(items) <= limit:
+        return items
+    shown = items[:max(limit - 1, 1)]
+    return [*shown, f"and {len(items) - len(shown)} more – see the chart record."]
 
 
-def _summary_flow(referral, plan, clinic, *, paper, generated_at) -> Flow:
-    printed = fmt.date_time(fmt.local(generated_at, clinic.zone))
+def reasons_and_requests(plan: dict) -> tuple[list[str], list[str]]:
+    """(why, what we need from the doctor): the flags in plain sentences, most
+    serious first, each said once."""
+    why: list[str] = []
+    needs: list[str] = []
+    flags = [f for f in plan.get("flags") or [] if isinstance(f, dict)]
+    for flag in sorted(flags, key=lambda f: SEVERITY_ORDER.get(f.get("severity"), 3)):
+        code = str(flag.get("code") or "")
+        if code in FLAG_TEXT:
+            text = FLAG_TEXT[code]
+            if text is None:
+                continue
+            reason, need = text
+        else:  # a clinic's own rule: its message is written for people
+            reason, need = fmt.sentence(str(flag.get("message") or "")), None
+        if reason and reason not in why:
+            why.append(reason)
+        if need and need not in needs:
+            needs.append(need)
+    if plan.get("decision") == "do_not_exercise":  # the first thing the doctor reads
+        needs = [SEE_PATIENT, *(n for n in needs if n != SEE_PATIENT)]
+    return why, needs
+
+
+def plan_in_brief(plan: dict) -> list[str]:
+    """A few lines: the plan's parts and how often, how long, the precautions."""
+    exercises = [e for e in plan.get("exercises") or [] if isinstance(e, dict)]
+    if plan.get("decision") == "do_not_exercise":
+        return ["No exercise plan was made: the patient was asked to see their doctor or "
+                "urgent care first."]
+    if not exercises:
+        return ["No exercises were drafted yet: a clinician at the clinic will write the plan."]
+    targets = plan.get("targets") or {}
+    parts = []
+    for component, words in PARTS:
+        count = sum(1 for e in exercises if e.get("component") == component)
+        if not count:
+            continue
+        days = (targets.get(component) or {}).get("days_per_week") or max(
+            e.get("days_per_week") or 0 for e in exercises if e.get("component") == component)
+        text = f"{words} {'daily' if days >= 7 else fmt.days_text(days)}"
+        if component == "aerobic" and (targets.get(component) or {}).get("minutes_per_week"):
+            text += f", building to {targets[component]['minutes_per_week']} minutes a week"
+        elif count > 1:
+            text += f" ({count} exercises)"
+        parts.append(text)
+    lines = [fmt.sentence(", ".join(parts))]
+    weeks = [p.get("week_to") for p in plan.get("phases") or [] if isinstance(p, dict)
+             and isinstance(p.get("week_to"), int)]
+    if weeks:
+        lines.append(f"{max(weeks)} weeks to the target level, then keep it up; review at "
+                     f"{max(weeks)} weeks.")
+    effort = (targets.get("strength") or {}).get("effort_max") or {}
+    if effort:
+        lines.append(f"Strength effort builds up to {max(effort.values())} out of 10.")
+    excluded = {str(e.get("rule")) for e in plan.get("excluded_exercises") or []
+                if isinstance(e, dict)}
+    precautions = [words for rule, words in PRECAUTIONS.items() if rule in excluded]
+    if precautions:
+        lines.append("Precautions: " + ", ".join(precautions) + ".")
+    return lines
+
+
+def _summary(referral, plan, clinic: ClinicInfo, *, paper, generated_at, limit) -> Flow:
+    locale = clinic.locale
+    printed = fmt.date_time(fmt.local(generated_at, clinic.zone), locale)
 
     def decorate(flow: Flow) -> None:
-        draw_letterhead(flow, clinic,
-                        f"CONFIDENTIAL – protected health information. Printed {printed}.")
-        c = flow.canvas
-        label = f"Page {flow.page} of "
-        x = flow.right - c.stringWidth(label + "00", REGULAR, 10)
-        c.drawString(x, 36, label)
-        flow.draw_page_count(x + c.stringWidth(label, REGULAR, 10), 36, REGULAR, 10)
+        draw_letterhead(flow, clinic, f"CONFIDENTIAL – protected health information. "
+                                      f"Printed {printed}.")
 
     flow = Flow(paper=paper, margin=50, top=64, bottom=54,
-                title="Exercise referral summary", author=clinic.name,
-                subject="Referral summary and exercise plan", decorate=decorate)
-    flow.lines(["Exercise referral summary"], TITLE)
+                title="Exercise referral – plan summary", author=clinic.name,
+                subject="Exercise referral: decision and plan summary", decorate=decorate)
+    flow.lines(["Exercise referral – plan summary"], TITLE)
     flow.space(4)
+    p = referral.patient
+    row = {"style": BODY, "bold": BOLD_BODY, "label_width": LABEL}
+    flow.label_value("Patient", fmt.clip(f"{p.family_name}, {p.given_name}", LONGEST), **row)
+    flow.label_value("Born", fmt.date_text(p.birth_date, locale), **row)
+    if referral.referrer.name:
+        flow.label_value("Referred by", fmt.clip(referral.referrer.name, LONGEST), **row)
+    if referral.external_id:
+        flow.label_value("Your reference", fmt.clip(referral.external_id, LONGEST), **row)
+    flow.label_value("Plan date", fmt.date_text(plan.get("as_of"), locale), **row)
+    flow.space(6)
+
     decision = plan.get("decision", "review")
-    text = DECISIONS.get(decision, str(decision))
+    flow.box(DECISIONS.get(decision, DECISIONS["review"]), [], DECISION, BODY,
+             line_width=2, padding=7)
+    why, needs = reasons_and_requests(plan)
+    if not why:
+        why = [_no_flags(plan)]
+    flow.heading("Why", H1, rule=True, before=4, keep_with=30)
+    flow.bullets(_cut(why, limit), BODY, after=1)
+    flow.heading("What we need from you", H1, rule=True, before=6, keep_with=30)
+    if needs:
+        flow.bullets(_cut(needs, limit), BODY, after=1)
+    else:
+        flow.paragraph("Nothing: no action is needed from you." if decision == "release" else
+                       "Nothing for now: we will let you know when the plan is decided.", BODY)
+    flow.heading("The plan in brief", H1, rule=True, before=6, keep_with=30)
+    for line in plan_in_brief(plan):
+        flow.paragraph(line, BODY, after=2)
     approved = plan.get("approved") or {}
     if decision == "release" and approved.get("at"):
-        who = str(approved.get("by") or "a clinician")
-        text = (f"RELEASED – approved by {who} on {str(approved['at'])[:10]}; "
-                "the plan goes to the patient")
-    flow.box("Decision: " + text, [], DECISION, BODY,
-             line_width=2, padding=7)
-    _versions(flow, plan)
-
-    _patient(flow, referral, plan)
-    _clinical(flow, referral)
-    _risk(flow, plan)
-    _flags(flow, plan)
-    _plan_in_brief(flow, plan)
-    _rules(flow, plan)
+        flow.paragraph(f"Approved by {fmt.clip(approved.get('by') or 'a clinician', 80)} on "
+                       f"{fmt.date_text(str(approved['at']), locale)}.", BOLD_BODY, after=2)
     flow.space(6)
-    flow.paragraph(
-        f"Plan engine {plan.get('engine_version') or fmt.UNKNOWN}, exercise catalogue "
-        f"{plan.get('catalog_version') or fmt.UNKNOWN}, plan date "
-        f"{plan.get('as_of') or fmt.UNKNOWN}. Questions: {clinic.name}, phone {clinic.phone}, "
-        f"fax {clinic.fax}.", BODY)
+    flow.rule(1, after=4)
+    flow.paragraph(f"Questions? Call {clinic.name} at {clinic.phone} (fax {clinic.fax}). The "
+                   "full chart record of this referral is available from the clinic.", BODY)
     return flow
 
 
-def _kv(flow: Flow, label: str, value) -> None:
-    flow.label_value(label, str(value), BODY, BOLD_BODY, label_width=LABEL)
-
-
-def _patient(flow: Flow, referral, plan) -> None:
-    p = referral.patient
-    as_of = plan.get("as_of")
-    try:
-        age_day = dt.date.fromisoformat(as_of) if as_of else dt.date.today()
-    except ValueError:
-        age_day = dt.date.today()
-    flow.heading("Patient and referral", H1, rule=True, keep_with=60)
-    _kv(flow, "Patient", f"{p.family_name}, {p.given_name}")
-    _kv(flow, "Born", f"{p.birth_date.isoformat()} (age {referral.age_on(age_day)}), sex {p.sex}")
-    _kv(flow, "Patient contact", f"phone {fmt.phone(p.phone)}; email {p.email or fmt.UNKNOWN}; "
-                                 f"language {p.preferred_language}")
-    r = referral.referrer
-    who = r.name or fmt.UNKNOWN
-    if r.npi:
-        who += f" (NPI {r.npi})"
-    _kv(flow, "Referred by", who)
-    _kv(flow, "Referrer contact", f"phone {fmt.phone(r.phone)}; fax {fmt.phone(r.fax)}; "
-                                  f"email {r.email or fmt.UNKNOWN}")
-    _kv(flow, "Referral", f"{referral.external_id or 'no external id'}; urgency {referral.urgency}")
-    d = referral.diagnosis
-    diag = ", ".join(d.codes) if d.codes else "no code"
-    if d.text:
-        diag += f" – {d.text}"
-    _kv(flow, "Diagnosis", diag)
-    if referral.goals:
-        _kv(flow, "Goals", "; ".join(referral.goals))
-    if referral.notes:
-        _kv(flow, "Notes", referral.notes)
-
-
-def _as_json(items):
-    """Fractures or medications as the referral's JSON has them (the shared text)."""
-    if items is None:
-        return None
-    return [i if isinstance(i, str) else i.model_dump(mode="json") for i in items]
-
-
-def _clinical(flow: Flow, referral) -> None:
-    c = referral.clinical
-    flow.heading("Clinical information", H1, rule=True, keep_with=60)
-    frax = c.frax
-    frax_text = fmt.UNKNOWN
-    if frax is not None:
-        frax_text = (f"major osteoporotic {fmt.known(frax.major_osteoporotic, '%')}, "
-                     f"hip {fmt.known(frax.hip, '%')}")
-    _kv(flow, "T-score", fmt.known(c.t_score))
-    _kv(flow, "FRAX (10-year)", frax_text)
-    _kv(flow, "Fractures", facts.fractures_text(_as_json(c.fractures)))
-    falls = fmt.known(c.falls_last_12_months)
-    falls += f"; injurious fall {fmt.yes_no(c.injurious_fall)}; fear of falling " \
-             f"{fmt.yes_no(c.fear_of_falling)}"
-    _kv(flow, "Falls (12 months)", falls)
-    _kv(flow, "Mobility", f"aid {fmt.known(c.mobility_aid)}; can rise from floor "
-                          f"{fmt.yes_no(c.can_rise_from_floor)}")
-    pain = fmt.UNKNOWN
-    if c.pain is not None:
-        pain = f"{c.pain.score}/10"
-        if c.pain.site:
-            pain += f", {c.pain.site}"
-        if c.pain.since:
-            pain += f", since {c.pain.since.isoformat()}"
-        if c.pain.after_minor_trauma is not None:
-            pain += f", after minor trauma {fmt.yes_no(c.pain.after_minor_trauma)}"
-    _kv(flow, "Pain", pain)
-    bp = c.blood_pressure
-    _kv(flow, "Blood pressure", f"{bp.systolic}/{bp.diastolic} mmHg" if bp else fmt.UNKNOWN)
-    conditions = c.conditions
-    _kv(flow, "Conditions", fmt.UNKNOWN if conditions is None else ("; ".join(conditions) or "none"))
-    _kv(flow, "Medications", facts.medications_text(_as_json(c.medications)))
-    _kv(flow, "Activity", f"{fmt.known(c.activity_level)}; gym access {fmt.yes_no(c.gym_access)}")
-    if c.exercise_history:
-        _kv(flow, "Exercise history", c.exercise_history)
-    if c.contraindications_text:
-        _kv(flow, "Contraindications", c.contraindications_text)
-
-
-def _risk(flow: Flow, plan: dict) -> None:
+def _no_flags(plan: dict) -> str:
+    """Why, when no flag says anything: the patient's bone and falls risk."""
     risk = plan.get("risk") or {}
-    flow.heading("Risk", H1, rule=True, keep_with=50)
-    cat = risk.get("bone_category")
-    _kv(flow, "Bone category", BONE_CATEGORY.get(cat, fmt.known(cat)))
-    falls_high = risk.get("falls_high")
-    _kv(flow, "Falls risk", "HIGH" if falls_high else ("not high" if falls_high is False
-                                                      else fmt.UNKNOWN))
-    reasons = risk.get("reasons") or []
-    if reasons:
-        flow.paragraph("Reasons:", BOLD_BODY, after=0)
-        flow.bullets([fmt.sentence(r) for r in reasons], BODY, after=1)
-
-
-def _flags(flow: Flow, plan: dict) -> None:
-    flags = plan.get("flags") or []
-    flow.heading("Flags", H1, rule=True, keep_with=70)
-    if not flags:
-        flow.paragraph("None.", BODY)
-        return
-    order = {"needs_review": 0, "caution": 1, "info": 2}
-    rows = [["Severity", "Flag", "Message", "Source"]]
-    for f in sorted(flags, key=lambda f: order.get(f.get("severity"), 3)):
-        severity = str(f.get("severity", ""))
-        rows.append(["NEEDS REVIEW" if severity == "needs_review" else severity,
-                     str(f.get("code", "")), str(f.get("message", "")), str(f.get("source", ""))])
-    flow.table(rows, [1.1, 1.7, 4, 1.3], BODY, BOLD_BODY, padding=3)
-
-
-def _plan_in_brief(flow: Flow, plan: dict) -> None:
-    flow.heading("The plan in brief", H1, rule=True, keep_with=80)
-    exercises = plan.get("exercises") or []
-    if not exercises:
-        flow.paragraph("No exercises prescribed.", BOLD_BODY)
-    else:
-        rows = [["Exercise", "Category", "Dose", "Days/wk", "Phase"]]
-        for ex in exercises:
-            rows.append([str(ex.get("name") or ex.get("id")), str(ex.get("category", "")),
-                         fmt.dose_text(ex.get("dose")), str(ex.get("days_per_week") or "–"),
-                         str(ex.get("phase_from") or 1)])
-        flow.table(rows, [3.1, 1.25, 3, 1.05, 0.9], BODY, BOLD_BODY, padding=3)
-    targets = plan.get("targets") or {}
-    if targets and exercises:
-        rows = [["Target", "Days/wk", "Min/wk", "Max effort (0–10) by phase"]]
-        for name, t in targets.items():
-            effort = t.get("effort_max") or {}
-            effort_text = ", ".join(f"phase {k}: {v}" for k, v in sorted(effort.items()))
-            rows.append([name.replace("_", " "), fmt.known(t.get("days_per_week")),
-                         fmt.known(t.get("minutes_per_week")), effort_text or "–"])
-        flow.table(rows, [2, 1, 1, 4], BODY, BOLD_BODY, padding=3)
-    phases = plan.get("phases") or []
-    if phases and exercises:
-        flow.paragraph("Phases:", BOLD_BODY, after=0)
-        flow.bullets([
-            f"{fmt.weeks_text(p.get('week_from'), p.get('week_to'))}: "
-            f"{p.get('name') or 'phase ' + str(p.get('phase'))}"
-            + (f" – {p['changes']}" if p.get("changes") else "")
-            for p in phases], BODY, after=1)
-    precautions = plan.get("precautions") or []
-    if precautions:
-        flow.paragraph("Precautions given to the patient:", BOLD_BODY, after=0)
-        flow.bullets([fmt.sentence(p) for p in precautions], BODY, after=1)
-    notes = [n for n in plan.get("patient_notes") or [] if isinstance(n, str) and n.strip()]
-    if notes:
-        flow.paragraph("Notes to the patient from the clinician:", BOLD_BODY, after=0)
-        flow.bullets([fmt.sentence(n) for n in notes], BODY, after=1)
-    excluded = plan.get("excluded_exercises") or []
-    if excluded:
-        by_rule: dict[str, list[str]] = {}
-        for e in excluded:
-            by_rule.setdefault(str(e.get("rule")), []).append(str(e.get("id")))
-        flow.paragraph("Excluded by rules:", BOLD_BODY, after=0)
-        flow.bullets([f"{rule}: {', '.join(ids)}" for rule, ids in by_rule.items()], BODY,
-                     after=1)
-
-
-def _versions(flow: Flow, plan: dict) -> None:
-    """Which version this is, who changed it, and every safety rule a clinician overrode."""
-    version = plan.get("version")
-    edits = [v for v in plan.get("versions") or [] if isinstance(v, dict) and v.get("version") != 1]
-    if isinstance(version, int) and edits:
-        who = sorted({str(v.get("author")) for v in edits})
-        flow.paragraph(f"Plan version {version}: the engine's draft changed by {', '.join(who)} "
-                       f"({len(edits)} change{'s' if len(edits) != 1 else ''}; the last: "
-                       f"{fmt.sentence(str(edits[-1].get('reason') or ''))})", BODY, after=2)
-    overrides = [o for o in plan.get("overrides") or [] if isinstance(o, dict)]
-    if not overrides:
-        return
-    flow.heading("Safety rules overridden by a clinician", H1, rule=True, keep_with=60)
-    rows = [["Rule", "Exercise", "Reason", "By"]]
-    for o in overrides:
-        by = str(o.get("by") or "")
-        if o.get("at"):
-            by += f", {str(o['at'])[:10]}"
-        rows.append([str(o.get("rule") or ""), str(o.get("exercise") or "whole plan"),
-                     str(o.get("reason") or ""), by])
-    flow.table(rows, [2.2, 2, 3.3, 1.8], BODY, BOLD_BODY, padding=3)
-
-
-def _split_sources(text: str) -> list[str]:
-    """Split "A; B (x; y); C" at the "; " outside parentheses."""
-    parts: list[str] = []
-    for piece in text.split("; "):
-        if parts and parts[-1].count("(") > parts[-1].count(")"):
-            parts[-1] += "; " + piece
-        else:
-            parts.append(piece)
-    return [p.strip() for p in parts if p.strip()]
-
-
-def _sources(evidence: list[dict]) -> tuple[list[str], dict[str, list[int]]]:
-    """Unique literature sources, numbered, and each rule's reference numbers.
-
-    Engines cite several sources per rule separated by "; " and the same
-    guideline backs many rules, so listing each once keeps the fax short.
-    """
-    numbers: dict[str, int] = {}
-    refs: dict[str, list[int]] = {}
-    for e in evidence:
-        for source in _split_sources(str(e.get("source") or "")):
-            if not source:
-                continue
-            number = numbers.setdefault(source, len(numbers) + 1)
-            cited = refs.setdefault(str(e.get("rule")), [])
-            if number not in cited:
-                cited.append(number)
-    return list(numbers), refs
-
-
-def _rules(flow: Flow, plan: dict) -> None:
-    rules = plan.get("rules_applied") or []
-    evidence = plan.get("evidence") or []
-    summaries: dict[str, list[str]] = {}
-    for e in evidence:
-        if e.get("summary"):
-            summaries.setdefault(str(e.get("rule")), []).append(str(e["summary"]))
-    sources, refs = _sources(evidence)
-    flow.heading("Rules applied and evidence", H1, rule=True, keep_with=60)
-    if not rules:
-        flow.paragraph("No rules changed the plan.", BODY)
-    for r in rules:
-        name = str(r.get("rule", ""))
-        plugin = r.get("plugin")
-        label = name if not plugin or plugin == "refflow" else f"{name} ({plugin})"
-        text = fmt.sentence(str(r.get("effect", "")))
-        for summary in summaries.get(name, []):
-            text += f" {fmt.sentence(summary)}"
-        if refs.get(name):
-            text += " [" + ", ".join(str(n) for n in refs[name]) + "]"
-        flow.label_value(label, text, BODY, BOLD_BODY, label_width=LABEL, after=3)
-    if sources:
-        flow.heading("Sources", H1, rule=True, keep_with=40)
-        flow.bullets([f"{source}" for source in sources], BODY, after=1,
-                     bullet_numbers=True)
+    bone = BONE_RISK.get(risk.get("bone_category"))
+    text = "Nothing in the referral stops a home exercise program"
+    if bone:
+        text += f": bone risk is {bone}"
+        if risk.get("falls_high") is False:
+            text += " and the risk of falls is not high"
+    return text + "."

@@ -3,7 +3,7 @@ delivery each route becomes (its target checked by its channel)."""
 
 from __future__ import annotations
 
-from refflow.documents.names import DECLINE, DECLINE_FAX, FAX, HANDOUT, SUMMARY
+from refflow.documents.names import CHART, DECLINE, DECLINE_FAX, FAX, HANDOUT
 from refflow.pipeline.context import Pipeline
 
 
@@ -16,7 +16,7 @@ def default_routes(referral) -> list[dict[str, str]]:
     if deliver.email_to_patient and referral.patient.email:
         routes.append({"channel": "email", "document": HANDOUT, "target": referral.patient.email})
     if deliver.chart_pdf:
-        routes.append({"channel": "pdf", "document": SUMMARY, "target": ""})
+        routes.append({"channel": "pdf", "document": CHART, "target": ""})
     return routes
 
 

@@ -10,8 +10,10 @@ from sqlalchemy import select
 
 from refflow.db.models import Document
 
-INLINE = {"handout.pdf", "summary.pdf", "decline.pdf"}
-NAMES = ("summary.pdf", "handout.pdf", "fax.tiff", "decline.pdf", "decline.tiff")
+INLINE = {"handout.pdf", "summary.pdf", "chart.pdf", "decline.pdf"}
+# What a signed-in person may open, in the order the pages list them (a referral
+# made before the chart record existed simply has no chart.pdf: 404).
+NAMES = ("summary.pdf", "chart.pdf", "handout.pdf", "fax.tiff", "decline.pdf", "decline.tiff")
 FAX_WIDTH_DPI = 204.0
 
 

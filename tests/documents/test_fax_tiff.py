@@ -60,7 +60,7 @@ def _directories(path) -> list[str]:
 def test_tiffinfo_shows_tiff_class_f(faxes, resolution, paper):
     lines_per_inch, _, rows = FORMATS[resolution, paper]
     pages = _directories(faxes[resolution, paper])
-    assert len(pages) >= 2  # cover + summary
+    assert len(pages) == 2  # cover + the one-page summary
     for index, info in enumerate(pages):
         assert f"Image Width: 1728 Image Length: {rows}" in info
         assert f"Resolution: 204, {lines_per_inch} pixels/inch" in info
@@ -88,7 +88,7 @@ def test_fax_pages_are_white_paper_with_black_text(faxes):
 def test_cover_page_counts_pages_and_dates_in_the_clinic_zone(referral, clinic):
     text = plain(" ".join(page_texts(render_cover(referral, clinic, total_pages=4,
                                                   sent_at=SENT))))
-    assert "Tuesday, November 24, 2026, 21:00 CST" in text
+    assert "Tuesday, November 24, 2026, 9:00 PM CST" in text
     assert "4 (including this cover page)" in text
     assert "Dr. R. Patel" in text and "+1 763-555-0198" in text
     assert clinic.phone in text and clinic.fax in text
@@ -177,11 +177,72 @@ def test_concurrent_faxes_are_identical(referral, sample_plan, clinic):
 
 def test_a_pdf_pdfium_cannot_open_is_a_clear_error(referral, sample_plan, clinic):
     from refflow.documents import fax
-    from refflow.documents.summary import render_summary
+    from refflow.documents.chart import render_chart
 
     with pytest.raises(fax.PdfError, match="could not open"):
         fax.pdfs_to_fax_tiff([b"%PDF-1.4 this is not a PDF"])
     assert issubclass(fax.PdfError, ValueError)
     # Nothing stays held: the next conversion goes through.
     assert not fax.PDFIUM_LOCK.locked()
-    assert fax.pdfs_to_fax_tiff([render_summary(referral, sample_plan, clinic)])
+    assert fax.pdfs_to_fax_tiff([render_chart(referral, sample_plan, clinic)])
+
+
+def _tiffcheck(path, resolution: str, paper: str) -> str:
+    lines_per_inch, length_mm, _ = FORMATS[resolution, paper]
+    return subprocess.run(
+        [find_tool("tiffcheck"), "-r", str(lines_per_inch), "-w", "1728", "-l", str(length_mm),
+         "-1", str(path)], capture_output=True, text=True, check=False).stdout
+
+
+def _crowded(referral, review_plan):
+    """A held plan with 20 long flags for a patient and a doctor with 200-character names."""
+    import copy
+
+    plan = copy.deepcopy(review_plan)
+    plan["flags"] += [{"code": f"clinic_rule_{n}", "severity": "needs_review",
+                       "message": "A long message from one of the clinic's own checks " * 4,
+                       "source": "plugin"} for n in range(20)]
+    long = ("Villanueva-Hernandez de la Cruz y Montenegro " * 5)[:200]
+    return referral.model_copy(update={
+        "patient": referral.patient.model_copy(update={"given_name": long, "family_name": long}),
+        "referrer": referral.referrer.model_copy(update={"name": long})}), plan
+
+
+@pytest.mark.parametrize("resolution,paper", list(FORMATS))
+def test_the_fax_is_two_pages_even_for_the_longest_plans(referral, review_plan,
+                                                         do_not_exercise_plan, clinic, tmp_path,
+                                                         resolution, paper):
+    crowded, plan = _crowded(referral, review_plan)
+    for name, (ref, p) in {"crowded": (crowded, plan),
+                           "dne": (referral, do_not_exercise_plan)}.items():
+        path = tmp_path / f"{name}.tiff"
+        path.write_bytes(render_fax(ref, p, clinic, resolution=resolution, paper=paper,
+                                    sent_at=SENT))
+        with Image.open(path) as tiff:
+            assert tiff.n_frames == 2
+        assert _tiffcheck(path, resolution, paper).splitlines()[0] == "OK"
+
+
+@pytest.mark.parametrize("resolution,paper", list(FORMATS))
+def test_the_not_accepted_letters_fax_is_two_pages(referral, review_plan, clinic, tmp_path,
+                                                   resolution, paper):
+    from refflow.documents.decline_letter import render_decline
+    from refflow.documents.names import DECLINE_FAX
+
+    crowded, _ = _crowded(referral, review_plan)
+    reason = "The referral does not say enough about the recent fracture to plan safely. " * 13
+    path = tmp_path / "decline.tiff"
+    path.write_bytes(render_decline(crowded, clinic, reason=reason[:1000], decided_at=SENT,
+                                    resolution=resolution, paper=paper)[DECLINE_FAX])
+    with Image.open(path) as tiff:
+        assert tiff.n_frames == 2
+    assert _tiffcheck(path, resolution, paper).splitlines()[0] == "OK"
+
+
+def test_the_cover_follows_the_clinics_locale(referral, clinic):
+    import dataclasses
+
+    british = dataclasses.replace(clinic, locale="en_GB")
+    text = plain(" ".join(page_texts(render_cover(referral, british, total_pages=2,
+                                                  sent_at=SENT))))
+    assert "Tuesday, 24 November 2026, 21:00 CST" in text

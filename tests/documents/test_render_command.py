@@ -1,4 +1,4 @@
-"""``refflow render REFERRAL.json --out DIR``: three files, or one line and exit 2."""
+"""``refflow render REFERRAL.json --out DIR``: four files, or one line and exit 2."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def run(argv, capsys) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_render_writes_the_three_documents(engine, env, tmp_path, capsys):
+def test_render_writes_the_four_documents(engine, env, tmp_path, capsys):
     from pathlib import Path
 
     example = Path(__file__).parents[2] / "examples" / "referrals" / "design-example.json"
@@ -52,13 +52,14 @@ def test_render_writes_the_three_documents(engine, env, tmp_path, capsys):
     code, out, err = run(["render", str(example), "--out", str(out_dir), "--as-of", "2026-11-25",
                           "--resolution", "normal", "--paper", "a4"], capsys)
     assert code == 0, err
-    assert sorted(p.name for p in out_dir.iterdir()) == ["fax.tiff", "handout.pdf",
+    assert sorted(p.name for p in out_dir.iterdir()) == ["chart.pdf", "fax.tiff", "handout.pdf",
                                                          "summary.pdf"]
-    assert (out_dir / "handout.pdf").read_bytes().startswith(b"%PDF-")
-    assert (out_dir / "summary.pdf").read_bytes().startswith(b"%PDF-")
+    for name in ("handout.pdf", "summary.pdf", "chart.pdf"):
+        assert (out_dir / name).read_bytes().startswith(b"%PDF-")
+    assert len(page_texts((out_dir / "summary.pdf").read_bytes())) == 1
     assert (out_dir / "fax.tiff").read_bytes()[:4] == b"II*\x00"
     assert "+1 763 555 0100" in plain(" ".join(page_texts((out_dir / "handout.pdf").read_bytes())))
-    for name in ("handout.pdf", "summary.pdf", "fax.tiff"):
+    for name in ("handout.pdf", "summary.pdf", "chart.pdf", "fax.tiff"):
         assert f"wrote {out_dir / name}" in out
     # No document lands in the data dir (the CLI shell may keep its secret key there).
     data = tmp_path / "data"

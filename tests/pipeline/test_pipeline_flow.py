@@ -63,15 +63,17 @@ def test_referral_goes_all_the_way_to_completed(stack, intake, smtp):
     job = json.loads((spool / "sendq" / f"{deliveries['fax'].id}.json").read_text())
     assert job["number"] == "+17635550198"
     tiff = (spool / "docq" / f"{deliveries['fax'].id}.tif").read_bytes()
-    assert tiff[:4] == b"II*\x00" and job["pages"] >= 2
+    assert tiff[:4] == b"II*\x00" and job["pages"] == 2  # cover + one-page summary
 
     # the chart PDF in the document store
     charts = list((stack.settings.documents_dir / "chart" / rid).glob("*.pdf"))
     assert len(charts) == 1 and charts[0].read_bytes().startswith(b"%PDF")
+    assert "chart record" in _pdf_text(charts[0].read_bytes())
 
     # the documents over the API
     docs = intake.get(f"/api/v1/referrals/{rid}/documents", headers=intake.auth).get_json()
-    assert {d["name"] for d in docs["items"]} == {"handout.pdf", "summary.pdf", "fax.tiff"}
+    assert {d["name"] for d in docs["items"]} == {"handout.pdf", "summary.pdf", "chart.pdf",
+                                                  "fax.tiff"}
     plan = intake.get(f"/api/v1/referrals/{rid}/plan", headers=intake.auth).get_json()
     assert plan["decision"] == "release" and plan["exercises"]
 
@@ -103,8 +105,8 @@ def test_flagged_plan_waits_for_staff_then_delivers(stack, intake):
     summary = _pdf_text(intake.get(f"/api/v1/referrals/{rid}/documents/summary.pdf",
                                    headers=intake.auth).data)
     assert "DRAFT" not in handout and "Please wait until we call you" not in handout
-    assert "HELD FOR REVIEW" not in summary
-    assert f"approved by {user.email}" in " ".join(summary.split())  # who, by name
+    assert "Held for review" not in summary and "Plan released" in summary
+    assert f"Approved by {user.email}" in " ".join(summary.split())  # who, by name
 
 
 def test_transient_failures_are_retried_then_sent_once(stack, intake, smtp):

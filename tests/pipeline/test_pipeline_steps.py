@@ -79,14 +79,14 @@ def test_plan_and_render_commits_plan_documents_deliveries_and_messages(
             select(Document).where(Document.referral_id == rid))}
         deliveries = session.scalars(select(Delivery).where(Delivery.referral_id == rid)
                                      .order_by(Delivery.channel)).all()
-    assert sorted(docs) == ["fax.tiff", "handout.pdf", "summary.pdf"]
+    assert sorted(docs) == ["chart.pdf", "fax.tiff", "handout.pdf", "summary.pdf"]
     fax = docs["fax.tiff"]
     assert (fax.content_type, fax.size, len(fax.sha256)) == ("image/tiff", len(fax.content), 64)
-    assert fax.pages >= 2 and docs["handout.pdf"].pages is None
+    assert fax.pages == 2 and docs["handout.pdf"].pages is None  # cover + one-page summary
     assert [(d.channel, d.document, d.status, d.attempts, d.max_attempts) for d in deliveries] \
         == [("email", "handout.pdf", "pending", 0, settings.delivery_max_attempts),
             ("fax", "fax.tiff", "pending", 0, settings.delivery_max_attempts),
-            ("pdf", "summary.pdf", "pending", 0, settings.delivery_max_attempts)]
+            ("pdf", "chart.pdf", "pending", 0, settings.delivery_max_attempts)]
     assert _timeline(db, rid)[-2:] == [
         ("status", "planning", "planned", "plan built (release)"),
         ("status", "planned", "delivering", "documents rendered; 3 deliveries queued")]
@@ -134,7 +134,8 @@ def test_planned_again_keeps_its_deliveries(client, auth, settings, db, calls):
         after = {d.id for d in session.scalars(select(Delivery)
                                                .where(Delivery.referral_id == rid))}
         docs = session.scalars(select(Document.name).where(Document.referral_id == rid)).all()
-    assert after == before and sorted(docs) == ["fax.tiff", "handout.pdf", "summary.pdf"]
+    assert after == before and sorted(docs) == ["chart.pdf", "fax.tiff", "handout.pdf",
+                                                "summary.pdf"]
     assert _timeline(db, rid)[-1] == ("status", "planned", "delivering",
                                       "documents rendered; 0 deliveries queued")
     assert [task for task, _ in _unsent(db)] == [outbox.FINALIZE]

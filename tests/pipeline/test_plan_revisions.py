@@ -129,9 +129,10 @@ def test_edit_override_approve_render(app, client, db, staff, held):
     handout = pdf_text(db, rid, "handout.pdf")
     assert note in handout and "Jumping rope" in handout
     assert f"Approved by {STAFF}" in handout
-    summary = pdf_text(db, rid, "summary.pdf")
-    assert f"approved by {STAFF}" in summary
-    assert "no_high_impact" in summary and "supervised by the PT in clinic" in summary
+    assert f"Approved by {STAFF}" in pdf_text(db, rid, "summary.pdf")
+    chart = pdf_text(db, rid, "chart.pdf")  # the clinic's full record: rules and overrides
+    assert f"approved by {STAFF}" in chart
+    assert "no_high_impact" in chart and "supervised by the PT in clinic" in chart
 
     # the timeline shows every version and the override; the audit trail each edit
     with db.session() as s:

@@ -79,10 +79,10 @@ def test_pdf_channel_files_the_chart_copy_with_checksum(plugin_settings, helpers
     pdf = helpers.small_pdf("Chart summary")
     channel = PdfChannel(plugin_settings.documents_dir)
     delivery = Delivery(id="dlv-pdf-1", referral_id="ref-7", channel="pdf", target="",
-                        documents={"summary.pdf": pdf}, subject="Chart summary")
+                        documents={"chart.pdf": pdf}, subject="Chart record")
     result = channel.send(delivery)
     path = plugin_settings.documents_dir / result.detail["path"]
-    assert result.detail["path"] == "chart/ref-7/summary-dlv-pdf-1.pdf"
+    assert result.detail["path"] == "chart/ref-7/chart-dlv-pdf-1.pdf"
     assert path.read_bytes() == pdf
     assert result.detail["sha256"] == sha256_hex(path.read_bytes())
     again = channel.send(delivery)
@@ -91,4 +91,4 @@ def test_pdf_channel_files_the_chart_copy_with_checksum(plugin_settings, helpers
     with pytest.raises(PermanentChannelError):
         channel.validate_target("someone@example.org")
     with pytest.raises(PermanentChannelError, match="not a PDF"):
-        channel.send(Delivery("dlv-pdf-2", "ref-7", "pdf", "", {"summary.pdf": b"GIF89a"}, "s"))
+        channel.send(Delivery("dlv-pdf-2", "ref-7", "pdf", "", {"chart.pdf": b"GIF89a"}, "s"))
