@@ -26,6 +26,11 @@ ENV PATH=/opt/refflow/bin:$PATH \
     REFFLOW_ENV=production \
     REFFLOW_DATA_DIR=/var/lib/refflow \
     PROMETHEUS_MULTIPROC_DIR=/tmp/refflow-metrics
+# fonts-wqy-microhei: the Chinese, Japanese and Korean glyphs of patients' names
+# (documents/fonts.py); DejaVu Sans ships with the package.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+ && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 refflow \
  && useradd --system --uid 10001 --gid refflow --home-dir /var/lib/refflow \
       --shell /usr/sbin/nologin refflow \

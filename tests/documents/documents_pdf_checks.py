@@ -3,6 +3,7 @@ of PDFs, and the system checkers (tiffcheck, tiffinfo)."""
 
 from __future__ import annotations
 
+import ctypes
 import io
 import re
 import shutil
@@ -87,3 +88,21 @@ def find_tool(name: str) -> str:
         pytest.fail(f"{name} is missing: apt-get install -y hylafax-server libtiff-tools "
                     "ghostscript poppler-utils")
     return path
+
+
+def char_fonts(pdf: bytes) -> dict[str, set[str]]:
+    """{character: names of the fonts it is drawn with} over every page."""
+    found: dict[str, set[str]] = {}
+    buffer = ctypes.create_string_buffer(256)
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        for i in range(len(doc)):
+            textpage = doc[i].get_textpage()
+            for index in range(textpage.count_chars()):
+                char = chr(pdfium_c.FPDFText_GetUnicode(textpage.raw, index))
+                flags = ctypes.c_int()
+                size = pdfium_c.FPDFText_GetFontInfo(textpage.raw, index, buffer, 256, flags)
+                found.setdefault(char, set()).add(buffer.raw[:max(size - 1, 0)].decode())
+    finally:
+        doc.close()
+    return found
