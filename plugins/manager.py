@@ -328,8 +328,10 @@ def plan_adjusters(pm: pluggy.PluginManager, as_of: dt.date) -> list[tuple[str, 
             for impl, call in _callers(pm, "refflow_adjust_plan")]
 
 
-def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager) -> dict[str, Any]:
-    """Build the plan with the plugins' exercises and plan rules.
+def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager,
+             locale: str = "en_US") -> dict[str, Any]:
+    """Build the plan with the plugins' exercises and plan rules, in the
+    clinic's ``locale`` (its units).
 
     Calls ``refflow.planning.engine.build_plan`` with ``extra_exercises`` from
     ``refflow_exercise_catalog`` and ``adjusters`` from ``refflow_adjust_plan``
@@ -342,7 +344,7 @@ def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager) -> dict[str,
 
     extra, failures = exercise_catalog(pm)
     plan = build_plan(referral, as_of=as_of, extra_exercises=extra,
-                      adjusters=plan_adjusters(pm, as_of))
+                      adjusters=plan_adjusters(pm, as_of), locale=locale)
     return with_flags(plan, [f.as_flag() for f in failures]) if failures else plan
 
 

@@ -88,7 +88,7 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
         referral, received_on = referral_input(row), row.received_on
         problems = row.intake_problems or []
 
-    plan = plan_for(referral, as_of=received_on, pm=p.pm)
+    plan = plan_for(referral, as_of=received_on, pm=p.pm, locale=p.settings.clinic_locale)
     plan = with_flags(plan, [
         {"code": pr["code"], "severity": pr["severity"], "message": pr["message"],
          "source": pr.get("source", "intake")}

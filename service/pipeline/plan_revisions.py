@@ -59,7 +59,7 @@ def revise_plan(p: Pipeline, referral_id: str, proposed: dict, *, actor: str, re
     extra, _failures = exercise_catalog(p.pm)
     now = utcnow()
     new = revise(referral, current, proposed, as_of=as_of, author=author, at=now, reason=reason,
-                 override=override, extra_exercises=extra)
+                 override=override, extra_exercises=extra, locale=p.settings.clinic_locale)
     version = new["version"]
     try:
         with p.db.session() as session:

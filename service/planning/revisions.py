@@ -125,8 +125,11 @@ def versions_of(plan: Mapping) -> list[dict]:
 
 def revise(referral: Referral, plan: Mapping, proposed: Mapping, *, as_of: dt.date, author: str,
            at: dt.datetime, reason: str, override: str | None = None,
-           extra_exercises: Sequence[Mapping] = ()) -> dict:
-    """The plan's next version with the clinician's changes (``plan`` is not changed)."""
+           extra_exercises: Sequence[Mapping] = (), locale: str = "en_US") -> dict:
+    """The plan's next version with the clinician's changes (``plan`` is not changed).
+
+    ``locale`` is the clinic's, as for ``engine.build_plan``: an added exercise's
+    weights are in the same units as the rest of the plan."""
     reason = _text(reason, "reason", required=True)
     if override is not None:
         override = _text(override, "override", required=True)
@@ -136,7 +139,7 @@ def revise(referral: Referral, plan: Mapping, proposed: Mapping, *, as_of: dt.da
     if unknown:
         raise InvalidRevision("unknown field(s): " + ", ".join(str(k)[:40] for k in unknown),
                               {f"plan.{str(k)[:40]}": "unknown field" for k in unknown})
-    d = _draft(referral, as_of, extra_exercises)
+    d = _draft(referral, as_of, extra_exercises, locale)
     lookup = {e.id: e for e in d.catalog.exercises}
     lookup.update({e.id: e for e in d.extras})
     new = copy.deepcopy(dict(plan))
@@ -193,13 +196,14 @@ def _vkey(v: Mapping) -> tuple:
     return (v.get("rule"), v.get("exercise"))
 
 
-def _draft(referral: Referral, as_of: dt.date, extra_exercises: Sequence[Mapping]) -> R.Draft:
+def _draft(referral: Referral, as_of: dt.date, extra_exercises: Sequence[Mapping],
+           locale: str = "en_US") -> R.Draft:
     """The engine's view of this referral: facts, risk, gates and the exclusion profile."""
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise TypeError("as_of must be a datetime.date")
     catalog = load_catalog()
     facts = derive_facts(referral, as_of)
-    d = R.Draft(facts=facts, risk=assess_risk(facts), catalog=catalog)
+    d = R.Draft(facts=facts, risk=assess_risk(facts), catalog=catalog, pounds=R.uses_pounds(locale))
     extras: list[Exercise] = []
     seen = set(catalog.by_id)
     for entry in extra_exercises:

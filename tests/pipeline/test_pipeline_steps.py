@@ -425,3 +425,21 @@ def test_transient_errors_are_retried_within_the_retry_window_then_fail(
     assert flow.deliver(p, email_id) == "failed"
     assert [e[3] for e in _timeline(db, rid) if e[0] == "delivery_failed"] == [
         "email: gave up after 2 attempts (its retry window ended): mail server busy"]
+
+
+@pytest.mark.parametrize("locale, weight, other", [("en_US", "2 lb", " kg"), ("en_GB", "1 kg", " lb")])
+def test_the_plan_built_by_the_pipeline_gives_weights_in_the_clinics_units(
+        client, auth, settings, db, locale, weight, other):
+    """The Otago cuff weight of a falls-risk plan: pounds for a US clinic,
+    kilograms for a clinic whose locale weighs in kilograms."""
+    p = Pipeline(dataclasses.replace(settings, clinic_locale=locale), db=db,
+                 publish=lambda task, args: None)
+    body = routine()
+    body["clinical"].update(falls_last_12_months=3, mobility_aid="walker")
+    rid = _submit(client, auth, body)
+    flow.build_plan(p, rid)
+    with db.session() as session:
+        plan = session.scalar(select(Plan).where(Plan.referral_id == rid)).body
+    text = " ".join(" ".join(e["instructions"] + [e["progression"], e["regression"]])
+                    for e in plan["exercises"])
+    assert weight in text and other not in text
