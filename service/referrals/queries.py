@@ -41,8 +41,9 @@ RELEASED = {
               "clinic is fixing it.",
 }
 RELEASED_SENDING = "The plan was approved and is being sent to the patient and to you."
-# Documents that carry the plan to the referring office (a route with no target
-# is the clinic's chart copy, not the referrer).
+# Documents that carry the plan to the referring office: the one-page summary and
+# its fax (a route with no target is the clinic's chart copy, not the referrer; the
+# chart record may be read in the portal but is never what "the plan was sent" means).
 PLAN_TO_REFERRER = (FAX, SUMMARY)
 
 

@@ -443,3 +443,20 @@ def test_the_plan_built_by_the_pipeline_gives_weights_in_the_clinics_units(
     text = " ".join(" ".join(e["instructions"] + [e["progression"], e["regression"]])
                     for e in plan["exercises"])
     assert weight in text and other not in text
+
+
+def test_a_referral_rendered_before_the_chart_record_existed_still_serves_its_documents(
+        client, auth, settings, db, calls):
+    # Referrals rendered before chart.pdf existed have handout, summary and fax only.
+    rid = _submit(client, auth)
+    assert flow.build_plan(Pipeline(settings, db=db), rid) == states.DELIVERING
+    with db.session() as session:
+        session.delete(session.scalar(select(Document).where(Document.referral_id == rid,
+                                                             Document.name == "chart.pdf")))
+    r = client.get(f"/api/v1/referrals/{rid}/documents/chart.pdf", headers=auth)
+    assert r.status_code == 404 and "no such document" in r.get_data(as_text=True)
+    names = {d["name"] for d in client.get(f"/api/v1/referrals/{rid}/documents",
+                                           headers=auth).get_json()["items"]}
+    assert names == {"handout.pdf", "summary.pdf", "fax.tiff"}
+    r = client.get(f"/api/v1/referrals/{rid}/documents/summary.pdf", headers=auth)
+    assert r.status_code == 200 and r.data.startswith(b"%PDF-")
