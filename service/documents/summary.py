@@ -27,7 +27,7 @@ H1 = Style(BOLD, 12.5, 16)
 DECISION = Style(BOLD, 12.5, 16)
 LABEL = 110
 # List lengths tried, longest first, until the page holds everything.
-LIMITS = (8, 5, 3, 2, 1)
+LIMITS = (12, 8, 5, 3, 2, 1)
 LONGEST = 150  # characters of one free-text value (a name, a reference) on this page
 
 DECISIONS = {
