@@ -182,7 +182,7 @@ def main() -> None:
     from refflow.documents.fax import pdfs_to_fax_tiff
     from refflow.documents.handout import render_handout
     from refflow.documents.render import render_all, render_fax
-    from refflow.documents.summary import summary_with_page_count
+    from refflow.documents.summary import render_summary
     from refflow.intake.schemas import Referral
 
     referral = Referral.model_validate(json.loads(args.referral.read_text()))
@@ -199,8 +199,9 @@ def main() -> None:
 
     handout_ms, handout_cpu, _ = timed(
         lambda: render_handout(referral, plan, clinic, paper=args.paper), runs)
-    summary_ms, summary_cpu, (summary, summary_pages) = timed(
-        lambda: summary_with_page_count(referral, plan, clinic, paper=args.paper), runs)
+    summary_ms, summary_cpu, summary = timed(
+        lambda: render_summary(referral, plan, clinic, paper=args.paper), runs)
+    summary_pages = 1  # the referrer's summary is always one page
     cover = render_cover(referral, clinic, total_pages=summary_pages + 1, paper=args.paper)
     cover_ms, cover_cpu, _ = timed(
         lambda: render_cover(referral, clinic, total_pages=summary_pages + 1, paper=args.paper),

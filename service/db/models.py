@@ -222,7 +222,7 @@ class Document(Base):
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
-    name: Mapped[str] = mapped_column(String(40))  # handout.pdf | summary.pdf | fax.tiff
+    name: Mapped[str] = mapped_column(String(40))  # documents.names: handout.pdf, summary.pdf, ...
     content_type: Mapped[str] = mapped_column(String(60))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)

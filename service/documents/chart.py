@@ -163,8 +163,7 @@ def _clinical(flow: Flow, referral, locale: str) -> None:
     _kv(flow, "Pain", pain)
     bp = c.blood_pressure
     _kv(flow, "Blood pressure", f"{bp.systolic}/{bp.diastolic} mmHg" if bp else fmt.UNKNOWN)
-    conditions = c.conditions
-    _kv(flow, "Conditions", fmt.UNKNOWN if conditions is None else ("; ".join(conditions) or "none"))
+    _kv(flow, "Conditions", facts.conditions_text(_as_json(c.conditions)))
     _kv(flow, "Medications", facts.medications_text(_as_json(c.medications)))
     _kv(flow, "Activity", f"{fmt.known(c.activity_level)}; gym access {fmt.yes_no(c.gym_access)}")
     if c.exercise_history:

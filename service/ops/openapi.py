@@ -370,7 +370,7 @@ def _build(state_names: tuple[str, ...]) -> dict:
         "/api/v1/referrals/{referral_id}/documents/{name}": {
             "get": {
                 "operationId": "getDocument", "tags": ["documents"],
-                "summary": "One document: handout.pdf, summary.pdf or fax.tiff",
+                "summary": "One document: handout.pdf, summary.pdf, chart.pdf or fax.tiff",
                 "security": PRACTICE_OR_STAFF,
                 "parameters": [REFERRAL_ID, {"name": "name", "in": "path", "required": True,
                                              "schema": {"type": "string", "maxLength": 40}}],

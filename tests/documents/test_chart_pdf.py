@@ -51,3 +51,21 @@ def test_chart_prints_unknowns_for_a_minimal_referral(minimal_referral, do_not_e
 def test_review_chart_says_held_for_review(referral, review_plan, clinic):
     text = plain(" ".join(page_texts(render_chart(referral, review_plan, clinic))))
     assert "HELD FOR REVIEW" in text and "NEEDS REVIEW" in text
+
+
+def test_chart_prints_structured_conditions_and_medication_courses(referral, sample_plan, clinic):
+    """A condition's status and date, and a steroid's route and courses: what the
+    plan was decided on, as the staff page shows it."""
+    clinical = referral.clinical.model_copy(update={
+        "conditions": referral.clinical.__class__.model_validate({"conditions": [
+            "hypertension", {"text": "pulmonary embolism", "status": "resolved", "since": "2015-03-01"},
+            {"code": "M06.9", "status": "stable"}]}).conditions,
+        "medications": referral.clinical.__class__.model_validate({"medications": [
+            {"name": "prednisolone", "route": "eye"},
+            {"name": "prednisone", "courses": [{"start": "2026-03-01", "days": 5,
+                                                "dose_mg_per_day": 40}]}]}).medications})
+    text = plain(" ".join(page_texts(render_chart(referral.model_copy(update={"clinical": clinical}),
+                                                  sample_plan, clinic))))
+    assert "pulmonary embolism (resolved, since 2015-03-01)" in text
+    assert "M06.9 (stable)" in text
+    assert "prednisolone (eye)" in text and "5 days from 2026-03-01 at 40 mg/day" in text
