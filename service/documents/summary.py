@@ -42,6 +42,7 @@ FALLS_SERVICE = "Please refer the patient to a falls service, if not done alread
 BP_READING = "Please send us a current resting blood pressure reading."
 FRACTURE_DATES = "Please send the site and date of each fracture."
 CONFIRM_DIAGNOSIS = "Please confirm the diagnosis."
+BONE_TREATMENT = "Please make sure the patient is on bone-protective treatment."
 
 # flag code -> (why, in plain words; what we need from the doctor, or None).
 # A code mapped to None is the clinic's own business, not the doctor's.
@@ -123,9 +124,13 @@ FLAG_TEXT: dict[str, tuple[str, str | None] | None] = {
                                    "are written for older adults.",
                                    "Please consider tests for other causes of bone loss."),
     "glucocorticoid_very_high_dose": ("Steroid tablets (glucocorticoids) of 30 mg a day or "
-                                      "more for over 30 days: very high fracture risk.", None),
+                                      "more for over 30 days: very high fracture risk.",
+                                      BONE_TREATMENT),
     "fracture_on_glucocorticoid": ("A fracture while taking steroid tablets (glucocorticoids): "
-                                   "very high fracture risk.", None),
+                                   "very high fracture risk.", BONE_TREATMENT),
+    "glucocorticoid_courses": ("Steroids taken in short courses: not counted as long-term use.",
+                               "Please tell us how many steroid courses the patient takes a "
+                               "year."),
     "glucocorticoid_upgrade": ("Long-term steroid tablets (glucocorticoids): bone risk is "
                                "treated as one level higher.", None),
     "glucocorticoid_dose_unknown": ("The glucocorticoid dose or start date is missing, so a "
@@ -134,13 +139,25 @@ FLAG_TEXT: dict[str, tuple[str, str | None] | None] = {
     "missing_fracture_history": ("No fracture history was given, so the highest bone risk is "
                                  "assumed.", "Please send the patient's fracture history."),
     "missing_tscore": ("No T-score was given.", "Please send the T-score."),
-    "diagnosis_tscore_mismatch": ("The diagnosis says osteopenia, but the T-score is in the "
-                                  "osteoporosis range: the higher risk is used.",
-                                  CONFIRM_DIAGNOSIS),
+    "diagnosis_tscore_mismatch": ("The diagnosis and the T-score disagree.", CONFIRM_DIAGNOSIS),
     "referrer_restrictions": ("The referral lists restrictions: a clinician checks the plan "
                               "against them.", None),
     "recommend_pt": ("A physical therapist should supervise the first sessions.", None),
     "recommend_falls_service": ("High risk of falls.", FALLS_SERVICE),
+    "frailty_falls_review": ("Signs of frailty (such as great age, a walking aid, not able to "
+                             "get up from the floor, living alone): a falls assessment comes "
+                             "first.", FALLS_SERVICE),
+    "severe_lung_disease": ("Severe lung disease or long-term oxygen is listed: exercise starts "
+                            "under supervision, paced by breathlessness.",
+                            "Please confirm the patient may exercise, and any oxygen needed "
+                            "during exercise."),
+    "interpreter_needed": ("The patient prefers a language other than English: we arrange an "
+                           "interpreter or a translated handout.", None),
+    "past_condition": ("A past or settled condition is listed: it does not stop exercise.", None),
+    "past_surgery": ("A past joint replacement or operation is listed, with no precautions.",
+                     "Please tell us of any lasting precautions from the operation."),
+    "inflammatory_arthritis_stable": ("Inflammatory arthritis, stable: loading eases during a "
+                                      "flare.", None),
     "missing_falls_history": ("No falls history was given, so a high falls risk is assumed.",
                               "Please tell us how many times the patient fell in the last "
                               "12 months."),

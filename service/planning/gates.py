@@ -300,9 +300,10 @@ def past_conditions(d: Draft) -> None:
     (guidance §3.1); one the referral calls past, resolved or stable is a caution."""
     past = d.facts.past_conditions
     if past:
+        shown = "; ".join(p[:80] for p in past)
         d.flag("past_condition", "caution",
                f"Listed as past, resolved or stable, so not treated as a contraindication now "
-               f"(check that it is): {_labels(past)}.")
+               f"(check that it is): {shown}.")
         d.applied("past_conditions", f"{len(past)} past or stable condition(s): caution")
 
 

@@ -65,7 +65,7 @@ class Facts:
     pain_after_minor_trauma: bool | None
     bp: tuple[int, int] | None
     conditions: frozenset[str]  # acute, current or of unknown status (the cautious case)
-    past_conditions: frozenset[str]  # episodic concepts the referral says are past or stable
+    past_conditions: tuple[str, ...]  # entries (the referral's words) past, resolved or stable
     unknown_conditions: tuple[str, ...]
     med_classes: frozenset[str]
     unknown_meds: tuple[str, ...]
@@ -178,7 +178,7 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
         pain_after_minor_trauma=pain.after_minor_trauma if pain else None,
         bp=(c.blood_pressure.systolic, c.blood_pressure.diastolic) if c.blood_pressure else None,
         conditions=frozenset(conditions),
-        past_conditions=frozenset(past),
+        past_conditions=tuple(dict.fromkeys(past)),
         unknown_conditions=tuple(unknown_conditions),
         med_classes=frozenset(med_classes),
         unknown_meds=tuple(unknown_meds),
@@ -194,10 +194,11 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
     )
 
 
-def _read_conditions(entries, as_of: dt.date) -> tuple[set[str], set[str], list[str]]:
-    """(current concepts, concepts the referral says are past or stable, unrecognised texts)."""
+def _read_conditions(entries, as_of: dt.date) -> tuple[set[str], list[str], list[str]]:
+    """(current concepts, the entries that are past or stable and no longer count as
+    anything else, unrecognised texts)."""
     current: set[str] = set()
-    past: set[str] = set()
+    past: list[str] = []
     unknown: list[str] = []
     for entry in entries:
         if isinstance(entry, Condition):
@@ -216,9 +217,18 @@ def _read_conditions(entries, as_of: dt.date) -> tuple[set[str], set[str], list[
             if vocab.is_current(concept, said, on, as_of):
                 current.add(vocab.WHEN_CURRENT.get(concept, concept))
             else:
-                past.add(concept)
                 current.add(vocab.WHEN_NOT_CURRENT[concept])
+                if vocab.WHEN_NOT_CURRENT[concept] == "past_condition":
+                    past.append(_words(entry))
     return current, past, unknown
+
+
+def _words(entry) -> str:
+    """A condition entry in the referral's own words (for the reviewer's flag)."""
+    if isinstance(entry, str):
+        return entry
+    said = ", ".join(x for x in (entry.status, entry.since and f"since {entry.since}") if x)
+    return " ".join(x for x in (entry.text, entry.code) if x) + (f" ({said})" if said else "")
 
 
 def _glucocorticoid(med: Medication, match: vocab.MedMatch, as_of: dt.date) -> Glucocorticoid:
@@ -309,7 +319,8 @@ def assess_risk(facts: Facts) -> Risk:
         category = "A"
         reasons = ["low bone mass without osteoporosis-level criteria"]
     upgrade, assumed = glucocorticoid_upgrade(facts)
-    if upgrade and category != "C":
+    upgrade = upgrade and category != "C"  # C is the highest: nothing to raise
+    if upgrade:
         category = "B" if category == "A" else "C"
         reasons.append("long-term glucocorticoids (>=7.5 mg/day prednisolone-equivalent for >=3 months)"
                        + (", dose or duration not given: assumed" if assumed else ""))
@@ -328,4 +339,4 @@ def assess_risk(facts: Facts) -> Risk:
     if facts.age >= 80 and facts.falls is not None and facts.falls >= 1:
         falls_reasons.append("age 80+ with a fall in 12 months")
     reasons.extend(falls_reasons)
-    return Risk(category, bool(falls_reasons), tuple(reasons), upgrade and True, assumed)
+    return Risk(category, bool(falls_reasons), tuple(reasons), upgrade, upgrade and assumed)

@@ -483,7 +483,7 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
         t_reps = 10 if reps else reps
         t_hold = 5 if hold else hold
     elif component == "aerobic":
-        t_min = 25 if f_high else 30
+        t_min = 30  # Otago: walking up to 30 minutes, with the usual aid for high falls risk
     elif component == "impact":
         t_reps = 25 if per_side else 50
     elif component in ("balance", "mobility"):
@@ -546,7 +546,7 @@ def effort_ceilings(d: Draft) -> dict:
         "strength": {"days_per_week": d.strength_days, "minutes_per_week": d.strength_days * 30,
                      "effort_max": cap(strength, d.strength_effort_cap)},
         "aerobic": {"days_per_week": d.aerobic_days,
-                    "minutes_per_week": 75 if f_high else 150,
+                    "minutes_per_week": d.aerobic_days * 30,
                     "effort_max": cap(aerobic, d.aerobic_effort_cap)},
         "balance": {"days_per_week": 7, "minutes_per_week": 120, "effort_max": cap(balance, 10)},
         "mobility": {"days_per_week": 7, "minutes_per_week": 35, "effort_max": cap([3, 3, 3], 10)},
@@ -635,7 +635,7 @@ def phases(d: Draft, targets: dict, exercises: Iterable[dict] = ()) -> list[dict
 
 
 STOP_AND_CALL_IF = (
-    "You have chest pain, pressure or tightness.",
+    "You have chest pain or tightness. Call 911 if rest does not stop it.",
     "You feel dizzy, light-headed or faint.",
     "You are very short of breath.",
     "You have sudden new back pain, or back pain that is much worse.",
@@ -670,9 +670,8 @@ def precautions(d: Draft) -> list[str]:
     They depend on the facts, risk and profile only (not on the selection), so
     a clinician's revision of the plan re-derives the same list."""
     if not d.planning:
-        return ["Do not start an exercise program until your doctor has seen you.",
-                "Stop and call your doctor if: " + " ".join(s.rstrip(".").lower() + ";"
-                                                             for s in stop_and_call(d)).rstrip(";") + "."]
+        # the stop-and-call list is printed once, on its own, not repeated here
+        return ["Do not start an exercise program until your doctor has seen you."]
     f_high, spine_c = d.risk.falls_high, d.profile.spine_c
     out = [
         "Start slowly: the first two weeks are easier on purpose.",

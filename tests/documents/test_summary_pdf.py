@@ -157,3 +157,21 @@ def test_the_worst_cases_still_fit_one_page(case, paper, clinic):
     assert clinic.phone in page  # the contact line is never the part that is cut
     if case in ("many_flags", "review_15_flags"):
         assert re.search(r"and \d+ more – see the chart record", page)
+
+
+def test_every_flag_the_engine_raises_has_plain_words_for_the_doctor():
+    """A new rule's flag code must not reach the referring doctor as a code or as
+    the clinician's message: each one the built-in rules can raise is in the
+    summary's table (or deliberately left off with None)."""
+    from pathlib import Path
+
+    import refflow.planning.gates as gates
+    import refflow.planning.rules as rules
+    from refflow.documents.summary import FLAG_TEXT
+
+    source = Path(gates.__file__).read_text() + Path(rules.__file__).read_text()
+    codes = set(re.findall(r'd\.flag\(\s*"([a-z0-9_]+)"', source))
+    codes |= {code for _, code, _ in gates._COMORBID}
+    codes |= {code for _, code, _ in gates._MED_CAUTIONS}
+    assert len(codes) > 30
+    assert sorted(codes - set(FLAG_TEXT)) == []

@@ -186,3 +186,29 @@ def test_a_malformed_medication_names_its_field(entry, field, says) -> None:
     with pytest.raises(InvalidReferral) as raised:
         parse_referral(data, today=AS_OF)
     assert says in raised.value.fields[field]
+
+
+# ---- what the reviewer reads is what the referral said -------------------------
+
+def test_a_past_condition_is_quoted_in_the_referrals_words() -> None:
+    plan = plan_for(clinical={"conditions": [
+        "pulmonary embolism 2015, resolved",
+        {"text": "pneumonia", "status": "resolved", "since": "2024-01-10"},
+        "rheumatoid arthritis, stable"]})
+    message = next(f["message"] for f in plan["flags"] if f["code"] == "past_condition")
+    assert "pulmonary embolism 2015, resolved" in message
+    assert "pneumonia (resolved, since 2024-01-10)" in message
+    assert "deep vein thrombosis" not in message  # a group's name, not what was written
+    assert "arthritis" not in message  # stable arthritis has its own caution, said once
+    assert flags(plan)["inflammatory_arthritis_stable"] == "caution"
+
+
+def test_long_term_steroids_raise_nothing_when_the_category_is_already_the_highest() -> None:
+    plan = plan_for(clinical={
+        "fractures": [{"site": "vertebral", "level": "T12", "date": "2026-06-01", "low_trauma": True}],
+        "medications": [{"name": "prednisone", "dose_mg_per_day": 7.5, "since": "2025-11-01"}]},
+        diagnosis={"codes": ["M81.0"], "text": "osteoporosis"})
+    assert plan["risk"]["bone_category"] == "C"
+    assert "glucocorticoid_upgrade" not in flags(plan)
+    assert not any("glucocorticoid" in r for r in plan["risk"]["reasons"])
+    assert flags(plan)["fracture_on_glucocorticoid"] == "needs_review"
