@@ -56,6 +56,10 @@ class Settings:
     smtp_timeout: float = 30.0
     fax_transport: str = "spool"
     fax_resolution: str = "fine"  # fine = 204x196 dpi, normal = 204x98
+    fax_hylafax_host: str = "127.0.0.1"  # the hylafax transport: hfaxd's address ...
+    fax_hylafax_port: int = 4559  # ... its client protocol port
+    fax_hylafax_user: str = "refflow"  # the user hfaxd's hosts.hfaxd admits
+    fax_hylafax_modem: str = ""  # a modem (tty name) or class; empty: any modem
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
     clinic_name: str = "refflow Rehabilitation Clinic"

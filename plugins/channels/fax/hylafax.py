@@ -600,16 +600,11 @@ class HylafaxTransport(FaxTransport):
 
     @classmethod
     def from_settings(cls, settings) -> HylafaxTransport:
-        """From refflow settings: ``fax_hylafax_host`` / ``_port`` / ``_user`` / ``_modem``
-        (read with defaults: the settings fields are added with the plugin
-        registration) and ``fax_resolution``."""
-        return cls(
-            host=getattr(settings, "fax_hylafax_host", "127.0.0.1"),
-            port=int(getattr(settings, "fax_hylafax_port", DEFAULT_PORT)),
-            user=getattr(settings, "fax_hylafax_user", "refflow"),
-            modem=getattr(settings, "fax_hylafax_modem", None),
-            resolution=getattr(settings, "fax_resolution", "fine"),
-        )
+        """From refflow settings: ``fax_hylafax_host`` / ``_port`` / ``_user`` /
+        ``_modem`` (empty: any modem) and ``fax_resolution``."""
+        return cls(host=settings.fax_hylafax_host, port=settings.fax_hylafax_port,
+                   user=settings.fax_hylafax_user, modem=settings.fax_hylafax_modem or None,
+                   resolution=settings.fax_resolution)
 
     def client(self) -> HylafaxClient:
         return HylafaxClient.connect(self.host, self.port, self.user, self.timeout)
