@@ -18,9 +18,12 @@ from refflow.documents import formatting as fmt
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style, draft_watermark
-from refflow.planning.rules import FALL_PLAN_TITLE
 
 DRAFT_TEXT = "DRAFT – not yet approved"
+# The plan JSON's precaution that starts with these words is the fall plan
+# (planning.rules.FALL_PLAN_TITLE; documents may not import planning): the
+# handout shows it as a box of its own.
+FALL_PLAN_TITLE = "If you fall and cannot get up"
 DO_NOT_EXERCISE_TEXT = "Please do not start exercises until you have seen your doctor."
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 LOG_WEEKS = 12  # the program's 12 weeks to the target level (guidance 4.1)

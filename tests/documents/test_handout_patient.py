@@ -240,3 +240,12 @@ def test_weights_in_pounds_for_a_us_clinic_and_kilograms_elsewhere(clinic):
     assert "2 lb" in text_of(render_handout(r, {**us, "decision": "release"}, clinic))
     uk_clinic = dataclasses.replace(clinic, locale="en_GB")
     assert "1 kg" in text_of(render_handout(r, {**uk, "decision": "release"}, uk_clinic))
+
+
+def test_the_handout_knows_the_plans_fall_plan_by_its_title():
+    """documents may not import planning: the handout keeps the title the plan
+    JSON's fall-plan precaution starts with, and it must stay the same."""
+    from refflow.documents import handout
+    from refflow.planning import rules
+
+    assert handout.FALL_PLAN_TITLE == rules.FALL_PLAN_TITLE
