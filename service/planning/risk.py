@@ -138,8 +138,7 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
 
     if "oxygen" in med_classes:
         conditions.add("severe_lung_disease")
-    lives_alone = "lives_alone" in conditions or (
-        bool(referral.notes) and "lives_alone" in vocab.match_condition(referral.notes))
+    lives_alone = "lives_alone" in conditions or vocab.mentions(referral.notes or "", "lives_alone")
 
     fractures = []
     for f in c.fractures or ():

@@ -275,7 +275,6 @@ CONDITIONS: dict[str, Concept] = {
     ),
 }
 
-URGENT_CONCEPTS = ("unstable_cardiac", "acute_vascular", "acute_illness", "spinal_red_flag")
 BONE_DIAGNOSES = ("osteoporosis", "osteopenia", "high_fracture_risk")
 
 # --------------------------------------------------------------------------
@@ -405,7 +404,7 @@ def match_condition(text: str) -> frozenset[str]:
     found: set[str] = set()
     if _ICD_MENTION.search(text):
         for written in _CODE_IN_TEXT.findall(_ICD_MENTION.sub(" ", text)):
-            key = match_code(normalise_code(written) or written)
+            key = match_code(normalise_code(written))
             if key:
                 found.add(key)
         text = _ICD_MENTION.sub(" ", text)
@@ -532,6 +531,13 @@ def is_current(concept: str, said: str | None, on: dt.date | None, as_of: dt.dat
         window = RECENT_SURGERY_DAYS if concept == "surgery" else RECENT_DAYS
         return (as_of - on).days < window
     return concept not in WHEN_CURRENT
+
+
+def mentions(text: str, concept: str) -> bool:
+    """Whether free text (a note, not a condition entry) names ``concept`` by one
+    of its phrases: "Widowed, lives alone" mentions ``lives_alone``."""
+    norm = normalise_text(text)
+    return any(phrase in norm for phrase, key in _PHRASES if key == concept)
 
 
 class MedMatch(NamedTuple):
