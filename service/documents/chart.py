@@ -53,11 +53,7 @@ def render_chart(
     def decorate(flow: Flow) -> None:
         draw_letterhead(flow, clinic,
                         f"CONFIDENTIAL – protected health information. Printed {printed}.")
-        c = flow.canvas
-        label = f"Page {flow.page} of "
-        x = flow.right - c.stringWidth(label + "00", REGULAR, 10)
-        c.drawString(x, 36, label)
-        flow.draw_page_count(x + c.stringWidth(label, REGULAR, 10), 36, REGULAR, 10)
+        flow.draw_page_of(36, REGULAR, 10)
 
     flow = Flow(paper=paper, margin=50, top=64, bottom=54,
                 title="Exercise referral – chart record", author=clinic.name,

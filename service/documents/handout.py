@@ -70,11 +70,7 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         c.setFont(REGULAR, FOOTER_SIZE)
         left = DRAFT_TEXT if draft else f"Questions? Call us at {clinic.phone}"
         c.drawString(flow.left, 24, left)
-        label = f"Page {flow.page} of "
-        x = flow.right - c.stringWidth(label + "00", REGULAR, FOOTER_SIZE)
-        c.drawString(x, 24, label)
-        flow.draw_page_count(x + c.stringWidth(label, REGULAR, FOOTER_SIZE), 24, REGULAR,
-                             FOOTER_SIZE)
+        flow.draw_page_of(24, REGULAR, FOOTER_SIZE)
 
     flow = Flow(paper=paper, margin=38, top=52, bottom=40, title=title, author=clinic.name,
                 subject="Home exercise plan", decorate=decorate)

@@ -205,6 +205,15 @@ class Flow:
         c.restoreState()
         self._count_font = (font, size)
 
+    def draw_page_of(self, y: float, font: str, size: float) -> None:
+        """"Page N of M" at the right margin (room is kept for a two-digit M)."""
+        c = self.canvas
+        label = f"Page {self.page} of "
+        x = self.right - c.stringWidth(label + "00", font, size)
+        c.setFont(font, size)
+        c.drawString(x, y, label)
+        self.draw_page_count(x + c.stringWidth(label, font, size), y, font, size)
+
     def finish(self) -> bytes:
         c = self.canvas
         c.showPage()
