@@ -60,6 +60,11 @@ class Settings:
     fax_hylafax_port: int = 4559  # ... its client protocol port
     fax_hylafax_user: str = "refflow"  # the user hfaxd's hosts.hfaxd admits
     fax_hylafax_modem: str = ""  # a modem (tty name) or class; empty: any modem
+    fax_check_seconds: float = 20.0  # how often a fax held by the fax server is checked
+    fax_inbox_poll: bool = False  # True: fetch received faxes from hfaxd's recvq (fax_hylafax_*)
+    fax_inbox_poll_seconds: float = 30.0
+    fax_retention_days: int = 90  # a handled (or archived) received fax is purged after this
+    tessdata_dir: str = ""  # Tesseract's language data; empty: found where Debian puts it
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
     clinic_name: str = "refflow Rehabilitation Clinic"

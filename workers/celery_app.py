@@ -20,6 +20,8 @@ ROUTES = {
     outbox.RENDER: {"queue": PLANNING_QUEUE},
     outbox.FINALIZE: {"queue": PLANNING_QUEUE},
     outbox.DELIVER: {"queue": DELIVERY_QUEUE},
+    outbox.CHECK_DELIVERY: {"queue": DELIVERY_QUEUE},
+    outbox.READ_FAX: {"queue": PLANNING_QUEUE},
 }
 
 

@@ -18,6 +18,7 @@ import redis
 from celery import Celery
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from refflow.faxin import inbox
 from refflow.pipeline import flow, outbox
 
 log = logging.getLogger("refflow.tasks")
@@ -43,6 +44,14 @@ def register(app: Celery, pipeline_for) -> None:
     @app.task(name=outbox.DELIVER, **OUTAGE_RETRY)
     def deliver(delivery_id: str) -> None:
         flow.deliver(pipeline_for(app), delivery_id)
+
+    @app.task(name=outbox.CHECK_DELIVERY, **OUTAGE_RETRY)
+    def check_delivery(delivery_id: str) -> None:
+        flow.check_delivery(pipeline_for(app), delivery_id)
+
+    @app.task(name=outbox.READ_FAX, **OUTAGE_RETRY)
+    def read_fax(fax_id: str) -> None:
+        inbox.read(pipeline_for(app), fax_id)
 
     @app.task(name=outbox.FINALIZE, **OUTAGE_RETRY)
     def finalize(referral_id: str) -> None:

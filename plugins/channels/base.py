@@ -79,6 +79,10 @@ class SendResult:
 
     reference: str  # provider job id, Message-ID, file path relative to the store, ...
     detail: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    # True: the provider has the message queued but has not sent it yet (a fax
+    # job): the delivery stays ``sending`` and the pipeline follows it with the
+    # channel's ``check(reference)`` until it is sent or failed.
+    held: bool = False
 
 
 class ChannelError(Exception):

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models: practices and their API keys, users, referrals with
-their timeline, plans, documents, deliveries, the outbox, idempotency keys and
-the audit trail.
+their timeline, plans, documents, deliveries, the outbox, idempotency keys,
+the audit trail and received faxes.
 
 The same models run on SQLite (embedded) and PostgreSQL (production); the
 Alembic migrations in ``migrations/`` are kept identical to them (a test runs
@@ -258,6 +258,11 @@ class Delivery(Base):
     # retried until then (the channel's retry window from when it was queued,
     # or from a staff retry); a transient error after it fails the delivery
     retry_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A delivery a provider holds (a fax job queued with the fax server) stays
+    # ``sending`` with no claim; the scheduler checks it again at ``check_at``.
+    check_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # What the provider confirmed: pages sent, call seconds, remote id, job id, ...
+    detail: Mapped[dict | None] = mapped_column(JSONType)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -325,3 +330,37 @@ class AuditEntry(Base):
     referral_id: Mapped[str | None] = mapped_column(String(36))
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReceivedFax(Base):
+    """A fax that reached the clinic: the image as received (PHI, stored like a
+    document), who sent it, what reading it found, and what staff did with it.
+
+    ``status``: ``received`` (waiting to be read) → ``read`` (pages read; in the
+    inbox for staff) → ``referral`` (a referral was created from it),
+    ``attached`` (added to an existing referral) or ``archived`` (with a reason).
+    """
+
+    __tablename__ = "received_faxes"
+    __table_args__ = (Index("ix_received_faxes_status_received", "status", "received_at"),)
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # the same fax twice: stored once
+    source: Mapped[str] = mapped_column(String(60))  # "cli", "hylafax", "plugin:<name>"
+    source_ref: Mapped[str | None] = mapped_column(String(200))  # recvq file, provider's id
+    from_number: Mapped[str | None] = mapped_column(String(32))  # caller id / TSI as received
+    to_number: Mapped[str | None] = mapped_column(String(32))
+    practice_id: Mapped[str | None] = mapped_column(ForeignKey("practices.id"), index=True)
+    content_type: Mapped[str] = mapped_column(String(60))  # image/tiff or application/pdf
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    pages: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    # what reading found: OCR text and confidence per page, the form's fields
+    # with confidences, the draft referral (see refflow.faxin.reading)
+    reading: Mapped[dict | None] = mapped_column(JSONType)
+    referral_id: Mapped[str | None] = mapped_column(ForeignKey("referrals.id"), index=True)
+    archived_reason: Mapped[str | None] = mapped_column(String(500))
+    handled_by: Mapped[str | None] = mapped_column(String(100))
+    handled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -27,6 +27,8 @@ BUILD_PLAN = "refflow.build_plan"
 RENDER = "refflow.render_documents"
 DELIVER = "refflow.deliver"
 FINALIZE = "refflow.finalize"
+CHECK_DELIVERY = "refflow.check_delivery"  # follow a delivery the provider holds (a fax job)
+READ_FAX = "refflow.read_fax"  # OCR and form reading of a received fax
 
 
 def message_args(*, request_id: str | None = None, **ids: str) -> dict:
