@@ -137,3 +137,30 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(5)
+
+
+@pytest.fixture
+def fax_document():
+    """A received fax as a fax server stores it: ``make(text, pages=1)`` is a
+    TIFF Class F rendered by refflow's own fax renderer; ``kind="pdf"`` is the
+    PDF a provider might send instead. Different text, different fax."""
+
+    def make(text: str = "Referral for physical therapy", *, pages: int = 1,
+             kind: str = "tiff") -> bytes:
+        import io
+
+        from reportlab.pdfgen import canvas
+
+        from refflow.documents.fax import pdf_to_fax_tiff
+
+        buf = io.BytesIO()
+        pdf = canvas.Canvas(buf)
+        for number in range(1, pages + 1):
+            pdf.setFont("Helvetica", 16)
+            pdf.drawString(72, 720, text)
+            pdf.drawString(72, 690, f"Page {number} of {pages}")
+            pdf.showPage()
+        pdf.save()
+        return buf.getvalue() if kind == "pdf" else pdf_to_fax_tiff(buf.getvalue())
+
+    return make

@@ -1,6 +1,8 @@
 """``refflow scheduler``: the loop that relays the outbox to the broker (every
-``relay_interval_seconds``), re-drives stuck work (every 5 s), and expires
-idempotency keys and old outbox rows (hourly). Several schedulers may run at
+``relay_interval_seconds``), re-drives stuck work (every 5 s), fetches received
+faxes when ``fax_inbox_poll`` is on (every ``fax_inbox_poll_seconds``), and
+expires idempotency keys, old outbox rows and received faxes past their
+retention (hourly). Several schedulers may run at
 once: the relay locks the rows it publishes.
 """
 
@@ -12,6 +14,8 @@ import threading
 import time
 
 from refflow.config import Settings
+from refflow.faxin import inbox
+from refflow.faxin.poll import InboxPoller
 from refflow.pipeline import outbox, redrive
 from refflow.pipeline.context import Pipeline
 from refflow.workers.celery_app import create_celery
@@ -33,6 +37,7 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
                         settings.delivery_lease_seconds / 3)
     next_redrive = time.monotonic() + redrive_every
     next_housekeeping = time.monotonic()
+    fax_poller = InboxPoller(pipeline) if settings.fax_inbox_poll else None
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
     while not stop.is_set():
         try:
@@ -41,11 +46,14 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
             if now >= next_redrive:
                 redrive.redrive(pipeline, stuck_after=stuck_after, lease=lease)
                 next_redrive = now + redrive_every
+            if fax_poller is not None:
+                fax_poller.run_if_due(now)
             if now >= next_housekeeping:
                 expired = redrive.expire_idempotency_keys(pipeline)
                 pruned = outbox.prune(pipeline.db)
-                log.info("housekeeping: %d idempotency keys expired, %d outbox rows pruned",
-                         expired, pruned)
+                purged = inbox.purge(pipeline)
+                log.info("housekeeping: %d idempotency keys expired, %d outbox rows pruned, "
+                         "%d received faxes purged", expired, pruned, purged)
                 next_housekeeping = now + HOUSEKEEPING_EVERY
         except Exception as exc:  # noqa: BLE001 - the database may be away; keep going
             log.warning("scheduler round failed (%s); retrying", type(exc).__name__)
