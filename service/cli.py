@@ -23,6 +23,7 @@ COMMANDS = (
     "db",
     "practice",
     "user",
+    "fax",
     "plugins",
     "plan",
     "render",
