@@ -29,6 +29,7 @@ import io
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import segno
 from reportlab.lib.pagesizes import LETTER
@@ -73,8 +74,9 @@ class Box:
         return self.x + self.width / 2, self.y + self.height / 2
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
+    """One checkbox of a choice field (a tuple: ``value, label = choice`` works)."""
+
     value: str  # what the field's value is when this box is marked (the referral's enum value)
     label: str
     box: Box  # the checkbox

@@ -17,6 +17,7 @@ The stored JSON (``Reading.as_json()``)::
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 
@@ -56,4 +57,26 @@ class Reading:
 def read_fax(images, *, tessdata_dir: str | None = None) -> Reading:
     """Read every page (``faxin.pages.page_images``): OCR text, and the
     referral form's fields when a page carries its barcode."""
-    raise NotImplementedError("issue 17: the form reader")
+    # Imported here, not above: Tesseract, zxing-cpp and ReportLab load only in
+    # the worker that reads faxes, not in every process that shows a reading.
+    from refflow.documents.referral_form import FORM_ID, FORM_VERSION
+    from refflow.faxin import draft, form_reader, ocr
+
+    started = time.perf_counter()
+    pages = []
+    for image in images:
+        text = ocr.page_text(image, tessdata_dir=tessdata_dir)
+        pages.append(PageText(text.text, text.confidence))
+    found = form_reader.find_form(images)
+    if found is None:
+        return Reading(pages, seconds=round(time.perf_counter() - started, 3))
+    index, barcode = found
+    identity = FormIdentity(barcode.form, barcode.version, barcode.practice_id, index)
+    if (barcode.form, barcode.version) != (FORM_ID, FORM_VERSION):
+        # A refflow form this version does not know: say which, read nothing.
+        return Reading(pages, identity, seconds=round(time.perf_counter() - started, 3))
+    read = form_reader.read_form(images[index], barcode, tessdata_dir=tessdata_dir)
+    fields = {name: FieldValue(r.value, r.confidence, r.source) for name, r in read.items()}
+    payload = draft.referral_payload({name: r.value for name, r in read.items()})
+    return Reading(pages, identity, fields, payload,
+                   round(time.perf_counter() - started, 3))
