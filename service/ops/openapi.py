@@ -66,6 +66,9 @@ REFERRAL_ID = {"name": "referral_id", "in": "path", "required": True,
                "schema": {"type": "string", "maxLength": 64}}
 DELIVERY_ID = {"name": "delivery_id", "in": "path", "required": True,
                "schema": {"type": "string", "maxLength": 64}}
+FAX_ID = {"name": "fax_id", "in": "path", "required": True,
+          "schema": {"type": "string", "maxLength": 64}}
+FAX_STATES = ("received", "read", "referral", "attached", "archived")  # faxin.inbox.STATUSES
 
 PRACTICE_OR_STAFF = [{"apiKey": []}, {"session": []}]
 ETAG = {"ETag": {"description": "The plan's version, quoted (send it back in If-Match)",
@@ -156,6 +159,18 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                "timeline": {"type": "array", "items": _ref("Event")},
                                "deliveries": {"type": "array", "items": _ref("Delivery")},
                                "documents": {"type": "array", "items": _ref("DocumentInfo")},
+                               "faxes": {"type": "array", "items": {
+                                   "type": "object",
+                                   "required": ["id", "kind", "pages", "received_at", "href"],
+                                   "properties": {
+                                       "id": {"type": "string"},
+                                       "kind": {"type": "string",
+                                                "enum": ["source", "attached"]},
+                                       "pages": {"type": "integer"}, "received_at": dt_str,
+                                       "href": {"type": "string"}}}},
+                               "source": {"type": "string", "enum": ["fax"],
+                                          "description": "present when the referral was "
+                                                         "created from a received fax"},
                                "decision": _ref("Decision"),
                                "plan_sent_to_referrer": {"oneOf": [
                                    {"type": "null"}, _ref("PlanSent")]}}}]},
@@ -256,6 +271,89 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                "hooks": {"type": "array", "items": {"type": "string"}},
                                "enabled": {"type": "boolean"}, "builtin": {"type": "boolean"},
                                "reason": {"type": "string"}}}}}},
+        "FaxPractice": {
+            "type": "object", "required": ["id", "name", "matched_by"],
+            "properties": {"id": {"type": "string"}, "name": nullable_str,
+                           "matched_by": {"type": "string", "enum": ["form", "caller"],
+                                          "description": "the form's barcode, or the "
+                                                         "caller's fax number"}}},
+        "FaxSummary": {
+            "type": "object",
+            "required": ["id", "status", "source", "page_count", "received_at", "links"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string", "enum": list(FAX_STATES)},
+                "source": {"type": "string",
+                           "description": "cli, or the fax transport's name"},
+                "from_number": {"type": ["string", "null"],
+                                "description": "caller id (E.164) or the sender's TSI"},
+                "to_number": nullable_str, "content_type": {"type": "string"},
+                "page_count": {"type": "integer"},
+                "practice": {"oneOf": [{"type": "null"}, _ref("FaxPractice")]},
+                "received_at": dt_str, "updated_at": dt_str,
+                "read": {"type": "boolean", "description": "reading (OCR) has finished"},
+                "referral_id": nullable_str, "handled_by": nullable_str,
+                "handled_at": {"type": ["string", "null"], "format": "date-time"},
+                "archived_reason": nullable_str, "links": links}},
+        "FaxList": {
+            "type": "object", "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": _ref("FaxSummary")},
+                           "next_cursor": nullable_str,
+                           "links": {"type": "object",
+                                     "properties": {"next": {"type": "string"}}}}},
+        "FaxDetail": {
+            "allOf": [_ref("FaxSummary"), {
+                "type": "object",
+                "required": ["pages", "form", "fields", "draft", "reading_error"],
+                "properties": {
+                    "source_ref": nullable_str, "sha256": {"type": "string"},
+                    "pages": {"type": "array", "items": {
+                        "type": "object", "required": ["number", "href"],
+                        "properties": {
+                            "number": {"type": "integer"}, "href": {"type": "string"},
+                            "text": {"type": ["string", "null"],
+                                     "description": "the page's OCR text"},
+                            "confidence": {"type": ["number", "null"],
+                                           "description": "mean word confidence, 0..1"}}}},
+                    "reading_error": {"type": ["string", "null"],
+                                      "description": "reading failed (the error's class); "
+                                                     "the pages are still there"},
+                    "form": {"type": ["object", "null"],
+                             "description": "refflow's referral form, from its barcode: "
+                                            "form, version, practice_id, page"},
+                    "fields": {"type": "object", "additionalProperties": {
+                        "type": "object", "properties": {
+                            "value": {"type": "string"}, "confidence": {"type": "number"},
+                            "source": {"type": "string"}}}},
+                    "draft": {"type": "object",
+                              "description": "the form's fields as referral JSON, to review "
+                                             "and send to POST .../referral"}}}]},
+        "FaxState": {
+            "type": "object", "required": ["id", "status", "referral_id"],
+            "properties": {"id": {"type": "string"},
+                           "status": {"type": "string", "enum": list(FAX_STATES)},
+                           "referral_id": nullable_str, "links": links}},
+        "FaxReferralRequest": {
+            "type": "object", "required": ["referral"], "additionalProperties": False,
+            "properties": {
+                "practice_id": {"type": ["string", "null"],
+                                "description": "the referring practice (default: the one "
+                                               "the fax was matched to)"},
+                "referral": _ref("Referral")}},
+        "FaxAttachRequest": {
+            "type": "object", "required": ["referral_id"], "additionalProperties": False,
+            "properties": {"referral_id": {"type": "string"}}},
+        "FaxArchiveRequest": {
+            "type": "object", "required": ["reason"], "additionalProperties": False,
+            "properties": {"reason": {"type": "string", "minLength": 1, "maxLength": 500}}},
+        "FaxesReceived": {
+            "type": "object", "required": ["received"],
+            "properties": {"received": {"type": "array", "items": {
+                "type": "object", "required": ["id", "created"],
+                "properties": {"id": {"type": "string"},
+                               "created": {"type": "boolean",
+                                           "description": "false: the same fax was already "
+                                                          "in the inbox"}}}}}},
         "Health": {"type": "object", "required": ["status"],
                    "properties": {"status": {"type": "string"}}},
         "Ready": {"type": "object", "required": ["status", "checks"],
@@ -420,6 +518,95 @@ def _build(state_names: tuple[str, ...]) -> dict:
                 "security": STAFF,
                 "responses": {"200": _json(_ref("Queue"), "The queue"),
                               **_errors(403, *COMMON)}}},
+        "/api/v1/faxes": {
+            "get": {
+                "operationId": "listFaxes", "tags": ["staff"],
+                "summary": "Received faxes, newest first (staff)",
+                "security": STAFF,
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False, "style": "form",
+                     "explode": False,
+                     "schema": {"type": "array", "items": {"type": "string",
+                                                           "enum": list(FAX_STATES)}}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 200,
+                                "default": 50}},
+                    {"name": "cursor", "in": "query", "required": False,
+                     "schema": {"type": "string"}}],
+                "responses": {"200": _json(_ref("FaxList"), "A page of faxes"),
+                              **_errors(400, 403, *COMMON)}}},
+        "/api/v1/faxes/{fax_id}": {
+            "get": {
+                "operationId": "getFax", "tags": ["staff"],
+                "summary": "A received fax: pages (PNG links, OCR text and confidence), the "
+                           "referral form's identity, fields with confidence, the draft, "
+                           "the matched practice (staff)",
+                "security": STAFF, "parameters": [FAX_ID],
+                "responses": {"200": _json(_ref("FaxDetail"), "The fax"),
+                              **_errors(*READ, 403)}}},
+        "/api/v1/faxes/{fax_id}/pages/{page}.png": {
+            "get": {
+                "operationId": "getFaxPage", "tags": ["staff"],
+                "summary": "One page of a received fax as PNG, square pixels (staff)",
+                "security": STAFF,
+                "parameters": [FAX_ID, {"name": "page", "in": "path", "required": True,
+                                        "description": "1-based page number",
+                                        "schema": {"type": "string",
+                                                   "pattern": "^[0-9]{1,4}$"}}],
+                "responses": {
+                    "200": {"description": "The page",
+                            "content": {"image/png": {"schema": {"type": "string",
+                                                                 "format": "binary"}}}},
+                    **_errors(*READ, 403)}}},
+        "/api/v1/faxes/{fax_id}/referral": {
+            "post": {
+                "operationId": "createReferralFromFax", "tags": ["staff"],
+                "summary": "Create a referral from the fax's reviewed draft (staff); validated "
+                           "like POST /api/v1/referrals (422 names each bad field, e.g. "
+                           "`patient.birth_date`); 409 when the fax was handled already",
+                "security": STAFF, "parameters": [FAX_ID],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("FaxReferralRequest")}}},
+                "responses": {
+                    "202": _json(_ref("ReferralAccepted"), "The referral was stored; the "
+                                 "plan follows",
+                                 {"Location": {"schema": {"type": "string"}}}),
+                    **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/faxes/{fax_id}/attach": {
+            "post": {
+                "operationId": "attachFax", "tags": ["staff"],
+                "summary": "Attach the fax to an existing referral (its timeline says so; "
+                           "staff)",
+                "security": STAFF, "parameters": [FAX_ID],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("FaxAttachRequest")}}},
+                "responses": {"200": _json(_ref("FaxState"), "Attached"),
+                              **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/faxes/{fax_id}/archive": {
+            "post": {
+                "operationId": "archiveFax", "tags": ["staff"],
+                "summary": "Archive a fax that needs no referral, with a reason (staff)",
+                "security": STAFF, "parameters": [FAX_ID],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("FaxArchiveRequest")}}},
+                "responses": {"200": _json(_ref("FaxState"), "Archived"),
+                              **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/fax/inbound/{transport}": {
+            "post": {
+                "operationId": "receiveFaxWebhook", "tags": ["fax"],
+                "summary": "A fax provider's inbound webhook: the transport named checks the "
+                           "request (its signature) and reads the faxes from it; each is "
+                           "stored once. No API key. 404 for a transport without an inbound "
+                           "webhook",
+                "security": [],
+                "parameters": [{"name": "transport", "in": "path", "required": True,
+                                "schema": {"type": "string", "maxLength": 60}}],
+                "requestBody": {"required": True, "description": "as the transport defines "
+                                "it (the example plugin: JSON with the fax in base64)",
+                                "content": {"application/json": {"schema": {
+                                    "type": "object"}}}},
+                "responses": {"200": _json(_ref("FaxesReceived"), "Stored (ids only)"),
+                              **_errors(400, 401, 404, 413, 429, 500, 503)}}},
         "/api/v1/plugins": {
             "get": {
                 "operationId": "listPlugins", "tags": ["operations"],
@@ -463,7 +650,7 @@ def _build(state_names: tuple[str, ...]) -> dict:
                  "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
         "servers": [{"url": "/"}],
         "security": PRACTICE_OR_STAFF,
-        "tags": [{"name": n} for n in ("referrals", "documents", "staff", "operations")],
+        "tags": [{"name": n} for n in ("referrals", "documents", "staff", "fax", "operations")],
         "paths": paths,
         "components": {
             "schemas": _schemas(state_names),

@@ -9,7 +9,7 @@ import json
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from refflow.db.models import Delivery, Document, Plan, Referral, ReferralEvent
+from refflow.db.models import Delivery, Document, Plan, ReceivedFax, Referral, ReferralEvent
 from refflow.documents.names import DECLINE_NAMES, FAX, SUMMARY
 from refflow.referrals import states
 
@@ -176,16 +176,31 @@ def detail(session: Session, referral: Referral) -> dict:
                                   Document.sha256).where(Document.referral_id == referral.id)
                            .order_by(Document.name)).all()
     body = summary(referral)
+    faxes = session.execute(select(ReceivedFax.id, ReceivedFax.status, ReceivedFax.pages,
+                                   ReceivedFax.received_at)
+                            .where(ReceivedFax.referral_id == referral.id)
+                            .order_by(ReceivedFax.received_at, ReceivedFax.id)).all()
     body.update({
         "received_on": referral.received_on.isoformat(),
         "problems": referral.intake_problems or [],
         "timeline": [event_json(e) for e in events],
         "deliveries": [delivery_json(d) for d in deliveries],
         "documents": [document_json(referral.id, *row) for row in docs],
+        "faxes": [fax_json(*row) for row in faxes],
         "links": referral_links(referral.id),
     })
+    if any(f.status == "referral" for f in faxes):
+        body["source"] = "fax"  # created from a received fax
     body.update(outcome(session, referral, events, deliveries))
     return body
+
+
+def fax_json(fax_id: str, status: str, pages: int, received_at: dt.datetime) -> dict:
+    """A received fax of the referral: the one it was created from (``source``)
+    or one attached to it later (``attached``)."""
+    return {"id": fax_id, "kind": "source" if status == "referral" else "attached",
+            "pages": pages, "received_at": received_at.isoformat(),
+            "href": f"/api/v1/faxes/{fax_id}"}
 
 
 def document_json(referral_id: str, name: str, content_type: str, size: int, sha256: str) -> dict:
