@@ -28,7 +28,7 @@ from refflow.documents.names import DECLINE_NAMES
 from refflow.intake.validation import clinic_today
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
-from refflow.web import downloads, forms, queue
+from refflow.web import downloads, forms, paper_forms, queue
 from refflow.web.auth import WebUser, practice_required
 from refflow.web.formatting import STATE_HELP
 
@@ -191,3 +191,10 @@ def document(user: WebUser, referral_id: str, name: str):
         doc = downloads.load(s, row.id, name)
         _audit(s, user, "document.read", row.id, detail=name)
         return downloads.file_response(doc)
+
+
+@bp.get("/forms/referral.pdf")
+@practice_required
+def referral_form(user: WebUser):
+    """refflow's referral form printed for this practice (its barcode names it)."""
+    return paper_forms.form_response(user.practice_id, user.practice_name)
