@@ -149,6 +149,24 @@ class Channel(abc.ABC):
         Never retry inside: retries happen in the Celery pipeline only.
         """
 
+    # -- a channel whose send() may answer SendResult(held=True) -------------
+
+    def check(self, reference: str):
+        """Where the provider has got with a held message: an object with
+        ``state`` (``queued``, ``sending``, ``sent``, ``failed``), ``finished``,
+        ``detail`` (what it confirmed) and ``error`` (a ChannelError when
+        failed), like :class:`refflow.plugins.channels.fax.FaxStatus`. Raise a
+        ChannelError when the provider cannot be asked now (asked again later)."""
+        raise NotImplementedError(f"channel {self.name!r} does not hold messages")
+
+    def can_cancel(self) -> bool:
+        """Whether :meth:`cancel` can stop a held message."""
+        return False
+
+    def cancel(self, reference: str) -> None:
+        """Stop a held message before it is sent (its referral was cancelled)."""
+        raise NotImplementedError(f"channel {self.name!r} cannot cancel")
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} channel {self.name!r}>"
 

@@ -19,6 +19,7 @@ import random
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -44,7 +45,8 @@ from refflow.referrals.states import IllegalTransition
 
 log = logging.getLogger("refflow.pipeline")
 
-ENDED = frozenset({"sent", "failed", "in_doubt"})  # a delivery that needs no worker now
+# a delivery that needs no worker now ("cancelled": its referral was, before it went)
+ENDED = frozenset({"sent", "failed", "in_doubt", "cancelled"})
 
 
 def referral_input(row: Referral) -> ReferralIn:
@@ -266,9 +268,8 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
         attempt_id = attempt.id
 
     with _claim_kept(p, delivery_id):
-        outcome, error, reference = _send(channel, request)
-        status, message = _record_until_done(p, delivery_id, attempt_id, outcome, error,
-                                             reference)
+        sent = _send(channel, request)
+        status, message = _record_until_done(p, delivery_id, attempt_id, sent)
     p.relay(message)  # publishes the retry when it is due now (backoff 0); else the scheduler
     return status
 
@@ -286,7 +287,8 @@ def _claim_kept(p: Pipeline, delivery_id: str):
             try:
                 with p.db.session() as session:
                     session.execute(update(Delivery).where(
-                        Delivery.id == delivery_id, Delivery.status == "sending")
+                        Delivery.id == delivery_id, Delivery.status == "sending",
+                        Delivery.claimed_at.is_not(None))  # not once a provider holds it
                         .values(claimed_at=utcnow()))
             except Exception as exc:  # noqa: BLE001 - the database is away: the lease may lapse
                 log.warning("delivery %s: claim not renewed (%s)", delivery_id,
@@ -301,25 +303,47 @@ def _claim_kept(p: Pipeline, delivery_id: str):
         thread.join()
 
 
-def _send(channel, request) -> tuple[str, str | None, str | None]:
-    """Call the channel; returns (outcome, error, reference)."""
+@dataclass(frozen=True)
+class Outcome:
+    """What a channel answered: ``sent``, ``held`` (the provider queued it: a
+    fax job to follow), ``transient`` or ``permanent`` (with the error), and
+    what the provider confirmed (``detail``: pages, call seconds, job id, ...)."""
+
+    outcome: str
+    error: str | None = None
+    reference: str | None = None
+    detail: dict | None = None
+
+
+def _send(channel, request) -> Outcome:
+    """Call the channel."""
     from refflow.plugins.channels.base import ChannelError
 
     if channel is None:
-        return "permanent", f"no channel named {request.channel!r} is installed", None
+        return Outcome("permanent", f"no channel named {request.channel!r} is installed")
     try:
         result = channel.send(request)
     except ChannelError as exc:
-        return ("permanent" if exc.permanent else "transient"), exc.message[:500], None
+        return Outcome("permanent" if exc.permanent else "transient", exc.message[:500])
     except Exception as exc:  # noqa: BLE001 - a plugin bug: treat as permanent, tell staff
         error = f"channel {request.channel!r} raised {type(exc).__name__}"
         log.error("delivery %s: %s", request.id, error)
-        return "permanent", error, None
-    return "sent", None, str(getattr(result, "reference", "") or "")[:200]
+        return Outcome("permanent", error)
+    return Outcome("held" if getattr(result, "held", False) else "sent",
+                   reference=str(getattr(result, "reference", "") or "")[:200],
+                   detail=_json_detail(getattr(result, "detail", None)))
 
 
-def _record_until_done(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str,
-                       error: str | None, reference: str | None) -> tuple[str, list[int]]:
+def _json_detail(detail) -> dict | None:
+    """A provider's confirmation as JSON-safe scalars (what the delivery keeps)."""
+    if not detail:
+        return None
+    return {str(k): v for k, v in dict(detail).items()
+            if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _record_until_done(p: Pipeline, delivery_id: str, attempt_id: int,
+                       sent: Outcome) -> tuple[str, list[int]]:
     """Record what the channel answered even if the database went away during
     the send: only this worker knows whether the message went, so it keeps
     trying (and keeps its claim) until the database is back, within the
@@ -328,7 +352,7 @@ def _record_until_done(p: Pipeline, delivery_id: str, attempt_id: int, outcome: 
     wait = 0.5
     while True:
         try:
-            return _record_outcome(p, delivery_id, attempt_id, outcome, error, reference)
+            return _record_outcome(p, delivery_id, attempt_id, sent)
         except (OperationalError, InterfaceError) as exc:
             if time.monotonic() + wait > deadline:
                 raise
@@ -361,28 +385,54 @@ def backoff_seconds(settings: Settings, attempt: int, rng=random) -> float:
     return step * (0.5 + rng.random() / 2)
 
 
-def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str,
-                    error: str | None, reference: str | None) -> tuple[str, list[int]]:
-    """Close the attempt and move the delivery on (sent, retrying, failed); the
-    last delivery of a referral to end finalizes it. Returns the delivery's
-    status and the outbox message a retry queued."""
+def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int | None,
+                    sent: Outcome) -> tuple[str, list[int]]:
+    """Close the attempt and move the delivery on (sent, held for the provider,
+    retrying, failed, cancelled); the last delivery of a referral to end
+    finalizes it. Returns the delivery's status and the outbox message a retry
+    queued."""
     now = utcnow()
+    outcome, error = sent.outcome, sent.error
     with p.db.session() as session:
         delivery = session.get(Delivery, delivery_id)
         # Outcomes of one referral's deliveries are recorded one at a time (row
         # lock), so the last one to finish always sees the others and finalizes.
         referral = session.scalars(select(Referral).where(Referral.id == delivery.referral_id)
                                    .with_for_update()).one()
+        session.refresh(delivery)
+        if delivery.status != "sending":  # a duplicate check after the outcome was recorded
+            return delivery.status, []
+        if attempt_id is None:  # a held delivery's outcome closes its last attempt
+            attempt_id = session.scalar(select(func.max(DeliveryAttempt.id))
+                                        .where(DeliveryAttempt.delivery_id == delivery_id))
         session.execute(update(DeliveryAttempt).where(DeliveryAttempt.id == attempt_id)
-                        .values(finished_at=now, outcome=outcome, error=error))
+                        .values(finished_at=None if outcome == "held" else now,
+                                outcome=outcome, error=error))
         delivery.updated_at = now
-        delivery.next_attempt_at = None  # only a retrying delivery has a next attempt
+        delivery.next_attempt_at = delivery.check_at = None
+        if sent.detail:
+            delivery.detail = {**(delivery.detail or {}), **sent.detail}
+        if sent.reference:
+            delivery.reference = sent.reference
         messages = []
-        if outcome == "sent":
-            delivery.status, delivery.sent_at, delivery.reference = "sent", now, reference
+        if outcome == "held":
+            # The provider has it: no worker holds a claim; the scheduler asks
+            # the provider again at check_at (check_delivery).
+            delivery.claimed_at, delivery.last_error = None, None
+            delivery.check_at = now + dt.timedelta(seconds=p.settings.fax_check_seconds)
+            states.record_event(session, delivery.referral_id, "delivery_queued", actor=WORKER,
+                                reason=f"{delivery.channel}: queued with the provider as "
+                                       f"{delivery.reference} (attempt {delivery.attempts})")
+        elif outcome == "sent":
+            delivery.status, delivery.sent_at = "sent", now
             delivery.last_error = None
             states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
-                                reason=f"{delivery.channel}: sent (attempt {delivery.attempts})")
+                                reason=f"{delivery.channel}: sent (attempt {delivery.attempts})"
+                                       + confirmation_text(delivery.detail))
+        elif outcome == "cancelled":
+            delivery.status, delivery.last_error = "cancelled", error
+            states.record_event(session, delivery.referral_id, "delivery_cancelled",
+                                actor=WORKER, reason=f"{delivery.channel}: {error}")
         elif outcome == "transient" and _may_retry(delivery, now):
             wait = backoff_seconds(p.settings, delivery.attempts)
             if delivery.retry_until is not None:  # the last attempt at the window's end
@@ -410,6 +460,92 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int, outcome: str
         if delivery.status in ENDED:
             finalize_in(session, referral)
         return delivery.status, [m.id for m in messages]
+
+
+def confirmation_text(detail: dict | None) -> str:
+    """The provider's confirmation in words: "; 2 pages in 48 s, remote id ..."."""
+    if not detail:
+        return ""
+    parts = []
+    if detail.get("pages_sent") is not None:
+        pages = detail["pages_sent"]
+        parts.append(f"{pages} page{'' if pages == 1 else 's'}"
+                     + (f" in {detail['duration_s']:.0f} s" if detail.get("duration_s") else ""))
+    if detail.get("remote_id"):
+        parts.append(f"remote id {detail['remote_id']}")
+    if detail.get("job_id"):
+        parts.append(f"job {detail['job_id']}")
+    return ("; " + ", ".join(parts)) if parts else ""
+
+
+# -- check_delivery: follow what a provider holds --------------------------------
+
+def check_delivery(p: Pipeline, delivery_id: str) -> str | None:
+    """Ask the provider where a held delivery (a queued fax job) has got, and
+    record it: still queued (the scheduler asks again at ``check_at``), sent
+    (with the server's confirmation), or failed (retried, or failed by the
+    server's reason). A held delivery of a cancelled referral is stopped with
+    the provider. A duplicate check records nothing twice (the outcome applies
+    only to a delivery still ``sending``)."""
+    with p.db.session() as session:
+        held = session.scalars(select(Delivery).where(
+            Delivery.id == delivery_id, Delivery.status == "sending",
+            Delivery.claimed_at.is_(None), Delivery.reference.is_not(None))).one_or_none()
+        if held is None:
+            return session.scalar(select(Delivery.status).where(Delivery.id == delivery_id))
+        reference, channel_name = held.reference, held.channel
+        cancelled = session.scalar(select(Referral.status).where(
+            Referral.id == held.referral_id)) == states.CANCELLED
+    checked = _check(p.channels.get(channel_name), channel_name, reference, cancel=cancelled)
+    if checked is None:  # still with the provider
+        return "sending"
+    status, message = _record_until_done(p, delivery_id, None, checked)
+    p.relay(message)
+    return status
+
+
+def due_checks(p: Pipeline, session, now: dt.datetime) -> list[str]:
+    """Held deliveries due a check: each is given its next check time now (so
+    one message goes per round) and returned for a ``check_delivery`` message."""
+    wait = dt.timedelta(seconds=max(p.settings.fax_check_seconds,
+                                    p.settings.delivery_lease_seconds))
+    return list(session.scalars(
+        update(Delivery)
+        .where(Delivery.status == "sending", Delivery.claimed_at.is_(None),
+               Delivery.check_at.is_not(None), Delivery.check_at <= now)
+        .values(check_at=now + wait)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)).all())
+
+
+def _check(channel, channel_name: str, reference: str, *, cancel: bool) -> Outcome | None:
+    """The provider's answer as an Outcome, or ``None`` while it still holds it."""
+    from refflow.plugins.channels.base import ChannelError
+
+    try:
+        if channel is None:
+            raise ChannelError(f"no channel named {channel_name!r} is installed")
+        status = channel.check(reference)
+        if cancel and not status.finished and channel.can_cancel():
+            channel.cancel(reference)
+            return Outcome("cancelled", "the referral was cancelled: the provider's job "
+                                        f"{reference} was stopped before it was sent")
+    except ChannelError as exc:
+        # The provider could not be asked (it is away): ask again at the next check.
+        log.warning("delivery check through %s failed (%s); checking again later",
+                    channel_name, type(exc).__name__)
+        return None
+    if not status.finished:
+        return None
+    detail = _json_detail(status.detail)
+    if status.state == "sent":
+        return Outcome("sent", detail=detail)
+    error = status.error
+    permanent = getattr(error, "permanent", True)
+    message = getattr(error, "message", None) or "the provider reported the fax as failed"
+    if cancel:
+        return Outcome("cancelled", f"the referral was cancelled; {message}", detail=detail)
+    return Outcome("permanent" if permanent else "transient", message[:500], detail=detail)
 
 
 def _may_retry(delivery: Delivery, now: dt.datetime) -> bool:

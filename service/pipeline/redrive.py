@@ -14,7 +14,7 @@ from refflow.db.models import Delivery, Referral, utcnow
 from refflow.intake import idempotency
 from refflow.pipeline import flow, outbox
 from refflow.pipeline.context import Pipeline
-from refflow.pipeline.outbox import BUILD_PLAN, DELIVER, FINALIZE, RENDER
+from refflow.pipeline.outbox import BUILD_PLAN, CHECK_DELIVERY, DELIVER, FINALIZE, RENDER
 from refflow.referrals import states
 
 log = logging.getLogger("refflow.scheduler")
@@ -35,6 +35,8 @@ def redrive(p: Pipeline, *, stuck_after: dt.timedelta, lease: dt.timedelta) -> i
       it becomes ``in_doubt`` (it may have gone: staff decide), unless the
       clinic chose ``resend_in_doubt`` (sent again with the same Message-ID).
     - A delivery due for ``stuck_after`` that nobody claimed lost its message.
+    - A delivery the provider holds (a queued fax job) is checked every
+      ``fax_check_seconds`` (``flow.check_delivery``); it has no claim to lapse.
     - A referral that has not moved for ``stuck_after`` gets its next step again
       (every step is idempotent).
     """
@@ -42,7 +44,8 @@ def redrive(p: Pipeline, *, stuck_after: dt.timedelta, lease: dt.timedelta) -> i
     queued = 0
     with p.db.session() as session:
         expired = session.scalars(select(Delivery).where(
-            Delivery.status == "sending", Delivery.claimed_at < now - lease)
+            Delivery.status == "sending", Delivery.claimed_at.is_not(None),
+            Delivery.claimed_at < now - lease)
             .with_for_update(skip_locked=True)).all()
         for delivery in expired:
             channel = p.channels.get(delivery.channel)
@@ -72,6 +75,9 @@ def redrive(p: Pipeline, *, stuck_after: dt.timedelta, lease: dt.timedelta) -> i
             outbox.enqueue(session, DELIVER, {"delivery_id": delivery_id})
             session.execute(update(Delivery).where(Delivery.id == delivery_id)
                             .values(updated_at=now))
+            queued += 1
+        for delivery_id in flow.due_checks(p, session, now):
+            outbox.enqueue(session, CHECK_DELIVERY, {"delivery_id": delivery_id})
             queued += 1
         rows = session.execute(select(Referral.id, Referral.status).where(
             Referral.status.in_(tuple(NEXT_STEP)), Referral.updated_at < now - stuck_after)

@@ -1,11 +1,14 @@
 """What staff do to a referral in the pipeline: approve or reject a held plan,
-send a failed delivery again (to a corrected target if need be). Each action
+send a failed delivery again (to a corrected target if need be), cancel a
+referral (its referring practice may too). Each action
 is a state-machine move with who, when and why on the timeline and the audit
 trail, committed with the outbox message that carries the work on."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+
+from sqlalchemy import select, update
 
 from refflow.db.models import AuditEntry, Delivery, Plan, Referral, utcnow
 from refflow.documents.names import DECLINE_NAMES, FAX
@@ -30,6 +33,33 @@ def _review(session, referral_id: str, new: str, *, actor: str, verb: str, actio
     except IllegalTransition as exc:
         raise StepError(f"a {exc.current} referral cannot be {verb}") from None
     session.add(AuditEntry(actor=actor, action=action, referral_id=referral_id))
+
+
+def cancel(session, row: Referral, *, actor: str, reason: str) -> int:
+    """Cancel the referral in ``session``: nothing more is sent for it. Waiting
+    deliveries are cancelled at once; one the provider holds (a queued fax
+    job) is checked now, and the check stops the job if it has not gone
+    (``flow.check_delivery``). Raises IllegalTransition. Returns how many
+    deliveries were stopped or are being stopped."""
+    states.transition(session, row, states.CANCELLED, actor=actor, reason=reason)
+    now = utcnow()
+    waiting = session.execute(
+        update(Delivery).where(Delivery.referral_id == row.id,
+                               Delivery.status.in_(("pending", "retrying")))
+        .values(status="cancelled", next_attempt_at=None, updated_at=now,
+                last_error="the referral was cancelled before this was sent")).rowcount
+    held = session.scalars(select(Delivery).where(
+        Delivery.referral_id == row.id, Delivery.status == "sending",
+        Delivery.claimed_at.is_(None), Delivery.check_at.is_not(None))).all()
+    for delivery in held:
+        delivery.check_at = now + dt.timedelta(seconds=60)  # this check first; then the sweep
+        outbox.enqueue(session, outbox.CHECK_DELIVERY, {"delivery_id": delivery.id})
+    if waiting or held:
+        states.record_event(session, row.id, "deliveries_cancelled", actor=actor,
+                            reason=f"{waiting} waiting deliveries cancelled"
+                                   + (f"; {len(held)} queued with the provider being stopped"
+                                      if held else ""))
+    return waiting + len(held)
 
 
 def approve(p: Pipeline, referral_id: str, *, actor: str, note: str | None = None) -> str:

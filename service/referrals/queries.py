@@ -85,6 +85,8 @@ def delivery_json(delivery: Delivery) -> dict:
         "target": delivery.target, "status": delivery.status, "attempts": delivery.attempts,
         "max_attempts": delivery.max_attempts, "last_error": delivery.last_error,
         "reference": delivery.reference,
+        # what the provider confirmed (a fax server: job_id, pages_sent, duration_s, remote_id)
+        "confirmation": delivery.detail or None,
         "sent_at": delivery.sent_at.isoformat() if delivery.sent_at else None,
         "next_attempt_at": delivery.next_attempt_at.isoformat() if delivery.next_attempt_at
         else None,
@@ -138,17 +140,21 @@ def _rejection_reason(referral: Referral, events) -> str | None:
 
 def plan_sent_to_referrer(deliveries, pages: dict[str, int | None]) -> dict | None:
     """When the plan first reached the referring office: ``{"at", "channel",
-    "target", "document", "confirmation", "pages"}`` — the delivery's
-    ``sent_at``, the channel's reference (fax job id, SMTP Message-ID) and,
-    for a fax, its pages — or ``None`` when it has not (yet)."""
+    "target", "document", "confirmation", "pages", "seconds", "remote_id"}`` —
+    the delivery's ``sent_at``, the channel's reference (fax job id, SMTP
+    Message-ID) and, for a fax, its pages (as the fax server confirmed them,
+    else as rendered), the call's seconds and the receiving machine's id when
+    the fax server told them — or ``None`` when it has not (yet)."""
     sent = [d for d in deliveries if d.status == "sent" and d.sent_at is not None
             and d.document in PLAN_TO_REFERRER and d.target]
     if not sent:
         return None
     first = min(sent, key=lambda d: d.sent_at)
+    confirmed = first.detail or {}
     return {"at": first.sent_at.isoformat(), "channel": first.channel, "target": first.target,
             "document": first.document, "confirmation": first.reference or None,
-            "pages": pages.get(first.document)}
+            "pages": confirmed.get("pages_sent") or pages.get(first.document),
+            "seconds": confirmed.get("duration_s"), "remote_id": confirmed.get("remote_id")}
 
 
 def outcome(session: Session, referral: Referral, events=None, deliveries=None) -> dict:

@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     PLANNING: frozenset({PLANNED, NEEDS_REVIEW, FAILED, CANCELLED}),
     NEEDS_REVIEW: frozenset({PLANNED, REJECTED, CANCELLED, PLANNING}),
     PLANNED: frozenset({DELIVERING, CANCELLED}),
-    DELIVERING: frozenset({COMPLETED, FAILED}),
+    DELIVERING: frozenset({COMPLETED, FAILED, CANCELLED}),
     FAILED: frozenset({DELIVERING, PLANNING, CANCELLED}),
     COMPLETED: frozenset(),
     REJECTED: frozenset(),

@@ -38,7 +38,7 @@ STATE_HELP = {
 }
 DELIVERY_LABELS = {"pending": "Waiting", "sending": "Sending", "sent": "Sent",
                    "retrying": "Retrying", "failed": "Failed",
-                   "in_doubt": "May have been sent"}
+                   "in_doubt": "May have been sent", "cancelled": "Cancelled"}
 def delivery_title(delivery) -> str:
     """What a delivery is, for staff: its channel, or the letter to the referrer."""
     if delivery.document in DECLINE_NAMES:

@@ -299,8 +299,8 @@ def cancel(user: WebUser, referral_id: str):
     with _db().session() as s:
         row = _load(s, referral_id)
         try:
-            states.transition(s, row, states.CANCELLED, actor=user.actor,
-                              reason="cancelled by staff" + (f": {reason}" if reason else ""))
+            staff_actions.cancel(s, row, actor=user.actor,
+                                 reason="cancelled by staff" + (f": {reason}" if reason else ""))
         except states.IllegalTransition as exc:
             s.rollback()
             flash(f"A {exc.current} referral cannot be cancelled.", "error")

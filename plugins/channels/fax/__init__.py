@@ -5,7 +5,14 @@ The channel validates the number (E.164, ``refflow.intake.contact``), checks the
 image is a readable TIFF and counts its pages, then hands a
 :class:`~refflow.plugins.channels.fax.transports.FaxJob` to the transport
 named by ``REFFLOW_FAX_TRANSPORT`` (transports are plugins too:
-``refflow_fax_transports``). The built-in transport is ``spool``.
+``refflow_fax_transports``). Built in: ``spool`` (a folder a fax gateway
+watches) and ``hylafax`` (HylaFAX's client protocol to ``hfaxd``).
+
+A transport that follows its jobs (``"status"`` in its ``supports``) only
+queues the fax in ``send``: the delivery stays ``sending`` and the pipeline
+calls :meth:`FaxChannel.check` until the fax server says it was sent (the
+server's confirmation: pages, call time, remote id) or failed (its reason,
+transient or permanent). :meth:`FaxChannel.cancel` kills a queued job.
 """
 
 from __future__ import annotations
@@ -21,12 +28,14 @@ from refflow.plugins.channels.base import (
     SendResult,
     safe_id,
 )
+from refflow.plugins.channels.fax.hylafax import HylafaxTransport
 from refflow.plugins.channels.fax.spool import SpoolTransport
-from refflow.plugins.channels.fax.transports import FaxJob, FaxTransport
+from refflow.plugins.channels.fax.transports import CANCEL, STATUS, FaxJob, FaxStatus, FaxTransport
 
 DOCUMENT = "fax.tiff"
 
-__all__ = ["FaxChannel", "FaxJob", "FaxTransport", "SpoolTransport", "normalize_fax_number"]
+__all__ = ["FaxChannel", "FaxJob", "FaxStatus", "FaxTransport", "HylafaxTransport",
+           "SpoolTransport", "normalize_fax_number"]
 
 
 def normalize_fax_number(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
@@ -92,7 +101,23 @@ class FaxChannel(Channel):
             pages=count_tiff_pages(tiff),
             attempt=delivery.attempt,
         )
-        return self.transport.submit(job)
+        result = self.transport.submit(job)
+        if result.held and STATUS not in self.transport.supports:
+            raise PermanentChannelError(
+                f"fax transport {self.transport.name!r} held a job it cannot follow "
+                "(it does not support 'status')")
+        return result
+
+    def check(self, reference: str) -> FaxStatus:
+        """Where the fax server has got with a job ``send`` queued."""
+        return self.transport.status(reference)
+
+    def can_cancel(self) -> bool:
+        return CANCEL in self.transport.supports
+
+    def cancel(self, reference: str) -> None:
+        """Kill a queued job (a cancelled referral's fax)."""
+        self.transport.cancel(reference)
 
 
 @hookimpl
@@ -102,4 +127,4 @@ def refflow_output_channels(settings):
 
 @hookimpl
 def refflow_fax_transports(settings):
-    return [SpoolTransport(settings.fax_spool_dir)]
+    return [SpoolTransport(settings.fax_spool_dir), HylafaxTransport.from_settings(settings)]

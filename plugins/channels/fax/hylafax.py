@@ -14,8 +14,8 @@ queued, then its status is checked until it is done or failed)::
         for rx in fax.received():            # -> [ReceivedFax] (LIST recvq)
             data = fax.retrieve(rx.name)     # the received TIFF (RETR recvq/<name>)
 
-    HylafaxTransport(host, port, user, modem, resolution).submit(FaxJob) -> SendResult
-    HylafaxTransport.status(job_id) / .cancel(job_id)   (one connection per call)
+    HylafaxTransport(host, port, user, modem, resolution).submit(FaxJob) -> SendResult(held)
+    HylafaxTransport.status(job_id) -> FaxStatus / .cancel(job_id) / .receive() -> InboundFax…
 
 Idempotency: every job carries the delivery id as its client tag (``JPARM
 JOBINFO``, shown by ``JOBFMT %J``; hfaxd stores it as the job's ``jobtag``).
@@ -51,7 +51,15 @@ from refflow.plugins.channels.base import (
     TransientChannelError,
     safe_id,
 )
-from refflow.plugins.channels.fax.transports import FaxJob, FaxTransport
+from refflow.plugins.channels.fax.transports import (
+    CANCEL,
+    RECEIVE,
+    STATUS,
+    FaxJob,
+    FaxStatus,
+    FaxTransport,
+    InboundFax,
+)
 
 __all__ = [
     "DEFAULT_PORT",
@@ -579,13 +587,16 @@ def _log_duration(data: bytes) -> float | None:
 class HylafaxTransport(FaxTransport):
     """The ``hylafax`` transport: queues each fax as a HylaFAX job (one per delivery id).
 
-    ``submit`` returns as soon as the job is queued: ``SendResult.reference`` is
-    the HylaFAX job id, and the caller follows it with :meth:`status` (final when
-    ``finished``; ``status.error`` is the mapped refflow error of a failed job).
-    Not registered as a plugin yet (see issue 17).
+    ``submit`` returns as soon as the job is queued (``SendResult.held``, the
+    HylaFAX job id as ``reference``); the pipeline then follows the job with
+    :meth:`status` until HylaFAX says it was sent or failed, and a cancelled
+    referral's job is killed with :meth:`cancel`. :meth:`receive` lists the
+    faxes in hfaxd's received queue (``recvq``) for the fax inbox.
+    One connection to hfaxd per call.
     """
 
     name = "hylafax"
+    supports = frozenset({STATUS, CANCEL, RECEIVE})
 
     def __init__(self, host: str, port: int = DEFAULT_PORT, user: str = "refflow",
                  modem: str | None = None, resolution: str = "fine", *,
@@ -618,15 +629,41 @@ class HylafaxTransport(FaxTransport):
                 kill_after_minutes=self.kill_after_minutes,
             )
         return SendResult(
-            reference=queued.job_id,
-            detail={"transport": self.name, "job_id": queued.job_id, "pages": job.pages,
+            reference=queued.job_id, held=True,
+            detail={"transport": self.name, "job_id": queued.job_id, "pages_total": job.pages,
                     "already_submitted": queued.already},
         )
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, reference: str) -> FaxStatus:
         with self.client() as fax:
-            return fax.status(job_id)
+            return fax_status(fax.status(reference))
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, reference: str) -> None:
         with self.client() as fax:
-            fax.cancel(job_id)
+            fax.cancel(reference)
+
+    def receive(self) -> Iterator[InboundFax]:
+        """The received queue's complete faxes, oldest first (one connection
+        for the listing, one per fax fetched, so a long queue never holds a
+        connection while the caller stores each)."""
+        with self.client() as fax:
+            listed = [rx for rx in fax.received() if not rx.receiving and not rx.error]
+        for rx in sorted(listed, key=lambda r: (r.received is None, r.received or 0, r.name)):
+            with self.client() as fax:
+                content = fax.retrieve(rx.name)
+            yield InboundFax(content=content, reference=rx.name,
+                             from_number=rx.caller_id_number or rx.sender or None)
+
+
+def fax_status(job: JobStatus) -> FaxStatus:
+    """HylaFAX's job status as the transport contract's :class:`FaxStatus`."""
+    state = {"done": "sent", "failed": "failed", "active": "sending"}.get(job.state, "queued")
+    detail = {"job_id": job.job_id, "pages_sent": job.pages_sent,
+              "pages_total": job.pages_total, "dials": job.dials, "tries": job.tries}
+    if job.status_code is not None:
+        detail["status_code"] = job.status_code
+    for key in ("remote_id", "duration_s", "signal_rate", "data_format", "commid"):
+        value = getattr(job, key)
+        if value not in (None, ""):
+            detail[key] = value
+    return FaxStatus(state=state, detail=detail, error=job.error)

@@ -30,7 +30,11 @@ JOB_FORMAT = "refflow-fax-job/1"
 
 
 class SpoolTransport(FaxTransport):
+    """Writing the job is the delivery's end: the gateway that watches the
+    folder sends it (nothing to follow, cancel or receive)."""
+
     name = "spool"
+    supports = frozenset()
 
     def __init__(self, spool_dir: Path) -> None:
         self.spool_dir = Path(spool_dir)

@@ -16,6 +16,7 @@ from refflow.documents.names import DOCUMENT_NAMES
 from refflow.intake.idempotency import IdempotencyInFlight, check_key
 from refflow.intake.validation import clinic_today, parse_referral
 from refflow.pipeline import accept as intake
+from refflow.pipeline import staff_actions
 from refflow.referrals import queries, states
 from refflow.web.converters import is_id
 from refflow.web.errors import ApiError
@@ -231,8 +232,8 @@ def cancel_referral(referral_id: str):
     with _db().session() as session:
         referral = _load_visible(session, principal, referral_id)
         try:
-            states.transition(session, referral, states.CANCELLED, actor=principal.actor,
-                              reason=reason or "cancelled")
+            staff_actions.cancel(session, referral, actor=principal.actor,
+                                 reason=reason or "cancelled")
         except states.IllegalTransition as exc:
             raise ApiError(409, f"a {exc.current} referral cannot be cancelled",
                            code="invalid_state") from None
