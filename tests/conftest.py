@@ -164,3 +164,21 @@ def fax_document():
         return buf.getvalue() if kind == "pdf" else pdf_to_fax_tiff(buf.getvalue())
 
     return make
+
+
+@pytest.fixture
+def faxed_form():
+    """refflow's referral form filled in and faxed (``bench/faxed_forms.py``):
+    ``make(seed=3, practice_id=None, **options)`` is a TIFF Class F whose
+    barcode names ``practice_id``; ``make.values(seed)`` are the values it holds."""
+    bench = str(ROOT / "bench")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import faxed_forms
+
+    def make(seed: int = 3, *, practice_id: str | None = None, **options) -> bytes:
+        return faxed_forms.faxed_form(faxed_forms.sample_values(seed, full=True),
+                                      practice_id=practice_id, **options)
+
+    make.values = lambda seed=3: faxed_forms.sample_values(seed, full=True)
+    return make

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from web_forms import PASSWORD, token
 
 from refflow.accounts.users import create_user
-from refflow.db.models import AuditEntry, ReceivedFax
+from refflow.db.models import AuditEntry, ReceivedFax, Referral
 from refflow.faxin import inbox, reading
 
 STAFF = "physio@clinic.example"
@@ -37,65 +37,68 @@ def p(app):
 
 
 @pytest.fixture
-def read_fax(p, monkeypatch, fax_document):
-    """Receive a fax and let the worker read it (a reading with a draft, until the
-    form reader lands in faxin.reading)."""
+def read_fax(p, fax_document):
+    """A plain fax (no form), received and read by the worker step."""
 
-    def make(text: str, *, pages: int = 1, practice_id: str | None = None,
-             from_number: str | None = CALLER) -> str:
+    def make(text: str, *, pages: int = 1, from_number: str | None = CALLER) -> str:
         stored = inbox.receive(p, fax_document(text, pages=pages), source="cli",
                                from_number=from_number)
-        monkeypatch.setattr(reading, "read_fax", lambda images, tessdata_dir=None: _reading(
-            len(images), practice_id))
         assert inbox.read(p, stored.fax_id) == "read"
-        monkeypatch.undo()
         return stored.fax_id
 
     return make
 
 
-def _reading(pages: int, practice_id: str | None) -> reading.Reading:
-    return reading.Reading(
-        pages=[reading.PageText(f"page {n} text", 0.9) for n in range(1, pages + 1)],
-        form=reading.FormIdentity("referral", 1, practice_id, 0),
-        fields={"patient.family_name": reading.FieldValue("Lee", 0.97, "ocr"),
-                "patient.birth_date": reading.FieldValue("1951-03-02", 0.62, "ocr")},
-        draft={"patient": {"family_name": "Lee", "birth_date": "1951-03-02"}})
+@pytest.fixture
+def read_form(p, faxed_form):
+    """refflow's referral form, filled in, faxed by the practice, received and read."""
+
+    def make(practice_id: str | None, *, seed: int = 3, from_number: str | None = None) -> str:
+        stored = inbox.receive(p, faxed_form(seed, practice_id=practice_id), source="cli",
+                               from_number=from_number)
+        assert inbox.read(p, stored.fax_id) == "read"
+        return stored.fax_id
+
+    return make
 
 
 def test_staff_list_and_read_a_fax_with_its_pages_text_fields_and_practice(
-        client, staff, read_fax, make_practice, db):
+        client, staff, read_fax, read_form, faxed_form, make_practice, db):
     practice_id, _ = make_practice("Lakeside Family Medicine", fax=CALLER)
-    fax_id = read_fax("Referral for Ann", pages=2, practice_id=practice_id)
-    other = read_fax("Another fax", from_number=None)
+    form_id = read_form(practice_id)
+    letter = read_fax("Discharge letter from the hospital", pages=2, from_number=None)
 
     listed = client.get("/api/v1/faxes")
     assert listed.status_code == 200
     items = listed.get_json()["items"]
-    assert [i["id"] for i in items] == [other, fax_id] and listed.get_json()["next_cursor"] is None
+    assert [i["id"] for i in items] == [letter, form_id]
+    assert listed.get_json()["next_cursor"] is None
     assert items[1]["practice"] == {"id": practice_id, "name": "Lakeside Family Medicine",
                                     "matched_by": "form"}
-    assert items[1]["page_count"] == 2 and items[1]["status"] == "read"
-    assert items[1]["from_number"] == "+17635550142" and items[0]["practice"] is None
+    assert (items[1]["page_count"], items[1]["status"], items[1]["read"]) == (1, "read", True)
+    assert items[0]["practice"] is None and items[0]["from_number"] is None
 
-    detail = client.get(f"/api/v1/faxes/{fax_id}")
+    detail = client.get(f"/api/v1/faxes/{form_id}")
     assert detail.status_code == 200 and detail.headers["Cache-Control"] == "no-store"
     fax = detail.get_json()
-    assert [(pg["number"], pg["href"], pg["text"], pg["confidence"]) for pg in fax["pages"]] == [
-        (1, f"/api/v1/faxes/{fax_id}/pages/1.png", "page 1 text", 0.9),
-        (2, f"/api/v1/faxes/{fax_id}/pages/2.png", "page 2 text", 0.9)]
     assert fax["form"] == {"form": "referral", "version": 1, "practice_id": practice_id,
                            "page": 0}
-    assert fax["fields"]["patient.birth_date"] == {"value": "1951-03-02", "confidence": 0.62,
-                                                   "source": "ocr"}
-    assert fax["draft"] == {"patient": {"family_name": "Lee", "birth_date": "1951-03-02"}}
-    assert fax["reading_error"] is None
+    values = faxed_form.values(3)
+    family = fax["fields"]["patient.family_name"]
+    assert family["value"] == values["patient.family_name"] and 0 < family["confidence"] <= 1
+    assert fax["draft"]["patient"]["family_name"] == values["patient.family_name"]
+    assert fax["reading_error"] is None and fax["pages"][0]["text"]
 
-    png = client.get(fax["pages"][1]["href"])
+    pages = client.get(f"/api/v1/faxes/{letter}").get_json()["pages"]
+    assert [(pg["number"], pg["href"], f"Page {pg['number']} of 2" in pg["text"])
+            for pg in pages] == [(1, f"/api/v1/faxes/{letter}/pages/1.png", True),
+                                 (2, f"/api/v1/faxes/{letter}/pages/2.png", True)]
+    assert all(0.5 < pg["confidence"] <= 1 for pg in pages)
+    png = client.get(pages[1]["href"])
     assert png.status_code == 200 and png.mimetype == "image/png"
     assert png.data.startswith(b"\x89PNG") and png.headers["Cache-Control"] == "no-store"
     for missing in ("3", "0", "99999", "x"):
-        assert client.get(f"/api/v1/faxes/{fax_id}/pages/{missing}.png").status_code == 404
+        assert client.get(f"/api/v1/faxes/{letter}/pages/{missing}.png").status_code == 404
     assert client.get("/api/v1/faxes/00000000-0000-4000-8000-000000000000").status_code == 404
 
     with db.session() as session:
@@ -103,8 +106,8 @@ def test_staff_list_and_read_a_fax_with_its_pages_text_fields_and_practice(
             AuditEntry.action.like("fax.%"), AuditEntry.action != "fax.receive")
             .order_by(AuditEntry.id)).all()
     assert [tuple(a) for a in audit] == [
-        ("fax.list", "all faxes"), ("fax.view", f"fax:{fax_id}"),
-        ("fax.page", f"fax:{fax_id} page 2")]
+        ("fax.list", "all faxes"), ("fax.view", f"fax:{form_id}"),
+        ("fax.view", f"fax:{letter}"), ("fax.page", f"fax:{letter} page 2")]
 
 
 def test_the_list_filters_by_status_and_pages(client, staff, read_fax, p):
@@ -135,12 +138,14 @@ def test_a_practice_key_cannot_read_faxes(client, auth, read_fax):
     assert client.get("/api/v1/faxes").status_code == 401  # nobody signed in
 
 
-def test_a_referral_created_from_the_reviewed_draft(client, staff, read_fax, make_practice,
-                                                    referral_body, auth, db):
+def test_a_referral_created_from_the_reviewed_draft(client, staff, read_form, make_practice,
+                                                    faxed_form, auth, db):
     practice_id, _ = make_practice("Lakeside Family Medicine", fax=CALLER)
-    fax_id = read_fax("Referral for Ann Lee", pages=2, practice_id=practice_id)
+    fax_id = read_form(practice_id)
+    draft = client.get(f"/api/v1/faxes/{fax_id}").get_json()["draft"]
+    draft["notes"] = "checked against the fax by the physio"  # what review changes
     response = client.post(f"/api/v1/faxes/{fax_id}/referral",
-                           json={"practice_id": practice_id, "referral": referral_body},
+                           json={"practice_id": practice_id, "referral": draft},
                            headers=staff)
     assert response.status_code == 202, response.get_json()
     created = response.get_json()
@@ -153,9 +158,15 @@ def test_a_referral_created_from_the_reviewed_draft(client, staff, read_fax, mak
     referral = client.get(f"/api/v1/referrals/{created['id']}").get_json()
     assert referral["source"] == "fax"
     assert [(f["id"], f["kind"], f["pages"], f["href"]) for f in referral["faxes"]] == [
-        (fax_id, "source", 2, f"/api/v1/faxes/{fax_id}")]
+        (fax_id, "source", 1, f"/api/v1/faxes/{fax_id}")]
     assert [e["reason"] for e in referral["timeline"] if e["kind"] == "fax"] == [
-        f"referral created from received fax {fax_id} (2 pages)"]
+        f"referral created from received fax {fax_id} (1 page)"]
+    with db.session() as session:
+        stored = session.get(Referral, created["id"])
+        assert stored.practice_id == practice_id
+        assert stored.payload["patient"]["family_name"] == \
+            faxed_form.values(3)["patient.family_name"]
+        assert stored.payload["notes"] == "checked against the fax by the physio"
     fax = client.get(f"/api/v1/faxes/{fax_id}").get_json()
     assert (fax["status"], fax["referral_id"]) == ("referral", created["id"])
     assert fax["handled_by"].startswith("user:") and fax["handled_at"]
@@ -163,8 +174,7 @@ def test_a_referral_created_from_the_reviewed_draft(client, staff, read_fax, mak
     # another practice does not see it; the fax does not become a second referral
     assert client.get(f"/api/v1/referrals/{created['id']}", headers=auth).status_code == 404
     again = client.post(f"/api/v1/faxes/{fax_id}/referral",
-                        json={"practice_id": practice_id, "referral": referral_body},
-                        headers=staff)
+                        json={"practice_id": practice_id, "referral": draft}, headers=staff)
     assert again.status_code == 409 and again.get_json()["error"]["code"] == "invalid_state"
     with db.session() as session:
         assert session.scalar(select(AuditEntry.referral_id).where(
@@ -290,21 +300,21 @@ def test_an_unreadable_fax_is_shown_with_its_pages_and_the_error(client, staff, 
     assert client.get(fax["pages"][0]["href"]).status_code == 200
 
 
-def test_no_phi_in_the_logs_of_the_fax_api(client, staff, read_fax, make_practice,
-                                           referral_body, caplog):
+def test_no_phi_in_the_logs_of_the_fax_api(client, staff, read_form, faxed_form,
+                                           make_practice, caplog):
     practice_id, _ = make_practice("Lakeside Family Medicine", fax=CALLER)
     with caplog.at_level(logging.DEBUG):
-        fax_id = read_fax("Referral for Ann Lee", practice_id=practice_id)
+        fax_id = read_form(practice_id, from_number=CALLER)
         client.get("/api/v1/faxes")
-        client.get(f"/api/v1/faxes/{fax_id}")
-        bad = copy.deepcopy(referral_body)
+        draft = client.get(f"/api/v1/faxes/{fax_id}").get_json()["draft"]
+        bad = copy.deepcopy(draft)
         bad["patient"]["birth_date"] = "1951-13-45"
         client.post(f"/api/v1/faxes/{fax_id}/referral",
                     json={"practice_id": practice_id, "referral": bad}, headers=staff)
         client.post(f"/api/v1/faxes/{fax_id}/referral",
-                    json={"practice_id": practice_id, "referral": referral_body},
-                    headers=staff)
-    for phi in ("555", "0142", "Lee", "Ann", "1951", referral_body["patient"]["given_name"],
-                "Lakeside"):
-        assert phi not in caplog.text, phi
-
+                    json={"practice_id": practice_id, "referral": draft}, headers=staff)
+    values = faxed_form.values(3)
+    assert fax_id in caplog.text
+    for phi in ("555", "0142", "1951", "Lakeside", values["patient.family_name"],
+                values["patient.given_name"], values["patient.birth_date"]):
+        assert phi.lower() not in caplog.text.lower(), phi
