@@ -193,6 +193,11 @@ API_ROUTES = [
     ("POST", "/api/v1/deliveries/{id}/retry"),
     ("GET", "/api/v1/referrals?cursor={id}"),
     ("GET", "/api/v1/referrals?status={name}&limit={id}"),
+    ("GET", "/api/v1/faxes/{id}"),
+    ("GET", "/api/v1/faxes/{id}/pages/{name}.png"),
+    ("POST", "/api/v1/faxes/{id}/archive"),
+    ("GET", "/api/v1/faxes?cursor={id}&status={name}"),
+    ("POST", "/api/v1/fax/inbound/{name}"),
 ]
 PAGE_ROUTES = [
     ("GET", "/referrals/{id}"),
