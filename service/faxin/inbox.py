@@ -301,7 +301,6 @@ def create_referral(p: Pipeline, fax_id: str, payload: dict, *, practice_id: str
     (no such practice), ``LookupError`` (no such fax) or ``StepError`` (the
     fax was handled already). Returns the referral's 202 body."""
     settings = p.settings
-    referral = parse_referral(payload, today=clinic_today(settings.clinic_timezone))
     find_problems = problem_finder(settings)
     with p.db.session() as session:
         if practice_id is None:
@@ -313,7 +312,8 @@ def create_referral(p: Pipeline, fax_id: str, payload: dict, *, practice_id: str
                                        {"practice_id": "required"})
         elif _known_practice(session, practice_id) is None:
             raise InvalidFaxAction("no such practice", {"practice_id": "no such practice"})
-        count = _handle(session, fax_id, REFERRAL, actor=actor)
+        count = _handle(session, fax_id, REFERRAL, actor=actor)  # rolled back if invalid
+        referral = parse_referral(payload, today=clinic_today(settings.clinic_timezone))
         submitter = accept.Submitter(practice_id=practice_id, actor=actor, ip=ip)
         body = accept.accept_in(session, submitter, payload, referral, idempotency_key=None,
                                 clinic_timezone=settings.clinic_timezone,

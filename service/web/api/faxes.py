@@ -10,6 +10,7 @@ no bearer key: the transport named in the path checks the request itself
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
 
 from refflow.db.models import ReceivedFax
 from refflow.faxin import inbox, pages
@@ -75,7 +76,8 @@ def fax_detail(fax: FaxView) -> dict:
 def _status(fax_id: str) -> Response:
     """The answer to an action: the fax's id, status and referral (no re-read)."""
     with _pipeline().db.session() as session:
-        row = session.get(ReceivedFax, fax_id)
+        row = session.execute(select(ReceivedFax.status, ReceivedFax.referral_id)
+                              .where(ReceivedFax.id == fax_id)).one()
         body = {"id": fax_id, "status": row.status, "referral_id": row.referral_id,
                 "links": {"self": fax_base(fax_id)}}
     return jsonify(body)
