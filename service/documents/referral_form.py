@@ -440,8 +440,9 @@ def draw_form(canvas: Canvas, clinic: ClinicInfo, *, practice_id: str | None = N
     fax_width = pdfmetrics.stringWidth(f"Fax to {clinic.fax}", BOLD, 14)
     p.text(_Text(MARGIN + fax_width + 14, 89, f"Questions? Call {clinic.phone}", (REGULAR, 10)))
     _draw_barcode(p, barcode_text(practice_id))
-    p.text(_Text(QR_BOX.center[0], QR_BOX.bottom + 8, f"refflow {FORM_ID} form v{FORM_VERSION}",
-                 (REGULAR, 6.5), "center"))
+    # (its quiet zone: nothing within four modules, about 10 points, of the code)
+    p.text(_Text(QR_BOX.center[0], QR_BOX.bottom + 16,
+                 f"refflow {FORM_ID} form v{FORM_VERSION}", (REGULAR, 6.5), "center"))
     p.text(_Text(MARGIN, 108, "Print in CAPITAL letters, one letter per box. Mark boxes with "
                  "an X.", (BOLD, 10.5)))
     if practice_name:

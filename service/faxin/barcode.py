@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import zxingcpp
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from refflow.documents.referral_form import parse_barcode_text
 
@@ -32,7 +32,17 @@ class FormBarcode:
 
 
 def read_form_barcode(image: Image.Image) -> FormBarcode | None:
-    """The refflow form barcode on ``image`` (8-bit greyscale), or None."""
+    """The refflow form barcode on ``image`` (8-bit greyscale), or None.
+
+    A page zxing-cpp finds no code on is tried once more without its specks
+    (a 3 x 3 median filter): a speck on a finder pattern can hide the code."""
+    found = _read(image)
+    if found is None:
+        found = _read(image.filter(ImageFilter.MedianFilter(3)))
+    return found
+
+
+def _read(image: Image.Image) -> FormBarcode | None:
     for found in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode):
         identity = parse_barcode_text(found.text)
         if identity is None:

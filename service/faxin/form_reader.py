@@ -44,7 +44,7 @@ from refflow.faxin.barcode import FormBarcode, read_form_barcode
 from refflow.intake.contact import normalize_email
 from refflow.intake.schemas import ICD10_PATTERN
 
-SCALE = 3.5  # pixels a point in the crops Tesseract reads (252 dpi)
+SCALE = 4.5  # pixels a point in the crops Tesseract reads (324 dpi)
 INK = 128  # a pixel darker than this is ink
 CELL_INSET = 1.7  # points left out inside a cell's lines
 LINE_INSET = 2.0
@@ -57,10 +57,12 @@ FAILED = 0.2  # the most confidence a value that fails its kind's check keeps
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 DIGITS = "0123456789"
 DIGIT_KINDS = frozenset({"date", "phone", "npi", "number"})
+# A comb's letters and digits are read by Tesseract; its small marks
+# (. - _ ') by their shape (``SMALL_MARKS``).
 WHITELISTS = {
-    "text": LETTERS + "'-.",
-    "email": LETTERS + DIGITS + "@.-_+",
-    "icd10": LETTERS + DIGITS + ".",
+    "text": LETTERS,
+    "email": LETTERS + DIGITS + "@+",
+    "icd10": LETTERS + DIGITS,
     "date": DIGITS,
     "phone": DIGITS,
     "npi": DIGITS,
@@ -340,10 +342,13 @@ def despeckled(image: Image.Image, speck: float = SPECK,
     pieces = blobs(binary)
     kept = [b for b in pieces if b.area >= speck * SCALE * SCALE]
     if lone is not None:
+        # In free text, small ink is a full stop or a comma only just after
+        # a letter and in the lower half of the line; anything else is a speck.
         big = [b for b in kept if b.area >= DIGIT_SPECK * SCALE * SCALE]
         reach = lone * SCALE
-        kept = [b for b in kept if b in big or any(
-            b.left - reach < o.right and o.left < b.right + reach for o in big)]
+        kept = [b for b in kept if b in big or (
+            b.top > image.height * 0.45
+            and any(0 <= b.left - o.right < reach and o.top < b.bottom for o in big))]
     if len(kept) == len(pieces):
         return binary, kept
     clean = Image.new("L", image.size, 255)
@@ -383,7 +388,8 @@ def read_field(image: Image.Image, where: Affine, f: FormField, *,
         if text.text:
             lines.append(text.text)
             confidences.append(text.confidence)
-    value = " ".join(" ".join(lines).upper().split())
+    # Punctuation at the end says nothing in these fields (and is most often a speck).
+    value = " ".join(" ".join(lines).upper().split()).rstrip(".,;:'")
     return Read(value, min(confidences) if value else 1.0, "ocr")
 
 
@@ -418,31 +424,54 @@ def _padded(image: Image.Image, points: float = 3.0) -> Image.Image:
     return out
 
 
+# The small marks each kind of comb may hold, the likeliest first; a small
+# mark is told by its shape and place, not by Tesseract (which reads a lone
+# full stop in a cell as nothing as often as not).
+SMALL_MARKS = {"text": "-'.", "email": ".-_", "icd10": "."}
+MARK_CONFIDENCE = 0.8
+
+
 def _read_comb(fi: FieldImage, tessdata_dir: str | None) -> tuple[str, float]:
     """The comb's characters, one per cell (" " for an empty cell), and the
     least sure character's confidence (1.0 when all cells are empty)."""
     f = fi.field
-    whitelist = WHITELISTS[f.kind]
     speck = DIGIT_SPECK if f.kind in DIGIT_KINDS else SPECK
-    insides: list[Image.Image | None] = []
-    big: list[bool] = []
-    for cell in f.cells:
+    written: list[Image.Image | None] = []  # the ink of a cell with a letter or digit
+    marks: dict[int, str] = {}  # cell -> a small mark in it
+    for index, cell in enumerate(f.cells):
         clean, kept = despeckled(fi.inside(cell, CELL_INSET), speck)
-        if not kept:
-            insides.append(None)
-            big.append(False)
+        if kept and max(b.area for b in kept) >= DIGIT_SPECK * SCALE * SCALE:
+            left, right = min(b.left for b in kept), max(b.right for b in kept)
+            written.append(clean.crop((left, 0, right, clean.height)))
             continue
-        left = min(b.left for b in kept)
-        right = max(b.right for b in kept)
-        insides.append(clean.crop((left, 0, right, clean.height)))
-        big.append(max(b.area for b in kept) >= DIGIT_SPECK * SCALE * SCALE)
-    # Small ink (a full stop, a hyphen) is writing only between letters: a
-    # name or an address neither starts nor ends with one.
-    written = [i for i, b in enumerate(big) if b]
-    for i, inside in enumerate(insides):
-        if inside is not None and not big[i] and not (written and written[0] < i < written[-1]):
-            insides[i] = None
-    return _read_strip(insides, big, whitelist, tessdata_dir)
+        written.append(None)
+        if kept and f.kind in SMALL_MARKS:
+            marks[index] = _small_mark(kept, clean.height, SMALL_MARKS[f.kind])
+    # A small mark is writing only between letters: a name, an address or a
+    # code neither starts nor ends with one.
+    letters = [i for i, w in enumerate(written) if w is not None]
+    marks = {i: m for i, m in marks.items() if letters and letters[0] < i < letters[-1]}
+    chars, confidences = _read_strip(written, WHITELISTS[f.kind], tessdata_dir, set(marks))
+    for index, mark in marks.items():
+        chars[index] = mark
+        confidences.append(MARK_CONFIDENCE)
+    return "".join(chars), min(confidences, default=1.0)
+
+
+def _small_mark(blobs: list[Blob], height: int, allowed: str) -> str:
+    """A small mark by its place in the cell and its shape: ' high, - across
+    the middle, _ at the bottom, . on the line (as the kind allows it)."""
+    top, bottom = min(b.top for b in blobs), max(b.bottom for b in blobs)
+    width = max(b.right for b in blobs) - min(b.left for b in blobs)
+    tall = bottom - top
+    middle = (top + bottom) / 2 / height
+    if width >= 1.8 * tall:
+        mark = "_" if middle > 0.8 else "-"
+    elif tall >= 1.6 * width:
+        mark = "'" if middle < 0.6 else ","
+    else:
+        mark = "'" if middle < 0.45 else "."
+    return mark if mark in allowed else allowed[0]
 
 
 def _read_cell(inside: Image.Image, whitelist: str,
@@ -457,51 +486,63 @@ def _read_cell(inside: Image.Image, whitelist: str,
     return None
 
 
-def _read_strip(insides, big, whitelist, tessdata_dir) -> tuple[str, float]:
-    """The cells' ink put side by side as one line of text (an empty cell
-    between two written ones as a space), read as one line, each character
-    given back to the cell it came from. A cell the line left out is read on
-    its own."""
-    if not any(i is not None for i in insides):
-        return " " * len(insides), 1.0
+def _read_strip(written: list[Image.Image | None], whitelist: str, tessdata_dir: str | None,
+                marks: set[int] = frozenset()) -> tuple[list[str], list[float]]:
+    """The written cells' ink put side by side as one line of text (an empty
+    cell between two written ones as a space; a cell with a small mark in
+    ``marks`` as nothing: "O'NEILL" is read as one word), read as one line, each
+    character given back to the cell it came from; a cell the line left out
+    is read on its own. Returns each cell's character (" " for an empty
+    cell, "?" for one nothing could be read in) and the written cells'
+    confidences."""
+    if not any(w is not None for w in written):
+        return [" "] * len(written), []
     pad, gap, space = round(3 * SCALE), round(2.5 * SCALE), round(9 * SCALE)
-    height = max(i.height for i in insides if i is not None) + 2 * pad
+    height = max(w.height for w in written if w is not None) + 2 * pad
     spans: list[tuple[int, int, int]] = []  # (cell, left, right) in the strip
     x = pad
-    for index, inside in enumerate(insides):
-        if inside is None:
-            if spans and spans[-1][2] + gap == x:
+    for index, ink_ in enumerate(written):
+        if ink_ is None:
+            if spans and spans[-1][2] + gap == x and index not in marks:
                 x += space
             continue
-        spans.append((index, x, x + inside.width))
-        x += inside.width + gap
+        spans.append((index, x, x + ink_.width))
+        x += ink_.width + gap
     strip = Image.new("L", (x + pad, height), 255)
     for index, left, _ in spans:
-        strip.paste(insides[index], (left, pad))
+        strip.paste(written[index], (left, pad))
     strip.info["dpi"] = (round(SCALE * 72), round(SCALE * 72))
     text = ocr.field_text(strip, whitelist=whitelist, psm=ocr.LINE, tessdata_dir=tessdata_dir)
     per_cell: dict[int, list[ocr.Symbol]] = {}
-    for symbol in text.symbols:
-        middle = (symbol.left + symbol.right) / 2
-        index, _, _ = min(spans, key=lambda s: 0 if s[1] <= middle < s[2]
-                          else min(abs(s[1] - middle), abs(s[2] - middle)))
-        per_cell.setdefault(index, []).append(symbol)
+    if len(text.symbols) == len(spans):
+        # One character for each written cell: in order (Tesseract's boxes
+        # of single characters are approximate, its order is not).
+        for (index, _, _), symbol in zip(spans, text.symbols):
+            per_cell[index] = [symbol]
+    else:
+        for symbol in text.symbols:
+            middle = (symbol.left + symbol.right) / 2
+            index, _, _ = min(spans, key=lambda s: 0 if s[1] <= middle < s[2]
+                              else min(abs(s[1] - middle), abs(s[2] - middle)))
+            per_cell.setdefault(index, []).append(symbol)
     chars, confidences = [], []
-    for index, inside in enumerate(insides):
-        found = per_cell.get(index, [])
-        if inside is not None and not found and big[index]:
-            alone = _read_cell(inside, whitelist, tessdata_dir)
+    for index, ink_ in enumerate(written):
+        if ink_ is None:
+            chars.append(" ")
+            continue
+        found = per_cell.get(index) or []
+        if not found:
+            alone = _read_cell(ink_, whitelist, tessdata_dir)
             found = [alone] if alone else []
         if not found:
-            chars.append("?" if inside is not None and big[index] else " ")
-            if chars[-1] == "?":
-                confidences.append(0.0)
+            chars.append("?")
+            confidences.append(0.0)
             continue
         best = max(found, key=lambda s: s.confidence)
         chars.append(best.text[:1])
         # two characters read in one cell: at most one of them is right
         confidences.append(best.confidence if len(found) == 1 else best.confidence / 2)
-    return "".join(chars), min(confidences, default=1.0)
+    return chars, confidences
 
 
 # -- checking each kind -----------------------------------------------------------------
@@ -570,15 +611,24 @@ def _check_email(f: FormField, chars: str) -> tuple[str, bool]:
 # must have a letter (its first character) or a digit (its second).
 _AS_LETTER = str.maketrans("0125868", "OIZSBGB")
 _AS_DIGIT = str.maketrans("OIZSBGDQ", "01258600")
+_O_I_AS_DIGIT = str.maketrans("OIQ", "010")
 
 
 def _check_icd10(f: FormField, chars: str) -> tuple[str, bool]:
     codes = []
     ok = True
+    tokens: list[str] = []
     for token in chars.split():
+        if tokens and len(token.replace(".", "")) < 3:  # no code is that short:
+            tokens[-1] += token  # the rest of the one before (its full stop read as a gap)
+        else:
+            tokens.append(token)
+    for token in tokens:
         bare = token.replace(".", "")
         if len(bare) >= 2:
-            bare = bare[0].translate(_AS_LETTER) + bare[1].translate(_AS_DIGIT) + bare[2:]
+            # a letter, a digit, then (but for a rare A) digits up to the extension
+            bare = (bare[0].translate(_AS_LETTER) + bare[1].translate(_AS_DIGIT)
+                    + bare[2:6].translate(_O_I_AS_DIGIT) + bare[6:])
         code = bare[:3] + ("." + bare[3:] if len(bare) > 3 else "")
         ok = ok and bool(ICD10_PATTERN.match(code))
         codes.append(code)
