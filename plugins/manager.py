@@ -57,7 +57,8 @@ DEFAULT_PLUGINS = {
 
 __all__ = [
     "DEFAULT_PLUGINS", "PluginFailure", "call_each", "channels",
-    "exercise_catalog", "fax_transports", "get_plugin_manager", "list_plugins",
+    "describe_fax_transports", "exercise_catalog", "fax_transports", "get_plugin_manager",
+    "list_plugins",
     "notify_status_changed", "plan_adjusters", "plan_for", "register_commands",
     "plugin_routes", "reset_plugin_managers", "validate_referral",
 ]
@@ -396,6 +397,15 @@ def fax_transports(pm: pluggy.PluginManager, settings) -> dict[str, Any]:
     found, pm.refflow_fax_transport_failures = _by_name(  # type: ignore[attr-defined]
         pm, "refflow_fax_transports", _check_transport, settings)
     return found
+
+
+def describe_fax_transports(pm: pluggy.PluginManager, settings) -> list[dict[str, Any]]:
+    """``[{name, supports, selected}]``: each fax transport, what it supports
+    (``status``, ``cancel``, ``receive``, ``inbound``) and whether
+    ``REFFLOW_FAX_TRANSPORT`` selects it."""
+    return [{"name": name, "supports": sorted(getattr(t, "supports", ()) or ()),
+             "selected": name == settings.fax_transport}
+            for name, t in sorted(fax_transports(pm, settings).items())]
 
 
 def _check_route(route: Any) -> dict[str, str]:

@@ -135,10 +135,17 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                            "attempts", "max_attempts"],
             "properties": {"id": {"type": "string"}, "channel": {"type": "string"},
                            "document": {"type": "string"}, "target": {"type": "string"},
-                           "status": {"type": "string", "enum": ["pending", "sending", "sent",
-                                                                  "retrying", "failed"]},
+                           "status": {"type": "string", "enum": [
+                               "pending", "sending", "sent", "retrying", "failed", "in_doubt",
+                               "cancelled"]},
                            "attempts": {"type": "integer"}, "max_attempts": {"type": "integer"},
                            "last_error": nullable_str, "reference": nullable_str,
+                           "confirmation": {
+                               "type": ["object", "null"],
+                               "description": "what the provider confirmed: for a fax "
+                                              "server job_id, pages_sent, pages_total, "
+                                              "duration_s, remote_id (the receiving "
+                                              "machine's id), dials, tries"},
                            "sent_at": {"type": ["string", "null"], "format": "date-time"},
                            "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
                            "links": links}},
@@ -270,7 +277,14 @@ def _schemas(states: tuple[str, ...]) -> dict:
                 "properties": {"name": {"type": "string"}, "version": nullable_str,
                                "hooks": {"type": "array", "items": {"type": "string"}},
                                "enabled": {"type": "boolean"}, "builtin": {"type": "boolean"},
-                               "reason": {"type": "string"}}}}}},
+                               "reason": {"type": "string"}}}},
+                "fax_transports": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "supports", "selected"],
+                    "properties": {"name": {"type": "string"},
+                                   "supports": {"type": "array", "items": {
+                                       "type": "string",
+                                       "enum": ["status", "cancel", "receive", "inbound"]}},
+                                   "selected": {"type": "boolean"}}}}}},
         "FaxPractice": {
             "type": "object", "required": ["id", "name", "matched_by"],
             "properties": {"id": {"type": "string"}, "name": nullable_str,

@@ -173,13 +173,15 @@ def test_transport_submits_a_fax_job_once(fax_lab):
     first = transport.submit(job)
     again = transport.submit(job)
     assert first.reference.isdigit() and again.reference == first.reference
+    assert first.held and again.held  # queued: the pipeline follows the job
     assert first.detail["already_submitted"] is False and again.detail["already_submitted"]
-    assert transport.status(first.reference).tag == "dlv-transport-1"
+    assert transport.status(first.reference).detail["job_id"] == first.reference
     transport.cancel(first.reference)
     deadline = time.monotonic() + 30
-    while (state := transport.status(first.reference).state) != "failed":
-        assert time.monotonic() < deadline, state
+    while not (status := transport.status(first.reference)).finished:
+        assert time.monotonic() < deadline, status
         time.sleep(0.5)
+    assert status.state == "failed" and status.detail["status_code"] == 345
 
 
 def test_errors_name_no_number_and_unknown_jobs_are_permanent(fax_lab, hylafax):
