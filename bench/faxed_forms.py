@@ -179,6 +179,27 @@ def sample_values(seed: int, *, full: bool = False) -> dict[str, str]:
     return {f.name: values.get(f.name, "") for f in FIELDS}
 
 
+# The design example (DESIGN.md "The referral") as an office writes it on the form.
+DESIGN_EXAMPLE = {
+    "patient.family_name": "LEE", "patient.given_name": "ANN",
+    "patient.birth_date": "1951-03-02", "patient.sex": "female",
+    "patient.phone": "+17635550100", "patient.email": "ANN.LEE@EXAMPLE.ORG",
+    "referrer.name": "DR R PATEL", "referrer.npi": "1234567893",
+    "referrer.phone": "+17635550199", "referrer.fax": "+17635550198", "urgency": "",
+    "diagnosis.codes": "M81.0", "diagnosis.text": "POSTMENOPAUSAL OSTEOPOROSIS",
+    "clinical.t_score": "-2.8", "clinical.frax.major_osteoporotic": "22.0",
+    "clinical.frax.hip": "3.1", "clinical.blood_pressure.systolic": "138",
+    "clinical.blood_pressure.diastolic": "84", "clinical.pain.score": "3",
+    "clinical.fractures": "vertebral", "clinical.fractures.date": "2026-05-01",
+    "clinical.falls_last_12_months": "1", "clinical.injurious_fall": "no",
+    "clinical.can_rise_from_floor": "yes", "clinical.mobility_aid": "none",
+    "clinical.activity_level": "sedentary", "clinical.conditions": "HYPERTENSION, I25.10",
+    "clinical.medications": "ALENDRONATE, PREDNISONE 10 MG",
+    "clinical.contraindications_text": "NO LIFTING OVER 10 LB FOR 6 WEEKS",
+    "goals": "WALK TO THE STORE, GARDEN", "notes": "WALKS TWICE A WEEK",
+    "deliver.email_to_patient": "yes", "deliver.fax_to_referrer": "yes",
+}
+
 # Fields an office often leaves empty (a sample leaves five of them out).
 OPTIONAL = ["patient.phone", "patient.email", "referrer.phone", "clinical.frax.major_osteoporotic",
             "clinical.frax.hip", "clinical.pain.score", "clinical.blood_pressure.systolic",

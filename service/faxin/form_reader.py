@@ -45,7 +45,7 @@ from refflow.intake.contact import normalize_email
 from refflow.intake.schemas import ICD10_PATTERN
 
 SCALE = 4.5  # pixels a point in the crops Tesseract reads (324 dpi)
-INK = 128  # a pixel darker than this is ink
+INK = 160  # a pixel darker than this is ink
 CELL_INSET = 1.7  # points left out inside a cell's lines
 LINE_INSET = 2.0
 CHECK_INSET = 2.4
@@ -330,7 +330,7 @@ SPECK = 1.3
 DIGIT_SPECK = 4.0
 # In a line of free text, small ink further than this (points) from any
 # letter is a speck, not punctuation.
-LONE = 4.0
+LONE = 6.0
 
 
 def despeckled(image: Image.Image, speck: float = SPECK,
@@ -390,6 +390,8 @@ def read_field(image: Image.Image, where: Affine, f: FormField, *,
             confidences.append(text.confidence)
     # Punctuation at the end says nothing in these fields (and is most often a speck).
     value = " ".join(" ".join(lines).upper().split()).rstrip(".,;:'")
+    if f.name == "clinical.conditions":
+        value = ", ".join(_code_or_text(item.strip()) for item in value.split(","))
     return Read(value, min(confidences) if value else 1.0, "ocr")
 
 
@@ -633,6 +635,16 @@ def _check_icd10(f: FormField, chars: str) -> tuple[str, bool]:
         ok = ok and bool(ICD10_PATTERN.match(code))
         codes.append(code)
     return " ".join(codes), ok
+
+
+def _code_or_text(item: str) -> str:
+    """A condition is words or an ICD-10-CM code: "125.10" can only be I25.10
+    (the letter I and the digit 1 look alike in print)."""
+    if item[:1].isdigit():
+        code = item[0].translate(_AS_LETTER) + item[1:]
+        if ICD10_PATTERN.match(code):
+            return code
+    return item
 
 
 def _check_number(f: FormField, chars: str) -> tuple[str, bool]:
