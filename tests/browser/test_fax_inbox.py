@@ -21,7 +21,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from refflow.db.models import AuditEntry, ReceivedFax, ReferralEvent
+from refflow.db.models import AuditEntry, ReceivedFax, Referral, ReferralEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -132,11 +132,25 @@ def test_staff_turn_a_faxed_form_into_a_referral_that_is_planned_and_sent(page, 
 
     goals.fill("Walk to the store, garden")
     page.evaluate("window.scrollTo(0, 0)")
+    page.locator(".fax-review-pages").evaluate("column => { column.scrollTop = 0; }")
     page.screenshot(path=str(SCREENSHOTS / "fax_review_draft.png"), full_page=False)
+
+    # a slip: the last name emptied; the referral is refused, the error is by the field
+    patient.get_by_label("Last name").fill("")
+    page.get_by_role("button", name="Create referral").click()
+    expect(page.locator("#error-summary")).to_contain_text("Patient: Last name")
+    last_name = page.get_by_role("group", name="Patient", exact=True).get_by_label("Last name")
+    expect(last_name).to_have_attribute("aria-invalid", "true")
+    expect(page.locator('[data-field="patient.family_name"] .field-error')).to_be_visible()
+    expect(page.get_by_label("Patient's goals")).to_have_value("Walk to the store, garden")
+    wait_for_images(page, page.locator("img.fax-page"))
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(SCREENSHOTS / "fax_review_error.png"), full_page=False)
+    last_name.fill("Winterbourne")
     page.get_by_role("button", name="Create referral").click()
 
     expect(page.get_by_text("Referral created from the fax.")).to_be_visible()
-    expect(page.get_by_role("heading", name="WINTERBOURNE, MARGARET")).to_be_visible()
+    expect(page.get_by_role("heading", name="Winterbourne, MARGARET")).to_be_visible()
     referral_id = page.url.rstrip("/").rsplit("/", 1)[1]
     expect(page.locator("#facts")).to_contain_text("Walk to the store")
     site.stack.wait_for([referral_id], timeout=90)
@@ -163,6 +177,7 @@ def test_staff_turn_a_faxed_form_into_a_referral_that_is_planned_and_sent(page, 
                                                      AuditEntry.action.like("fax.%"))).all()
         assert any(fax_id in (a.detail or "") for a in audited)
         assert all("WINTERBOURNE" not in (a.detail or "").upper() for a in audited)
+        assert s.get(Referral, referral_id).payload["goals"] == ["Walk to the store", "garden"]
         assert s.scalar(select(ReferralEvent.id).where(ReferralEvent.referral_id == referral_id,
                                                        ReferralEvent.kind == "fax"))
     assert not page.console_errors, page.console_errors
@@ -199,6 +214,7 @@ def test_staff_archive_a_fax_that_is_not_a_referral(page, site):
     page.locator(f'tr[data-fax="{fax_id}"]').get_by_role("link", name="Open").click()
     expect(page.get_by_text("Advertisement, not a referral")).to_be_visible()
     expect(page.get_by_role("button", name="Archive fax")).to_have_count(0)
+    wait_for_images(page, page.locator("img.fax-page"))
     assert not page.console_errors, page.console_errors
 
 
