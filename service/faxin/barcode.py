@@ -30,6 +30,10 @@ class FormBarcode:
     corners: tuple[Point, Point, Point, Point]
     orientation: int  # degrees the symbol is turned (0: upright, about 180: upside down)
 
+    @property
+    def upside_down(self) -> bool:
+        return 135 <= self.orientation % 360 <= 225
+
 
 def read_form_barcode(image: Image.Image) -> FormBarcode | None:
     """The refflow form barcode on ``image`` (8-bit greyscale), or None.

@@ -32,8 +32,8 @@ _US_DATE = re.compile(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*/\s*(\d{4})\s*")
 
 def referral_payload(values: Mapping[str, str]) -> dict:
     """The referral JSON for the form's values (empty values are left out)."""
-    v = {name: " ".join(str(value).split()) for name, value in values.items()
-         if value is not None and str(value).strip()}
+    v = {name: "\n".join(" ".join(line.split()) for line in str(value).strip().splitlines())
+         for name, value in values.items() if value is not None and str(value).strip()}
     out: dict = {}
 
     def put(path: str, value) -> None:

@@ -164,7 +164,7 @@ def _dark_centre(image: Image.Image, at: tuple[float, float], scale: float,
         dark = 0
         sum_x = sum_y = 0.0
         width = window.width
-        for i, grey in enumerate(window.getdata()):
+        for i, grey in enumerate(window.tobytes()):
             if grey < INK:
                 dark += 1
                 sum_x += i % width
@@ -196,7 +196,7 @@ def _profile(image: Image.Image, axis: str) -> list[float]:
     """The share of ink in each column (``"x"``) or row (``"y"``)."""
     ink = image.point(lambda g: 255 if g < INK else 0)
     size = (image.width, 1) if axis == "x" else (1, image.height)
-    return [p / 255 for p in ink.resize(size, Image.Resampling.BOX).getdata()]
+    return [p / 255 for p in ink.resize(size, Image.Resampling.BOX).tobytes()]
 
 
 def _line_near(profile: list[float], at: float, reach: float) -> float:

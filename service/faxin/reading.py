@@ -63,11 +63,13 @@ def read_fax(images, *, tessdata_dir: str | None = None) -> Reading:
     from refflow.faxin import draft, form_reader, ocr
 
     started = time.perf_counter()
+    found = form_reader.find_form(images)
     pages = []
-    for image in images:
+    for index, image in enumerate(images):
+        if found and found[0] == index and found[1].upside_down:
+            image = image.rotate(180)  # the form's page the right way up for its text
         text = ocr.page_text(image, tessdata_dir=tessdata_dir)
         pages.append(PageText(text.text, text.confidence))
-    found = form_reader.find_form(images)
     if found is None:
         return Reading(pages, seconds=round(time.perf_counter() - started, 3))
     index, barcode = found
