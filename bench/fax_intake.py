@@ -17,7 +17,9 @@ upside down, each with its truth) it prints one JSON object:
 
 For each: field accuracy (a field is right when its value equals the truth
 after normalisation: capitals, single spaces, no space before a comma;
-an empty truth must read empty), per variant (style and resolution), per
+an empty truth must read empty) and the same over the fields the office
+filled in (``filled_field_accuracy``: an empty field found empty is easy),
+per variant (style and resolution), per
 condition and overall; seconds a page (median, wall); for refflow the
 barcode read rate and how well the confidence tells right from wrong.
 ``engine_reuse`` measures why each thread keeps one Tesseract engine: making
@@ -122,6 +124,8 @@ class Score:
     def __init__(self) -> None:
         self.right = defaultdict(int)
         self.total = defaultdict(int)
+        self.filled_right = defaultdict(int)  # fields the office filled in (truth not empty)
+        self.filled = defaultdict(int)
         self.seconds = defaultdict(list)
 
     def add(self, keys: list[str], truth: dict, read: dict[str, str], seconds: float) -> list:
@@ -132,13 +136,17 @@ class Score:
             for key in keys:
                 self.total[key] += 1
                 self.right[key] += ok
+                if str(expected).strip():
+                    self.filled[key] += 1
+                    self.filled_right[key] += ok
         for key in keys:
             self.seconds[key].append(seconds)
         return outcomes
 
     def table(self, key: str) -> dict:
         return {"field_accuracy": round(self.right[key] / self.total[key], 3),
-                "fields": self.total[key],
+                "filled_field_accuracy": round(self.filled_right[key] / self.filled[key], 3),
+                "fields": self.total[key], "filled_fields": self.filled[key],
                 "seconds_per_page": round(statistics.median(self.seconds[key]), 3)}
 
 
