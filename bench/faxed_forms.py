@@ -9,8 +9,8 @@ byte for byte the same every time: every random choice comes from a seeded
 A sample is refflow's referral form (``documents.referral_form``) with values
 written in its boxes in one of three styles:
 
-- ``mono``: typed, DejaVu Sans Mono (a typewriter or a printer);
-- ``sans``: typed, DejaVu Sans;
+- ``mono``: typed, Courier (a typewriter; thin strokes);
+- ``sans``: typed, DejaVu Sans (a printer);
 - ``hand``: a handwriting-style font, Humor Sans (Debian ``fonts-humor-sans``),
   each letter moved, turned and sized a little at random, as people print
   capitals in boxes.
@@ -56,7 +56,6 @@ SET_DIR = HERE / "fax_forms"
 CLINIC = ClinicInfo("Lakeside Physical Therapy", "+1 763 555 0100", "+1 763 555 0101")
 PRACTICE_ID = "0b5c1e2a-6a7e-4a35-9a0e-5d2f0c1b9e77"
 HANDWRITING_FONT = "/usr/share/fonts/truetype/humor-sans/Humor-Sans.ttf"  # fonts-humor-sans
-MONO_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"  # fonts-dejavu-core
 STYLES = ("mono", "sans", "hand")
 AS_OF = dt.date(2026, 11, 25)
 

@@ -11,10 +11,13 @@
    pixels a point; each box's own edges are then found near where they
    should be, so a page stretched unevenly by the fax machine still lines up.
 4. **Read**: the box lines are left out (only each cell's or line's inside
-   is read); a cell or line with almost no ink is empty; the rest is read
-   by Tesseract with the characters its kind allows (``WHITELISTS``): comb
-   cells one character at a time, lines of free text as a line. A checkbox
-   is marked when enough of its inside is ink.
+   is read) and so are specks (pieces of ink smaller than a full stop); a
+   cell or line with no ink left is empty. A comb's letters and digits are
+   put side by side and read by Tesseract as one line, with the characters
+   its kind allows (``WHITELISTS``), each character given back to its cell
+   (measured better and faster than reading cell by cell); its small marks
+   (. - _ ') are told by their shape and place. A line of free text is read
+   as a line. A checkbox is marked when enough of its inside is ink.
 5. **Check**: each value is checked as its kind requires (a real date, a
    valid US phone number, the NPI's check digit, an ICD-10-CM code, a
    number in its range) and written as the referral wants it (dates ISO,
@@ -49,8 +52,6 @@ INK = 160  # a pixel darker than this is ink
 CELL_INSET = 1.7  # points left out inside a cell's lines
 LINE_INSET = 2.0
 CHECK_INSET = 2.4
-EMPTY_CELL = 0.015  # less ink than this (a share of the inside) and a cell is empty
-EMPTY_LINE = 0.004
 MARKED = 0.07  # a checkbox with more ink than this is marked
 FAILED = 0.2  # the most confidence a value that fails its kind's check keeps
 
