@@ -153,7 +153,7 @@ def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None 
                 return Stored(existing, False)
             now = utcnow()
             row = ReceivedFax(id=str(uuid.uuid4()), sha256=digest, source=source[:60],
-                              source_ref=(source_ref or None) and source_ref[:200],
+                              source_ref=_one_line(source_ref, 200),
                               from_number=caller, to_number=called,
                               practice_id=_practice_by_fax(session, caller),
                               content_type=content_type, content=content, pages=count,
@@ -179,7 +179,7 @@ def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None 
 
 def stored_references(session: Session, source: str, references) -> set[str]:
     """Which of ``references`` (a source's own ids) are stored already."""
-    wanted = [r for r in references if r]
+    wanted = [r for r in (_one_line(r, 200) for r in references) if r]
     if not wanted:
         return set()
     return set(session.scalars(select(ReceivedFax.source_ref).where(
@@ -190,13 +190,20 @@ def _by_sha256(session: Session, digest: str) -> str | None:
     return session.scalar(select(ReceivedFax.id).where(ReceivedFax.sha256 == digest))
 
 
+def _one_line(value: str | None, limit: int) -> str | None:
+    """``value`` on one line (control characters, NUL included, as spaces; runs
+    of spaces as one), at most ``limit`` characters; None when empty."""
+    if value is None:
+        return None
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(value)).split())
+    return text[:limit] or None
+
+
 def _number(value: str | None) -> str | None:
     """A caller id or TSI in E.164 when it is a phone number, else as received
     (one line, at most ``NUMBER_MAX`` characters); None when empty."""
-    if value is None:
-        return None
-    text = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
-    if not text:
+    text = _one_line(value, 200)
+    if text is None:
         return None
     try:
         return normalize_phone(text)

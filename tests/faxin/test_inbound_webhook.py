@@ -110,6 +110,15 @@ def test_a_signed_request_that_holds_no_fax_says_so_without_echoing_it(client, d
     assert _faxes(db) == []
 
 
+def test_control_characters_from_the_provider_are_not_stored(client, db, fax_document):
+    body = fax_json(fax_document("Referral"), ident="rx\x00-1\n2", sender="+1763\x005550198",
+                    called="\x1b[31m")
+    assert post(client, body).status_code == 200
+    [fax] = _faxes(db)
+    assert (fax.source_ref, fax.from_number, fax.to_number) == ("rx -1 2", "+17635550198",
+                                                                 "[31m")
+
+
 def test_transports_without_an_inbound_webhook_are_not_found(client):
     for name in ("spool", "hylafax", "no-such-transport"):
         response = post(client, b"{}", url=f"/api/v1/fax/inbound/{name}")
