@@ -177,13 +177,11 @@ def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None 
     return Stored(fax_id, True)
 
 
-def stored_references(session: Session, source: str, references) -> set[str]:
-    """Which of ``references`` (a source's own ids) are stored already."""
-    wanted = [r for r in (_one_line(r, 200) for r in references) if r]
-    if not wanted:
-        return set()
+def stored_references(session: Session, source: str) -> set[str]:
+    """The references (a source's own ids, e.g. recvq file names) of the faxes
+    from ``source`` the inbox holds (retention keeps this bounded)."""
     return set(session.scalars(select(ReceivedFax.source_ref).where(
-        ReceivedFax.source == source, ReceivedFax.source_ref.in_(wanted))))
+        ReceivedFax.source == source, ReceivedFax.source_ref.is_not(None))))
 
 
 def _by_sha256(session: Session, digest: str) -> str | None:

@@ -32,15 +32,17 @@ class PollResult:
 
 def receive_from(p: Pipeline, transport) -> PollResult:
     """Store every fax ``transport.receive()`` lists that the inbox does not hold
-    yet. The transport's errors (its server is down) propagate; a listed file
-    that is not a fax is logged by its reference and skipped."""
+    yet (the references it holds are passed as ``seen``, so their content is
+    not fetched again). The transport's errors (its server is down) propagate;
+    a listed file that is not a fax is logged by its reference and skipped."""
     new = known = refused = 0
     source = transport.name
-    for item in transport.receive():
-        with p.db.session() as session:
-            if inbox.stored_references(session, source, [item.reference]):
-                known += 1
-                continue
+    with p.db.session() as session:
+        seen = inbox.stored_references(session, source)
+    for item in transport.receive(seen):
+        if item.reference in seen:  # a transport that does not skip them itself
+            known += 1
+            continue
         try:
             stored = inbox.receive(p, item.content, source=source, source_ref=item.reference,
                                    from_number=item.from_number, to_number=item.to_number)

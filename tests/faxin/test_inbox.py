@@ -338,10 +338,12 @@ class FakeTransport:
     def __init__(self, faxes: list[InboundFax], error: Exception | None = None) -> None:
         self.faxes, self.error, self.fetched = faxes, error, []
 
-    def receive(self):
+    def receive(self, seen=frozenset()):
         if self.error:
             raise self.error
         for item in self.faxes:
+            if item.reference in seen:  # stored already: not fetched again
+                continue
             self.fetched.append(item.reference)
             yield item
 
@@ -360,7 +362,9 @@ def test_the_poller_stores_each_received_fax_once(p, db, make_practice, fax_docu
     # listed again (HylaFAX keeps its recvq), plus a new one and a file that is no fax
     transport.faxes.append(InboundFax(b"junk", "fax000000003.tif"))
     transport.faxes.append(InboundFax(fax_document("three"), "fax000000004.tif"))
-    assert poll.receive_from(p, transport) == poll.PollResult(new=1, known=2, refused=1)
+    transport.fetched.clear()
+    assert poll.receive_from(p, transport) == poll.PollResult(new=1, known=0, refused=1)
+    assert transport.fetched == ["fax000000003.tif", "fax000000004.tif"]  # not the stored two
     assert _count(db, ReceivedFax) == 3
 
 
@@ -378,7 +382,7 @@ def test_the_scheduler_job_polls_on_its_interval_and_survives_a_server_outage(
         assert poller.run_if_due(1031.0) is None
     assert "unavailable" in caplog.text
     transport.error = None
-    assert poller.run_if_due(1062.0).known == 1
+    assert poller.run_if_due(1062.0) == poll.PollResult(new=0, known=0, refused=0)  # stored: skipped
 
 
 def test_a_transport_that_cannot_receive_is_said_once(settings, db, caplog):

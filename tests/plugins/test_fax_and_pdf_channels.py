@@ -71,7 +71,7 @@ def test_bad_numbers_and_documents_are_permanent(plugin_settings, helpers):
 def test_unknown_fax_transport_is_a_permanent_config_error(plugin_settings, helpers):
     settings = plugin_settings.with_overrides(fax_transport="efax")
     channel = FaxChannel(settings, pm=get_plugin_manager(settings))
-    with pytest.raises(PermanentChannelError, match="REFFLOW_FAX_TRANSPORT.*hylafax, spool"):
+    with pytest.raises(PermanentChannelError, match="REFFLOW_FAX_TRANSPORT.*available: .*hylafax.*spool"):
         channel.send(fax_delivery(helpers.fax_tiff()))
 
 

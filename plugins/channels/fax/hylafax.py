@@ -40,7 +40,7 @@ import ftplib
 import io
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -642,12 +642,14 @@ class HylafaxTransport(FaxTransport):
         with self.client() as fax:
             fax.cancel(reference)
 
-    def receive(self) -> Iterator[InboundFax]:
-        """The received queue's complete faxes, oldest first (one connection
-        for the listing, one per fax fetched, so a long queue never holds a
-        connection while the caller stores each)."""
+    def receive(self, seen: Container[str] = frozenset()) -> Iterator[InboundFax]:
+        """The received queue's complete faxes not in ``seen`` (recvq file names
+        the inbox holds already), oldest first: one connection for the listing,
+        one per fax fetched, so a long queue never holds a connection while the
+        caller stores each."""
         with self.client() as fax:
-            listed = [rx for rx in fax.received() if not rx.receiving and not rx.error]
+            listed = [rx for rx in fax.received()
+                      if not rx.receiving and not rx.error and rx.name not in seen]
         for rx in sorted(listed, key=lambda r: (r.received is None, r.received or 0, r.name)):
             with self.client() as fax:
                 content = fax.retrieve(rx.name)

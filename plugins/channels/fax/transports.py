@@ -24,7 +24,7 @@ Each transport says what it supports (``supports``):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping
 from dataclasses import dataclass
 
 from refflow.plugins.channels.base import SendResult
@@ -96,10 +96,11 @@ class FaxTransport:
     def cancel(self, reference: str) -> None:
         raise NotImplementedError(f"fax transport {self.name!r} cannot cancel jobs")
 
-    def receive(self) -> Iterator[InboundFax]:
-        """Received faxes still on the server, oldest first. The inbox stores
-        each once (by content), so listing one again is harmless; ``seen``
-        references may be skipped by the caller before the content is fetched."""
+    def receive(self, seen: Container[str] = frozenset()) -> Iterator[InboundFax]:
+        """Received faxes still on the server, oldest first, but for those whose
+        reference is in ``seen`` (the inbox holds them already: skip them before
+        fetching their content). The inbox stores each once by content, so
+        yielding one again is harmless, only wasteful."""
         raise NotImplementedError(f"fax transport {self.name!r} does not receive faxes")
 
     def parse_inbound(self, headers: Mapping[str, str], body: bytes) -> list[InboundFax]:
