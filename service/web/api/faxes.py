@@ -18,13 +18,13 @@ from refflow.faxin.inbox import FaxView
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.plugins.channels.base import PermanentChannelError, TransientChannelError
 from refflow.plugins.channels.fax.transports import INBOUND
+from refflow.web.api.paging import list_query
 from refflow.web.api.referrals import read_json_body
 from refflow.web.errors import ApiError
 from refflow.web.principal import require_staff
 
 bp = Blueprint("faxes_api", __name__, url_prefix="/api/v1")
 
-MAX_PAGE = 200
 INBOUND_MAX_BYTES = 32 * 1024 * 1024  # a provider's webhook carries the fax (base64 or raw)
 
 
@@ -127,38 +127,22 @@ FAX_ERRORS = (inbox.InvalidFaxAction, LookupError, StepError)
 @bp.get("/faxes")
 def list_faxes():
     staff = require_staff()
-    statuses = [s for value in request.args.getlist("status") for s in value.split(",")]
-    unknown = sorted(set(statuses) - set(inbox.STATUSES))
-    if unknown:
-        raise ApiError(400, "unknown status: " + ", ".join(u[:40] or "(empty)" for u in unknown),
-                       fields={"status": "one of " + ", ".join(inbox.STATUSES)})
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        raise ApiError(400, "limit must be a whole number", fields={"limit": "not a number"}) \
-            from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, f"limit must be between 1 and {MAX_PAGE}",
-                       fields={"limit": "out of range"})
-    cursor = request.args.get("cursor") or None
-    if cursor is not None:
-        try:
-            inbox.decode_cursor(cursor)
-        except ValueError:
-            raise ApiError(400, "cursor is not one this API gave out",
-                           fields={"cursor": "invalid"}) from None
+    query = list_query(inbox.STATUSES, _cursor_is_sound)
     with _pipeline().db.session() as session:
         items, next_cursor = inbox.listing(session, actor=staff.actor, ip=request.remote_addr,
-                                           statuses=statuses or None, limit=limit,
-                                           cursor=cursor)
-        body = {"items": [fax_summary(f) for f in items], "next_cursor": next_cursor}
-    if next_cursor:
-        args = {"cursor": next_cursor, "limit": limit}
-        if statuses:
-            args["status"] = ",".join(statuses)
-        body["links"] = {"next": "/api/v1/faxes?" + "&".join(f"{k}={v}"
-                                                             for k, v in args.items())}
+                                           statuses=query.statuses or None,
+                                           limit=query.limit, cursor=query.cursor)
+        body = {"items": [fax_summary(f) for f in items], "next_cursor": next_cursor,
+                **query.next_link("/api/v1/faxes", next_cursor)}
     return jsonify(body)
+
+
+def _cursor_is_sound(cursor: str) -> bool:
+    try:
+        inbox.decode_cursor(cursor)
+    except ValueError:
+        return False
+    return True
 
 
 @bp.get("/faxes/<fax_id>")

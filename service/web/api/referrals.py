@@ -18,13 +18,13 @@ from refflow.intake.validation import clinic_today, parse_referral
 from refflow.pipeline import accept as intake
 from refflow.pipeline import staff_actions
 from refflow.referrals import queries, states
+from refflow.web.api.paging import list_query
 from refflow.web.converters import is_id
 from refflow.web.errors import ApiError
 from refflow.web.principal import require_principal
 
 bp = Blueprint("referrals_api", __name__, url_prefix="/api/v1")
 
-MAX_PAGE = 200
 
 
 def _db():
@@ -125,36 +125,15 @@ def create_referral():
 @bp.get("/referrals")
 def list_referrals():
     principal = require_principal()
-    statuses = [s for value in request.args.getlist("status") for s in value.split(",")]
-    unknown = sorted(set(statuses) - set(states.STATES))
-    if unknown:
-        raise ApiError(400, "unknown status: " + ", ".join(u or "(empty)" for u in unknown),
-                       fields={"status": "one of " + ", ".join(states.STATES)})
-    try:
-        limit = int(request.args.get("limit", 50))
-    except ValueError:
-        raise ApiError(400, "limit must be a whole number", fields={"limit": "not a number"}) \
-            from None
-    if not 1 <= limit <= MAX_PAGE:
-        raise ApiError(400, f"limit must be between 1 and {MAX_PAGE}",
-                       fields={"limit": "out of range"})
-    cursor = request.args.get("cursor") or None
-    if cursor is not None and not _cursor_is_sound(cursor):
-        raise ApiError(400, "cursor is not one this API gave out", fields={"cursor": "invalid"})
+    query = list_query(states.STATES, _cursor_is_sound)
     with _db().session() as session:
         rows, next_cursor = queries.page(
             session, practice_id=None if principal.is_staff else principal.practice_id,
-            statuses=statuses or None, limit=limit, cursor=cursor)
+            statuses=query.statuses or None, limit=query.limit, cursor=query.cursor)
         _audit(session, principal, "referral.list", None)
         items = [queries.summary(r) for r in rows]
-    body = {"items": items, "next_cursor": next_cursor}
-    if next_cursor:
-        args = {"cursor": next_cursor, "limit": limit}
-        if statuses:
-            args["status"] = ",".join(statuses)
-        body["links"] = {"next": "/api/v1/referrals?" + "&".join(f"{k}={v}"
-                                                                 for k, v in args.items())}
-    return jsonify(body)
+    return jsonify({"items": items, "next_cursor": next_cursor,
+                    **query.next_link("/api/v1/referrals", next_cursor)})
 
 
 def _cursor_is_sound(cursor: str) -> bool:
