@@ -22,6 +22,7 @@ ROUTES = {
     outbox.DELIVER: {"queue": DELIVERY_QUEUE},
     outbox.CHECK_DELIVERY: {"queue": DELIVERY_QUEUE},
     outbox.READ_FAX: {"queue": PLANNING_QUEUE},
+    outbox.SEND_WEBHOOK: {"queue": DELIVERY_QUEUE},
 }
 
 

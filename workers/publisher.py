@@ -5,7 +5,7 @@ from __future__ import annotations
 from refflow.ops.logging import REQUEST_ID_HEADER
 from refflow.pipeline.outbox import Publisher
 
-ID_ARGS = ("referral_id", "delivery_id", "fax_id")
+ID_ARGS = ("referral_id", "delivery_id", "fax_id", "message_id")
 
 
 def celery_publisher(celery_app) -> Publisher:

@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models: practices and their API keys, users, referrals with
 their timeline, plans, documents, deliveries, the outbox, idempotency keys,
-the audit trail and received faxes.
+the audit trail, received faxes, FHIR request identifiers and webhooks.
 
 The same models run on SQLite (embedded) and PostgreSQL (production); the
 Alembic migrations in ``migrations/`` are kept identical to them (a test runs
@@ -363,4 +363,74 @@ class ReceivedFax(Base):
     handled_by: Mapped[str | None] = mapped_column(String(100))
     handled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FhirRequest(Base):
+    """A referral that came as a FHIR ServiceRequest: its identifier (system and
+    value, per practice) makes the create conditional — the same ServiceRequest
+    again is the same referral and the same Task."""
+
+    __tablename__ = "fhir_requests"
+    __table_args__ = (UniqueConstraint("practice_id", "system", "value"),)
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    practice_id: Mapped[str] = mapped_column(ForeignKey("practices.id"))
+    system: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(String(255))
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """A URL a practice registered to hear about its referrals (Standard Webhooks)."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    practice_id: Mapped[str] = mapped_column(ForeignKey("practices.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(300))  # the signing secret (whsec_…), sealed
+    description: Mapped[str | None] = mapped_column(String(200))
+    event_types: Mapped[list | None] = mapped_column(JSONType)  # None: every event type
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookMessage(Base):
+    """One event for one endpoint, sent and retried like a delivery; its log."""
+
+    __tablename__ = "webhook_messages"
+    __table_args__ = (
+        Index("ix_webhook_messages_status_next", "status", "next_attempt_at"),
+        UniqueConstraint("endpoint_id", "event_key"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # msg_… (webhook-id)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id"), index=True)
+    event_key: Mapped[str] = mapped_column(String(80))  # what it reports, e.g. "event:1234"
+    event_type: Mapped[str] = mapped_column(String(60))
+    referral_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    payload: Mapped[dict] = mapped_column(JSONType)  # ids and status only: never PHI
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class EventCursor(Base):
+    """How far a reader of the referral timeline has got (the webhook fan-out
+    turns each new ``referral_events`` row into webhook messages)."""
+
+    __tablename__ = "event_cursors"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                               default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -29,6 +29,7 @@ DELIVER = "refflow.deliver"
 FINALIZE = "refflow.finalize"
 CHECK_DELIVERY = "refflow.check_delivery"  # follow a delivery the provider holds (a fax job)
 READ_FAX = "refflow.read_fax"  # OCR and form reading of a received fax
+SEND_WEBHOOK = "refflow.send_webhook"  # one signed event to one practice endpoint
 
 
 def message_args(*, request_id: str | None = None, **ids: str) -> dict:
