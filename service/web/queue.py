@@ -9,19 +9,19 @@ from the secret key).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 from dataclasses import asdict, dataclass, replace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import exists, func, or_, select
 
+from refflow.accounts import sealing
 from refflow.db.models import Delivery, Practice, Referral
 from refflow.referrals import states
 from refflow.referrals.queries import PLAN_TO_REFERRER
 
 LIMIT = 100
+SEARCH_PURPOSE = "queue search"  # the sealing key's purpose (refflow.accounts.sealing)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class Filters:
     def to_session(self, secret_key: str) -> dict:
         data = {k: v for k, v in asdict(self).items() if v and k != "q"}
         if self.q:
-            data["q_sealed"] = _sealer(secret_key).encrypt(self.q.encode()).decode()
+            data["q_sealed"] = sealing.seal(secret_key, SEARCH_PURPOSE, self.q)
         return data
 
     @property
@@ -65,21 +65,12 @@ class Filters:
         return any(asdict(self).values())
 
 
-def _sealer(secret_key: str):
-    from cryptography.fernet import Fernet
-
-    digest = hashlib.sha256(b"refflow queue search\0" + secret_key.encode()).digest()
-    return Fernet(base64.urlsafe_b64encode(digest))
-
-
 def _open(sealed: str, secret_key: str) -> str:
     """The search text sealed in the session; "" if it cannot be opened (a new
     secret key, a tampered cookie)."""
-    from cryptography.fernet import InvalidToken
-
     try:
-        return _sealer(secret_key).decrypt(sealed.encode()).decode()[:100]
-    except (InvalidToken, ValueError):
+        return sealing.unseal(secret_key, SEARCH_PURPOSE, sealed)[:100]
+    except sealing.SealError:
         return ""
 
 
