@@ -24,6 +24,7 @@ COMMANDS = (
     "practice",
     "user",
     "fax",
+    "webhook",
     "plugins",
     "plan",
     "render",

@@ -47,6 +47,7 @@ class Settings:
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 600.0  # the longest wait between two attempts
     retry_window_hours: float = 24.0  # how long a delivery is retried (a channel may say otherwise)
+    webhook_retry_hours: float = 24.0  # how long a webhook message is retried from its event
     delivery_lease_seconds: float = 30.0  # a sending worker renews its claim this often x3
     resend_in_doubt: bool = False  # True: resend a delivery whose sender died (same Message-ID)
     plan_due_days: int = 30  # the dashboard lists referrals whose plan has not reached the referrer

@@ -1,9 +1,10 @@
-"""``refflow scheduler``: the loop that relays the outbox to the broker (every
-``relay_interval_seconds``), re-drives stuck work (every 5 s), fetches received
-faxes when ``fax_inbox_poll`` is on (every ``fax_inbox_poll_seconds``), and
-expires idempotency keys, old outbox rows and received faxes past their
-retention (hourly). Several schedulers may run at
-once: the relay locks the rows it publishes.
+"""``refflow scheduler``: the loop that turns new timeline events into webhook
+messages and relays the outbox to the broker (every ``relay_interval_seconds``),
+re-drives stuck work and webhook messages (every 5 s), fetches received faxes
+when ``fax_inbox_poll`` is on (every ``fax_inbox_poll_seconds``), and expires
+idempotency keys, old outbox rows and received faxes past their retention
+(hourly). Several schedulers may run at once: the relay locks the rows it
+publishes, the webhook fan-out its cursor.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from refflow.config import Settings
 from refflow.faxin import inbox
 from refflow.faxin.poll import InboxPoller
+from refflow.interop import webhooks
 from refflow.pipeline import outbox, redrive
 from refflow.pipeline.context import Pipeline
 from refflow.workers.celery_app import create_celery
@@ -41,10 +43,12 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
     while not stop.is_set():
         try:
+            webhooks.fan_out(pipeline)  # new timeline events → webhook messages
             sent = pipeline.relay()
             now = time.monotonic()
             if now >= next_redrive:
                 redrive.redrive(pipeline, stuck_after=stuck_after, lease=lease)
+                webhooks.redrive(pipeline, stuck_after=stuck_after, lease=lease)
                 next_redrive = now + redrive_every
             if fax_poller is not None:
                 fax_poller.run_if_due(now)

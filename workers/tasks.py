@@ -19,6 +19,7 @@ from celery import Celery
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from refflow.faxin import inbox
+from refflow.interop import webhooks
 from refflow.pipeline import flow, outbox
 
 log = logging.getLogger("refflow.tasks")
@@ -52,6 +53,10 @@ def register(app: Celery, pipeline_for) -> None:
     @app.task(name=outbox.READ_FAX, **OUTAGE_RETRY)
     def read_fax(fax_id: str) -> None:
         inbox.read(pipeline_for(app), fax_id)
+
+    @app.task(name=outbox.SEND_WEBHOOK, **OUTAGE_RETRY)
+    def send_webhook(message_id: str) -> None:
+        webhooks.send(pipeline_for(app), message_id)
 
     @app.task(name=outbox.FINALIZE, **OUTAGE_RETRY)
     def finalize(referral_id: str) -> None:

@@ -1,5 +1,6 @@
 """The referring-office portal: submit a referral through a form, then follow the
-practice's own referrals and read their documents.
+practice's own referrals and read their documents; register webhook endpoints
+and read their delivery logs.
 
 A practice user only ever reaches referrals of their own practice; any other
 id answers the same 404 page as an id that does not exist.
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from refflow.db.models import AuditEntry, Delivery, Document, Plan, Practice, ReferralEvent
 from refflow.documents.names import DECLINE_NAMES
 from refflow.intake.validation import clinic_today
+from refflow.interop import webhooks
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
 from refflow.web import downloads, forms, paper_forms, queue
@@ -198,3 +200,115 @@ def document(user: WebUser, referral_id: str, name: str):
 def referral_form(user: WebUser):
     """refflow's referral form printed for this practice (its barcode names it)."""
     return paper_forms.form_response(user.practice_id, user.practice_name)
+
+
+# -- webhooks: the practice's endpoints and their delivery logs ---------------------
+
+def _pipeline():
+    return current_app.extensions["refflow.pipeline"]
+
+
+def _webhooks_page(user: WebUser, values: dict | None = None, error: str | None = None):
+    with _db().session() as s:
+        endpoints = webhooks.endpoints(s, user.practice_id)
+        _audit(s, user, "webhook.list")
+        body = render_template("portal/webhooks.html", user=user, endpoints=endpoints,
+                               event_types=webhooks.EVENT_TYPES, values=values or {},
+                               error=error)
+    return downloads.private(Response(body))
+
+
+@bp.get("/webhooks")
+@practice_required
+def webhooks_index(user: WebUser):
+    return _webhooks_page(user)
+
+
+@bp.post("/webhooks")
+@practice_required
+def webhooks_add(user: WebUser):
+    values = {"url": request.form.get("url", "")[:2001],
+              "description": request.form.get("description", "")[:201],
+              "event_types": request.form.getlist("event_types")}
+    try:
+        with _db().session() as s:
+            endpoint, secret = webhooks.register(
+                s, current_app.extensions["refflow.settings"], user.practice_id,
+                values["url"], description=values["description"],
+                event_types=values["event_types"], actor=user.actor, ip=request.remote_addr)
+            endpoint_id, url = endpoint.id, endpoint.url
+    except webhooks.WebhookError as exc:
+        return _webhooks_page(user, values, str(exc)), 422
+    return _secret_page(user, endpoint_id, url, secret, created=True)
+
+
+def _secret_page(user: WebUser, endpoint_id: str, url: str, secret: str, *, created: bool):
+    """The signing secret, shown this once (never in a URL, a cookie or a log)."""
+    body = render_template("portal/webhooks_secret.html", user=user, endpoint_id=endpoint_id,
+                           url=url, secret=secret, created=created)
+    return downloads.private(Response(body))
+
+
+@bp.get("/webhooks/<endpoint_id>")
+@practice_required
+def webhooks_endpoint(user: WebUser, endpoint_id: str):
+    with _db().session() as s:
+        try:
+            endpoint = webhooks.find_endpoint(s, endpoint_id, user.practice_id)
+        except webhooks.WebhookError:
+            abort(404)
+        log = webhooks.messages(s, endpoint.id)
+        _audit(s, user, "webhook.view", detail=f"endpoint {endpoint.id}")
+        body = render_template("portal/webhooks_endpoint.html", user=user, endpoint=endpoint,
+                               messages=log, limit=webhooks.LOG_LIMIT)
+    return downloads.private(Response(body))
+
+
+@bp.post("/webhooks/<endpoint_id>/disable")
+@practice_required
+def webhooks_disable(user: WebUser, endpoint_id: str):
+    with _db().session() as s:
+        try:
+            webhooks.disable(s, endpoint_id, practice_id=user.practice_id, actor=user.actor,
+                             ip=request.remote_addr)
+        except webhooks.WebhookError:
+            abort(404)
+    flash("The endpoint is disabled: nothing more is sent to it.", "success")
+    return redirect(url_for("portal.webhooks_endpoint", endpoint_id=endpoint_id))
+
+
+@bp.post("/webhooks/<endpoint_id>/secret")
+@practice_required
+def webhooks_rotate(user: WebUser, endpoint_id: str):
+    with _db().session() as s:
+        try:
+            endpoint = webhooks.find_endpoint(s, endpoint_id, user.practice_id)
+            secret = webhooks.rotate_secret(s, current_app.extensions["refflow.settings"],
+                                            endpoint.id, practice_id=user.practice_id,
+                                            actor=user.actor, ip=request.remote_addr)
+            url = endpoint.url
+        except webhooks.WebhookError as exc:
+            flash(f"The secret was not changed: {exc}.", "error")
+            return redirect(url_for("portal.webhooks_endpoint", endpoint_id=endpoint_id))
+    return _secret_page(user, endpoint_id, url, secret, created=False)
+
+
+@bp.post("/webhooks/<endpoint_id>/resend")
+@practice_required
+def webhooks_resend(user: WebUser, endpoint_id: str):
+    """Send one message of the log again (the form names it: message ids are
+    not refflow ids, so not a path part)."""
+    message_id = request.form.get("message_id", "")[:40]
+    with _db().session() as s:
+        try:
+            webhooks.find_endpoint(s, endpoint_id, user.practice_id)
+        except webhooks.WebhookError:
+            abort(404)
+    try:
+        webhooks.resend(_pipeline(), message_id, practice_id=user.practice_id,
+                        endpoint_id=endpoint_id, actor=user.actor, ip=request.remote_addr)
+    except webhooks.WebhookError as exc:
+        flash(f"Not sent again: {exc}.", "error")
+    else:
+        flash(f"Message {message_id} is being sent again (same webhook-id).", "success")
+    return redirect(url_for("portal.webhooks_endpoint", endpoint_id=endpoint_id))
