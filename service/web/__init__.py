@@ -29,7 +29,7 @@ from refflow.web import formatting
 
 # Blueprints of the JSON API: no form token; a cookie session's token goes in a
 # header instead (``_api_session_csrf``).
-API_BLUEPRINTS = ("referrals_api", "staff_api", "plugins_api", "health")
+API_BLUEPRINTS = ("referrals_api", "staff_api", "plugins_api", "health", "fhir")
 # A signed-in session ends after this long even when used all the time.
 ABSOLUTE_SESSION_SECONDS = 12 * 3600
 # Methods that change nothing, so need no CSRF token.

@@ -111,6 +111,21 @@ def safety_fields(exc: SafetyRuleBroken) -> dict[str, str]:
     return out
 
 
+def answer_errors_under(app: Flask, prefix: str, answer) -> None:
+    """Errors of requests to ``prefix`` (and below it) are answered by
+    ``answer(status, message, fields=..., headers=...)`` instead of the JSON
+    envelope or an HTML page: the FHIR endpoint answers an OperationOutcome,
+    unrouted paths and wrong methods included."""
+    app.extensions.setdefault("refflow.error_answers", {})[prefix] = answer
+
+
+def _answer_for(app: Flask):
+    for prefix, answer in app.extensions.get("refflow.error_answers", {}).items():
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return answer
+    return None
+
+
 DOMAIN_ERRORS = (InvalidReferral, InvalidIdempotencyKey, IdempotencyConflict,
                  IdempotencyInFlight, VersionConflict, SafetyRuleBroken, InvalidRevision)
 
@@ -120,6 +135,9 @@ def init_app(app: Flask, html_handler=None) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        answer = _answer_for(app)
+        if answer is not None:
+            return answer(exc.status, exc.message, fields=exc.fields, headers=exc.headers)
         return error_response(exc.status, exc.message, code=exc.code, fields=exc.fields,
                               headers=exc.headers)
 
@@ -141,9 +159,12 @@ def init_app(app: Flask, html_handler=None) -> None:
             retry = exc.get_response().headers.get("Retry-After")
             if retry:
                 headers["Retry-After"] = retry
-        if wants_json() or html_handler is None:
+        answer = _answer_for(app)
+        if wants_json() or html_handler is None or answer is not None:
             if status == 429:
                 message = "too many requests; slow down and retry later"
+            if answer is not None:
+                return answer(status, message, headers=headers)
             return error_response(status, message, headers=headers)
         response = html_handler(status, message)  # a page says the same, with the same headers
         response.headers.extend(headers)
@@ -158,6 +179,9 @@ def init_app(app: Flask, html_handler=None) -> None:
             return _http_error(exc)
         rule = request.url_rule.rule if request.url_rule else "<no route>"
         status, message, headers = failure(exc, request.method, rule)
+        answer = _answer_for(app)
+        if answer is not None:
+            return answer(status, message, headers=headers)
         if wants_json() or html_handler is None:
             return error_response(status, message, headers=headers)
         response = html_handler(status, html_messages[status])

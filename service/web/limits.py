@@ -33,6 +33,7 @@ from werkzeug.exceptions import TooManyRequests
 log = logging.getLogger("refflow.limits")
 
 INTAKE_ENDPOINT = "referrals_api.create_referral"
+FHIR_INTAKE_ENDPOINT = "fhir.receive"  # a referral Bundle: the same counters as the JSON intake
 FAX_INBOUND_ENDPOINT = "faxes_api.inbound"  # a fax provider's webhook: no key, per address
 LOGIN_ENDPOINT = "auth.login"
 KEY_PREFIX = "refflow-limits"
@@ -118,6 +119,8 @@ def init_app(app: Flask, settings) -> RateLimits:
     limits = RateLimits({
         (INTAKE_ENDPOINT, "POST"): [Check("intake-key", intake, api_key),
                                     Check("intake-ip", intake, client_address)],
+        (FHIR_INTAKE_ENDPOINT, "POST"): [Check("intake-key", intake, api_key),
+                                         Check("intake-ip", intake, client_address)],
         (LOGIN_ENDPOINT, "POST"): [Check("login-ip", login, client_address)],
         (FAX_INBOUND_ENDPOINT, "POST"): [Check("fax-inbound-ip", intake, client_address)],
     }, redis_url)
