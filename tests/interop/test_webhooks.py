@@ -515,3 +515,41 @@ def test_a_sender_that_stopped_mid_send_loses_its_claim_and_the_message_goes_aga
     (row,) = all_messages(pipe)
     assert (row.status, row.attempts) == ("sent", 2)
     assert list(receiver.accepted) == [message.id]
+
+
+# -- the CLI ---------------------------------------------------------------------------
+
+def test_refflow_webhook_add_list_disable(sqlite_settings):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REFFLOW_DATA_DIR": str(sqlite_settings.data_dir),
+           "REFFLOW_SECRET_KEY": sqlite_settings.secret_key}
+    env.pop("REFFLOW_DATABASE_URL", None)
+
+    def refflow(*args):
+        return subprocess.run([sys.executable, "-m", "refflow", *args], env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    assert refflow("practice", "add", "North").returncode == 0
+    out = refflow("webhook", "add", "North", "https://ehr.example.org/hooks",
+                  "--event", "delivery.sent", "--event", "delivery.failed", "--json")
+    assert out.returncode == 0, out.stderr
+    added = json.loads(out.stdout)
+    assert added["secret"].startswith("whsec_") and added["url"] == "https://ehr.example.org/hooks"
+    assert added["event_types"] == ["delivery.sent", "delivery.failed"]
+    listed = json.loads(refflow("webhook", "list", "North", "--json").stdout)["items"]
+    assert [(i["id"], i["active"]) for i in listed] == [(added["id"], True)]
+    assert added["secret"] not in refflow("webhook", "list", "North").stdout
+    out = refflow("webhook", "disable", added["id"])
+    assert out.returncode == 0 and added["id"] in out.stdout
+    assert "disabled" in refflow("webhook", "list", "North").stdout
+    for args in (("webhook", "add", "Nobody", "https://x.example"),
+                 ("webhook", "add", "North", "https://x.example", "--event", "patient.name"),
+                 ("webhook", "add", "North", "https://u:p@x.example"),
+                 ("webhook", "list", "Nobody"),
+                 ("webhook", "disable", "no-such-endpoint")):
+        out = refflow(*args)
+        assert out.returncode == 2, (args, out)
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("refflow: error:"), args
