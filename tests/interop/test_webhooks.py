@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import web_forms
 from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
+from webhook_receiver import Receiver
 
 from refflow.accounts.users import create_user
 from refflow.db.models import (
@@ -36,62 +35,6 @@ from refflow.interop import webhooks
 from refflow.pipeline import outbox
 from refflow.pipeline.context import WORKER, Pipeline
 from refflow.referrals import states
-
-
-class Receiver:
-    """An endpoint on a real HTTP server. ``answers`` are the statuses to give
-    before answering 204; a receiver dedupes by ``webhook-id`` as the spec
-    asks, so ``accepted`` holds each message once."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict, bytes]] = []
-        self.accepted: dict[str, bytes] = {}
-        self.answers: list[int] = []
-        self.lock = threading.Lock()
-        self.port = 0
-        self.server = None
-        self.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/refflow"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                body = self.rfile.read(int(self.headers["content-length"]))
-                headers = {k.lower(): v for k, v in self.headers.items()}
-                with receiver.lock:
-                    receiver.requests.append((headers, body))
-                    status = receiver.answers.pop(0) if receiver.answers else 204
-                    if status < 300:
-                        receiver.accepted.setdefault(headers["webhook-id"], body)
-                self.send_response(status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def events(self, secret: str) -> list[dict]:
-        """Every accepted event, verified with the secret, in arrival order."""
-        out = []
-        for headers, body in self.requests:
-            if headers["webhook-id"] in self.accepted and self.accepted[headers["webhook-id"]] \
-                    is body:
-                event = Webhook(secret).verify(body, headers)
-                out.append({**event, "webhook-id": headers["webhook-id"]})
-        return out
 
 
 @pytest.fixture
