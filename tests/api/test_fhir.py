@@ -18,9 +18,12 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import requests
 from fhir.resources.R4B.binary import Binary
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
@@ -359,3 +362,43 @@ def test_errors_are_operation_outcomes(client, auth, bundle, settings):
     outcome(post(client, {"resourceType": "Patient"}, auth), 422)
     result = outcome(client.get(f"{BASE}/Task?status=completed", headers=auth), 400)
     assert "based-on" in result.issue[0].details.text
+
+
+def test_concurrent_posts_of_one_bundle_make_one_referral(live_server, auth, bundle, db):
+    """Twelve EHR retries at once over real HTTP: one 201, the rest 200 with the
+    same Task, never two referrals. On PostgreSQL the twelve really race (the
+    key was used a moment ago, so no update of its last use queues them): the
+    losers' inserts meet the unique identifier and are answered with the
+    winner's Task."""
+    requests.get(f"{live_server}{BASE}/Task/{'0' * 8}-0000-0000-0000-000000000000",
+                 headers=auth, timeout=60)
+    start = threading.Barrier(12)
+
+    def submit(_):
+        with requests.Session() as http:
+            start.wait()
+            r = http.post(f"{live_server}{BASE}", data=json.dumps(bundle),
+                          headers={**auth, "Content-Type": FHIR_JSON}, timeout=60)
+            return r.status_code, Task.model_validate_json(r.content).id
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(submit, range(12)))
+    assert sorted(status for status, _ in answers) == [200] * 11 + [201], answers
+    assert len({task_id for _, task_id in answers}) == 1
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Referral)) == 1
+        assert session.scalar(select(func.count()).select_from(FhirRequest)) == 1
+
+
+def test_bundles_count_on_the_intake_rate_limit(settings, auth, bundle, referral_body):
+    """A practice's FHIR Bundles and JSON referrals share its intake limit; the
+    429 is an OperationOutcome with Retry-After."""
+    from refflow.app import create_app
+
+    client = create_app(settings.with_overrides(intake_rate_limit="2/minute"),
+                        {"TESTING": True}).test_client()
+    assert client.post("/api/v1/referrals", json=referral_body, headers=auth).status_code == 202
+    assert post(client, bundle, auth).status_code == 201
+    limited = post(client, bundle, auth)
+    result = outcome(limited, 429)
+    assert result.issue[0].code == "throttled" and int(limited.headers["Retry-After"]) >= 1
