@@ -39,17 +39,27 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
                         settings.delivery_lease_seconds / 3)
     next_redrive = time.monotonic() + redrive_every
     next_housekeeping = time.monotonic()
+    next_fan_out = 0.0
     fax_poller = InboxPoller(pipeline) if settings.fax_inbox_poll else None
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
     while not stop.is_set():
         try:
-            webhooks.fan_out(pipeline)  # new timeline events → webhook messages
+            if time.monotonic() >= next_fan_out:
+                try:  # new timeline events → webhook messages
+                    webhooks.fan_out(pipeline)
+                except Exception as exc:  # noqa: BLE001 - webhooks never hold up the relay
+                    log.warning("webhook fan-out failed (%s); trying again in %.0f s",
+                                type(exc).__name__, REDRIVE_EVERY)
+                    next_fan_out = time.monotonic() + REDRIVE_EVERY
             sent = pipeline.relay()
             now = time.monotonic()
             if now >= next_redrive:
                 redrive.redrive(pipeline, stuck_after=stuck_after, lease=lease)
-                webhooks.redrive(pipeline, stuck_after=stuck_after, lease=lease)
                 next_redrive = now + redrive_every
+                try:
+                    webhooks.redrive(pipeline, stuck_after=stuck_after, lease=lease)
+                except Exception as exc:  # noqa: BLE001 - as the fan-out
+                    log.warning("webhook re-drive failed (%s)", type(exc).__name__)
             if fax_poller is not None:
                 fax_poller.run_if_due(now)
             if now >= next_housekeeping:
