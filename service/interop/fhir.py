@@ -969,20 +969,14 @@ def searchset(resources: list, *, base: str, self_url: str) -> Bundle:
                          for r in resources] or None)
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    base: str  # the endpoint's absolute URL (…/fhir/R4)
-    version: str  # refflow's
-    docs_url: str
-
-
 SUBSCRIPTIONS_NOTE = (
     "FHIR Subscriptions are not supported. To hear about status changes without polling, "
     "register a webhook endpoint (Standard Webhooks, signed events with ids and status only) "
-    "in the practice portal or with the refflow CLI; then read the Task.")
+    "in the practice portal or with the refflow CLI; then read the Task. See refflow's "
+    "docs/integrations.md (FHIR R4, Webhooks).")
 
 
-def capability_statement(c: Capabilities) -> CapabilityStatement:
+def capability_statement(*, base: str, version: str) -> CapabilityStatement:
     """What this endpoint does, exactly: a referral Bundle in (transaction at the
     base, or a message there or at $process-message), Task / ServiceRequest /
     DocumentReference / Binary reads and the Task search by ServiceRequest."""
@@ -990,12 +984,12 @@ def capability_statement(c: Capabilities) -> CapabilityStatement:
     return CapabilityStatement(
         status="active", date=_instant(utcnow()), kind="instance",
         publisher="refflow", fhirVersion=FHIR_VERSION, format=[FHIR_JSON, "json"],
-        software=CapabilityStatementSoftware(name="refflow", version=c.version),
+        software=CapabilityStatementSoftware(name="refflow", version=version),
         implementation=CapabilityStatementImplementation(
             description="refflow, a referral recipient for bone-health exercise plans: "
                         "referrals in as FHIR Bundles, their status as Tasks. "
-                        + SUBSCRIPTIONS_NOTE + f" Guide: {c.docs_url}",
-            url=c.base),
+                        + SUBSCRIPTIONS_NOTE,
+            url=base),
         rest=[CapabilityStatementRest(
             mode="server",
             documentation="Send a referral as a transaction Bundle (every entry a POST) or a "

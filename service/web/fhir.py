@@ -36,7 +36,6 @@ from refflow.web.errors import ApiError, answer_errors_under
 from refflow.web.principal import require_principal
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir/R4")
-DOCS_URL = "https://github.com/refflow/refflow/blob/main/docs/integrations.md"
 # search parameters a client may send that change nothing here
 IGNORED_PARAMETERS = frozenset({"_format", "_pretty"})
 
@@ -94,8 +93,7 @@ def _audit(session, principal: Principal, action: str, referral_id: str | None,
 
 @bp.get("/metadata")
 def capabilities():
-    return _resource(fhir.capability_statement(fhir.Capabilities(
-        base=_base(), version=__version__, docs_url=DOCS_URL)))
+    return _resource(fhir.capability_statement(base=_base(), version=__version__))
 
 
 @bp.post("")
