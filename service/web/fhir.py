@@ -116,22 +116,26 @@ def receive():
                 clinic_timezone=_settings().clinic_timezone,
                 find_problems=current_app.extensions.get("refflow.find_problems"),
                 retention=current_app.config["IDEMPOTENCY_RETENTION"])
+            task = _task_of(session, principal, received)
     except IntegrityError:
         # another request with the same ServiceRequest identifier committed first
         read = fhir.read_bundle(body)
         with _db().session() as session:
             found = fhir.existing(session, principal.practice_id, read.system, read.value)
-        if found is None:
-            raise
-        received = fhir.Received(found, created=False)
-    with _db().session() as session:
-        referral = queries.visible(session, received.referral_id, principal.practice_id)
-        task = fhir.task(session, referral, clinic_name=_settings().clinic_name)
-        if not received.created:
-            _audit(session, principal, "referral.read", referral.id, "Task")
+            if found is None:
+                raise
+            received = fhir.Received(found, created=False)
+            task = _task_of(session, principal, received)
     if received.created:
-        return _resource(task, 201, {"Location": f"{_base()}/Task/{referral.id}"})
+        return _resource(task, 201, {"Location": f"{_base()}/Task/{task.id}"})
     return _resource(task)
+
+
+def _task_of(session, principal: Principal, received: fhir.Received):
+    referral = queries.visible(session, received.referral_id, principal.practice_id)
+    if not received.created:  # the Task of a referral sent before: a read
+        _audit(session, principal, "referral.read", referral.id, "Task")
+    return fhir.task(session, referral, clinic_name=_settings().clinic_name)
 
 
 @bp.get("/Task/<task_id>")
