@@ -61,7 +61,7 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task, TaskOutput
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from refflow.db.models import Document, FhirRequest, Referral, utcnow
 from refflow.documents.names import DECLINE, SUMMARY
@@ -453,7 +453,7 @@ class _BundleReader:
         if first is None or first.index != 0 or first.type != "MessageHeader":
             raise FhirError(422, Issue("a message Bundle starts with its MessageHeader",
                                        ("Bundle.entry[0].resource",), "structure"))
-        for k, ref in enumerate(first.resource.focus or []):
+        for ref in first.resource.focus or []:
             target = self.resolve(ref)
             if target is not None and target.type == "Task":
                 target = self.resolve(target.resource.focus)
@@ -840,8 +840,6 @@ def _route(concept: CodeableConcept) -> str | None:
 def referrer_documents(session: Session, referral_id: str) -> list[Document]:
     """The referral's documents a referrer reads (summary, or not-accepted letter),
     without their bytes."""
-    from sqlalchemy.orm import defer
-
     return list(session.scalars(select(Document).options(defer(Document.content)).where(
         Document.referral_id == referral_id, Document.name.in_(REFERRER_DOCUMENTS))
         .order_by(Document.created_at, Document.name)))

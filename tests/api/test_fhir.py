@@ -360,6 +360,9 @@ def test_errors_are_operation_outcomes(client, auth, bundle, settings):
            * (settings.max_body_bytes // 1000)}
     outcome(post(client, big, auth), 413)
     outcome(post(client, {"resourceType": "Patient"}, auth), 422)
+    bundle["entry"][1]["resource"]["name"][0]["family"] = "Lee\u0000"
+    result = outcome(post(client, bundle, auth), 422)  # no database column takes a NUL
+    assert expressions(result) == ["Bundle.entry[1].resource.name[0].family"]
     result = outcome(client.get(f"{BASE}/Task?status=completed", headers=auth), 400)
     assert "based-on" in result.issue[0].details.text
 
