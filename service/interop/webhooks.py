@@ -95,10 +95,9 @@ LOG_LIMIT = 100  # messages an endpoint's delivery log shows
 # yet (or rolled back): the cursor waits for it this long after the next event.
 GAP_SETTLE = dt.timedelta(seconds=60)
 SEND_TIMEOUT = (5.0, 15.0)  # seconds: connecting, then waiting for the answer's headers
+# A message is pending, sending, retrying, sent, failed, or cancelled (its
+# endpoint was disabled before it went); these two wait for a sender:
 WAITING = ("pending", "retrying")
-# a message's statuses: pending, sending, retrying, sent, failed, cancelled (its
-# endpoint was disabled before it went)
-ENDED = frozenset({"sent", "failed", "cancelled"})
 
 
 class WebhookError(ValueError):
