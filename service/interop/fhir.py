@@ -1018,9 +1018,10 @@ def capability_statement(*, base: str, version: str) -> CapabilityStatement:
                         definition="http://hl7.org/fhir/SearchParameter/Task-based-on",
                         documentation="ServiceRequest/<id>")]),
                 CapabilityStatementRestResource(
-                    type="ServiceRequest", interaction=read, conditionalCreate=True,
-                    documentation="Created from a referral Bundle, conditional on its "
-                                  "identifier"),
+                    type="ServiceRequest", interaction=read,
+                    documentation="Created only from a referral Bundle, conditional on its "
+                                  "identifier (the same identifier again is the same "
+                                  "referral)"),
                 CapabilityStatementRestResource(type="DocumentReference", interaction=read),
                 CapabilityStatementRestResource(
                     type="Binary", interaction=read,
