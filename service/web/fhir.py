@@ -27,7 +27,10 @@ from refflow import __version__
 from refflow.accounts.principal import Principal
 from refflow.db.models import AuditEntry
 from refflow.intake.validation import clinic_today
-from refflow.interop import fhir
+from refflow.interop.fhir import capability, referral_in, resources_out
+from refflow.interop.fhir.bundle_in import read_bundle
+from refflow.interop.fhir.codes import FHIR_JSON
+from refflow.interop.fhir.outcome import FhirError, Issue, error_outcome, operation_outcome
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries
 from refflow.web.api.referrals import read_json_body
@@ -47,16 +50,17 @@ def _answer_errors(state) -> None:
 
 def error_response(status: int, message: str, *, fields: dict | None = None,
                    headers: dict | None = None) -> Response:
-    return _resource(fhir.error_outcome(status, message, fields), status, headers)
+    return _resource(error_outcome(status, message, fields), status, headers)
 
 
-@bp.errorhandler(fhir.FhirError)
-def _fhir_error(exc: fhir.FhirError) -> Response:
-    return _resource(fhir.operation_outcome(exc.issues), exc.status)
+@bp.errorhandler(FhirError)
+def _fhir_error(exc: FhirError) -> Response:
+    return _resource(operation_outcome(exc.issues), exc.status)
 
 
 def _resource(resource, status: int = 200, headers: dict | None = None) -> Response:
-    response = Response(fhir.to_json(resource), status=status, mimetype=fhir.FHIR_JSON)
+    response = Response(resource.model_dump_json(exclude_none=True), status=status,
+                        mimetype=FHIR_JSON)
     response.headers.extend(headers or {})
     return response
 
@@ -93,7 +97,7 @@ def _audit(session, principal: Principal, action: str, referral_id: str | None,
 
 @bp.get("/metadata")
 def capabilities():
-    return _resource(fhir.capability_statement(base=_base(), version=__version__))
+    return _resource(capability.capability_statement(base=_base(), version=__version__))
 
 
 @bp.post("")
@@ -110,7 +114,7 @@ def receive():
             submitter = intake.Submitter(practice_id=principal.practice_id,
                                          actor=principal.actor, ip=request.remote_addr,
                                          request_id=g.get("request_id"))
-            received = fhir.receive(
+            received = referral_in.receive(
                 session, submitter, body,
                 today=clinic_today(_settings().clinic_timezone),
                 clinic_timezone=_settings().clinic_timezone,
@@ -119,23 +123,23 @@ def receive():
             task = _task_of(session, principal, received)
     except IntegrityError:
         # another request with the same ServiceRequest identifier committed first
-        read = fhir.read_bundle(body)
+        read = read_bundle(body)
         with _db().session() as session:
-            found = fhir.existing(session, principal.practice_id, read.system, read.value)
+            found = referral_in.existing(session, principal.practice_id, read.system, read.value)
             if found is None:
                 raise
-            received = fhir.Received(found, created=False)
+            received = referral_in.Received(found, created=False)
             task = _task_of(session, principal, received)
     if received.created:
         return _resource(task, 201, {"Location": f"{_base()}/Task/{task.id}"})
     return _resource(task)
 
 
-def _task_of(session, principal: Principal, received: fhir.Received):
+def _task_of(session, principal: Principal, received: referral_in.Received):
     referral = queries.visible(session, received.referral_id, principal.practice_id)
     if not received.created:  # the Task of a referral sent before: a read
         _audit(session, principal, "referral.read", referral.id, "Task")
-    return fhir.task(session, referral, clinic_name=_settings().clinic_name)
+    return resources_out.task(session, referral, clinic_name=_settings().clinic_name)
 
 
 @bp.get("/Task/<task_id>")
@@ -144,7 +148,7 @@ def read_task(task_id: str):
     with _db().session() as session:
         referral = _visible(session, principal, task_id)
         _audit(session, principal, "referral.read", referral.id, "Task")
-        return _resource(fhir.task(session, referral, clinic_name=_settings().clinic_name))
+        return _resource(resources_out.task(session, referral, clinic_name=_settings().clinic_name))
 
 
 @bp.get("/Task")
@@ -153,7 +157,7 @@ def search_tasks():
     principal = _practice()
     unknown = sorted(set(request.args) - {"based-on"} - IGNORED_PARAMETERS)
     if unknown or "based-on" not in request.args:
-        raise fhir.FhirError(400, fhir.Issue(
+        raise FhirError(400, Issue(
             "search Tasks by based-on=ServiceRequest/<id>, the one search parameter supported"
             + (f" (not supported: {', '.join(unknown)})" if unknown else ""),
             code="not-supported"))
@@ -164,12 +168,12 @@ def search_tasks():
         referral = queries.visible(session, referral_id, principal.practice_id) \
             if is_id(referral_id) else None
         if referral is not None:
-            tasks.append(fhir.task(session, referral, clinic_name=_settings().clinic_name))
+            tasks.append(resources_out.task(session, referral, clinic_name=_settings().clinic_name))
         _audit(session, principal, "referral.read" if referral else "referral.list",
                referral.id if referral else None, "Task search")
     self_url = f"{_base()}/Task?based-on=ServiceRequest/{referral_id}" if referral_id \
         else f"{_base()}/Task"
-    return _resource(fhir.searchset(tasks, base=_base(), self_url=self_url))
+    return _resource(resources_out.searchset(tasks, base=_base(), self_url=self_url))
 
 
 @bp.get("/ServiceRequest/<request_id>")
@@ -178,7 +182,7 @@ def read_service_request(request_id: str):
     with _db().session() as session:
         referral = _visible(session, principal, request_id)
         _audit(session, principal, "referral.read", referral.id, "ServiceRequest")
-        return _resource(fhir.service_request(session, referral))
+        return _resource(resources_out.service_request(session, referral))
 
 
 @bp.get("/DocumentReference/<document_id>")
@@ -187,7 +191,7 @@ def read_document_reference(document_id: str):
     with _db().session() as session:
         document, referral = _visible_document(session, principal, document_id)
         _audit(session, principal, "documents.list", referral.id, "DocumentReference")
-        return _resource(fhir.document_reference(document, referral))
+        return _resource(resources_out.document_reference(document, referral))
 
 
 @bp.get("/Binary/<document_id>")
@@ -198,10 +202,10 @@ def read_binary(document_id: str):
     with _db().session() as session:
         document, referral = _visible_document(session, principal, document_id)
         _audit(session, principal, "document.read", referral.id, "Binary")
-        best = request.accept_mimetypes.best_match([document.content_type, fhir.FHIR_JSON,
+        best = request.accept_mimetypes.best_match([document.content_type, FHIR_JSON,
                                                     "application/json"])
-        if best in (fhir.FHIR_JSON, "application/json"):
-            return _resource(fhir.binary(document))
+        if best in (FHIR_JSON, "application/json"):
+            return _resource(resources_out.binary(document))
         response = Response(document.content, mimetype=document.content_type)
     response.headers["Content-Disposition"] = f'inline; filename="{document.name}"'
     response.headers["ETag"] = document.sha256
@@ -216,7 +220,7 @@ def _visible(session, principal: Principal, referral_id: str):
 
 
 def _visible_document(session, principal: Principal, document_id: str):
-    found = fhir.visible_document(session, document_id, principal.practice_id)
+    found = resources_out.visible_document(session, document_id, principal.practice_id)
     if found is None:
         raise ApiError(404, "no such resource (or not this practice's)")
     return found

@@ -34,7 +34,7 @@ from fhir.resources.R4B.task import Task
 from sqlalchemy import func, select
 
 from refflow.db.models import AuditEntry, Delivery, FhirRequest, Referral
-from refflow.interop.fhir import BSER_STATUS
+from refflow.interop.fhir.codes import BSER_STATUS
 from refflow.pipeline import flow, staff_actions
 from refflow.pipeline.context import Pipeline
 
