@@ -176,6 +176,7 @@ class ReferralEvent(Base):
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str | None] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
+    delivery_id: Mapped[str | None] = mapped_column(String(36))  # the delivery it is about
 
     referral: Mapped[Referral] = relationship(back_populates="events")
 

@@ -375,17 +375,12 @@ def event_payload(event: ReferralEvent, event_type: str, external_id: str | None
 
 
 def _delivery_of(event: ReferralEvent, status: str, deliveries: list):
-    """(channel, delivery id) of a delivery event. The timeline's reason starts
-    with the channel's name ("fax: sent (attempt 1)"); only a name that is one
-    of the referral's deliveries' channels is taken (the rest of the reason is
-    never copied). The id is given when one delivery matches."""
-    named = (event.reason or "").split(":", 1)[0]
-    through = [d for d in deliveries if d.channel == named]
-    if not through:
-        return None, None
-    if len(through) > 1:
-        through = [d for d in through if d.status == status]
-    return named, (through[0].id if len(through) == 1 else None)
+    """(channel, delivery id) of a delivery event: the delivery the timeline
+    entry names (``referral_events.delivery_id``)."""
+    for d in deliveries:
+        if d.id == event.delivery_id:
+            return d.channel, d.id
+    return None, None
 
 
 def _iso(at: dt.datetime) -> str:

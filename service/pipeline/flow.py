@@ -32,6 +32,7 @@ from refflow.db.models import (
     Plan,
     PlanVersion,
     Referral,
+    new_id,
     utcnow,
 )
 from refflow.intake.schemas import Referral as ReferralIn
@@ -206,7 +207,7 @@ def create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict], *
         if (route["channel"], route["document"]) in existing:
             continue
         existing.add((route["channel"], route["document"]))
-        delivery = Delivery(referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
+        delivery = Delivery(id=new_id(), referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
                             created_at=now, updated_at=now,
                             retry_until=now + retry_window(p, route["channel"]),
                             **delivery_fields(p, route))
@@ -215,7 +216,8 @@ def create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict], *
             created.append(delivery)
         else:
             states.record_event(session, row.id, "delivery_failed", actor=actor,
-                                reason=f"{delivery.channel}: {delivery.last_error}")
+                                reason=f"{delivery.channel}: {delivery.last_error}",
+                                delivery_id=delivery.id)
     session.flush()
     return created
 
@@ -421,18 +423,21 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int | None,
             delivery.claimed_at, delivery.last_error = None, None
             delivery.check_at = now + dt.timedelta(seconds=p.settings.fax_check_seconds)
             states.record_event(session, delivery.referral_id, "delivery_queued", actor=WORKER,
+                                delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: queued with the provider as "
                                        f"{delivery.reference} (attempt {delivery.attempts})")
         elif outcome == "sent":
             delivery.status, delivery.sent_at = "sent", now
             delivery.last_error = None
             states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
+                                delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: sent (attempt {delivery.attempts})"
                                        + confirmation_text(delivery.detail))
         elif outcome == "cancelled":
             delivery.status, delivery.last_error = "cancelled", error
             states.record_event(session, delivery.referral_id, "delivery_cancelled",
-                                actor=WORKER, reason=f"{delivery.channel}: {error}")
+                                actor=WORKER, delivery_id=delivery.id,
+                                reason=f"{delivery.channel}: {error}")
         elif outcome == "transient" and _may_retry(delivery, now):
             wait = backoff_seconds(p.settings, delivery.attempts)
             if delivery.retry_until is not None:  # the last attempt at the window's end
@@ -442,6 +447,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int | None,
             messages.append(outbox.enqueue(session, outbox.DELIVER, {"delivery_id": delivery.id},
                                            available_at=delivery.next_attempt_at))
             states.record_event(session, delivery.referral_id, "retry", actor=WORKER,
+                                delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: attempt {delivery.attempts} failed "
                                        f"({error}); retrying in {wait:.1f} s")
         else:
@@ -451,6 +457,7 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int | None,
                       and now >= delivery.retry_until else "")
                    if outcome == "transient" else "permanent error")
             states.record_event(session, delivery.referral_id, "delivery_failed", actor=WORKER,
+                                delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: {why}: {error}")
             # Ids and the channel only: the error text stays on the timeline
             # (a server's answer can quote an address).

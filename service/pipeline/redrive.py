@@ -62,6 +62,7 @@ def redrive(p: Pipeline, *, stuck_after: dt.timedelta, lease: dt.timedelta) -> i
                 kind = "delivery_in_doubt"
             delivery.updated_at = now
             states.record_event(session, delivery.referral_id, kind, actor="scheduler",
+                                delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: {delivery.last_error}")
             if delivery.status == "in_doubt":
                 session.flush()

@@ -90,9 +90,11 @@ def transition(session: Session, referral: Referral, new: str, *, actor: str,
 
 
 def record_event(session: Session, referral_id: str, kind: str, *, actor: str,
-                 reason: str | None = None) -> ReferralEvent:
-    """A timeline entry that is not a status change (retry, plugin error, note…)."""
-    entry = ReferralEvent(referral_id=referral_id, actor=actor, kind=kind, reason=reason)
+                 reason: str | None = None, delivery_id: str | None = None) -> ReferralEvent:
+    """A timeline entry that is not a status change (retry, plugin error, note…);
+    ``delivery_id`` names the delivery an entry is about."""
+    entry = ReferralEvent(referral_id=referral_id, actor=actor, kind=kind, reason=reason,
+                          delivery_id=delivery_id)
     session.add(entry)
     return entry
 

@@ -124,7 +124,7 @@ def delivery_sent(p, referral_id: str, channel: str = "fax") -> str:
                      target="+17635550198", status="sent", sent_at=utcnow())
         s.add(d)
         s.flush()
-        states.record_event(s, referral_id, "delivery_sent", actor=WORKER,
+        states.record_event(s, referral_id, "delivery_sent", actor=WORKER, delivery_id=d.id,
                             reason=f"{channel}: sent (attempt 1); 2 pages in 48 s")
         return d.id
 
