@@ -33,19 +33,54 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 from fhir.resources.R4B.task import Task
 from sqlalchemy import func, select
 
-from refflow.db.models import AuditEntry, Delivery, FhirRequest, Referral
+from refflow.db.models import AuditEntry, Delivery, FhirRequest, Referral, ReferralEvent
+from refflow.interop.fhir.bundle_in import read_bundle
 from refflow.interop.fhir.codes import BSER_STATUS
+from refflow.interop.fhir.outcome import FhirError
 from refflow.pipeline import flow, staff_actions
 from refflow.pipeline.context import Pipeline
 
 EXAMPLES = Path(__file__).parent / "fhir_examples"
 FHIR_JSON = "application/fhir+json"
 BASE = "/fhir/R4"
+PATIENT = "urn:uuid:6f1c9a0e-3d4b-4c1e-9a57-0b6c1d2e3f02"  # the example Bundle's Patient
 
 
 @pytest.fixture
 def bundle() -> dict:
     return json.loads((EXAMPLES / "osteoporosis-referral-transaction.json").read_text())
+
+
+@pytest.fixture
+def no_known_fractures() -> dict:
+    """The Bundle entry of a List saying the patient has no known fractures."""
+    return json.loads((EXAMPLES / "no-known-fractures-list.json").read_text())
+
+
+def condition(code: dict, onset: str | None = "2025-06-02", n: int = 0) -> dict:
+    """A Bundle entry of a Condition of the example's patient."""
+    resource = {"resourceType": "Condition",
+                "verificationStatus": {"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                    "code": "confirmed"}]},
+                "code": code, "subject": {"reference": PATIENT}}
+    if onset:
+        resource["onsetDateTime"] = onset
+    return {"fullUrl": f"urn:uuid:0f5e8a2c-0000-4000-8000-{n:012d}", "resource": resource,
+            "request": {"method": "POST", "url": "Condition"}}
+
+
+def icd10(code: str, display: str | None = None) -> dict:
+    return {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code,
+                        **({"display": display} if display else {})}]}
+
+
+def snomed(code: str, display: str) -> dict:
+    return {"coding": [{"system": "http://snomed.info/sct", "code": code, "display": display}]}
+
+
+VERTEBRAL_M80 = icd10("M80.08XA", "Age-related osteoporosis with current pathological "
+                      "fracture, vertebra(e), initial encounter for fracture")
 
 
 def parsed(model, response, status: int = 200):
@@ -405,3 +440,129 @@ def test_bundles_count_on_the_intake_rate_limit(settings, auth, bundle, referral
     limited = post(client, bundle, auth)
     result = outcome(limited, 429)
     assert result.issue[0].code == "throttled" and int(limited.headers["Retry-After"]) >= 1
+
+
+def test_no_known_fractures_releases_the_plan_without_review(client, auth, bundle,
+                                                              no_known_fractures, settings, db):
+    """The example Bundle with the List saying "no known fractures": the
+    fracture history is known (none), so nothing holds the plan for a
+    clinician: it goes out and the Task reaches completed with no approval."""
+    bundle["entry"].append(no_known_fractures)
+    task = parsed(Task, post(client, bundle, auth), 201)
+    with db.session() as session:
+        clinical = session.get(Referral, task.id).payload["clinical"]
+    assert clinical["fractures"] == []
+    assert len(clinical["conditions"]) == 2  # the rest is read as before
+
+    p = Pipeline(settings, db=db)
+    assert flow.build_plan(p, task.id) == "delivering"
+    plan = client.get(f"/api/v1/referrals/{task.id}/plan", headers=auth).get_json()
+    assert plan["decision"] == "release"
+    assert plan["risk"]["bone_category"] == "B"  # osteoporosis; not C for an unknown history
+    assert "missing_fracture_history" not in {f["code"] for f in plan["flags"]}
+    assert business_status(parsed(Task, client.get(f"{BASE}/Task/{task.id}", headers=auth))) \
+        == ("in-progress", "5.x")
+    deliver_all(p, db, task.id)
+    done = parsed(Task, client.get(f"{BASE}/Task/{task.id}", headers=auth))
+    assert business_status(done) == ("completed", "7.0")
+    assert done.businessStatus.text == "Plan released"
+    assert [o.type.text for o in done.output] == ["Exercise plan summary"]
+    with db.session() as session:
+        statuses = session.scalars(select(ReferralEvent.to_status).where(
+            ReferralEvent.referral_id == task.id)).all()
+    assert "needs_review" not in statuses  # never held, never approved
+
+
+def test_a_vertebral_fracture_condition_is_planned_as_a_vertebral_fracture(client, auth, bundle,
+                                                                          settings, db):
+    """An M80.08 Condition (osteoporosis with a current vertebral fracture)
+    becomes a dated low-trauma vertebral fracture in the referral, and the plan
+    is the one the engine makes for that fracture sent through the JSON API."""
+    bundle["entry"].append(condition(VERTEBRAL_M80, onset="2025-06-02"))
+    task = parsed(Task, post(client, bundle, auth), 201)
+    with db.session() as session:
+        payload = session.get(Referral, task.id).payload
+    assert payload["clinical"]["fractures"] == [
+        {"site": "vertebral", "date": "2025-06-02", "low_trauma": True}]
+    assert payload["diagnosis"]["codes"] == ["M81.0", "M80.08XA"]
+    assert [c["code"] for c in payload["clinical"]["conditions"]] == ["I10", "M54.50"]
+
+    same = {k: v for k, v in payload.items() if k != "external_id"}
+    sent = client.post("/api/v1/referrals", json=same, headers=auth)
+    assert sent.status_code == 202, sent.get_json()
+    p = Pipeline(settings, db=db)
+    plans = []
+    for referral_id in (task.id, sent.get_json()["id"]):
+        flow.build_plan(p, referral_id)
+        plans.append(client.get(f"/api/v1/referrals/{referral_id}/plan", headers=auth)
+                     .get_json())
+    from_fhir, from_json = plans
+    assert from_fhir["risk"]["bone_category"] == "C"
+    assert "low-trauma vertebral fracture" in from_fhir["risk"]["reasons"]
+    for key in ("decision", "risk", "flags", "exercises", "excluded_exercises",
+                "rules_applied", "precautions"):
+        assert from_fhir[key] == from_json[key], key
+    assert "no_loaded_or_end_range_flexion" in {r["rule"] for r in from_fhir["rules_applied"]}
+
+
+@pytest.mark.parametrize("code, fracture", [
+    (icd10("S72.001A"), {"site": "hip"}),
+    (icd10("S5250XD"), {"site": "wrist"}),  # written without its dot
+    (icd10("S32.10XA"), {"site": "pelvis"}),
+    (icd10("S22.31XA"), {"site": "rib"}),
+    (icd10("S82.841A"), {"site": "ankle"}),
+    (icd10("S42.201A"), {"site": "humerus"}),
+    (icd10("S42.001A"), {"site": "other"}),  # clavicle
+    (icd10("M48.56XA"), {"site": "vertebral"}),
+    (icd10("M80.051A"), {"site": "hip", "low_trauma": True}),
+    (icd10("M80.832A"), {"site": "wrist", "low_trauma": True}),
+    (snomed("5913000", "Fracture of neck of femur"), {"site": "hip"}),
+    (snomed("42942008", "Compression fracture of vertebral column"), {"site": "vertebral"}),
+    (snomed("704328003", "Osteoporotic fracture of ankle"), {"site": "ankle", "low_trauma": True}),
+])
+def test_fracture_codes_become_sites(bundle, no_known_fractures, code, fracture):
+    bundle["entry"] += [condition(code), no_known_fractures]  # the Condition wins
+    read = read_bundle(bundle)
+    assert read.data["clinical"]["fractures"] == [{**fracture, "date": "2025-06-02"}]
+    assert read.origins["clinical.fractures.0.site"].resource == "Condition.code.coding[0].code"
+    assert len(read.data["clinical"]["conditions"]) == 2  # not repeated as a condition
+
+
+@pytest.mark.parametrize("code", [
+    icd10("M80.00XA"),  # osteoporosis with a pathological fracture, site unspecified
+    icd10("Z87.310"),  # personal history of (healed) osteoporosis fracture
+    icd10("S32.9XXA"),  # unspecified parts of lumbosacral spine and pelvis
+    snomed("443165006", "Osteoporotic fracture of bone"),
+    {"text": "Colles' fracture, 2019"},  # words alone
+])
+def test_a_fracture_refflow_cannot_place_leaves_the_history_unknown(bundle, no_known_fractures,
+                                                                    code):
+    """One fracture without a site: no fracture history is written, not even
+    the List's "none" (the engine then treats the history as the cautious case)."""
+    bundle["entry"] += [condition(VERTEBRAL_M80), condition(code, n=1), no_known_fractures]
+    assert "fractures" not in read_bundle(bundle).data["clinical"]
+
+
+def test_what_the_no_known_fractures_list_must_be(bundle, no_known_fractures):
+    listed = no_known_fractures["resource"]
+    bundle["entry"].append(no_known_fractures)
+    assert read_bundle(bundle).data["clinical"]["fractures"] == []
+    for change in ({"emptyReason": {"coding": [{
+                        "system": "http://terminology.hl7.org/CodeSystem/list-empty-reason",
+                        "code": "notasked"}]}},  # not asked is not "none"
+                   {"status": "entered-in-error"},
+                   {"code": {"text": "Problems"}}):  # not a list of fractures
+        bundle["entry"][-1]["resource"] = {**listed, **change}
+        assert "fractures" not in read_bundle(bundle).data["clinical"]
+    bundle["entry"][-1]["resource"] = {
+        **listed, "entry": [{"item": {"reference": "urn:uuid:6f1c9a0e-3d4b-4c1e-9a57-0b6c1d2e3f05"}}]}
+    with pytest.raises(FhirError) as refused:
+        read_bundle(bundle)
+    assert refused.value.issues[0].expression == ("Bundle.entry[12].resource.entry", "List.entry")
+
+
+def test_a_bad_fracture_date_names_the_conditions_onset(client, auth, bundle):
+    bundle["entry"].append(condition(VERTEBRAL_M80, onset="2090-01-01"))
+    result = outcome(post(client, bundle, auth), 422)
+    assert expressions(result) == ["Bundle.entry[12].resource.onsetDateTime",
+                                   "Condition.onsetDateTime"]

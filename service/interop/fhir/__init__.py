@@ -9,6 +9,7 @@ R4 client expects).
 - ``codes``: the media type, the FHIR version, code systems and code sets.
 - ``outcome``: ``Issue``, ``FhirError`` and the OperationOutcome they become.
 - ``datatypes``: reading CodeableConcepts, names, dates and dosages.
+- ``fractures``: fracture codes (ICD-10-CM, SNOMED CT) and their sites.
 - ``bundle_in``: a Bundle read into the referral JSON, each field's origin kept.
 - ``referral_in``: that referral validated and stored, conditional on the
   ServiceRequest's identifier.

@@ -44,11 +44,14 @@ def capability_statement(*, base: str, version: str) -> CapabilityStatement:
             mode="server",
             documentation="Send a referral as a transaction Bundle (every entry a POST) or a "
                           "message Bundle holding one ServiceRequest (intent order) with an "
-                          "identifier, its Patient, the requester, Conditions, a DXA T-score "
-                          "Observation and MedicationStatements; the answer is the Task that "
-                          "follows it (201, or 200 when that ServiceRequest identifier was "
-                          "sent before). Task.businessStatus uses the BSeR codes; the plan "
-                          "summary is in Task.output. " + SUBSCRIPTIONS_NOTE,
+                          "identifier, its Patient, the requester, Conditions (fractures "
+                          "among them, by ICD-10-CM or SNOMED CT code), a DXA T-score "
+                          "Observation, MedicationStatements and, for no known fractures, "
+                          "an empty List coded SNOMED CT 125605004 with emptyReason "
+                          "nilknown; the answer is the Task that follows it (201, or 200 "
+                          "when that ServiceRequest identifier was sent before). "
+                          "Task.businessStatus uses the BSeR codes; the plan summary is in "
+                          "Task.output. " + SUBSCRIPTIONS_NOTE,
             security=CapabilityStatementRestSecurity(
                 cors=False,
                 description="Authorization: Bearer <the practice's refflow API key>. A "

@@ -1,9 +1,12 @@
 """The clinical part of a referral Bundle, read into the referral JSON: the
 bone diagnosis and the other conditions (Conditions and the ServiceRequest's
-reasonCode), the lowest DXA T-score, the medications and the goals. Each
+reasonCode), the fracture history (fracture Conditions, or a List saying none
+are known), the lowest DXA T-score, the medications and the goals. Each
 field's origin is kept for refflow's field errors."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -13,6 +16,7 @@ from refflow.interop.fhir.codes import (
     CLINICAL_STATUS,
     CONDITION_CLINICAL,
     CONDITION_VERIFICATION,
+    LIST_EMPTY_REASON,
     LOINC,
     RXNORM,
     SNOMED,
@@ -29,6 +33,7 @@ from refflow.interop.fhir.datatypes import (
     route,
 )
 from refflow.interop.fhir.entries import Entries, Entry, Where
+from refflow.interop.fhir.fractures import FRACTURE_LIST_CODE, NIL_KNOWN, fracture_of
 from refflow.interop.fhir.outcome import FhirError, Issue
 from refflow.planning.vocabulary import BONE_DIAGNOSES, match_code, match_condition
 
@@ -43,6 +48,15 @@ def _is_bone(concept: CodeableConcept) -> bool:
     return any(match_condition(w) & set(BONE_DIAGNOSES) for w in concept_words(concept))
 
 
+@dataclass
+class _FractureHistory:
+    """The fractures a Bundle names (None: the history is not known) and the
+    Conditions they came from (not repeated among the other conditions)."""
+
+    fractures: list[dict] | None
+    conditions: list[object]
+
+
 class ClinicalReader:
     """The clinical resources of a Bundle about one patient; ``origins``
     (shared with the rest of the reading) records where each field came from."""
@@ -55,11 +69,14 @@ class ClinicalReader:
     def read(self, sr: ServiceRequest,
              where: Where) -> tuple[dict | None, dict, list[str]]:
         """The referral's ``diagnosis``, ``clinical`` and ``goals``."""
-        diagnosis, conditions = self._conditions(sr, where)
+        history = self._fracture_history()
+        diagnosis, conditions = self._conditions(sr, where, history.conditions)
         clinical: dict = {}
         t_score = self._t_score()
         if t_score is not None:
             clinical["t_score"] = t_score
+        if history.fractures is not None:
+            clinical["fractures"] = history.fractures
         if conditions:
             clinical["conditions"] = conditions
         medications = self._medications()
@@ -80,10 +97,12 @@ class ClinicalReader:
             out.append(entry)
         return out
 
-    def _conditions(self, sr: ServiceRequest,
-                    where: Where) -> tuple[dict | None, list[dict]]:
+    def _conditions(self, sr: ServiceRequest, where: Where,
+                    fractures: list[object]) -> tuple[dict | None, list[dict]]:
         """The bone diagnosis (osteoporosis, osteopenia) and the other conditions,
-        from the ServiceRequest's reasonCode and every Condition in the Bundle."""
+        from the ServiceRequest's reasonCode and every Condition in the Bundle
+        (a fracture read into the fracture history is not repeated as a
+        condition)."""
         # (where, where its code is, the code, the Condition or None for a reasonCode)
         found: list[tuple[Where, Where, CodeableConcept, object | None]] = []
         for k, concept in enumerate(sr.reasonCode or []):
@@ -113,7 +132,8 @@ class ClinicalReader:
             diagnosis["text"] = "; ".join(texts)
             self.origins["diagnosis.text"] = chosen[0][1]
         self.origins["diagnosis"] = chosen[0][0]
-        others = [item for item in found if all(item is not c for c in chosen)]
+        others = [item for item in found if all(item is not c for c in chosen)
+                  and all(item[3] is not f for f in fractures)]
         conditions = [self._condition(at, code_at, concept, condition, n)
                       for n, (at, code_at, concept, condition) in enumerate(others)]
         return diagnosis, conditions
@@ -141,6 +161,62 @@ class ClinicalReader:
                 out["since"] = date_text(condition.onsetDateTime)
                 self.origins[f"{key}.since"] = at.at("onsetDateTime")
         return out
+
+    def _fracture_history(self) -> _FractureHistory:
+        """The fractures the Conditions name, each with its site, its onset as
+        the date and low_trauma when the code says so; none, when a List of
+        fractures (SNOMED CT 125605004) is empty with emptyReason nilknown;
+        not known otherwise, or when a Condition names a fracture without
+        saying where (``fractures``)."""
+        placed: list[tuple[Entry, object]] = []
+        for entry in self._stated_conditions():
+            fracture = fracture_of(entry.resource.code)
+            if fracture is None:
+                continue
+            if fracture.site is None:
+                return _FractureHistory(None, [])  # a fracture refflow cannot place
+            placed.append((entry, fracture))
+        if not placed:
+            nil = self._no_known_fractures()
+            if nil is None:
+                return _FractureHistory(None, [])
+            self.origins["clinical.fractures"] = nil.where.at("emptyReason")
+            return _FractureHistory([], [])
+        out = []
+        for n, (entry, fracture) in enumerate(placed):
+            key, c = f"clinical.fractures.{n}", entry.resource
+            code_at = entry.where.at("code")
+            if fracture.coding is not None:
+                code_at = code_at.at(f"coding[{fracture.coding}].code")
+            self.origins[key] = entry.where
+            item: dict = {"site": fracture.site}
+            self.origins[f"{key}.site"] = code_at
+            if is_day(c.onsetDateTime):
+                item["date"] = date_text(c.onsetDateTime)
+                self.origins[f"{key}.date"] = entry.where.at("onsetDateTime")
+            if fracture.low_trauma is not None:
+                item["low_trauma"] = fracture.low_trauma
+                self.origins[f"{key}.low_trauma"] = code_at
+            out.append(item)
+        self.origins["clinical.fractures"] = placed[0][0].where
+        return _FractureHistory(out, [entry.resource for entry, _ in placed])
+
+    def _no_known_fractures(self) -> Entry | None:
+        """The List saying the patient has no known fractures, if one does."""
+        for entry in self.entries.of_type("List"):
+            listed = entry.resource
+            if FRACTURE_LIST_CODE not in codes(listed.code, SNOMED) \
+                    or listed.status != "current":
+                continue
+            self.entries.check_patient(entry, self.patient)
+            if NIL_KNOWN not in codes(listed.emptyReason, LIST_EMPTY_REASON):
+                continue
+            if listed.entry:
+                raise FhirError(422, Issue("a List with an emptyReason has no entries "
+                                           "(FHIR invariant lst-1)",
+                                           entry.where.at("entry").expression, "invariant"))
+            return entry
+        return None
 
     def _t_score(self) -> float | None:
         """The lowest DXA T-score of the Observations (or their components)."""

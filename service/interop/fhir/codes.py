@@ -1,6 +1,6 @@
 """The FHIR identifiers refflow reads and writes: the media type and version,
 the code systems (their canonical URIs) and the code sets a Bundle is read
-with."""
+with. Fracture codes have their own module (``fractures``)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+LIST_EMPTY_REASON = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
 TASK_CODE = "http://hl7.org/fhir/CodeSystem/task-code"
 PA_CODES = "http://hl7.org/fhir/us/physical-activity/CodeSystem/pa-temporary-codes"
 SDOHCC_TEMP = "http://hl7.org/fhir/us/sdoh-clinicalcare/CodeSystem/SDOHCC-CodeSystemTemporaryCodes"
