@@ -110,9 +110,11 @@ def derive_facts(referral: Referral, as_of: dt.date) -> Facts:
         dx_concepts |= vocab.match_condition(code)
     if referral.diagnosis.text:
         dx_concepts |= vocab.match_condition(referral.diagnosis.text)
-    diagnoses = frozenset(dx_concepts & set(vocab.BONE_DIAGNOSES))
     codes = referral.diagnosis.codes
     implies_fracture = any(code.startswith("M80") for code in codes)
+    if implies_fracture:  # "osteoporosis with current pathological fracture", whatever the site
+        dx_concepts.add("osteoporosis")
+    diagnoses = frozenset(dx_concepts & set(vocab.BONE_DIAGNOSES))
     implies_vertebral = "vertebral_fracture" in dx_concepts
 
     conditions, past, unknown_conditions = _read_conditions(c.conditions or (), as_of)

@@ -215,3 +215,16 @@ def test_long_term_steroids_raise_nothing_when_the_category_is_already_the_highe
     assert "glucocorticoid_upgrade" not in flags(plan)
     assert not any("glucocorticoid" in r for r in plan["risk"]["reasons"])
     assert flags(plan)["fracture_on_glucocorticoid"] == "needs_review"
+
+
+# ---- a code that says osteoporosis and a fracture at once ---------------------
+
+@pytest.mark.parametrize("code", ["M80.08XA", "M80.0AXA", "M80.88XA"])
+def test_osteoporosis_with_a_fracture_code_alone_is_in_scope(code) -> None:
+    """M80.x is "osteoporosis with current pathological fracture": with no text
+    beside it, it is still an osteoporosis referral (never "out of scope"), and a
+    vertebral one (M80.08, M80.88) is the very-high-risk category."""
+    plan = plan_for(diagnosis={"codes": [code]})
+    assert "diagnosis_out_of_scope" not in flags(plan)
+    assert plan["exercises"]
+    assert plan["risk"]["bone_category"] == ("C" if code[5] == "8" else "B")
