@@ -28,6 +28,7 @@ COMMANDS = (
     "plugins",
     "plan",
     "render",
+    "catalog",
     "demo",
 )
 

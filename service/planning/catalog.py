@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+
+from refflow.planning.drawing import DrawingError, validate_drawing
 
 CATEGORIES = ("mobility", "aerobic", "strength", "balance")
 IMPACTS = ("none", "low", "moderate", "high")
@@ -58,6 +60,8 @@ class Exercise:
     avoid_reason: str
     tags: frozenset[str]
     source: str  # "refflow" for the built-in catalogue, else the plugin's name
+    # how documents/drawings.py draws it (planning/drawing.py), completed; None: not drawn
+    drawing: Mapping[str, Any] | None = field(default=None, hash=False, compare=False)
 
 
 def _int_or_none(value: Any, field: str) -> int | None:
@@ -102,6 +106,12 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
     days = entry.get("days_per_week", 2)
     if not isinstance(days, int) or not 1 <= days <= 7:
         raise CatalogError("field 'days_per_week' must be 1-7")
+    drawing = None
+    if entry.get("drawing") is not None:
+        try:
+            drawing = validate_drawing(entry["drawing"])
+        except DrawingError as exc:
+            raise CatalogError(f"exercise {ex_id!r}: {exc}") from None
     return Exercise(
         id=ex_id,
         name=str(entry["name"])[:120],
@@ -127,6 +137,7 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
         avoid_reason=str(entry.get("avoid_reason") or ""),
         tags=frozenset(str(t) for t in tags),
         source=source,
+        drawing=drawing,
         **flags,
     )
 

@@ -53,7 +53,7 @@ EDITABLE = {"id", "dose", "days_per_week", "phase_from"}
 # What a plan's exercise also holds: sent back as read, ignored (content is the catalogue's).
 READ_ONLY = {"name", "category", "component", "impact", "spinal_flexion", "spinal_rotation", "loaded",
              "end_range", "equipment", "muscle_groups", "dose_target", "instructions", "safety_cue",
-             "progression", "regression", "source"}
+             "progression", "regression", "source", "drawing"}
 PHASE_KEYS = {"phase", "name", "week_from", "week_to", "changes", "targets"}
 URGENT_GATES = ("suspected_vertebral_fracture", "spinal_red_flag", "blood_pressure_urgent",
                 "unstable_cardiopulmonary")

@@ -11,6 +11,7 @@ used both while selecting and when re-checking a plan after plugin adjusters.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -522,6 +523,7 @@ def exercise_entry(e: Exercise, component: str, d: Draft, days: int) -> dict:
         "regression": local_units(e.regression, d.pounds),
         "phase_from": e.phase_from,
         "source": e.source,
+        **({"drawing": copy.deepcopy(dict(e.drawing))} if e.drawing else {}),
     }
 
 
