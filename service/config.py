@@ -74,6 +74,10 @@ class Settings:
     clinic_timezone: str = "America/Chicago"
     clinic_locale: str = "en_US"  # the documents' dates, numbers and units (en_US: lb, inches)
     handout_large_print: bool = False  # True: the patient handout's body text is 16 pt (else 14 pt)
+    allow_unreviewed_translations: bool = False  # True: a patient may get an unreviewed translation
+    public_url: str = "http://127.0.0.1:8000"  # where patients open their page (/p/<token>)
+    patient_link_days: int = 180  # a patient link expires this long after it was made
+    patient_session_minutes: int = 60  # the patient's page stays open this long after the date of birth
     disabled_plugins: tuple[str, ...] = ()
     load_plugins: tuple[str, ...] | None = None
     max_body_bytes: int = 1024 * 1024

@@ -46,7 +46,7 @@ from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from refflow.documents.names import DECLINE, DECLINE_TEXT, HANDOUT
+from refflow.documents.names import DECLINE, DECLINE_TEXT, HANDOUT, PATIENT_LINK
 from refflow.intake.contact import normalize_email
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
@@ -161,7 +161,8 @@ class EmailChannel(Channel):
     to the referring office."""
 
     name = "email"
-    documents = (DECLINE_TEXT,)  # the letter's words, for the body of its email
+    # the letter's words, for the body of its email; the patient's page link
+    documents = (DECLINE_TEXT, PATIENT_LINK)
     idempotent = False  # SMTP cannot tell whether a message went (resends keep the Message-ID)
 
     def __init__(self, settings) -> None:
@@ -213,13 +214,16 @@ class EmailChannel(Channel):
         s = self.settings
         clinic, phone = s.clinic_name, s.clinic_phone
         greeting = f"Hello {delivery.recipient_name}," if delivery.recipient_name else "Hello,"
+        link = (delivery.documents.get(PATIENT_LINK) or b"").decode().strip()
         text = (
             f"{greeting}\n\n"
             f"Your home exercise plan from {clinic} is attached to this email as a PDF file "
             f"({ATTACHMENT_NAME}). Please print it or keep it on your phone.\n\n"
             "Start slowly. If an exercise causes pain, dizziness, chest pain or shortness of "
             "breath, stop and call us.\n\n"
-            f"Questions? Call {clinic} at {phone}.\n\n"
+            + (f"See your exercises on your phone and log each session here (you will be "
+               f"asked for your date of birth):\n{link}\n\n" if link else "")
+            + f"Questions? Call {clinic} at {phone}.\n\n"
             "This email was sent to you by your clinic. If you got it by mistake, please "
             "delete it and call us.\n"
         )
@@ -232,7 +236,9 @@ class EmailChannel(Channel):
             "your phone.</p>"
             "<p>Start slowly. If an exercise causes pain, dizziness, chest pain or shortness of "
             "breath, <strong>stop and call us</strong>.</p>"
-            f"<p>Questions? Call {e(clinic)} at <a href=\"tel:{e(phone.replace(' ', ''))}\">"
+            + (f"<p><a href=\"{e(link)}\">See your exercises on your phone and log each "
+               "session</a> (you will be asked for your date of birth).</p>" if link else "")
+            + f"<p>Questions? Call {e(clinic)} at <a href=\"tel:{e(phone.replace(' ', ''))}\">"
             f"{e(phone)}</a>.</p>"
             "<p style=\"font-size:13px;color:#555\">This email was sent to you by your clinic. "
             "If you got it by mistake, please delete it and call us.</p>"

@@ -435,3 +435,35 @@ class EventCursor(Base):
     last_event_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                                default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PatientLink(Base):
+    """The link a patient opens their plan with (``/p/<token>``): the URL holds a
+    random token, stored here only as its SHA-256; it expires and staff can
+    revoke it. No PHI in the URL."""
+
+    __tablename__ = "patient_links"
+
+    id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class PatientSession(Base):
+    """One exercise session a patient logged on their page."""
+
+    __tablename__ = "patient_sessions"
+    __table_args__ = (Index("ix_patient_sessions_referral_done", "referral_id", "done_on"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"))
+    link_id: Mapped[str | None] = mapped_column(String(36))  # the link it was logged through
+    logged_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    done_on: Mapped[dt.date] = mapped_column(Date)
+    pain: Mapped[int | None] = mapped_column(Integer)  # 0-10
+    difficulty: Mapped[str | None] = mapped_column(String(10))  # easy | ok | hard
+    note: Mapped[str | None] = mapped_column(String(500))

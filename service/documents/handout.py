@@ -49,8 +49,10 @@ class Styles:
                    h2=Style(BOLD, size + 2, size + 5), box_title=Style(BOLD, size + 2, size + 7))
 
 
-def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter") -> bytes:
-    """The patient handout PDF for ``plan`` (bytes)."""
+def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter",
+                   patient_url: str | None = None) -> bytes:
+    """The patient handout PDF for ``plan`` (bytes); with ``patient_url`` (a
+    released plan's page for the patient) a QR code of it on page 1."""
     st = Styles.for_size(16 if clinic.large_print else 14)
     decision = plan.get("decision", "review")
     draft = decision == "review"
@@ -102,6 +104,8 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         _precautions(flow, st, plan)
         return flow.finish()
     _stop_box(flow, st, plan, clinic)
+    if patient_url:
+        _patient_link(flow, st, patient_url)
 
     exercises = plan.get("exercises") or []
     schedule = plan.get("weekly_schedule") or []
@@ -129,6 +133,52 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     if exercises and schedule:
         _log_sheet(flow, st, schedule)
     return flow.finish()
+
+
+PATIENT_LINK_TEXT = "Scan to see your exercises and log them"
+QR_SIZE = 86.0  # points (about 3 cm): a phone reads it at arm's length
+
+
+def _patient_link(flow: Flow, st: Styles, url: str) -> None:
+    """A QR code of the patient's page (vectors) with what it is for and the
+    address to type instead."""
+    import segno
+
+    rows = [list(row) for row in segno.make(url, error="m", micro=False)
+            .matrix_iter(scale=1, border=0)]
+    text_x = flow.left + QR_SIZE + 14
+    width = flow.right - text_x
+    lines = flow.wrap(PATIENT_LINK_TEXT, st.bold.font, st.bold.size, width)
+    small = max(FOOTER_SIZE, st.body.size - 2)
+    address = flow.wrap(f"Or type this address: {url}", REGULAR, small, width)
+    flow.keep(QR_SIZE + 12, max_gap=0.5)
+    flow.space(6)
+    top = flow.y
+    module = QR_SIZE / len(rows)
+    c = flow.canvas
+    c.setFillGray(0)
+    path = c.beginPath()
+    for r, row in enumerate(rows):
+        start = None
+        for col, dark in enumerate(row + [0]):
+            if dark and start is None:
+                start = col
+            elif not dark and start is not None:
+                path.rect(flow.left + start * module, top - (r + 1) * module,
+                          (col - start) * module, module)
+                start = None
+    c.drawPath(path, stroke=0, fill=1)
+    y = top - st.bold.size
+    flow.font(st.bold.font, st.bold.size)
+    for line in lines:
+        flow.text(text_x, y, line)
+        y -= st.bold.lead
+    flow.font(REGULAR, small)
+    y -= 4
+    for line in address:
+        flow.text(text_x, y, line)
+        y -= small * 1.2
+    flow.y = min(top - QR_SIZE, y) - 8
 
 
 def _notes(flow: Flow, st: Styles, plan: dict) -> None:

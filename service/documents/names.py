@@ -16,8 +16,12 @@ DECLINE_FAX = "decline.tiff"
 DECLINE_TEXT = "decline.txt"
 DECLINE_NAMES = (DECLINE, DECLINE_FAX, DECLINE_TEXT)
 DOCUMENT_NAMES = (HANDOUT, SUMMARY, CHART, FAX, *DECLINE_NAMES)
+# The URL of the patient's page (its token) that the handout's QR code carries,
+# for the email to the patient: kept with the documents, never listed or served.
+PATIENT_LINK = "patient-link.txt"
 
 CONTENT_TYPES = {HANDOUT: "application/pdf", SUMMARY: "application/pdf",
                  CHART: "application/pdf", FAX: "image/tiff",
                  DECLINE: "application/pdf", DECLINE_FAX: "image/tiff",
-                 DECLINE_TEXT: "text/plain; charset=utf-8"}
+                 DECLINE_TEXT: "text/plain; charset=utf-8",
+                 PATIENT_LINK: "text/plain; charset=utf-8"}

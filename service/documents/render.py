@@ -41,6 +41,7 @@ def render_all(
     resolution: str = "fine",
     paper: str = "letter",
     now: dt.datetime | None = None,
+    patient_url: str | None = None,
 ) -> dict[str, bytes]:
     """All four documents, keyed "handout.pdf", "summary.pdf", "chart.pdf", "fax.tiff".
 
@@ -50,7 +51,7 @@ def render_all(
     now = now or dt.datetime.now(dt.UTC)
     summary = render_summary(referral, plan, clinic, paper=paper, generated_at=now)
     return {
-        HANDOUT: render_handout(referral, plan, clinic, paper=paper),
+        HANDOUT: render_handout(referral, plan, clinic, paper=paper, patient_url=patient_url),
         SUMMARY: summary,
         CHART: render_chart(referral, plan, clinic, paper=paper, generated_at=now),
         FAX: _fax(referral, clinic, summary, resolution=resolution, paper=paper, sent_at=now),

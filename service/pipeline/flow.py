@@ -41,7 +41,7 @@ from refflow.pipeline.context import WORKER, Pipeline
 from refflow.pipeline.routing import delivery_fields, routes_for_plan
 from refflow.pipeline.stored_documents import store_documents
 from refflow.planning.decision import with_flags
-from refflow.referrals import states
+from refflow.referrals import patient_page, states
 from refflow.referrals.states import IllegalTransition
 
 log = logging.getLogger("refflow.pipeline")
@@ -103,7 +103,8 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
         # clinic's rules could not say (on approval the default routing applies).
         plan = with_flags(plan, [f.as_flag() for f in failures])
         if plan["decision"] != "review":
-            rendered = _render(p, referral, plan), routes
+            token = patient_page.new_token() if plan["decision"] == "release" else None
+            rendered = _render(p, referral, plan, token), routes, token
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
@@ -156,7 +157,8 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         referral = referral_input(row)
 
     routes, failures = routes_for_plan(p, referral, plan)
-    documents = _render(p, referral, plan)
+    token = patient_page.new_token() if plan.get("decision") == "release" else None
+    documents = _render(p, referral, plan, token)
 
     with p.db.session() as session:
         row = session.get(Referral, referral_id)
@@ -165,25 +167,37 @@ def render_documents(p: Pipeline, referral_id: str) -> str | None:
         for failure in failures:  # approved by staff: the default routing applied
             states.record_event(session, row.id, "plugin_failed", actor=WORKER,
                                 reason=failure.message)
-        messages = _queue_deliveries(p, session, row, documents, routes)
+        messages = _queue_deliveries(p, session, row, documents, routes, token)
         status = row.status
     p.relay(messages)
     return status
 
 
-def _render(p: Pipeline, referral: ReferralIn, plan: dict) -> dict[str, bytes]:
+def _render(p: Pipeline, referral: ReferralIn, plan: dict,
+            patient_token: str | None = None) -> dict[str, bytes]:
+    """The documents; with a patient token (a released plan) the handout
+    carries the patient's link as a QR code, and the link's URL is kept as
+    the ``patient-link.txt`` document for the email to the patient."""
+    from refflow.documents.names import PATIENT_LINK
     from refflow.documents.render import render_all
 
-    return render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
-                      paper=p.settings.paper)
+    url = patient_page.link_url(p.settings.public_url, patient_token) if patient_token else None
+    documents = render_all(referral, plan, p.clinic, resolution=p.settings.fax_resolution,
+                           paper=p.settings.paper, patient_url=url)
+    if url:
+        documents[PATIENT_LINK] = url.encode()
+    return documents
 
 
 def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, bytes],
-                      routes: list[dict]) -> list[int]:
-    """planned → delivering in ``session``: store the documents, create the
-    deliveries and queue one ``deliver`` message each (or ``finalize``).
-    Returns the outbox messages' ids."""
+                      routes: list[dict], patient_token: str | None = None) -> list[int]:
+    """planned → delivering in ``session``: store the documents (and make the
+    patient's link the handout carries), create the deliveries and queue one
+    ``deliver`` message each (or ``finalize``). Returns the outbox messages' ids."""
     store_documents(session, row.id, documents)
+    if patient_token:
+        patient_page.make_link(session, row.id, token=patient_token,
+                               days=p.settings.patient_link_days, actor=WORKER)
     created = create_deliveries(p, session, row, routes, actor=WORKER)
     states.transition(session, row, states.DELIVERING, actor=WORKER,
                       reason=f"documents rendered; {len(created)} deliveries queued")

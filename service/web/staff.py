@@ -41,6 +41,7 @@ from refflow.db.models import (
     User,
     utcnow,
 )
+from refflow.intake.validation import clinic_today
 from refflow.pipeline import plan_revisions, staff_actions
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.pipeline.flow import referral_input
@@ -53,7 +54,7 @@ from refflow.planning.revisions import (
     describe,
     diff_plans,
 )
-from refflow.referrals import queries, states
+from refflow.referrals import patient_page, queries, states
 from refflow.web import downloads, queue
 from refflow.web.auth import WebUser, current_user, home_for, staff_required
 
@@ -91,6 +92,10 @@ def _queue_context(user: WebUser) -> dict:
         review = queue.review_queue(s)
         due_days = _settings().plan_due_days
         overdue, overdue_total = queue.plan_overdue(s, due_days, utcnow())
+        exercise_alerts = patient_page.alerts(s, clinic_today(_settings().clinic_timezone))
+        alert_rows = {r.id: r for r in s.scalars(select(Referral).where(
+            Referral.id.in_([a["referral_id"] for a in exercise_alerts])))} \
+            if exercise_alerts else {}
         practices = queue.practices(s)
         failing = {d["referral_id"] for d in overview["failures"]}
         names = {r.id: queue.patient_name(r) for r in
@@ -104,6 +109,8 @@ def _queue_context(user: WebUser) -> dict:
             "review": [(r, practice, queue.patient_name(r)) for r, practice in review],
             "overdue": [(r, practice, queue.patient_name(r)) for r, practice in overdue],
             "overdue_total": overdue_total,
+            "exercise_alerts": [dict(a, name=queue.patient_name(alert_rows[a["referral_id"]]))
+                                for a in exercise_alerts if a["referral_id"] in alert_rows],
             "plan_due_days": due_days,
             "practices": practices,
             "failure_names": names,
@@ -217,12 +224,13 @@ def referral(user: WebUser, referral_id: str):
 
 
 def _referral_page(user: WebUser, referral_id: str, *, edit: dict | None = None,
-                   status: int = 200) -> Response:
+                   status: int = 200, new_patient_url: str | None = None) -> Response:
     """The referral page; ``edit`` is a refused change (its problem and what was typed)."""
     with _db().session() as s:
         row = _load(s, referral_id)
         _audit(s, user, "referral.view", row.id)
         ctx = referral_context(s, row)
+        ctx.update(_exercise_log(s, row.id), new_patient_url=new_patient_url)
     ctx.update(_editor_context(ctx, edit))
     body = render_template("staff/referral.html", user=user, **ctx)
     return downloads.private(Response(body, status=status))
@@ -330,6 +338,63 @@ def retry(user: WebUser, delivery_id: str):
         flash(f"Not sent again: {exc}.", "error")
     return redirect(url_for("staff.referral", referral_id=referral_id)
                     + f"#delivery-{delivery_id}")
+
+
+# -- the patient's page: exercise log, link ----------------------------------------
+
+def _exercise_log(s, referral_id: str) -> dict:
+    """What the patient logged (sessions per week, pain trend) and their link."""
+    log = patient_page.summary(s, referral_id, clinic_today(_settings().clinic_timezone))
+    link = patient_page.current_link(s, referral_id)
+    state = None
+    if link is not None:
+        state = ("revoked" if link.revoked_at else
+                 "expired" if link.expires_at <= utcnow() else "open")
+    return {"exercise_log": log, "pain_chart": _pain_chart(log["pains"]),
+            "patient_link": link, "patient_link_state": state}
+
+
+def _pain_chart(pains: list) -> dict | None:
+    """The pain ratings (oldest first, the last 20) as points of a small SVG chart."""
+    pains = pains[-20:]
+    if not pains:
+        return None
+    width, height, pad = 320, 120, 16
+    step = (width - 2 * pad) / max(1, len(pains) - 1)
+    points = [(round(pad + i * step, 1), round(height - pad - p * (height - 2 * pad) / 10, 1),
+               day, p) for i, (day, p) in enumerate(pains)]
+    return {"width": width, "height": height, "pad": pad, "points": points,
+            "line": " ".join(f"{x},{y}" for x, y, _, _ in points)}
+
+
+@bp.post("/referrals/<referral_id>/patient-link/revoke")
+@staff_required
+def revoke_patient_link(user: WebUser, referral_id: str):
+    with _db().session() as s:
+        _load(s, referral_id)
+        count = patient_page.revoke(s, referral_id, actor=user.actor)
+        _audit(s, user, "patient_link.revoke", referral_id)
+    flash("The patient's link is revoked: it no longer opens their page." if count
+          else "There was no link in use.", "success")
+    return redirect(url_for("staff.referral", referral_id=referral_id) + "#exercise-log")
+
+
+@bp.post("/referrals/<referral_id>/patient-link/new")
+@staff_required
+def new_patient_link(user: WebUser, referral_id: str):
+    """A new link (the old one stops working), shown once on the page."""
+    with _db().session() as s:
+        row = _load(s, referral_id)
+        plan = s.scalar(select(Plan.decision).where(Plan.referral_id == row.id))
+        if plan != "release" or row.status not in (states.DELIVERING, states.COMPLETED,
+                                                   states.FAILED):
+            flash("A patient link is made for a released plan only.", "error")
+            return redirect(url_for("staff.referral", referral_id=referral_id))
+        _, token = patient_page.make_link(s, row.id, days=_settings().patient_link_days,
+                                          actor=user.actor)
+        _audit(s, user, "patient_link.new", row.id)
+    url = patient_page.link_url(_settings().public_url, token)
+    return _referral_page(user, referral_id, new_patient_url=url)
 
 
 # -- the plan editor (a plan held for review) ---------------------------------------

@@ -79,7 +79,9 @@ def test_plan_and_render_commits_plan_documents_deliveries_and_messages(
             select(Document).where(Document.referral_id == rid))}
         deliveries = session.scalars(select(Delivery).where(Delivery.referral_id == rid)
                                      .order_by(Delivery.channel)).all()
-    assert sorted(docs) == ["chart.pdf", "fax.tiff", "handout.pdf", "summary.pdf"]
+    # the released plan's patient link (its URL, for the email) is kept with them
+    assert sorted(docs) == ["chart.pdf", "fax.tiff", "handout.pdf", "patient-link.txt",
+                            "summary.pdf"]
     fax = docs["fax.tiff"]
     assert (fax.content_type, fax.size, len(fax.sha256)) == ("image/tiff", len(fax.content), 64)
     assert fax.pages == 2 and docs["handout.pdf"].pages is None  # cover + one-page summary
@@ -135,7 +137,7 @@ def test_planned_again_keeps_its_deliveries(client, auth, settings, db, calls):
                                                .where(Delivery.referral_id == rid))}
         docs = session.scalars(select(Document.name).where(Document.referral_id == rid)).all()
     assert after == before and sorted(docs) == ["chart.pdf", "fax.tiff", "handout.pdf",
-                                                "summary.pdf"]
+                                                "patient-link.txt", "summary.pdf"]
     assert _timeline(db, rid)[-1] == ("status", "planned", "delivering",
                                       "documents rendered; 0 deliveries queued")
     assert [task for task, _ in _unsent(db)] == [outbox.FINALIZE]

@@ -179,7 +179,8 @@ def list_documents(referral_id: str):
         referral = _load_visible(session, principal, referral_id)
         rows = session.execute(select(Document.name, Document.content_type, Document.size,
                                       Document.sha256)
-                               .where(Document.referral_id == referral.id)
+                               .where(Document.referral_id == referral.id,
+                                      Document.name.in_(DOCUMENT_NAMES))
                                .order_by(Document.name)).all()
         _audit(session, principal, "documents.list", referral.id)
     return jsonify({"items": [queries.document_json(referral_id, *row) for row in rows]})

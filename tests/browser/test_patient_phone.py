@@ -1,0 +1,104 @@
+"""The patient's page on a phone (issue 19), in headless Chromium at 390x844
+against the served app with a real worker, Redis, PostgreSQL and SMTP server:
+the email to the patient carries the link; the link alone shows nothing; a
+wrong date of birth is refused; the right one opens this week's exercises;
+two sessions are logged with pain ratings; staff see them on the referral
+page (sessions per week, the pain chart)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+import sample_referrals
+from playwright.sync_api import expect
+
+pytestmark = pytest.mark.browser
+
+PHONE = {"width": 390, "height": 844}
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
+
+
+def sign_in(page, email: str) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(page.site_password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def _emailed_link(smtp, address: str) -> str:
+    for message in reversed(smtp.messages):
+        if address in (message["To"] or ""):
+            for part in message.walk():
+                if part.get_content_type() == "text/plain":
+                    found = re.search(r"https?://\S+/p/([A-Za-z0-9_-]+)",
+                                      part.get_payload(decode=True).decode())
+                    if found:
+                        return found.group(1)
+    raise AssertionError("no email with a patient link")
+
+
+def test_patient_logs_two_sessions_on_a_phone_and_staff_see_them(page, browser, site, smtp):
+    body = sample_referrals.routine(external_id="PHONE-1")
+    body["patient"]["email"] = "phone.patient@example.org"
+    rid = site.submit("north", body)
+    site.stack.wait_for([rid], timeout=60)
+    token = _emailed_link(smtp, "phone.patient@example.org")
+
+    phone = browser.new_context(base_url=site.url, viewport=PHONE, is_mobile=True,
+                                has_touch=True, device_scale_factor=2)
+    phone.set_default_timeout(15000)
+    p = phone.new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        p.goto(f"/p/{token}")
+        expect(p.get_by_role("heading", name="Your exercise plan")).to_be_visible()
+        expect(p.get_by_text("Stay safe", exact=False)).to_have_count(0)  # nothing shown yet
+        p.get_by_label("Date of birth").fill("1962-04-12")
+        p.get_by_role("button", name="Show my exercises").click()
+        expect(p.get_by_role("alert")).to_contain_text("does not match our records")
+        p.screenshot(path=str(SCREENSHOTS / "patient_phone_refused.png"), full_page=True)
+
+        p.get_by_label("Date of birth").fill(body["patient"]["birth_date"])
+        p.get_by_role("button", name="Show my exercises").click()
+        expect(p.get_by_role("heading", name="This week's exercises")).to_be_visible()
+        assert p.locator("article.exercise").count() >= 3
+        # large type and no sideways scrolling on a phone
+        assert p.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        p.screenshot(path=str(SCREENSHOTS / "patient_phone_plan.png"), full_page=False)
+
+        yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+        p.get_by_label("Day", exact=True).fill(yesterday)
+        p.locator("label.pick", has_text=re.compile(r"^2$")).click()
+        p.locator("label.pick", has_text="Easy").click()
+        p.get_by_role("button", name="I did my exercises today").click()
+        expect(p.get_by_role("status")).to_contain_text("Your session is saved")
+
+        p.locator("label.pick", has_text=re.compile(r"^5$")).click()
+        p.locator("label.pick", has_text="Hard").click()
+        p.get_by_label("A note for your therapist").fill("back tired after the squats")
+        p.get_by_role("button", name="I did my exercises today").click()
+        expect(p.get_by_role("status")).to_contain_text("Your session is saved")
+        logged = p.locator("ul.logged li")
+        expect(logged).to_have_count(2)
+        expect(logged.first).to_contain_text("pain 5/10")
+        expect(logged.nth(1)).to_contain_text("pain 2/10")
+        p.locator("#log").scroll_into_view_if_needed()
+        p.screenshot(path=str(SCREENSHOTS / "patient_phone_logged.png"), full_page=True)
+    finally:
+        phone.close()
+
+    sign_in(page, site.staff_email)
+    page.goto(f"/referrals/{rid}#exercise-log")
+    log = page.locator("#exercise-log")
+    expect(log).to_contain_text("2 sessions logged")
+    expect(log.locator("ul.exercise-sessions li")).to_have_count(2)
+    expect(log.locator("ul.exercise-sessions")).to_contain_text("pain 5/10")
+    expect(log.locator("ul.exercise-sessions")).to_contain_text("back tired after the squats")
+    expect(log.locator("svg circle")).to_have_count(2)
+    assert sum(int(t) for t in log.locator("td[data-week]").all_inner_texts()) == 2
+    log.scroll_into_view_if_needed()
+    log.screenshot(path=str(SCREENSHOTS / "patient_phone_staff_log.png"))
