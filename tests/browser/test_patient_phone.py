@@ -66,6 +66,7 @@ def test_patient_logs_two_sessions_on_a_phone_and_staff_see_them(page, browser, 
         p.get_by_role("button", name="Show my exercises").click()
         expect(p.get_by_role("heading", name="This week's exercises")).to_be_visible()
         assert p.locator("article.exercise").count() >= 3
+        assert p.locator("article.exercise img.drawing").count() >= 1  # the exercise drawings
         # large type and no sideways scrolling on a phone
         assert p.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         p.screenshot(path=str(SCREENSHOTS / "patient_phone_plan.png"), full_page=False)
