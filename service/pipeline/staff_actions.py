@@ -172,3 +172,31 @@ def _readdress_fax(p: Pipeline, session, row: Referral, fax_number: str) -> None
         update={"referrer": referral.referrer.model_copy(update={"fax": fax_number})})
     store_documents(session, row.id, {FAX: render_fax(
         referral, plan, p.clinic, resolution=p.settings.fax_resolution, paper=p.settings.paper)})
+
+
+def new_patient_link(p: Pipeline, referral_id: str, *, actor: str) -> str:
+    """A new link to the patient's page for a released plan (the old one stops
+    working): the handout is rendered again with the new link's QR code and
+    the link the email carries is replaced (nothing is sent). Returns the URL,
+    for staff to give the patient: only its hash is kept."""
+    from refflow.documents.names import HANDOUT, PATIENT_LINK
+    from refflow.pipeline.flow import _render
+    from refflow.referrals import patient_page
+
+    with p.db.session() as session:
+        row = session.get(Referral, referral_id)
+        if row is None:
+            raise LookupError(referral_id)
+        plan = session.scalar(select(Plan.body).where(Plan.referral_id == referral_id))
+        if (plan or {}).get("decision") != "release" or row.status not in (
+                states.DELIVERING, states.COMPLETED, states.FAILED):
+            raise StepError("a patient link is made for a released plan only")
+        referral = referral_input(row)
+    token = patient_page.new_token()
+    documents = _render(p, referral, plan, token)
+    with p.db.session() as session:
+        store_documents(session, referral_id, {HANDOUT: documents[HANDOUT],
+                                               PATIENT_LINK: documents[PATIENT_LINK]})
+        patient_page.make_link(session, referral_id, token=token,
+                               days=p.settings.patient_link_days, actor=actor)
+    return patient_page.link_url(p.settings.public_url, token)

@@ -382,18 +382,17 @@ def revoke_patient_link(user: WebUser, referral_id: str):
 @bp.post("/referrals/<referral_id>/patient-link/new")
 @staff_required
 def new_patient_link(user: WebUser, referral_id: str):
-    """A new link (the old one stops working), shown once on the page."""
+    """A new link (the old one stops working; the handout is rendered again
+    with its QR code), shown once on the page."""
     with _db().session() as s:
-        row = _load(s, referral_id)
-        plan = s.scalar(select(Plan.decision).where(Plan.referral_id == row.id))
-        if plan != "release" or row.status not in (states.DELIVERING, states.COMPLETED,
-                                                   states.FAILED):
-            flash("A patient link is made for a released plan only.", "error")
-            return redirect(url_for("staff.referral", referral_id=referral_id))
-        _, token = patient_page.make_link(s, row.id, days=_settings().patient_link_days,
-                                          actor=user.actor)
-        _audit(s, user, "patient_link.new", row.id)
-    url = patient_page.link_url(_settings().public_url, token)
+        _load(s, referral_id)
+    try:
+        url = staff_actions.new_patient_link(_pipeline(), referral_id, actor=user.actor)
+    except StepError as exc:
+        flash(f"No new link: {exc}.", "error")
+        return redirect(url_for("staff.referral", referral_id=referral_id) + "#exercise-log")
+    with _db().session() as s:
+        _audit(s, user, "patient_link.new", referral_id)
     return _referral_page(user, referral_id, new_patient_url=url)
 
 

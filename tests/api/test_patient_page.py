@@ -233,6 +233,10 @@ def test_staff_see_the_log_and_revoke_the_link(client, released, db):
     assert "1 session logged" in section and "pain 3/10" in section and "<svg" in section
     r = staff.post(f"/referrals/{rid}/patient-link/new", data={"csrf_token": csrf(page.text)})
     new_url = re.search(r"data-new-patient-url>([^<]+)<", r.text).group(1)
+    with db.session() as s:  # the handout and the email's link now carry the new link
+        stored = dict(s.execute(select(Document.name, Document.content).where(
+            Document.referral_id == rid, Document.name.in_(["patient-link.txt"]))).all())
+    assert stored["patient-link.txt"].decode() == new_url
     assert client.get(f"/p/{token}").status_code == 410  # the old link stopped
     page = staff.get(f"/referrals/{rid}")
     staff.post(f"/referrals/{rid}/patient-link/revoke", data={"csrf_token": csrf(page.text)})
