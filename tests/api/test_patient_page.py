@@ -62,7 +62,7 @@ def _open(client, token: str, birth_date: str = BIRTH_DATE):
                                              "csrf_token": csrf(page.text)})
 
 
-def test_release_makes_a_link_stored_hashed_and_in_the_handout(released, db):
+def test_release_makes_a_link_stored_hashed_and_in_the_handout(released, db, settings):
     rid, token = released
     with db.session() as s:
         links = s.scalars(select(PatientLink).where(PatientLink.referral_id == rid)).all()
@@ -78,6 +78,14 @@ def test_release_makes_a_link_stored_hashed_and_in_the_handout(released, db):
 
     text = PdfReader(io.BytesIO(handout)).pages[0].extract_text()
     assert "Scan to see your exercises and log them" in text
+    # the QR code on page 1 reads back as the link (a phone camera's view: 150 dpi)
+    import pypdfium2 as pdfium
+    import zxingcpp
+
+    doc = pdfium.PdfDocument(handout)
+    image = doc[0].render(scale=150 / 72).to_pil()
+    codes = [c.text for c in zxingcpp.read_barcodes(image)]
+    assert codes == [f"{settings.public_url}/p/{token}"]
 
 
 def test_api_lists_no_link_document(client, auth, released):
