@@ -330,7 +330,7 @@ def plan_adjusters(pm: pluggy.PluginManager, as_of: dt.date) -> list[tuple[str, 
 
 
 def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager,
-             locale: str = "en_US") -> dict[str, Any]:
+             locale: str = "en_US", allow_unreviewed_translations: bool = False) -> dict[str, Any]:
     """Build the plan with the plugins' exercises and plan rules, in the
     clinic's ``locale`` (its units).
 
@@ -345,7 +345,8 @@ def plan_for(referral, *, as_of: dt.date, pm: pluggy.PluginManager,
 
     extra, failures = exercise_catalog(pm)
     plan = build_plan(referral, as_of=as_of, extra_exercises=extra,
-                      adjusters=plan_adjusters(pm, as_of), locale=locale)
+                      adjusters=plan_adjusters(pm, as_of), locale=locale,
+                      allow_unreviewed_translations=allow_unreviewed_translations)
     return with_flags(plan, [f.as_flag() for f in failures]) if failures else plan
 
 

@@ -59,6 +59,10 @@ class Delivery:
     # the document this delivery sends (its route's): "fax.tiff", "handout.pdf",
     # "summary.pdf", "chart.pdf", the "not accepted" letter "decline.tiff" / "decline.pdf", ...
     document_name: str = ""
+    # the language of the recipient's words: the plan's (the handout's) for
+    # the patient's email, "en" otherwise (the referrer's documents stay in
+    # the clinic's language)
+    language: str = "en"
 
     def document(self, name: str) -> bytes:
         """The named document, or a :class:`PermanentChannelError` saying which is missing."""

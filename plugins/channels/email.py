@@ -47,6 +47,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from refflow.documents.names import DECLINE, DECLINE_TEXT, HANDOUT, PATIENT_LINK
+from refflow.documents.translations import _, using
 from refflow.intake.contact import normalize_email
 from refflow.plugins import hookimpl
 from refflow.plugins.channels.base import (
@@ -213,38 +214,46 @@ class EmailChannel(Channel):
     def _handout_message(self, delivery: Delivery, to: str) -> EmailMessage:
         s = self.settings
         clinic, phone = s.clinic_name, s.clinic_phone
-        greeting = f"Hello {delivery.recipient_name}," if delivery.recipient_name else "Hello,"
         link = (delivery.documents.get(PATIENT_LINK) or b"").decode().strip()
+        # the patient's language: the handout's (the plan's), English otherwise
+        with using(getattr(delivery, "language", "en") or "en") as language:
+            name = delivery.recipient_name
+            greeting = _("Hello {name},").format(name=name) if name else _("Hello,")
+            attached = _("Your home exercise plan from {clinic} is attached to this email as a "
+                         "PDF file ({file}). Please print it or keep it on your phone.")
+            slowly = _("Start slowly. If an exercise causes pain, dizziness, chest pain or "
+                       "shortness of breath, {stop}.")
+            stop = _("stop and call us")
+            on_phone = _("See your exercises on your phone and log each session")
+            asked = _("you will be asked for your date of birth")
+            questions = _("Questions? Call {clinic} at {phone}.")
+            mistake = _("This email was sent to you by your clinic. If you got it by mistake, "
+                        "please delete it and call us.")
+            subject = _("Your exercise plan from {clinic}").format(clinic=clinic)
+        if language == "en" and delivery.subject:
+            subject = delivery.subject
         text = (
             f"{greeting}\n\n"
-            f"Your home exercise plan from {clinic} is attached to this email as a PDF file "
-            f"({ATTACHMENT_NAME}). Please print it or keep it on your phone.\n\n"
-            "Start slowly. If an exercise causes pain, dizziness, chest pain or shortness of "
-            "breath, stop and call us.\n\n"
-            + (f"See your exercises on your phone and log each session here (you will be "
-               f"asked for your date of birth):\n{link}\n\n" if link else "")
-            + f"Questions? Call {clinic} at {phone}.\n\n"
-            "This email was sent to you by your clinic. If you got it by mistake, please "
-            "delete it and call us.\n"
+            f"{attached.format(clinic=clinic, file=ATTACHMENT_NAME)}\n\n"
+            f"{slowly.format(stop=stop)}\n\n"
+            + (f"{on_phone} ({asked}):\n{link}\n\n" if link else "")
+            + f"{questions.format(clinic=clinic, phone=phone)}\n\n"
+            f"{mistake}\n"
         )
         e = html.escape
+        tel = f"<a href=\"tel:{e(phone.replace(' ', ''))}\">{e(phone)}</a>"
         body_html = (
-            "<!doctype html><html><body style=\"font-family:sans-serif;font-size:16px\">"
+            f"<!doctype html><html lang=\"{e(language)}\">"
+            "<body style=\"font-family:sans-serif;font-size:16px\">"
             f"<p>{e(greeting)}</p>"
-            f"<p>Your home exercise plan from <strong>{e(clinic)}</strong> is attached to this "
-            f"email as a PDF file (<em>{ATTACHMENT_NAME}</em>). Please print it or keep it on "
-            "your phone.</p>"
-            "<p>Start slowly. If an exercise causes pain, dizziness, chest pain or shortness of "
-            "breath, <strong>stop and call us</strong>.</p>"
-            + (f"<p><a href=\"{e(link)}\">See your exercises on your phone and log each "
-               "session</a> (you will be asked for your date of birth).</p>" if link else "")
-            + f"<p>Questions? Call {e(clinic)} at <a href=\"tel:{e(phone.replace(' ', ''))}\">"
-            f"{e(phone)}</a>.</p>"
-            "<p style=\"font-size:13px;color:#555\">This email was sent to you by your clinic. "
-            "If you got it by mistake, please delete it and call us.</p>"
+            f"<p>{e(attached).format(clinic=f'<strong>{e(clinic)}</strong>', file=f'<em>{ATTACHMENT_NAME}</em>')}</p>"
+            f"<p>{e(slowly).format(stop=f'<strong>{e(stop)}</strong>')}</p>"
+            + (f"<p><a href=\"{e(link)}\">{e(on_phone)}</a> ({e(asked)}).</p>" if link else "")
+            + f"<p>{e(questions).format(clinic=e(clinic), phone=tel)}</p>"
+            f"<p style=\"font-size:13px;color:#555\">{e(mistake)}</p>"
             "</body></html>"
         )
-        msg = self._envelope(delivery, to, delivery.subject or f"Your exercise plan from {clinic}")
+        msg = self._envelope(delivery, to, subject)
         msg.set_content(text)
         msg.add_alternative(body_html, subtype="html")
         msg.add_attachment(

@@ -14,17 +14,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reportlab.pdfbase.pdfmetrics import stringWidth
+
 from refflow.documents import formatting as fmt
+from refflow.documents import translations as tr
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style, draft_watermark
+from refflow.documents.plan_text import plan_sentence
+from refflow.documents.translations import N_, _
 
-DRAFT_TEXT = "DRAFT – not yet approved"
+DRAFT_TEXT = N_("DRAFT – not yet approved")
 # The plan JSON's precaution that starts with these words is the fall plan
 # (planning.rules.FALL_PLAN_TITLE; documents may not import planning): the
 # handout shows it as a box of its own.
-FALL_PLAN_TITLE = "If you fall and cannot get up"
-DO_NOT_EXERCISE_TEXT = "Please do not start exercises until you have seen your doctor."
+FALL_PLAN_TITLE = N_("If you fall and cannot get up")
+DO_NOT_EXERCISE_TEXT = N_("Please do not start exercises until you have seen your doctor.")
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 LOG_WEEKS = 12  # the program's 12 weeks to the target level (guidance 4.1)
 FOOTER_SIZE = 12  # the smallest type in the handout
@@ -49,14 +54,34 @@ class Styles:
                    h2=Style(BOLD, size + 2, size + 5), box_title=Style(BOLD, size + 2, size + 7))
 
 
-def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter",
+def handout_language(plan: dict) -> str:
+    """The language the plan's engine chose for the patient (``plan["language"]``),
+    if the handout can be written in it: its catalogue ships and every
+    exercise carries its texts in it; else English."""
+    language = plan.get("language") or tr.SOURCE_LANGUAGE
+    if language == tr.SOURCE_LANGUAGE or not tr.available(language):
+        return tr.SOURCE_LANGUAGE
+    if any(language not in (ex.get("translations") or {}) for ex in plan.get("exercises") or []):
+        return tr.SOURCE_LANGUAGE
+    return language
+
+
+def render_handout(referral, plan: dict, clinic: ClinicInfo, **options) -> bytes:
+    """The patient handout PDF for ``plan`` (bytes), in the patient's language
+    when the plan has one (:func:`handout_language`); an unreviewed
+    translation says so on page 1, in English too."""
+    with tr.using(handout_language(plan)):
+        return _render_handout(referral, plan, clinic, **options)
+
+
+def _render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "letter",
                    patient_url: str | None = None) -> bytes:
     """The patient handout PDF for ``plan`` (bytes); with ``patient_url`` (a
     released plan's page for the patient) a QR code of it on page 1."""
     st = Styles.for_size(16 if clinic.large_print else 14)
     decision = plan.get("decision", "review")
     draft = decision == "review"
-    title = "Your exercise plan" + (f" ({DRAFT_TEXT})" if draft else "")
+    title = _("Your exercise plan") + (f" ({_(DRAFT_TEXT)})" if draft else "")
 
     def decorate(flow: Flow) -> None:
         c = flow.canvas
@@ -66,39 +91,48 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
         c.setFont(BOLD, 14)
         c.drawString(flow.left, flow.height - 32, clinic.name)
         c.setFont(REGULAR, 14)
-        c.drawRightString(flow.right, flow.height - 32, f"Phone {clinic.phone}")
+        c.drawRightString(flow.right, flow.height - 32, _("Phone {phone}").format(phone=clinic.phone))
         c.setLineWidth(1)
         c.line(flow.left, flow.height - 40, flow.right, flow.height - 40)
         c.setFont(REGULAR, FOOTER_SIZE)
-        left = DRAFT_TEXT if draft else f"Questions? Call us at {clinic.phone}"
+        left = _(DRAFT_TEXT) if draft else _("Questions? Call us at {phone}").format(
+            phone=clinic.phone)
         c.drawString(flow.left, 24, left)
         flow.draw_page_of(24, REGULAR, FOOTER_SIZE)
 
     flow = Flow(paper=paper, margin=38, top=52, bottom=40, title=title, author=clinic.name,
-                subject="Home exercise plan", decorate=decorate)
+                subject=_("Home exercise plan"), decorate=decorate)
     patient = referral.patient
-    flow.lines(["Your exercise plan"], st.title)
-    flow.paragraph(f"For {patient.given_name} {patient.family_name}", st.bold, after=0)
+    locale = tr.locale_for(clinic.locale)
+    flow.lines([_("Your exercise plan")], st.title)
+    flow.paragraph(_("For {name}").format(name=f"{patient.given_name} {patient.family_name}"),
+                   st.bold, after=0)
     as_of = plan.get("as_of")
     if as_of:
-        flow.paragraph(f"Plan date: {fmt.long_date(as_of, clinic.locale)}", st.body, after=0)
+        flow.paragraph(_("Plan date: {date}").format(date=fmt.long_date(as_of, locale)), st.body,
+                       after=0)
     approved = plan.get("approved") or {}
     if decision == "release" and approved.get("by") and approved.get("at"):
-        flow.paragraph(f"Approved by {approved['by']} on "
-                       f"{fmt.long_date(str(approved['at'])[:10], clinic.locale)}.", st.body, after=0)
+        flow.paragraph(_("Approved by {name} on {date}.").format(
+            name=approved["by"], date=fmt.long_date(str(approved["at"])[:10], locale)),
+            st.body, after=0)
+    language = tr.current_language()
+    if language != tr.SOURCE_LANGUAGE and not (plan.get("translation_reviewed") is True
+                                               and tr.reviewed(language)):
+        _unreviewed_notice(flow, st)
     flow.space(6)
 
     if draft:
-        flow.box(DRAFT_TEXT, [
-            "Your therapist has not checked this plan yet.",
-            "Please wait until we call you before you start these exercises.",
+        flow.box(_(DRAFT_TEXT), [
+            _("Your therapist has not checked this plan yet."),
+            _("Please wait until we call you before you start these exercises."),
         ], st.box_title, st.body, bullet="!")
     if decision == "do_not_exercise":
-        flow.box(DO_NOT_EXERCISE_TEXT, [
-            "Your doctor needs to see you before you begin an exercise program.",
-            "Please see your doctor, or go to urgent care, before you start any exercise.",
-            (f"When your doctor says it is safe, call us at {clinic.phone} and we will "
-             "make a plan with you."),
+        flow.box(_(DO_NOT_EXERCISE_TEXT), [
+            _("Your doctor needs to see you before you begin an exercise program."),
+            _("Please see your doctor, or go to urgent care, before you start any exercise."),
+            _("When your doctor says it is safe, call us at {phone} and we will "
+              "make a plan with you.").format(phone=clinic.phone),
         ], st.box_title, st.body, bullet="!")
         _stop_box(flow, st, plan, clinic)
         _precautions(flow, st, plan)
@@ -110,21 +144,24 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     exercises = plan.get("exercises") or []
     schedule = plan.get("weekly_schedule") or []
     _notes(flow, st, plan)
-    flow.heading("How to use this plan", st.h1, rule=True, keep_with=st.body.lead * 3)
+    flow.heading(_("How to use this plan"), st.h1, rule=True, keep_with=st.body.lead * 3)
     flow.bullets([
-        "Start gently. You should be able to talk while you exercise.",
-        "Effort is counted out of 10: 0 is resting, 10 is as hard as you can go.",
-        "Some muscle tiredness is normal. Pain is not: stop and rest.",
+        _("Start gently. You should be able to talk while you exercise."),
+        _("Effort is counted out of 10: 0 is resting, 10 is as hard as you can go."),
+        _("Some muscle tiredness is normal. Pain is not: stop and rest."),
     ], st.body, after=1)
     _phases(flow, st, plan)
     _precautions(flow, st, plan)
 
-    flow.heading("Your exercises", st.h1, rule=True, keep_with=st.body.lead * 4)
+    flow.heading(_("Your exercises"), st.h1, rule=True, keep_with=st.body.lead * 4)
     if not exercises:
-        flow.paragraph("There are no exercises in your plan yet. Your therapist will call you.",
+        flow.paragraph(_("There are no exercises in your plan yet. Your therapist will call you."),
                        st.body)
     starts = start_weeks(plan)
     days = exercise_days(schedule)
+    language = tr.current_language()
+    if language != tr.SOURCE_LANGUAGE:  # the cards in the patient's language
+        exercises = [{**ex, **ex["translations"][language]} for ex in exercises]
     for number, exercise in enumerate(exercises, 1):
         _exercise(flow, st, number, exercise, starts.get(exercise.get("id")),
                   days.get(exercise.get("id")))
@@ -135,7 +172,7 @@ def render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "le
     return flow.finish()
 
 
-PATIENT_LINK_TEXT = "Scan to see your exercises and log them"
+PATIENT_LINK_TEXT = N_("Scan to see your exercises and log them")
 QR_SIZE = 86.0  # points (about 3 cm): a phone reads it at arm's length
 
 
@@ -148,9 +185,9 @@ def _patient_link(flow: Flow, st: Styles, url: str) -> None:
             .matrix_iter(scale=1, border=0)]
     text_x = flow.left + QR_SIZE + 14
     width = flow.right - text_x
-    lines = flow.wrap(PATIENT_LINK_TEXT, st.bold.font, st.bold.size, width)
+    lines = flow.wrap(_(PATIENT_LINK_TEXT), st.bold.font, st.bold.size, width)
     small = max(FOOTER_SIZE, st.body.size - 2)
-    address = flow.wrap(f"Or type this address: {url}", REGULAR, small, width)
+    address = flow.wrap(_("Or type this address: {url}").format(url=url), REGULAR, small, width)
     flow.keep(QR_SIZE + 12, max_gap=0.5)
     flow.space(6)
     top = flow.y
@@ -181,11 +218,24 @@ def _patient_link(flow: Flow, st: Styles, url: str) -> None:
     flow.y = min(top - QR_SIZE, y) - 8
 
 
+UNREVIEWED_NOTICE = N_("This translation has not yet been checked by a native speaker. If "
+                       "anything is unclear, please call us.")
+UNREVIEWED_ENGLISH = ("This translation has not yet been checked by a native speaker. If "
+                      "anything is unclear, please call us.")
+
+
+def _unreviewed_notice(flow: Flow, st: Styles) -> None:
+    """An unreviewed translation says so, in the patient's language and in English."""
+    flow.space(4)
+    flow.paragraph(_(UNREVIEWED_NOTICE), st.bold, after=0)
+    flow.paragraph(f"({UNREVIEWED_ENGLISH})", st.body, after=0)
+
+
 def _notes(flow: Flow, st: Styles, plan: dict) -> None:
     """The therapist's notes to the patient (written by the clinician who checked the plan)."""
     notes = [n for n in plan.get("patient_notes") or [] if isinstance(n, str) and n.strip()]
     if notes:
-        flow.heading("A note from your therapist", st.h1, rule=True, keep_with=st.body.lead * 2)
+        flow.heading(_("A note from your therapist"), st.h1, rule=True, keep_with=st.body.lead * 2)
         flow.bullets([fmt.sentence(n) for n in notes], st.body)
 
 
@@ -215,14 +265,14 @@ def exercise_days(schedule: list[dict]) -> dict[str, list[str]]:
 def days_words(days: list[str]) -> str:
     """"every day", "Monday and Thursday", "every day except Thursday and Sunday"."""
     if len(days) >= 7:
-        return "every day"
+        return _("every day")
     if len(days) >= 5:
-        return "every day except " + _and([d for d in DAYS if d not in days])
+        return _("every day except {days}").format(days=_and([d for d in DAYS if d not in days]))
     return _and(days)
 
 
 def _and(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    return tr.and_list([tr.day_name(w, "en_US") for w in words])  # day names in the language
 
 
 def _numbers(numbers: list[int]) -> str:
@@ -250,15 +300,15 @@ def _week(flow: Flow, st: Styles, schedule: list[dict], exercises: list[dict],
     for ex in exercises:
         ticks = tuple(ex.get("id") in ids for ids in on_day)
         groups.setdefault((ticks, starts.get(ex.get("id"))), []).append(number[ex.get("id")])
-    rows = [["Exercises"] + [day[:3] for day in days]]  # the numbers of the cards
+    rows = [[_("Exercises")] + [tr.day_name(day, "en_US", "abbreviated") for day in days]]
     for (ticks, start), numbers in groups.items():
-        label = _numbers(numbers) + (f" (from week {start})" if start else "")
+        label = _numbers(numbers) + (" " + _("(from week {n})").format(n=start) if start else "")
         rows.append([label] + ["✓" if tick else "" for tick in ticks])
-    flow.heading("Your week", st.h1, before=6, rule=True, keep_with=st.body.lead * (len(rows) + 5))
-    intro = "A tick (✓) means: do these exercises on that day."
+    flow.heading(_("Your week"), st.h1, before=6, rule=True, keep_with=st.body.lead * (len(rows) + 5))
+    intro = _("A tick (✓) means: do these exercises on that day.")
     rest = [day for day, d in zip(days, schedule) if not d.get("exercises")]
     if rest:
-        intro += f" Rest day: {_and(rest)}."
+        intro += " " + _("Rest day: {days}.").format(days=_and(rest))
     flow.paragraph(intro, st.body)
     flow.table(rows, [5.0] + [1.1] * len(days), st.body, st.bold, padding=2)
 
@@ -267,38 +317,69 @@ def _phases(flow: Flow, st: Styles, plan: dict) -> None:
     phases = plan.get("phases") or []
     if not phases:
         return
-    flow.heading("Your stages", st.h2, keep_with=st.body.lead * 3)
+    flow.heading(_("Your stages"), st.h2, keep_with=st.body.lead * 3)
+    names = _exercise_names(plan)
     for phase in phases:
-        weeks = fmt.weeks_text(phase.get("week_from"), phase.get("week_to"))
-        name = phase.get("name") or f"Stage {phase.get('phase', '')}"
-        text = f"{name}." + (" " + fmt.sentence(phase["changes"]) if phase.get("changes") else "")
+        weeks = tr.weeks_words(phase.get("week_from"), phase.get("week_to"))
+        name = phase.get("name") or _("Stage {n}").format(n=phase.get("phase", ""))
+        name = plan_sentence(name, names) or name
+        changes = phase.get("changes") and fmt.sentence(phase["changes"])
+        changes = changes and (plan_sentence(changes, names) or changes)
+        text = f"{name}." + (" " + changes if changes else "")
         flow.label_value(f"{weeks}:" if weeks else "", text, st.body, st.bold,
                          label_width=_label_width(st, stages=True), after=3)
 
 
+def _exercise_names(plan: dict) -> dict[str, str]:
+    """The English exercise names (and posture doses) the stages mention, in
+    the handout's language, for :func:`translations.plan_sentence`."""
+    language = tr.current_language()
+    names: dict[str, str] = {}
+    for ex in plan.get("exercises") or []:
+        texts = (ex.get("translations") or {}).get(language)
+        if texts and ex.get("name"):
+            names[ex["name"]] = texts["name"]
+            names[ex["name"].split(" (")[0]] = texts["name"].split(" (")[0]
+        target = ex.get("dose_target") or {}
+        if target.get("text"):
+            names["dose:" + target["text"]] = tr.dose_words(target) or target["text"]
+    return names
+
+
 def _label_width(st: Styles, stages: bool = False) -> float:
-    """Room for the widest label in bold: "When easy:" on a card, "Weeks 7–12:" for a stage."""
-    return st.body.size * (7.6 if stages else 7)
+    """Room for the widest label in bold: "When easy:" on a card, "Weeks 7–12:" for a stage
+    (another language's labels may need more)."""
+    width = st.body.size * (7.6 if stages else 7)
+    if tr.current_language() == tr.SOURCE_LANGUAGE:
+        return width
+    labels = [tr.weeks_words(10, 12) + ":"] if stages else [
+        _("Do:"), _("You need:"), _("Stay safe:"), _("When easy:"), _("If too hard:")]
+    widest = max(stringWidth(label, st.bold.font, st.bold.size) for label in labels)
+    return max(width, widest + st.body.size * 0.8)
 
 
 def _exercise_rows(ex: dict, start_week: int | None = None,
                    days: list[str] | None = None) -> list[tuple[str, str]]:
     """The exercise card as (label, text) rows; a label "1." … is a numbered step.
     "You need" lists only the equipment the steps do not already name."""
-    when = days_words(days) if days else fmt.days_text(ex.get("days_per_week"))
+    english = tr.current_language() == tr.SOURCE_LANGUAGE
+    when = days_words(days) if days else (
+        fmt.days_text(ex.get("days_per_week")) if english else tr.days_words(ex.get("days_per_week")))
     if start_week:
-        when += f", from week {start_week}"
-    rows = [("Do:", fmt.sentence(f"{fmt.dose_text(ex.get('dose'))}, {when}"))]
+        when += _(", from week {n}").format(n=start_week)
+    dose = fmt.dose_text(ex.get("dose")) if english else (
+        tr.dose_words(ex.get("dose")) or fmt.dose_text(ex.get("dose")))
+    rows = [(_("Do:"), fmt.sentence(f"{dose}, {when}"))]
     steps = " ".join(ex.get("instructions") or []).lower()
     equipment = [item.strip() for item in (ex.get("equipment") or "").replace(";", ",").split(",")]
     needed = [item for item in equipment if item and item.lower() not in steps
-              and item.lower() not in {"none", "no equipment"}]
+              and item.lower() not in {"none", "no equipment", _("none")}]
     if needed:  # what the steps do not name already
-        rows.append(("You need:", fmt.sentence(", ".join(needed))))
+        rows.append((_("You need:"), fmt.sentence(", ".join(needed))))
     for i, step in enumerate(ex.get("instructions") or [], 1):
         rows.append((f"{i}.", fmt.sentence(step)))
-    for label, key in (("Stay safe:", "safety_cue"), ("When easy:", "progression"),
-                       ("If too hard:", "regression")):
+    for label, key in ((_("Stay safe:"), "safety_cue"), (_("When easy:"), "progression"),
+                       (_("If too hard:"), "regression")):
         if ex.get(key):
             rows.append((label, fmt.sentence(ex[key])))
     return rows
@@ -306,7 +387,7 @@ def _exercise_rows(ex: dict, start_week: int | None = None,
 
 def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | None,
               days: list[str] | None) -> None:
-    name = ex.get("name") or ex.get("id") or "Exercise"
+    name = ex.get("name") or ex.get("id") or _("Exercise")
     rows = _exercise_rows(ex, start_week, days)
     label_width = _label_width(st)
     step_indent = st.body.size * 2
@@ -321,17 +402,18 @@ def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | N
         if label[:-1].isdigit():
             flow.bullets([text], st.body, bullet=label, indent=step_indent, after=1)
         else:
-            style = st.bold if label == "Stay safe:" else st.body
+            style = st.bold if label == _("Stay safe:") else st.body
             flow.label_value(label, text, style, st.bold, label_width=label_width)
 
 
 def _stop_box(flow: Flow, st: Styles, plan: dict, clinic: ClinicInfo) -> None:
     items = [fmt.sentence(item) for item in plan.get("stop_and_call_if") or []]
+    items = [plan_sentence(item) or item for item in items]
     if not items:
-        items = ["You have new pain, chest pain, dizziness or a fall."]
-    flow.box("Stop and call us if…", items, st.box_title, st.body,
-             footer=f"Call {clinic.name}: {clinic.phone}. "
-                    "In an emergency call 911 (or your local emergency number).",
+        items = [_("You have new pain, chest pain, dizziness or a fall.")]
+    flow.box(_("Stop and call us if…"), items, st.box_title, st.body,
+             footer=_("Call {clinic}: {phone}. In an emergency call 911 (or your local "
+                      "emergency number).").format(clinic=clinic.name, phone=clinic.phone),
              footer_style=st.bold, padding=8)
 
 
@@ -340,36 +422,37 @@ def _precautions(flow: Flow, st: Styles, plan: dict) -> None:
     get up: …") as a box of its own steps."""
     precautions = [fmt.sentence(p) for p in plan.get("precautions") or []]
     fall = [p for p in precautions if p.startswith(FALL_PLAN_TITLE + ":")]
-    rest = [p for p in precautions if p not in fall]
+    rest = [plan_sentence(p) or p for p in precautions if p not in fall]
     if rest:
-        flow.heading("Please be careful", st.h1, rule=True, keep_with=st.body.lead * 3)
+        flow.heading(_("Please be careful"), st.h1, rule=True, keep_with=st.body.lead * 3)
         flow.bullets(rest, st.body, after=2)
     for item in fall:
         steps = item.split(":", 1)[1].replace(". ", ".\n").split("\n")
+        steps = [plan_sentence(s.strip()) or s.strip() for s in steps if s.strip()]
         flow.space(4)
-        flow.box(FALL_PLAN_TITLE, [s.strip() for s in steps if s.strip()], st.box_title, st.body,
+        flow.box(_(FALL_PLAN_TITLE), steps, st.box_title, st.body,
                  padding=8)
 
 
 def _log_sheet(flow: Flow, st: Styles, schedule: list[dict]) -> None:
     """Twelve weeks of tick boxes: a box on every day "Your week" gives exercises."""
     active = {d.get("day"): bool(d.get("exercises")) for d in schedule}
-    rows = [["Week"] + [d[:3] for d in DAYS]]
+    rows = [[_("Week")] + [tr.day_name(d, "en_US", "abbreviated") for d in DAYS]]
     for week in range(1, LOG_WEEKS + 1):
-        rows.append([str(week)] + ["" if active.get(day, True) else "Rest" for day in DAYS])
+        rows.append([str(week)] + ["" if active.get(day, True) else _("Rest") for day in DAYS])
     row_height = st.body.lead + 2  # the table's own row height (padding 1)
-    intro = "Tick a box each day you exercise. Bring this sheet to your visits."
+    intro = _("Tick a box each day you exercise. Bring this sheet to your visits.")
     if not all(active.values()):
-        intro += " \"Rest\" marks your rest days."
+        intro += " " + _("\"Rest\" marks your rest days.")
     intro_lines = len(flow.wrap(intro, st.body.font, st.body.size, flow.text_width))
     flow.keep(st.h1.lead + 14 + st.body.lead * (intro_lines + 1) + row_height * 13 + 12
               + 30, max_gap=1.0)
-    flow.heading("My exercise log", st.h1, before=6, rule=True)
+    flow.heading(_("My exercise log"), st.h1, before=6, rule=True)
     flow.paragraph(intro, st.body)
     top = flow.y
     flow.table(rows, [1.3] + [1] * 7, st.body, st.bold, padding=1)
     _tick_boxes(flow, st, top, rows, row_height)
-    flow.paragraph("Notes for your therapist:", st.bold, after=0)
+    flow.paragraph(_("Notes for your therapist:"), st.bold, after=0)
     flow.space(30)
     flow.rule(0.8, after=0)
 

@@ -22,6 +22,7 @@ from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from refflow.documents.fonts import BOLD, REGULAR, ensure_fonts
+from refflow.documents.translations import _
 
 PAPER = {"letter": LETTER, "a4": A4}
 PAGE_COUNT_FORM = "refflowPageCount"
@@ -208,7 +209,7 @@ class Flow:
     def draw_page_of(self, y: float, font: str, size: float) -> None:
         """"Page N of M" at the right margin (room is kept for a two-digit M)."""
         c = self.canvas
-        label = f"Page {self.page} of "
+        label = _("Page {n} of ").format(n=self.page)  # the document's language (translations)
         x = self.right - c.stringWidth(label + "00", font, size)
         c.setFont(font, size)
         c.drawString(x, y, label)

@@ -91,7 +91,8 @@ def build_plan(p: Pipeline, referral_id: str) -> str | None:
         referral, received_on = referral_input(row), row.received_on
         problems = row.intake_problems or []
 
-    plan = plan_for(referral, as_of=received_on, pm=p.pm, locale=p.settings.clinic_locale)
+    plan = plan_for(referral, as_of=received_on, pm=p.pm, locale=p.settings.clinic_locale,
+                    allow_unreviewed_translations=p.settings.allow_unreviewed_translations)
     plan = with_flags(plan, [
         {"code": pr["code"], "severity": pr["severity"], "message": pr["message"],
          "source": pr.get("source", "intake")}
@@ -276,11 +277,13 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
                 Document.referral_id == delivery.referral_id, Document.name.in_(needs))).all())
         payload = session.scalar(select(Referral.payload)
                                  .where(Referral.id == delivery.referral_id))
+        language = _language(session, delivery)
         request = ChannelDelivery(
             id=delivery.id, referral_id=delivery.referral_id, channel=delivery.channel,
             target=delivery.target, documents=documents, document_name=delivery.document,
             subject=_subject(p, delivery),
-            recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts)
+            recipient_name=_recipient_name(payload, delivery), attempt=delivery.attempts,
+            language=language)
         attempt_id = attempt.id
 
     with _claim_kept(p, delivery_id):
@@ -384,6 +387,17 @@ def _subject(p: Pipeline, delivery: Delivery) -> str:
     if delivery.document == HANDOUT:
         return f"Your exercise plan from {p.clinic.name}"
     return f"Referral plan summary from {p.clinic.name}"
+
+
+def _language(session, delivery: Delivery) -> str:
+    """The patient's handout goes with words in the plan's language (the one
+    the engine chose for the patient); everything else in the clinic's."""
+    from refflow.documents.names import HANDOUT
+
+    if delivery.document != HANDOUT:
+        return "en"
+    plan = session.scalar(select(Plan.body).where(Plan.referral_id == delivery.referral_id))
+    return str((plan or {}).get("language") or "en")
 
 
 def _recipient_name(payload: dict, delivery: Delivery) -> str | None:

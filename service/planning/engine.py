@@ -25,6 +25,7 @@ from typing import Any
 from refflow.intake.schemas import Referral
 from refflow.planning import gates
 from refflow.planning import rules as R
+from refflow.planning import translations as T
 from refflow.planning.catalog import (
     CATEGORIES,
     IMPACT_RANK,
@@ -55,19 +56,26 @@ _LIST_KEYS = ("exercises", "phases", "weekly_schedule", "precautions", "stop_and
 def build_plan(referral: Referral, *, as_of: dt.date,
                extra_exercises: Sequence[Mapping] = (),
                adjusters: Sequence[tuple[str, Adjuster]] = (),
-               locale: str = "en_US") -> dict:
+               locale: str = "en_US", allow_unreviewed_translations: bool = False) -> dict:
     """Build the exercise plan for ``referral`` as of the date ``as_of``.
 
     ``locale`` is the clinic's (setting ``clinic_locale``): the plan's text
     gives weights in pounds for the US ("about 2 lb") and in kilograms
     elsewhere ("about 1 kg").
+
+    The patient's texts are in their preferred language when refflow has a
+    complete translation that is reviewed, or unreviewed and
+    ``allow_unreviewed_translations`` (setting
+    ``REFFLOW_ALLOW_UNREVIEWED_TRANSLATIONS``); the plan's ``language`` says
+    which (``planning/translations.py``).
     """
     if not isinstance(as_of, dt.date) or isinstance(as_of, dt.datetime):
         raise TypeError("as_of must be a datetime.date")
     catalog = load_catalog()
     facts = derive_facts(referral, as_of)
     risk = assess_risk(facts)
-    d = R.Draft(facts=facts, risk=risk, catalog=catalog, pounds=R.uses_pounds(locale))
+    d = R.Draft(facts=facts, risk=risk, catalog=catalog, pounds=R.uses_pounds(locale),
+                allow_unreviewed_translations=allow_unreviewed_translations)
     d.extras = _load_extras(extra_exercises, d)
     for rule in gates.GATES:
         rule(d)
@@ -117,6 +125,7 @@ def build_plan(referral: Referral, *, as_of: dt.date,
         attribution: dict[str, str] = {}
         plan = _run_adjusters(referral, plan, d, adjusters, attribution)
         _enforce_safety(plan, d, builtin, attribution)
+    _translate(plan, d, extra_exercises)
     plan["flags"] = d.flags
     plan["rules_applied"] = d.rules_applied
     plan["evidence"] = [evidence_entry(rule) for rule in d.fired if rule in EVIDENCE_RULES]
@@ -130,6 +139,25 @@ def build_plan(referral: Referral, *, as_of: dt.date,
 def _schedule_effect(schedule: list[dict]) -> str:
     rest = [day["day"] for day in schedule if day["rest"]]
     return "7-day schedule; rest from strength/aerobic on " + (", ".join(rest) or "no day")
+
+
+def _translate(plan: dict, d: R.Draft, extra_exercises: Sequence[Mapping]) -> None:
+    """Give each exercise its texts in the handout's language (``translations``)
+    and record the language in the plan. An exercise without them (a plugin's
+    that carries none) puts the handout back in English, with the
+    ``interpreter_needed`` flag."""
+    plan["language"], plan["translation_reviewed"] = "en", True
+    if d.language == T.SOURCE_LANGUAGE:
+        return
+    missing = T.translate_plan(plan, d.language, falls_high=d.risk.falls_high,
+                               extra_exercises=extra_exercises,
+                               local_units=lambda text: R.local_units(text, d.pounds))
+    if missing:
+        flag = T.interpreter_flag(d.language, missing)
+        d.flag(flag["code"], flag["severity"], flag["message"])
+        d.applied("language_review", f"no {d.language} text for {len(missing)} exercise(s): review")
+        return
+    plan["language"], plan["translation_reviewed"] = d.language, d.language_reviewed
 
 
 def _load_extras(entries: Sequence[Mapping], d: R.Draft) -> tuple[Exercise, ...]:

@@ -20,6 +20,7 @@ from refflow.planning.risk import (
     VERY_RECENT_VERTEBRAL_DAYS,
 )
 from refflow.planning.rules import Draft, Rule
+from refflow.planning.translations import handout_language, language_status
 
 
 def _labels(keys: Iterable[str]) -> str:
@@ -389,17 +390,31 @@ def diagnosis_consistency(d: Draft) -> None:
         d.applied("diagnosis_consistency", f"diagnosis {says} with T-score {f.t_score:g}: review")
 
 
-HANDOUT_LANGUAGES = ("en",)  # the languages the patient handout is written in
+# The languages refflow ships the patient's texts in. English is the source;
+# another is used only when its translation is complete and reviewed, or the
+# clinic allows unreviewed translations (REFFLOW_ALLOW_UNREVIEWED_TRANSLATIONS).
+HANDOUT_LANGUAGES = ("en", "es")
 
 
 def language_review(d: Draft) -> None:
-    language = d.facts.language.split("-")[0].lower()
-    if language not in HANDOUT_LANGUAGES:
-        name = vocab.language_name(language)
-        d.flag("interpreter_needed", "needs_review",
-               f"The patient's preferred language is {name}; the handout is in English. Arrange an "
-               "interpreter or a translated handout before the plan goes to the patient.")
-        d.applied("language_review", f"preferred language {language}: review")
+    language = d.facts.language.split("-")[0].split("_")[0].lower()
+    if language == "en":
+        return
+    chosen, reviewed = (None, False)
+    if language in HANDOUT_LANGUAGES:
+        chosen, reviewed = handout_language(language, d.catalog, d.allow_unreviewed_translations)
+    if chosen:
+        d.language, d.language_reviewed = chosen, reviewed
+        d.applied("language_review", f"handout in {language}"
+                  + ("" if reviewed else " (unreviewed translation, allowed by the clinic)"))
+        return
+    name = vocab.language_name(language)
+    why = ("its translation has not been reviewed yet" if language in HANDOUT_LANGUAGES
+           and language_status(language, d.catalog)[0] else "there is no complete translation")
+    d.flag("interpreter_needed", "needs_review",
+           f"The patient's preferred language is {name}; the handout is in English ({why}). "
+           "Arrange an interpreter or a translated handout before the plan goes to the patient.")
+    d.applied("language_review", f"preferred language {language}: review")
 
 
 def referrer_restrictions(d: Draft) -> None:

@@ -43,6 +43,7 @@ from refflow.planning.evidence import RULES as EVIDENCE_RULES
 from refflow.planning.evidence import evidence_entry
 from refflow.planning.risk import assess_risk, derive_facts
 from refflow.planning.schedule import build_schedule, empty_schedule
+from refflow.planning.translations import interpreter_flag, translate_plan
 
 ENGINE_AUTHOR = "engine"
 ENGINE_REASON = "the engine's draft"
@@ -188,8 +189,24 @@ def revise(referral: Referral, plan: Mapping, proposed: Mapping, *, as_of: dt.da
                                             "changes": changes}]
     new.setdefault("patient_notes", [])
     new.pop("approved", None)  # a new version is not yet approved
+    _keep_language(new, d, extra_exercises)
     new["decision"] = decide(new)
     return new
+
+
+def _keep_language(new: dict, d: R.Draft, extra_exercises: Sequence[Mapping]) -> None:
+    """A plan in the patient's language stays in it: every exercise (an added
+    one too) gets its texts; an exercise without them puts the plan back in
+    English, held with ``interpreter_needed`` (planning/translations.py)."""
+    language = new.get("language") or "en"
+    if language == "en":
+        return
+    missing = translate_plan(new, language, falls_high=d.risk.falls_high,
+                             extra_exercises=extra_exercises,
+                             local_units=lambda text: R.local_units(text, d.pounds))
+    if missing:
+        new["language"], new["translation_reviewed"] = "en", True
+        new["flags"] = [*(new.get("flags") or []), interpreter_flag(language, missing)]
 
 
 def _vkey(v: Mapping) -> tuple:

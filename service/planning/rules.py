@@ -64,6 +64,9 @@ class Draft:
     allowed: dict[str, Exercise] = field(default_factory=dict)
     days: dict[str, int] = field(default_factory=dict)  # days/week where not the catalogue default
     pounds: bool = True  # weights in the plan's text in pounds (US) or kilograms (uses_pounds)
+    allow_unreviewed_translations: bool = False  # setting REFFLOW_ALLOW_UNREVIEWED_TRANSLATIONS
+    language: str = "en"  # the handout's language (gates.language_review)
+    language_reviewed: bool = True  # its translation's reviewed mark
 
     def flag(self, code: str, severity: str, message: str, source: str = "refflow") -> None:
         self.flags.append({"code": code, "severity": severity, "message": message, "source": source})
