@@ -69,7 +69,8 @@ def command(referral_file: Path, out_dir: Path, as_of, resolution, paper) -> Non
     except ImportError:
         raise CLIError("the plan engine (refflow.planning.engine) is not available") from None
     day = as_of.date() if as_of else dt.date.today()
-    plan = build_plan(referral, as_of=day)
+    plan = build_plan(referral, as_of=day,  # the patient's language as the clinic allows it
+                      allow_unreviewed_translations=settings.allow_unreviewed_translations)
     try:
         clinic = ClinicInfo.from_settings(settings)
         clinic.zone  # noqa: B018 - an unknown zone fails here, before any file is written
