@@ -19,6 +19,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from refflow.documents import formatting as fmt
 from refflow.documents import translations as tr
 from refflow.documents.clinic import ClinicInfo
+from refflow.documents.drawings import CardDrawing, card_drawing_height
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style, draft_watermark
 from refflow.documents.plan_text import plan_sentence
@@ -396,14 +397,20 @@ def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | N
         width = flow.text_width - (step_indent if label[:-1].isdigit() else label_width)
         height += st.body.lead * len(flow.wrap(text, st.body.font, st.body.size, width)) + 1
     heading = flow.wrap(f"{number}. {name}", st.h2.font, st.h2.size, flow.text_width)
-    flow.keep(6 + st.h2.lead * len(heading) + height, max_gap=0.1)  # the whole card, if it fits
-    flow.heading(f"{number}. {name}", st.h2, before=6, keep_with=st.body.lead * 3)
+    drawn = card_drawing_height(ex.get("drawing"))
+    # the whole card, if it fits (its rows wrap beside the drawing: a little taller)
+    flow.keep(6 + st.h2.lead * len(heading) + max(height * (1.3 if drawn else 1), drawn),
+              max_gap=0.1)
+    flow.heading(f"{number}. {name}", st.h2, before=6, keep_with=max(st.body.lead * 3, drawn))
+    card = CardDrawing(flow, ex.get("drawing"))  # start -> end, at the right of the card
     for label, text in rows:
+        card.update()
         if label[:-1].isdigit():
             flow.bullets([text], st.body, bullet=label, indent=step_indent, after=1)
         else:
             style = st.bold if label == _("Stay safe:") else st.body
             flow.label_value(label, text, style, st.bold, label_width=label_width)
+    card.close()
 
 
 def _stop_box(flow: Flow, st: Styles, plan: dict, clinic: ClinicInfo) -> None:
