@@ -76,9 +76,9 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
     """Validate one catalogue entry (built-in or from a plugin)."""
     if not isinstance(entry, Mapping):
         raise CatalogError("a catalogue entry must be an object")
-    for field in REQUIRED_FIELDS:
-        if field not in entry:
-            raise CatalogError(f"missing field {field!r}")
+    for name in REQUIRED_FIELDS:
+        if name not in entry:
+            raise CatalogError(f"missing field {name!r}")
     ex_id = entry["id"]
     if not isinstance(ex_id, str) or not ex_id or len(ex_id) > 80:
         raise CatalogError("field 'id' must be a short string")
@@ -87,11 +87,11 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
     if entry["impact"] not in IMPACTS:
         raise CatalogError("field 'impact' is not one of " + ", ".join(IMPACTS))
     flags = {}
-    for field in BOOL_FIELDS:
-        value = entry.get(field, field == "support_possible" and False)
-        if field in SPINE_FLAGS and not isinstance(value, bool):
-            raise CatalogError(f"field {field!r} must be true or false")
-        flags[field] = bool(value)
+    for name in BOOL_FIELDS:
+        value = entry.get(name, name == "support_possible" and False)
+        if name in SPINE_FLAGS and not isinstance(value, bool):
+            raise CatalogError(f"field {name!r} must be true or false")
+        flags[name] = bool(value)
     dose = entry.get("dose") or {}
     if not isinstance(dose, Mapping):
         raise CatalogError("field 'dose' must be an object")
