@@ -221,6 +221,13 @@ def alerts(session, today: dt.date) -> list[dict]:
     return sorted(found, key=lambda a: a["last"])
 
 
+def program_start(session, referral_id: str) -> dt.datetime | None:
+    """When the plan reached the patient: its first link was made (a new link
+    does not start the program again)."""
+    return session.scalar(select(func.min(PatientLink.created_at))
+                          .where(PatientLink.referral_id == referral_id))
+
+
 def this_week(plan: dict, since: dt.date, today: dt.date) -> tuple[int, list[dict]]:
     """The program week (1 from the day the link was made) and the plan's
     exercises that apply in it (those of a later stage start in its first week)."""

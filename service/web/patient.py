@@ -106,7 +106,8 @@ def page(token: str):
             return _page("patient/birth_date.html", token=token)
         plan = s.scalar(select(Plan.body).where(Plan.referral_id == link.referral_id)) or {}
         today = clinic_today(_settings().clinic_timezone)
-        since = link.created_at.astimezone(_zone()).date()
+        start = patient_page.program_start(s, link.referral_id) or link.created_at
+        since = start.astimezone(_zone()).date()
         week, exercises = patient_page.this_week(plan, since, today)
         logged = patient_page.sessions(s, link.referral_id, limit=20)
         _audit(s, link, "patient_page.view")

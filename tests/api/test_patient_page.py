@@ -246,6 +246,10 @@ def test_staff_see_the_log_and_revoke_the_link(client, released, db):
             Document.referral_id == rid, Document.name.in_(["patient-link.txt"]))).all())
     assert stored["patient-link.txt"].decode() == new_url
     assert client.get(f"/p/{token}").status_code == 410  # the old link stopped
+    with db.session() as s:  # the program's weeks count from the first link
+        first = s.scalar(select(PatientLink.created_at).where(PatientLink.referral_id == rid)
+                         .order_by(PatientLink.created_at).limit(1))
+        assert patient_page.program_start(s, rid) == first
     page = staff.get(f"/referrals/{rid}")
     staff.post(f"/referrals/{rid}/patient-link/revoke", data={"csrf_token": csrf(page.text)})
     assert client.get("/p/" + new_url.rsplit("/", 1)[1]).status_code == 410
