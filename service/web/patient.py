@@ -14,11 +14,6 @@ is the route rule).
 
 from __future__ import annotations
 
-import base64
-import json
-import logging
-from functools import lru_cache
-
 from flask import (
     Blueprint,
     Response,
@@ -37,13 +32,12 @@ from refflow.db.models import AuditEntry, Plan
 from refflow.documents import formatting as fmt
 from refflow.intake.validation import clinic_today
 from refflow.referrals import patient_page
-from refflow.web import downloads
+from refflow.web import downloads, drawing_images
 from refflow.web.auth import _throttle
 from refflow.web.limits import client_address
 from refflow.web.signin_throttle import wait_text
 
 bp = Blueprint("patient", __name__, url_prefix="/p")
-logger = logging.getLogger("refflow.patient_page")
 
 COOKIE = "refflow_patient"
 
@@ -125,31 +119,11 @@ def _zone():
 
 def _card(ex: dict) -> dict:
     return {"name": ex.get("name") or ex.get("id") or "Exercise",
-            "picture": _picture(ex.get("drawing")),
+            "picture": drawing_images.picture(ex.get("drawing")),
             "dose": fmt.sentence(f"{fmt.dose_text(ex.get('dose'))}, "
                                  f"{fmt.days_text(ex.get('days_per_week'))}"),
             "steps": [fmt.sentence(step) for step in ex.get("instructions") or []],
             "safety": fmt.sentence(ex["safety_cue"]) if ex.get("safety_cue") else ""}
-
-
-@lru_cache(maxsize=256)
-def _picture_of(drawing_json: str) -> str | None:
-    """The exercise's drawing (start -> end) as a PNG data URI (the CSP allows
-    data: images; no second request, no URL)."""
-    from refflow.documents.drawings import drawing_pdf
-
-    png = downloads.page_png(drawing_pdf(json.loads(drawing_json), caption=False), 1)
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
-def _picture(drawing) -> str | None:
-    if not isinstance(drawing, dict):
-        return None
-    try:
-        return _picture_of(json.dumps(drawing, sort_keys=True))
-    except Exception as exc:  # noqa: BLE001 - a drawing that fails leaves the words
-        logger.warning("patient page: an exercise drawing failed (%s)", type(exc).__name__)
-        return None
 
 
 @bp.post("/<token>")

@@ -55,7 +55,7 @@ from refflow.planning.revisions import (
     diff_plans,
 )
 from refflow.referrals import patient_page, queries, states
-from refflow.web import downloads, queue
+from refflow.web import downloads, drawing_images, queue
 from refflow.web.auth import WebUser, current_user, home_for, staff_required
 
 bp = Blueprint("staff", __name__)
@@ -487,6 +487,8 @@ def _editor_context(ctx: dict, edit: dict | None) -> dict:
     if search["asked"]:
         found = _search(items, q, category, tag)
         search["results"], search["more"] = found[:SEARCH_LIMIT], max(0, len(found) - SEARCH_LIMIT)
+        search["pictures"] = {ex.id: drawing_images.picture(ex.drawing)
+                              for ex in search["results"]}
     out["search"] = search
     if args.get("drafts") == "1":
         out["drafts"] = _draft_pages(referral.id)

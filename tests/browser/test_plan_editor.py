@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 
 import pytest
 import sample_referrals
@@ -82,6 +83,10 @@ def add_from_catalogue(page, name_query: str, ex_id: str, name: str, reason: str
         page.get_by_label("Category", exact=True).select_option(category)
     page.get_by_role("button", name="Search the catalogue").click()
     expect(page.locator(f"[data-catalogue='{ex_id}']")).to_be_visible()
+    # each match shows its drawing (start -> end), loaded as an image the browser decoded
+    drawing = page.locator(f"[data-catalogue='{ex_id}'] img.catalogue-drawing")
+    expect(drawing).to_have_attribute("alt", re.compile("^Drawing of "))
+    assert drawing.evaluate("img => img.complete && img.naturalWidth > 100")
     page.locator("#reason-add").fill(reason)
     page.get_by_role("button", name=f"Add {name}").click()
 
