@@ -124,6 +124,9 @@ class User(Base):
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # single sign-on: "<issuer> <subject>" of the OpenID Connect account linked
+    # at the first sign-in through it (web/oidc.py); None until then
+    oidc_subject: Mapped[str | None] = mapped_column(String(500), unique=True)
 
     practice: Mapped[Practice | None] = relationship()
 
@@ -467,3 +470,31 @@ class PatientSession(Base):
     pain: Mapped[int | None] = mapped_column(Integer)  # 0-10
     difficulty: Mapped[str | None] = mapped_column(String(10))  # easy | ok | hard
     note: Mapped[str | None] = mapped_column(String(500))
+
+
+class Incident(Base):
+    """An alert condition (a channel failing, a backlog, no worker online,
+    referrals waiting in review too long) from when it started to when it
+    cleared; one notification is sent at each end. At most one open incident
+    per ``(kind, key)`` (a partial unique index), so two schedulers that see
+    the same condition open it once. ``detail`` holds counts, names of
+    channels and queues and referral ids: never PHI."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))  # ops.alerts: channel_failing, no_worker, ...
+    key: Mapped[str] = mapped_column(String(100))  # the channel or queue name; "" when one per kind
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    detail: Mapped[str] = mapped_column(String(500), default="")
+    # each notification is claimed (a lease, so a sender that died is replaced)
+    # and then marked sent: exactly one "started" and one "cleared" per incident
+    notify_claimed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    start_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    clear_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+Index("uq_incidents_open", Incident.kind, Incident.key, unique=True,
+      postgresql_where=Incident.cleared_at.is_(None), sqlite_where=Incident.cleared_at.is_(None))
