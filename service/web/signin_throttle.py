@@ -157,6 +157,17 @@ class _Memory:
         with self._lock:
             self._rows.pop(key, None)
 
+    def clear_prefix(self, key: str) -> None:
+        """The counter ``key`` and its trusted browsers' (``key:dev:...``)."""
+        with self._lock:
+            for name in [k for k in self._rows if k == key or k.startswith(key + ":dev:")]:
+                del self._rows[name]
+
+    def wait(self, key: str) -> float:
+        with self._lock:
+            row = self._rows.get(key)
+        return max(0.0, row[1] - time.time()) if row else 0.0
+
 
 class SigninThrottle:
     """Decides whether a sign-in attempt may check a password, and counts it."""
@@ -251,6 +262,42 @@ class SigninThrottle:
             except redis.RedisError as exc:
                 log.warning("sign-in throttle: Redis unavailable (%s)", type(exc).__name__)
 
+    # -- administrators -----------------------------------------------------
+    def clear_account(self, email: str) -> None:
+        """Unlock an account: forget its failed sign-ins, its shared counter
+        and those of each trusted browser. Raises ``ThrottleUnavailable``
+        when Redis is configured but does not answer (nothing was cleared)."""
+        key = self.account_key(self.account(email))
+        self.memory.clear_prefix(key)
+        if self.redis is not None:
+            import redis
+
+            try:
+                keys = [key, *self.redis.scan_iter(match=f"{key}:dev:*", count=1000)]
+                self.redis.delete(*keys)
+            except redis.RedisError as exc:
+                raise ThrottleUnavailable("the sign-in counters (Redis) did not answer "
+                                          f"({type(exc).__name__}); try again") from None
+
+    def wait_for(self, email: str) -> float:
+        """The seconds before the account's shared counter allows another
+        attempt (0 when it is not slowed): what the Users page shows as locked."""
+        key = self.account_key(self.account(email))
+        if self.storage == "redis":
+            import redis
+
+            try:
+                next_at = self.redis.hget(key, "next_at")
+                seconds, micros = self.redis.time()
+            except redis.RedisError:
+                return 0.0
+            return max(0.0, float(next_at or 0) - (seconds + micros / 1e6))
+        return self.memory.wait(key)
+
+
+class ThrottleUnavailable(RuntimeError):
+    """The shared sign-in counters cannot be reached."""
+
 
 def wait_text(seconds: float) -> str:
     """"3 seconds", "1 minute", "15 minutes": rounded up, as a person reads it."""
@@ -261,11 +308,24 @@ def wait_text(seconds: float) -> str:
     return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
-def init_app(app, settings) -> SigninThrottle:
+def from_settings(settings) -> SigninThrottle:
+    """The throttle of these settings: Redis when the broker is Redis."""
     broker = settings.broker_url or ""
     redis_url = broker if broker.startswith(("redis://", "rediss://")) else ""
     cookie = DEVICE_COOKIE if settings.embedded else "__Host-" + DEVICE_COOKIE
-    throttle = SigninThrottle(Policy.from_settings(settings), settings.secret_key, redis_url,
-                              device_cookie=cookie)
+    return SigninThrottle(Policy.from_settings(settings), settings.secret_key, redis_url,
+                          device_cookie=cookie)
+
+
+def init_app(app, settings) -> SigninThrottle:
+    throttle = from_settings(settings)
     app.extensions["refflow.signin_throttle"] = throttle
+    return throttle
+
+
+def for_app(app) -> SigninThrottle:
+    """The app's throttle, made on first use."""
+    throttle = app.extensions.get("refflow.signin_throttle")
+    if throttle is None:
+        throttle = init_app(app, app.extensions["refflow.settings"])
     return throttle
