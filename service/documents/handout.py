@@ -117,9 +117,7 @@ def _render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "l
         flow.paragraph(_("Approved by {name} on {date}.").format(
             name=approved["by"], date=fmt.long_date(str(approved["at"])[:10], locale)),
             st.body, after=0)
-    language = tr.current_language()
-    if language != tr.SOURCE_LANGUAGE and not (plan.get("translation_reviewed") is True
-                                               and tr.reviewed(language)):
+    if unreviewed_translation(plan):
         _unreviewed_notice(flow, st)
     flow.space(6)
 
@@ -160,9 +158,7 @@ def _render_handout(referral, plan: dict, clinic: ClinicInfo, *, paper: str = "l
                        st.body)
     starts = start_weeks(plan)
     days = exercise_days(schedule)
-    language = tr.current_language()
-    if language != tr.SOURCE_LANGUAGE:  # the cards in the patient's language
-        exercises = [{**ex, **ex["translations"][language]} for ex in exercises]
+    exercises = in_language(exercises)  # the cards in the patient's language
     for number, exercise in enumerate(exercises, 1):
         _exercise(flow, st, number, exercise, starts.get(exercise.get("id")),
                   days.get(exercise.get("id")))
@@ -230,6 +226,24 @@ def _unreviewed_notice(flow: Flow, st: Styles) -> None:
     flow.space(4)
     flow.paragraph(_(UNREVIEWED_NOTICE), st.bold, after=0)
     flow.paragraph(f"({UNREVIEWED_ENGLISH})", st.body, after=0)
+
+
+def unreviewed_translation(plan: dict) -> bool:
+    """Whether the texts are in a translation not yet reviewed (the current
+    language's catalogue or the plan's exercise texts): the handout and the
+    patient's page say so."""
+    language = tr.current_language()
+    return language != tr.SOURCE_LANGUAGE and not (plan.get("translation_reviewed") is True
+                                                   and tr.reviewed(language))
+
+
+def in_language(exercises: list[dict]) -> list[dict]:
+    """The plan's exercises with their texts in the current language (the
+    plan's ``translations``; English as they are)."""
+    language = tr.current_language()
+    if language == tr.SOURCE_LANGUAGE:
+        return exercises
+    return [{**ex, **ex["translations"][language]} for ex in exercises]
 
 
 def _notes(flow: Flow, st: Styles, plan: dict) -> None:
@@ -359,7 +373,7 @@ def _label_width(st: Styles, stages: bool = False) -> float:
     return max(width, widest + st.body.size * 0.8)
 
 
-def _exercise_rows(ex: dict, start_week: int | None = None,
+def exercise_rows(ex: dict, start_week: int | None = None,
                    days: list[str] | None = None) -> list[tuple[str, str]]:
     """The exercise card as (label, text) rows; a label "1." … is a numbered step.
     "You need" lists only the equipment the steps do not already name."""
@@ -389,7 +403,7 @@ def _exercise_rows(ex: dict, start_week: int | None = None,
 def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | None,
               days: list[str] | None) -> None:
     name = ex.get("name") or ex.get("id") or _("Exercise")
-    rows = _exercise_rows(ex, start_week, days)
+    rows = exercise_rows(ex, start_week, days)
     label_width = _label_width(st)
     step_indent = st.body.size * 2
     height = 0.0

@@ -44,6 +44,12 @@ def catalog(language: str) -> _gettext.NullTranslations:
     return Translations.load(str(LOCALE_DIR), [language], DOMAIN)
 
 
+def languages() -> list[str]:
+    """The languages the patient's texts can be in: English and each shipped catalogue."""
+    shipped = sorted(mo.parent.parent.name for mo in LOCALE_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.mo"))
+    return [SOURCE_LANGUAGE, *(lang for lang in shipped if lang != SOURCE_LANGUAGE)]
+
+
 def available(language: str) -> bool:
     """Whether documents can be written in ``language`` (a compiled catalogue ships)."""
     return language == SOURCE_LANGUAGE or isinstance(catalog(language), Translations)
@@ -130,10 +136,15 @@ def and_list(words: list[str]) -> str:
 
 
 def dose_words(dose: dict | None, per_side: bool | None = None) -> str | None:
-    """The dose in the current language from its numbers, or None when the
-    plan's own wording cannot be rebuilt from them (then the caller shows it)."""
+    """The dose in the current language from its numbers, or None when its
+    text is someone's own words (``text_edited``: a clinician wrote it, see
+    ``planning/revisions.py``): then the caller shows it as written. A dose
+    without the mark (every plan stored before it existed) has the engine's
+    words, made from these numbers."""
     if not dose:
         return _("as your therapist showed you")
+    if dose.get("text_edited") is True:
+        return None
     text = str(dose.get("text") or "")
     sets, reps, hold, minutes = (dose.get(k) for k in ("sets", "reps", "hold_seconds", "minutes"))
     side = " each side" in text if per_side is None else per_side
@@ -151,35 +162,12 @@ def dose_words(dose: dict | None, per_side: bool | None = None) -> str | None:
         parts.append(ngettext("hold {n} second", "hold {n} seconds", hold).format(n=hold))
     if minutes:
         parts.append(ngettext("{n} minute", "{n} minutes", minutes).format(n=minutes))
-    if text and current_language() != SOURCE_LANGUAGE:
-        english = _english_dose(sets, reps, hold, minutes, side) + (
-            ", in bouts of 10 minutes or more" if bouts else "")
-        if english != text:
-            return None
     if not parts:
         return _("as your therapist shows you")
     words = ", ".join(parts)
     if bouts:
         words += _(", in bouts of 10 minutes or more")
     return words
-
-
-def _english_dose(sets, reps, hold, minutes, side) -> str:
-    """The engine's own English dose (planning.catalog.dose_text), to check a
-    plan's text was made from its numbers."""
-    parts = []
-    s = " each side" if side else ""
-    if sets and reps:
-        parts.append(f"{sets} set{'s' if sets != 1 else ''} of {reps}{s}")
-    elif reps:
-        parts.append(f"{reps} times{s}")
-    elif sets and hold:
-        parts.append(f"{sets} time{'s' if sets != 1 else ''}{s}")
-    if hold:
-        parts.append(f"hold {hold} second{'s' if hold != 1 else ''}")
-    if minutes:
-        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
-    return ", ".join(parts) or "as your therapist shows you"
 
 
 def days_words(days: int | None) -> str:

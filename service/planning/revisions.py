@@ -3,12 +3,17 @@
 Pure Python (no Flask, Celery or database), like the engine. What a clinician
 may change (``proposed``):
 
-- ``exercises``: ``[{"id", "dose": {"sets", "reps", "hold_seconds", "minutes"},
+- ``exercises``: ``[{"id", "dose": {"sets", "reps", "hold_seconds", "minutes", "text"},
   "days_per_week", "phase_from"}]`` in the order the patient sees them; every
   exercise's content (name, instructions, category, impact, spine flags …)
   comes from the catalogue (or a plugin's ``extra_exercises``), never from
   the client. The other fields of a plan's exercise may be sent back as they
-  were read and are ignored;
+  were read and are ignored. A dose's ``text`` is the engine's words from its
+  numbers unless the clinician writes their own (a text that differs from
+  the current version's): then the dose keeps it, marked ``text_edited``
+  (the handout shows it as written, in any language), while its numbers
+  stay the same; an empty text, or new numbers without a new text, go back
+  to the engine's words;
 - ``patient_notes``: notes to the patient (printed in the handout);
 - ``precautions``: added to the engine's own precautions (which stay);
 - ``phases``: each stage's text (``changes``, or its alias ``targets``) and
@@ -314,7 +319,8 @@ def _exercises(value: Any, plan: Mapping, lookup: Mapping[str, Exercise], target
         if given is not None:
             if not isinstance(given, Mapping):
                 raise InvalidRevision(f"{path}.dose must be an object", {f"{path}.dose": "an object"})
-            bad = sorted(str(k)[:40] for k in set(given) - set(DOSE_FIELDS) - {"text", "per_side"})
+            bad = sorted(str(k)[:40] for k in set(given) - set(DOSE_FIELDS)
+                         - {"text", "text_edited", "per_side"})
             if bad:
                 raise InvalidRevision(f"{path}.dose: unknown field(s) " + ", ".join(bad),
                                       {f"{path}.dose.{k}": "unknown field" for k in bad})
@@ -327,7 +333,8 @@ def _exercises(value: Any, plan: Mapping, lookup: Mapping[str, Exercise], target
         phase = item.get("phase_from")
         phase = _int(phase, f"{path}.phase_from", 1, 4) if phase is not None else \
             (old.get("phase_from") if old and isinstance(old.get("phase_from"), int) else ex.phase_from)
-        rows.append((ex, _component(old, ex), old, tuple(dose), days, phase))
+        own = _own_words(given, base, tuple(dose), path)
+        rows.append((ex, _component(old, ex), old, tuple(dose), days, phase, own))
 
     fixed: list[dict] = []
     for comp, rule, low, high, lowest in (
@@ -337,7 +344,7 @@ def _exercises(value: Any, plan: Mapping, lookup: Mapping[str, Exercise], target
         if not isinstance(target, dict):
             continue
         now = target.get("days_per_week")
-        asked = {days for ex, c, old, dose, days, phase in rows if c == comp and days is not None
+        asked = {days for ex, c, old, dose, days, phase, own in rows if c == comp and days is not None
                  and days != (old.get("days_per_week") if old else now)}
         if len(asked) > 1:
             raise InvalidRevision(f"every {comp} exercise is done on the same days: give one "
@@ -354,21 +361,48 @@ def _exercises(value: Any, plan: Mapping, lookup: Mapping[str, Exercise], target
                 target["minutes_per_week"] = n * 30
 
     out: list[dict] = []
-    for ex, comp, old, dose, days, phase in rows:
+    for ex, comp, old, dose, days, phase, own in rows:
         old_dose = tuple((old.get("dose") or {}).get(k) for k in DOSE_FIELDS) if old else None
         if old and old_dose == dose and phase == old.get("phase_from") and (
-                days is None or days == old.get("days_per_week")):
+                days is None or days == old.get("days_per_week")) and own == _edited_text(old):
             out.append(copy.deepcopy(dict(old)))
             continue
         if days is None:
             days = old.get("days_per_week") if old else (7 if comp == "balance" else ex.days_per_week)
         shaped = dataclasses.replace(ex, dose=(*dose, ex.dose[4]), phase_from=phase)
         entry = R.exercise_entry(shaped, comp, d, days)
+        if own:
+            entry["dose"].update(text=own, text_edited=True)
         start, target = entry["dose"], entry["dose_target"]
         if any((start[k] or 0) > (target[k] or 0) for k in DOSE_FIELDS):
             entry["dose_target"] = dict(start)
         out.append(entry)
     return out, fixed
+
+
+def _edited_text(entry: Mapping) -> str | None:
+    """The entry's dose text when it is a clinician's own words (``text_edited``)."""
+    dose = entry.get("dose") if isinstance(entry.get("dose"), Mapping) else {}
+    return dose.get("text") if dose.get("text_edited") is True else None
+
+
+def _own_words(given: Any, base: Mapping | None, dose: tuple, path: str) -> str | None:
+    """The dose text in the clinician's own words that the new version keeps:
+    a text sent that differs from the current version's (one sent back as
+    read is not new), or the current version's own words while the numbers
+    stay the same. An empty text goes back to the engine's words."""
+    sent = given.get("text") if isinstance(given, Mapping) else None
+    old_text = base.get("text") if base else None
+    if sent is not None:
+        sent = _text(sent, f"{path}.dose.text")
+        if not sent:
+            return None
+        if sent != old_text:
+            return sent
+    if base and base.get("text_edited") is True and tuple(
+            base.get(k) for k in DOSE_FIELDS) == dose:
+        return old_text
+    return None
 
 
 def _phases(value: Any, current: list) -> list[dict]:
@@ -461,6 +495,8 @@ def diff_plans(a: Mapping, b: Mapping) -> dict:
         for k in DOSE_FIELDS:
             if da.get(k) != db.get(k):
                 fields[f"dose.{k}"] = [da.get(k), db.get(k)]
+        if da.get("text") != db.get("text") and (da.get("text_edited") or db.get("text_edited")):
+            fields["dose.text"] = [da.get("text"), db.get("text")]
         if fields:
             changed.append({"id": i, "name": e.get("name") or i, "fields": fields})
 

@@ -334,3 +334,38 @@ def test_a_revised_spanish_plan_stays_spanish_or_falls_back_with_the_flag():
                  extra_exercises=extra)
     assert new["language"] == "en" and new["decision"] == "review"
     assert "clinic_pool_walk" in _interpreter(new)
+
+
+# ---- a clinician's own dose words stay as written ------------------------------------
+
+def test_a_dose_the_clinician_wrote_stays_as_written_and_the_others_are_translated(clinic):
+    """The plan marks a dose text a clinician wrote (``text_edited``): the
+    Spanish handout shows it as written; a dose in the engine's words is
+    given in Spanish from its numbers."""
+    from refflow.planning.revisions import revise
+
+    referral = referral_in("es")
+    plan = build_plan(referral, as_of=AS_OF, allow_unreviewed_translations=True)
+    proposed = {"exercises": [{"id": e["id"], "dose": dict(e["dose"])} for e in plan["exercises"]]}
+    own = "1 serie de 10 muy despacio, sin dolor"
+    proposed["exercises"][0]["dose"]["text"] = own
+    at = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)
+    new = revise(referral, plan, proposed, as_of=AS_OF, author="pt@clinic.example", at=at,
+                 reason="slower")
+    edited, other = new["exercises"][0], new["exercises"][1]
+    assert edited["dose"] == {**plan["exercises"][0]["dose"], "text": own, "text_edited": True}
+    assert "text_edited" not in other["dose"]
+    assert any("dose.text" in line for line in new["versions"][-1]["changes"])
+    text = pdf_text(render_handout(referral, released(new), clinic))
+    assert plain(own) in text
+    with tr.using("es"):
+        translated = tr.dose_words(other["dose"])
+    assert translated and translated != other["dose"]["text"] and plain(translated) in text
+    assert plain(other["dose"]["text"]) + "," not in text  # not the English words
+    # the clinician's text sent back as read with new numbers goes back to the engine's words
+    again = {"exercises": [{"id": e["id"], "dose": dict(e["dose"])} for e in new["exercises"]]}
+    again["exercises"][0]["dose"]["reps"] = 12
+    newer = revise(referral, new, again, as_of=AS_OF, author="pt@clinic.example", at=at,
+                   reason="more repeats")
+    assert "text_edited" not in newer["exercises"][0]["dose"]
+    assert "12" in newer["exercises"][0]["dose"]["text"]
