@@ -65,6 +65,17 @@ class Settings:
     fax_inbox_poll: bool = False  # True: fetch received faxes from hfaxd's recvq (fax_hylafax_*)
     fax_inbox_poll_seconds: float = 30.0
     fax_retention_days: int = 90  # a handled (or archived) received fax is purged after this
+    # where documents' bytes live: file:PATH (default: file:<data dir>/document-store)
+    # or s3://BUCKET/PREFIX (docs/operations.md, "Where documents live")
+    document_store: str = ""
+    document_store_endpoint_url: str = ""  # an S3-compatible server; empty: AWS
+    document_store_region: str = ""
+    document_store_access_key_id: str = ""  # empty: boto3's chain (AWS_* variables, role)
+    document_store_secret_access_key: str = ""
+    document_store_sse: str = ""  # S3 server-side encryption: AES256 or aws:kms; empty: none
+    # documents of completed, rejected or cancelled referrals are deleted from the
+    # store this long after the referral closed; 0: kept
+    document_retention_days: int = 0
     tessdata_dir: str = ""  # Tesseract's language data; empty: found where Debian puts it
     paper: str = "letter"  # letter or a4
     secret_key: str = ""
@@ -90,8 +101,24 @@ class Settings:
     login_delay_base_seconds: float = 1.0  # doubles with every further failure
     login_delay_max_seconds: float = 900.0
     login_forget_seconds: float = 3600.0  # failures forgotten this long after the delay
+    oidc_issuer: str = ""  # single sign-on for staff (OpenID Connect); empty: passwords only
+    oidc_client_id: str = ""
+    oidc_client_secret: str = ""
+    oidc_provider_name: str = "single sign-on"  # the sign-in page: "Sign in with <this>"
     stuck_after_seconds: int = 30  # work not moving for this long is queued again
     task_time_limit: int = 300  # seconds; a delivery lease outlives it by a minute
+    alert_email: str = ""  # alerts (ops.alerts) are emailed here through REFFLOW_SMTP_URL ...
+    alert_webhook_url: str = ""  # ... and/or POSTed here, signed (Standard Webhooks)
+    alert_webhook_secret: str = ""  # the alert webhook's signing secret (whsec_...)
+    alert_check_seconds: float = 30.0  # how often the scheduler evaluates the alert conditions
+    alert_window_minutes: float = 10.0  # a channel's failure rate is counted over this window
+    alert_channel_failures: int = 5  # a channel's incident starts at this many failed attempts ...
+    alert_channel_failure_percent: float = 50.0  # ... when they are this share of its attempts
+    alert_channel_clear_successes: int = 3  # ... and clears after this many sends in a row
+    alert_queue_backlog: int = 500  # messages waiting in a broker queue (clears at half)
+    alert_outbox_backlog: int = 500  # outbox messages due but not relayed (clears at half)
+    alert_no_worker_seconds: float = 60.0  # no worker online for this long
+    alert_review_hours: float = 24.0  # a referral waiting in needs_review longer than this
     log_level: str = "INFO"
 
     # -- derived ------------------------------------------------------------
@@ -113,6 +140,10 @@ class Settings:
     @property
     def documents_dir(self) -> Path:
         return self.data_dir / "documents"
+
+    @property
+    def document_store_url(self) -> str:
+        return self.document_store or f"file:{(self.data_dir / 'document-store').resolve()}"
 
     @property
     def fax_spool_dir(self) -> Path:
@@ -168,10 +199,22 @@ def _finish(settings: Settings) -> Settings:
         raise ConfigError("REFFLOW_PAPER must be 'letter' or 'a4'")
     if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", settings.clinic_locale):
         raise ConfigError("REFFLOW_CLINIC_LOCALE must be a locale such as en_US or en_GB")
+    if not settings.document_store_url.startswith(("file:/", "s3://")) \
+            or settings.document_store_url in ("file:/", "s3://"):
+        raise ConfigError("REFFLOW_DOCUMENT_STORE must be file:/ABSOLUTE/PATH or "
+                          "s3://BUCKET/PREFIX")
+    if settings.document_store_sse not in {"", "AES256", "aws:kms"}:
+        raise ConfigError("REFFLOW_DOCUMENT_STORE_SSE must be AES256 or aws:kms (or empty)")
+    if settings.document_retention_days < 0:
+        raise ConfigError("REFFLOW_DOCUMENT_RETENTION_DAYS must be 0 (keep) or more")
     if settings.delivery_lease_seconds < 3:
         raise ConfigError("REFFLOW_DELIVERY_LEASE_SECONDS must be 3 or more")
     if settings.database_url:
         _check_database_url(settings.sqlalchemy_url)
+    if settings.alert_webhook_url and not settings.alert_webhook_secret:
+        raise ConfigError("REFFLOW_ALERT_WEBHOOK_URL needs REFFLOW_ALERT_WEBHOOK_SECRET "
+                          "(a whsec_... secret the receiver checks the signature with)")
+    _check_oidc(settings)
     if not settings.secret_key:
         if not settings.embedded:
             raise ConfigError(
@@ -185,6 +228,24 @@ def _finish(settings: Settings) -> Settings:
         if not settings.broker_url:
             raise ConfigError("REFFLOW_BROKER_URL is required in production")
     return settings
+
+
+def _check_oidc(settings: Settings) -> None:
+    """Single sign-on needs all three of issuer, client id and secret, or none."""
+    given = {"REFFLOW_OIDC_ISSUER": settings.oidc_issuer,
+             "REFFLOW_OIDC_CLIENT_ID": settings.oidc_client_id,
+             "REFFLOW_OIDC_CLIENT_SECRET": settings.oidc_client_secret}
+    if not any(given.values()):
+        return
+    missing = [key for key, value in given.items() if not value]
+    if missing:
+        raise ConfigError(f"single sign-on needs {', '.join(missing)} too "
+                          "(or leave all REFFLOW_OIDC_* settings empty)")
+    scheme = settings.oidc_issuer.split("://", 1)[0]
+    if scheme not in {"https", "http"} or "://" not in settings.oidc_issuer:
+        raise ConfigError("REFFLOW_OIDC_ISSUER must be the provider's https:// URL")
+    if scheme == "http" and not settings.embedded:
+        raise ConfigError("REFFLOW_OIDC_ISSUER must use https:// in production")
 
 
 DATABASE_URL_FORMS = "sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"

@@ -139,6 +139,8 @@ class Referral(Base):
         Index("ix_referrals_practice_created", "practice_id", "created_at"),
         Index("ix_referrals_status_updated", "status", "updated_at"),
         Index("ix_referrals_practice_external", "practice_id", "external_id"),
+        # the Reports' period: referrals received between two times (stats)
+        Index("ix_referrals_created_status_practice", "created_at", "status", "practice_id"),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
@@ -218,8 +220,11 @@ class PlanVersion(Base):
 
 
 class Document(Base):
-    """A rendered document (handout PDF, summary PDF, fax TIFF), bytes in the database
-    so every worker machine reads the same copy."""
+    """A rendered document (handout PDF, summary PDF, fax TIFF): what it is here,
+    its bytes in the document store (``refflow.db.blobstore``) under
+    ``store_key``, checked against ``sha256`` on every read. Rows written before
+    the store (migration 0012) still hold their bytes in ``content``. A
+    document deleted by the retention period keeps its row, with ``purged_at``."""
 
     __tablename__ = "documents"
     __table_args__ = (UniqueConstraint("referral_id", "name"),)
@@ -231,7 +236,9 @@ class Document(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     pages: Mapped[int | None] = mapped_column(Integer)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)  # before the store only
+    store_key: Mapped[str | None] = mapped_column(String(200))
+    purged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
@@ -356,7 +363,8 @@ class ReceivedFax(Base):
     to_number: Mapped[str | None] = mapped_column(String(32))
     practice_id: Mapped[str | None] = mapped_column(ForeignKey("practices.id"), index=True)
     content_type: Mapped[str] = mapped_column(String(60))  # image/tiff or application/pdf
-    content: Mapped[bytes] = mapped_column(LargeBinary)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)  # before the document store only
+    store_key: Mapped[str | None] = mapped_column(String(200))  # the image in the document store
     pages: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="received")
     # what reading found: OCR text and confidence per page, the form's fields

@@ -73,7 +73,7 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the web pages on ``app`` (called by ``create_app``)."""
-    from refflow.web import auth, fax_inbox, paper_forms, patient, portal, staff
+    from refflow.web import auth, fax_inbox, oidc, paper_forms, patient, portal, staff, users
     from refflow.web.principal import uses_session_cookie
 
     settings = app.extensions["refflow.settings"]
@@ -99,11 +99,13 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(assets)
     app.register_blueprint(auth.bp)
+    oidc.init_app(app)  # single sign-on, when configured
     app.register_blueprint(staff.bp)
     app.register_blueprint(portal.bp)
     app.register_blueprint(fax_inbox.bp)
     app.register_blueprint(paper_forms.bp)
     app.register_blueprint(patient.bp)
+    app.register_blueprint(users.bp)  # admins only
     formatting.init_app(app, settings)
 
     @app.before_request

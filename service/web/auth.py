@@ -57,12 +57,14 @@ class WebUser:
     def is_staff(self) -> bool:
         return self.role in {"staff", "admin"}
 
+    @property
+    def is_admin(self) -> bool:
+        """Manages users, practices, API keys, webhooks and settings; staff work the queue."""
+        return self.role == "admin"
+
 
 def _throttle() -> SigninThrottle:
-    throttle = current_app.extensions.get("refflow.signin_throttle")
-    if throttle is None:
-        throttle = signin_throttle.init_app(current_app, current_app.extensions["refflow.settings"])
-    return throttle
+    return signin_throttle.for_app(current_app)
 
 
 def _db():
@@ -113,6 +115,22 @@ def staff_required(view):
     return wrapped
 
 
+def admin_required(view):
+    """Admin pages: staff get 403 (they know the page exists), practice users 404."""
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        user = current_user()
+        if user is None:
+            return _to_login()
+        if not user.is_staff:
+            abort(404)
+        if not user.is_admin:
+            abort(403, "Only an administrator can open this page.")
+        return view(user, *args, **kwargs)
+
+    return wrapped
+
+
 def practice_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
@@ -130,7 +148,7 @@ def home_for(user: WebUser) -> str:
     return url_for("portal.index") if user.role == "practice" else url_for("staff.dashboard")
 
 
-def _safe_next(value: str | None) -> str | None:
+def safe_next(value: str | None) -> str | None:
     """Only a path on this site (never //host or a scheme). Control characters
     and whitespace are refused outright: browsers drop tabs and newlines from
     a URL, so "/<tab>/evil.example" would become "//evil.example"."""
@@ -149,11 +167,11 @@ def login():
     if request.method == "GET":
         if user is not None:
             return redirect(home_for(user))
-        return render_template("login.html", email="", next=_safe_next(request.args.get("next")))
+        return render_template("login.html", email="", next=safe_next(request.args.get("next")))
 
     email = (request.form.get("email") or "").strip()[:254]
     password = request.form.get("password") or ""
-    nxt = _safe_next(request.form.get("next"))
+    nxt = safe_next(request.form.get("next"))
     throttle = _throttle()
     error = None
     if not email or not password:
@@ -180,19 +198,25 @@ def login():
         return render_template("login.html", email=email, next=nxt, error=error), 401
 
     throttle.succeeded(account, device)
-    session.clear()  # a new session: nothing (and no CSRF token) carries over
-    session.permanent = True
-    now = int(time.time())
-    session.update({"user_id": user_id, "epoch": epoch, "seen": now, "since": now})
-    g.pop("web_user", None)
-    default = url_for("portal.index") if role == "practice" else url_for("staff.dashboard")
-    response = redirect(nxt or default)
+    response = begin_session(user_id, role, epoch, nxt)
     # this browser now has a sign-in counter of its own for this account
     response.set_cookie(throttle.device_cookie, throttle.new_device_cookie(account, device),
                         max_age=signin_throttle.DEVICE_MAX_AGE, path="/", httponly=True,
                         samesite="Lax", secure=throttle.device_cookie.startswith("__Host-")
                         or request.is_secure)
     return response
+
+
+def begin_session(user_id: str, role: str, epoch: int, nxt: str | None):
+    """Sign this browser in as the user (a password or single sign-on checked
+    who it is): a redirect to ``nxt`` or the user's home page."""
+    session.clear()  # a new session: nothing (and no CSRF token) carries over
+    session.permanent = True
+    now = int(time.time())
+    session.update({"user_id": user_id, "epoch": epoch, "seen": now, "since": now})
+    g.pop("web_user", None)
+    default = url_for("portal.index") if role == "practice" else url_for("staff.dashboard")
+    return redirect(nxt or default)
 
 
 def _slow_down(email: str, nxt: str | None, account: str, address: str, wait: float):
@@ -204,7 +228,8 @@ def _slow_down(email: str, nxt: str | None, account: str, address: str, wait: fl
         s.add(AuditEntry(actor="anonymous", action="login.delayed", ip=request.remote_addr,
                          detail=f"account {account[:12]}; retry in {seconds} s"))
     error = (f"Too many failed sign-ins for this account or from this network. "
-             f"Try again in {wait_text(seconds)}.")
+             f"Try again in {wait_text(seconds)}, or ask an administrator to unlock "
+             f"your account.")
     page = render_template("login.html", email=email, next=nxt, error=error)
     return page, 429, {"Retry-After": str(seconds)}
 
