@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from refflow.db.models import PatientLink, PatientSession, Referral, utcnow
+from refflow.documents.translations import N_
 
 DIFFICULTIES = ("easy", "ok", "hard")
 NOTE_MAX = 500
@@ -29,7 +30,13 @@ SUMMARY_WEEKS = 8
 
 
 class PatientPageError(ValueError):
-    """A logged session that cannot be kept; the message says why, for the patient."""
+    """A logged session that cannot be kept; ``message`` says why, for the
+    patient (an English msgid of the patient's catalogue: the page shows it
+    translated)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def hash_token(token: str) -> str:
@@ -120,22 +127,22 @@ def log_session(session, link: PatientLink, *, done_on: dt.date, today: dt.date,
                 note: str | None = None) -> PatientSession:
     """Keep one session; raises PatientPageError with a patient-facing reason."""
     if done_on > today:
-        raise PatientPageError("That date is in the future.")
+        raise PatientPageError(N_("That date is in the future."))
     if done_on < today - dt.timedelta(days=31):
-        raise PatientPageError("Sessions can be logged for the last month only.")
+        raise PatientPageError(N_("Sessions can be logged for the last month only."))
     if pain in ("", None):
         pain_value = None
     else:
         try:
             pain_value = int(pain)
         except (TypeError, ValueError):
-            raise PatientPageError("Pain is a number from 0 to 10.") from None
+            raise PatientPageError(N_("Pain is a number from 0 to 10.")) from None
         if not 0 <= pain_value <= 10:
-            raise PatientPageError("Pain is a number from 0 to 10.")
+            raise PatientPageError(N_("Pain is a number from 0 to 10."))
     if difficulty in ("", None):
         difficulty = None
     elif difficulty not in DIFFICULTIES:
-        raise PatientPageError("Choose easy, OK or hard.")
+        raise PatientPageError(N_("Choose easy, OK or hard."))
     note = " ".join((note or "").split())[:NOTE_MAX] or None
     row = PatientSession(referral_id=link.referral_id, link_id=link.id, done_on=done_on,
                          pain=pain_value, difficulty=difficulty, note=note)

@@ -10,10 +10,25 @@ difficulty rating. An expired or revoked link says so, with the clinic's
 phone. Every access is on the audit trail (link and referral ids only); the
 token is never logged (the server keeps no access log and the metrics label
 is the route rule).
+
+Every screen is in the language of the plan's handout
+(``documents.handout.handout_language``), through the same gettext
+catalogue (``documents.translations``: ``with using(language)`` around the
+view, ``_()`` in the templates) and the same exercise cards
+(``handout.exercise_rows`` over the plan's translated texts), so the page
+and the printed handout say the same thing; dates and numbers in that
+language's locale (Babel). An unreviewed translation says so, as the
+handout does. A link that is not found is answered in the browser's
+preferred language among those shipped.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+
+from babel.dates import format_skeleton, format_timedelta
+from babel.numbers import format_decimal
 from flask import (
     Blueprint,
     Response,
@@ -29,13 +44,14 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Plan
-from refflow.documents import formatting as fmt
+from refflow.documents import handout
+from refflow.documents import translations as tr
+from refflow.documents.translations import N_, _
 from refflow.intake.validation import clinic_today
 from refflow.referrals import patient_page
 from refflow.web import downloads, drawing_images
 from refflow.web.auth import _throttle
 from refflow.web.limits import client_address
-from refflow.web.signin_throttle import wait_text
 
 bp = Blueprint("patient", __name__, url_prefix="/p")
 
@@ -75,17 +91,44 @@ def _signed_in(link) -> bool:
     return isinstance(data, dict) and data.get("l") == link.id
 
 
-def _page(template: str, status: int = 200, **ctx) -> Response:
+DIFFICULTY_WORDS = {"easy": N_("Easy"), "ok": N_("OK"), "hard": N_("Hard")}
+DIFFICULTY_LOGGED = {"easy": N_("easy"), "ok": N_("OK"), "hard": N_("hard")}
+
+
+def _plan(s, referral_id: str) -> dict:
+    return s.scalar(select(Plan.body).where(Plan.referral_id == referral_id)) or {}
+
+
+def _language(plan: dict | None) -> str:
+    """The handout's language for a known link; for a link not found, the
+    browser's preferred one among those shipped."""
+    if plan is not None:
+        return handout.handout_language(plan)
+    return request.accept_languages.best_match(tr.languages()) or tr.SOURCE_LANGUAGE
+
+
+def _locale() -> str:
+    return tr.locale_for(_settings().clinic_locale)
+
+
+def _page(template: str, plan: dict | None, status: int = 200, **ctx) -> Response:
+    """A page in the current language (inside ``tr.using``)."""
     s = _settings()
-    body = render_template(template, clinic_name=s.clinic_name, clinic_phone=s.clinic_phone,
-                           **ctx)
+    body = render_template(
+        template, clinic_name=s.clinic_name, clinic_phone=s.clinic_phone,
+        lang=_locale().replace("_", "-"), _=_, ngettext=tr.ngettext,
+        unreviewed=plan is not None and handout.unreviewed_translation(plan),
+        unreviewed_notice=_(handout.UNREVIEWED_NOTICE),
+        unreviewed_english=handout.UNREVIEWED_ENGLISH, **ctx)
     return downloads.private(make_response(body, status))
 
 
 def _closed(s, found) -> Response:
     _audit(s, found.link, f"patient_page.{found.state}")
-    return _page("patient/closed.html", 404 if found.state == "unknown" else 410,
-                 state=found.state)
+    plan = _plan(s, found.link.referral_id) if found.link else None
+    with tr.using(_language(plan)):
+        return _page("patient/closed.html", plan, 404 if found.state == "unknown" else 410,
+                     state=found.state)
 
 
 @bp.get("/<token>")
@@ -95,20 +138,22 @@ def page(token: str):
         if found.state != "open":
             return _closed(s, found)
         link = found.link
-        if not _signed_in(link):
-            _audit(s, link, "patient_page.ask_birth_date")
-            return _page("patient/birth_date.html", token=token)
-        plan = s.scalar(select(Plan.body).where(Plan.referral_id == link.referral_id)) or {}
-        today = clinic_today(_settings().clinic_timezone)
-        start = patient_page.program_start(s, link.referral_id) or link.created_at
-        since = start.astimezone(_zone()).date()
-        week, exercises = patient_page.this_week(plan, since, today)
-        logged = patient_page.sessions(s, link.referral_id, limit=20)
-        _audit(s, link, "patient_page.view")
-        cards = [_card(ex) for ex in exercises]
-        return _page("patient/plan.html", token=token, week=week, exercises=cards,
-                     logged=logged, today=today.isoformat(),
-                     difficulties=patient_page.DIFFICULTIES)
+        plan = _plan(s, link.referral_id)
+        with tr.using(_language(plan)):
+            if not _signed_in(link):
+                _audit(s, link, "patient_page.ask_birth_date")
+                return _page("patient/birth_date.html", plan, token=token)
+            today = clinic_today(_settings().clinic_timezone)
+            start = patient_page.program_start(s, link.referral_id) or link.created_at
+            since = start.astimezone(_zone()).date()
+            week, exercises = patient_page.this_week(plan, since, today)
+            logged = [_logged(row) for row in patient_page.sessions(s, link.referral_id, limit=20)]
+            _audit(s, link, "patient_page.view")
+            return _page("patient/plan.html", plan, token=token, week=_number(week),
+                         exercises=_cards(plan, exercises), logged=logged,
+                         today=today.isoformat(),
+                         difficulties=[(d, _(DIFFICULTY_WORDS[d]))
+                                       for d in patient_page.DIFFICULTIES])
 
 
 def _zone():
@@ -117,13 +162,46 @@ def _zone():
     return ZoneInfo(_settings().clinic_timezone)
 
 
-def _card(ex: dict) -> dict:
-    return {"name": ex.get("name") or ex.get("id") or "Exercise",
-            "picture": drawing_images.picture(ex.get("drawing")),
-            "dose": fmt.sentence(f"{fmt.dose_text(ex.get('dose'))}, "
-                                 f"{fmt.days_text(ex.get('days_per_week'))}"),
-            "steps": [fmt.sentence(step) for step in ex.get("instructions") or []],
-            "safety": fmt.sentence(ex["safety_cue"]) if ex.get("safety_cue") else ""}
+def _number(n: int) -> str:
+    return format_decimal(n, locale=_locale())
+
+
+def _logged(row) -> dict:
+    """A logged session in words: "Monday, December 7 · pain 4/10 · hard"."""
+    parts = [_("pain {n}/10").format(n=_number(row.pain))] if row.pain is not None else []
+    if row.difficulty in DIFFICULTY_LOGGED:
+        parts.append(_(DIFFICULTY_LOGGED[row.difficulty]))
+    return {"day": format_skeleton("MMMMEEEEd", row.done_on, locale=_locale()),
+            "details": parts}
+
+
+def _cards(plan: dict, exercises: list[dict]) -> list[dict]:
+    """The exercises as the handout's cards, in the current language: the
+    same rows (dose and days, what you need, steps, safety cue, easier and
+    harder) from ``handout.exercise_rows``."""
+    starts = handout.start_weeks(plan)
+    days = handout.exercise_days(plan.get("weekly_schedule") or [])
+    cards = []
+    for ex in handout.in_language(exercises):
+        rows = handout.exercise_rows(ex, starts.get(ex.get("id")), days.get(ex.get("id")))
+        steps = [text for label, text in rows if label[:-1].isdigit()]
+        labelled = [{"label": label, "text": text, "safety": label == _("Stay safe:")}
+                    for label, text in rows if not label[:-1].isdigit()]
+        first_after = next((i for i, row in enumerate(rows) if row[0][:-1].isdigit()),
+                           len(rows))
+        cards.append({"name": ex.get("name") or ex.get("id") or _("Exercise"),
+                      "picture": drawing_images.picture(ex.get("drawing")),
+                      "before": labelled[:first_after], "steps": steps,
+                      "after": labelled[first_after:]})
+    return cards
+
+
+def _wait_words(seconds: float) -> str:
+    """How long to wait, rounded up as a person reads it ("3 seconds", "2 minutes")."""
+    whole = max(1, math.ceil(seconds))
+    if whole >= 60:
+        whole = math.ceil(whole / 60) * 60
+    return format_timedelta(dt.timedelta(seconds=whole), locale=_locale(), threshold=2)
 
 
 @bp.post("/<token>")
@@ -136,21 +214,23 @@ def confirm(token: str):
         if found.state != "open":
             return _closed(s, found)
         link = found.link
-        account = throttle.account(f"patient-link:{link.id}")
-        wait = throttle.attempt(account, address)
-        if wait is not None:
-            _audit(s, link, "patient_page.throttled")
-            response = _page("patient/birth_date.html", 429, token=token,
-                             error=f"Too many tries. Please wait {wait_text(wait)} and try "
-                                   "again, or call us.")
-            response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
-            return response
-        if not patient_page.birth_date_matches(s, link, request.form.get("birth_date", "")):
-            throttle.failed(address)
-            _audit(s, link, "patient_page.birth_date_refused")
-            return _page("patient/birth_date.html", 403, token=token,
-                         error="Sorry, that date of birth does not match our records. "
-                               "Please check it and try again.")
+        plan = _plan(s, link.referral_id)
+        with tr.using(_language(plan)):
+            account = throttle.account(f"patient-link:{link.id}")
+            wait = throttle.attempt(account, address)
+            if wait is not None:
+                _audit(s, link, "patient_page.throttled")
+                response = _page("patient/birth_date.html", plan, 429, token=token,
+                                 error=_("Too many tries. Please wait {wait} and try again, "
+                                         "or call us.").format(wait=_wait_words(wait)))
+                response.headers["Retry-After"] = str(max(1, int(wait + 0.999)))
+                return response
+            if not patient_page.birth_date_matches(s, link, request.form.get("birth_date", "")):
+                throttle.failed(address)
+                _audit(s, link, "patient_page.birth_date_refused")
+                return _page("patient/birth_date.html", plan, 403, token=token,
+                             error=_("Sorry, that date of birth does not match our records. "
+                                     "Please check it and try again."))
         throttle.succeeded(account)
         _audit(s, link, "patient_page.birth_date_accepted")
         link_id = link.id
@@ -173,15 +253,16 @@ def log(token: str):
             return redirect(url_for("patient.page", token=token), 303)
         today = clinic_today(_settings().clinic_timezone)
         done = patient_page.parse_date(request.form.get("done_on", "")) or today
-        try:
-            patient_page.log_session(s, link, done_on=done, today=today,
-                                     pain=request.form.get("pain"),
-                                     difficulty=request.form.get("difficulty"),
-                                     note=request.form.get("note"))
-        except patient_page.PatientPageError as exc:
-            s.rollback()
-            flash(str(exc), "error")
-        else:
-            _audit(s, link, "patient_session.log")
-            flash("Well done! Your session is saved.", "success")
+        with tr.using(_language(_plan(s, link.referral_id))):
+            try:
+                patient_page.log_session(s, link, done_on=done, today=today,
+                                         pain=request.form.get("pain"),
+                                         difficulty=request.form.get("difficulty"),
+                                         note=request.form.get("note"))
+            except patient_page.PatientPageError as exc:
+                s.rollback()
+                flash(_(exc.message), "error")
+            else:
+                _audit(s, link, "patient_session.log")
+                flash(_("Well done! Your session is saved."), "success")
     return redirect(url_for("patient.page", token=token) + "#log", 303)

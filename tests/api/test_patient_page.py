@@ -16,6 +16,7 @@ from sqlalchemy import select
 from refflow.db.models import AuditEntry, Document, PatientLink, PatientSession, Referral
 from refflow.pipeline import flow, outbox
 from refflow.pipeline.context import Pipeline
+from refflow.pipeline.stored_documents import document_bytes
 from refflow.referrals import patient_page
 
 BIRTH_DATE = "1962-04-11"
@@ -34,30 +35,40 @@ RELEASED = {  # an osteopenia referral the engine releases without review
 }
 
 
+def stored(settings, rid: str, name: str) -> bytes:
+    """A document's bytes, as the document store holds them."""
+    p = Pipeline(settings)
+    with p.db.session() as s:
+        return document_bytes(p.store, s.scalar(select(Document).where(
+            Document.referral_id == rid, Document.name == name)))
+
+
 def csrf(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
-@pytest.fixture
-def released(client, auth, settings, db):
-    """A referral whose plan was released: (referral id, token)."""
-    r = client.post("/api/v1/referrals", json=RELEASED, headers=auth)
+def _release(client, auth, settings, db, body: dict) -> tuple[str, str]:
+    """Submit ``body`` and build its plan (released): (referral id, token)."""
+    r = client.post("/api/v1/referrals", json=body, headers=auth)
     assert r.status_code == 202, r.text
     rid = r.get_json()["id"]
     outbox.relay(db, lambda task, args: None)
     p = Pipeline(settings, db=db, publish=lambda task, args: None)
     assert flow.build_plan(p, rid) == "delivering"
-    with db.session() as s:
-        url = s.scalar(select(Document.content).where(Document.referral_id == rid,
-                                                      Document.name == "patient-link.txt"))
-    url = url.decode()
+    url = stored(settings, rid, "patient-link.txt").decode()
     assert url.startswith(settings.public_url + "/p/")
     return rid, url.rsplit("/", 1)[1]
 
 
+@pytest.fixture
+def released(client, auth, settings, db):
+    """A referral whose plan was released: (referral id, token)."""
+    return _release(client, auth, settings, db, RELEASED)
+
+
 def _open(client, token: str, birth_date: str = BIRTH_DATE):
     page = client.get(f"/p/{token}")
-    assert page.status_code == 200 and "date of birth" in page.text
+    assert page.status_code == 200 and 'name="birth_date"' in page.text
     return client.post(f"/p/{token}", data={"birth_date": birth_date,
                                              "csrf_token": csrf(page.text)})
 
@@ -66,8 +77,7 @@ def test_release_makes_a_link_stored_hashed_and_in_the_handout(released, db, set
     rid, token = released
     with db.session() as s:
         links = s.scalars(select(PatientLink).where(PatientLink.referral_id == rid)).all()
-        handout = s.scalar(select(Document.content).where(Document.referral_id == rid,
-                                                          Document.name == "handout.pdf"))
+    handout = stored(settings, rid, "handout.pdf")
     assert len(links) == 1 and links[0].token_hash == patient_page.hash_token(token)
     assert token not in links[0].token_hash
     days = (links[0].expires_at - links[0].created_at).days
@@ -223,7 +233,7 @@ def test_alerts_for_stopped_logging_and_rising_pain(released, db):
     assert not patient_page.rising_pain([3, 3, 3, 4])
 
 
-def test_staff_see_the_log_and_revoke_the_link(client, released, db):
+def test_staff_see_the_log_and_revoke_the_link(client, released, db, settings):
     from refflow.accounts.users import create_user
 
     rid, token = released
@@ -241,10 +251,8 @@ def test_staff_see_the_log_and_revoke_the_link(client, released, db):
     assert "1 session logged" in section and "pain 3/10" in section and "<svg" in section
     r = staff.post(f"/referrals/{rid}/patient-link/new", data={"csrf_token": csrf(page.text)})
     new_url = re.search(r"data-new-patient-url>([^<]+)<", r.text).group(1)
-    with db.session() as s:  # the handout and the email's link now carry the new link
-        stored = dict(s.execute(select(Document.name, Document.content).where(
-            Document.referral_id == rid, Document.name.in_(["patient-link.txt"]))).all())
-    assert stored["patient-link.txt"].decode() == new_url
+    # the handout and the email's link now carry the new link
+    assert stored(settings, rid, "patient-link.txt").decode() == new_url
     assert client.get(f"/p/{token}").status_code == 410  # the old link stopped
     with db.session() as s:  # the program's weeks count from the first link
         first = s.scalar(select(PatientLink.created_at).where(PatientLink.referral_id == rid)
@@ -270,3 +278,99 @@ def test_no_token_in_logs_or_audit(client, released, db, caplog):
             assert token not in f"{row.actor} {row.action} {row.detail}"
     metrics = client.get("/metrics").text
     assert token not in metrics and "/p/<token>" in metrics
+
+
+# ---- in the patient's language --------------------------------------------------------
+
+def _words(html_text: str) -> str:
+    """The page's text as a person reads it (tags gone, entities decoded, spaces joined)."""
+    import html
+
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", html_text)).split())
+
+
+@pytest.fixture
+def spanish(client, auth, settings, db):
+    """A Spanish-speaking patient's released plan (the clinic allows the
+    unreviewed Spanish): (referral id, token, plan)."""
+    from refflow.db.models import Plan
+
+    body = {**RELEASED, "external_id": "EHR-ES",
+            "patient": {**RELEASED["patient"], "preferred_language": "es"}}
+    rid, token = _release(client, auth, settings.with_overrides(allow_unreviewed_translations=True),
+                          db, body)
+    with db.session() as s:
+        plan = s.scalar(select(Plan.body).where(Plan.referral_id == rid))
+    assert plan["language"] == "es" and plan["translation_reviewed"] is False
+    return rid, token, plan
+
+
+def test_a_spanish_speaking_patients_page_is_in_spanish(client, spanish, db, settings):
+    from refflow.documents import translations as tr
+    from refflow.planning.catalog import load_catalog
+
+    rid, token, plan = spanish
+    page = client.get(f"/p/{token}")
+    assert page.status_code == 200 and '<html lang="es-US">' in page.text
+    text = _words(page.text)
+    for words in ("Su plan de ejercicios", "Fecha de nacimiento", "Ver mis ejercicios",
+                  "¿Preguntas? Llámenos al", "todavía no ha sido revisada"):
+        assert words in text, words
+    for english in ("Date of birth", "Show my exercises", "Questions?", "Your exercise plan"):
+        assert english not in text, english
+    r = client.post(f"/p/{token}", data={"birth_date": "1951-03-03", "csrf_token": csrf(page.text)})
+    assert r.status_code == 403 and "no coincide con nuestros datos" in _words(r.text)
+
+    assert _open(client, token).status_code == 303
+    text = _words(client.get(f"/p/{token}").text)
+    assert "Los ejercicios de esta semana" in text and "Semana 1 de su plan" in text
+    assert "Hice mis ejercicios hoy" in text and "todavía no ha sido revisada" in text
+    english = set()
+    for ex in load_catalog().exercises:  # every English sentence a card could show
+        english.update({ex.name, *ex.instructions, ex.safety_cue, ex.progression, ex.regression})
+    for sentence in english:
+        if len(sentence.split()) >= 3:
+            assert sentence.strip() not in text, sentence
+    shown = [ex for ex in plan["exercises"] if (ex.get("phase_from") or 1) == 1]
+    assert shown
+    with tr.using("es"):
+        for ex in shown:  # the handout's Spanish texts and dose words
+            spanish_texts = ex["translations"]["es"]
+            assert spanish_texts["name"] in text
+            assert spanish_texts["instructions"][0].rstrip(".") in text
+            assert tr.dose_words(ex["dose"]) in text
+    for english_words in ("Log today's exercises", "This week's exercises", "Stay safe",
+                          "sets of"):
+        assert english_words not in text, english_words
+
+
+def test_a_spanish_patient_logs_a_session_in_spanish(client, spanish, db, settings):
+    _, token, _plan = spanish
+    assert _open(client, token).status_code == 303
+    r = _log(client, token, pain="11")
+    assert "El dolor es un número del 0 al 10." in _words(client.get(r.headers["Location"]).text)
+    r = _log(client, token, pain="4", difficulty="hard")
+    text = _words(client.get(r.headers["Location"]).text)
+    assert "¡Muy bien! Su sesión quedó guardada." in text
+    assert "dolor 4/10 · difícil" in text
+    from babel.dates import format_skeleton
+
+    from refflow.intake.validation import clinic_today
+
+    today = clinic_today(settings.clinic_timezone)
+    assert format_skeleton("MMMMEEEEd", today, locale="es_US") in text  # "lunes, 7 de diciembre"
+
+
+def test_a_spanish_patients_closed_link_is_in_spanish(client, spanish, db, settings):
+    rid, token, _plan = spanish
+    with db.session() as s:
+        patient_page.revoke(s, rid, actor="user:test")
+    r = client.get(f"/p/{token}")
+    text = _words(r.text)
+    assert r.status_code == 410 and "Este enlace ya no se usa" in text
+    assert f"Por favor, llámenos al {settings.clinic_phone}" in text
+    # a link not found: the browser's language among those shipped
+    r = client.get("/p/not-a-real-token", headers={"Accept-Language": "es-US,es;q=0.9"})
+    assert r.status_code == 404 and "No encontramos este enlace" in _words(r.text)
+    r = client.get("/p/not-a-real-token", headers={"Accept-Language": "fr"})
+    assert "We could not find this link" in _words(r.text)
