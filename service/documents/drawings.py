@@ -4,7 +4,10 @@ Drawn with ReportLab vector graphics from an exercise's ``drawing`` data
 (the catalogue's, completed by planning/drawing.py and carried in the plan's
 exercise dicts): the figure (documents/figure.py), the props it uses (chair,
 wall, counter, band, step, mat, ...), arrows for the movement and, where it
-can be seen, the safety cue (a straight guide line along the back). Black on
+can be seen, the safety cue (a straight guide line along the back). Two
+positions stand side by side (``layout`` "apart") or, for a body on the
+floor, in one picture with the start dashed under the end ("overlay").
+Props are placed clear of the figure. Black on
 white with strokes of 1.8 pt or more, so that a drawing 80 pt tall stays
 legible in a fax at normal resolution (204 x 98 dpi).
 """
@@ -24,8 +27,12 @@ BODY_PT = 3.0  # the person
 FAR_PT = 2.2  # the far arm and leg
 PROP_PT = 1.8  # furniture, arrows' shafts
 STEP_H, BOX_H = 0.1, 0.22
+ROWER_SEAT, LEG_PRESS_SEAT = 0.1, 0.2  # how high the machine holds the person (body units)
 CAPTION_SIZE = 12  # the handout's smallest type
 ARROW_GAP = 26.0  # points between the two positions, for the big arrow
+STAND_H = 1.06  # a standing person's drawing, floor to head with the margins (body units)
+MAX_ZOOM = 2.0  # nothing is drawn bigger than this many times a standing person's size
+START_DASH = (4, 3)  # the start position's pattern in an overlay (points on, off)
 
 Shape = tuple  # ("line", p, q) | ("rect", x, y, w, h) | ("circle", c, r) | ("poly", [p...]) ...
 
@@ -45,6 +52,7 @@ class Scene:
             self.arrows = list(drawing.get("arrows") or [])
             self.guide = drawing.get("guide")
             self.cue = str(drawing.get("cue") or "")
+            self.overlay = drawing.get("layout") == "overlay" and "end" in drawing
             anchor = drawing.get("anchor", "auto")
             if anchor == "auto":  # what stays put: the hands on a support, else the far foot
                 held = all(f.get("hands") in ("counter", "wall", "rail") for f in self.frames)
@@ -52,12 +60,34 @@ class Scene:
             self.bodies = [self._place(body(f, self.view), f, anchor) for f in self.frames]
         except (KeyError, TypeError, IndexError) as exc:
             raise DrawingDataError(f"drawing data is incomplete ({exc})") from None
+        self.step_x = self._step_x()
         self.static = self._static_props()
+
+    def _step_x(self) -> float | None:
+        """Where the step (or box) starts, under the feet on it; a position beside it
+        on the floor moves back off it."""
+        if "step" not in self.props and "box" not in self.props:
+            return None
+        height = BOX_H if "box" in self.props else STEP_H
+        pairs = list(zip(self.frames, self.bodies))
+        on = [b for f, b in pairs if f.get("on") == "step"]
+        raised = [b for b in self.bodies if b.ankles[0][1] > 0.06 and b.ankles[0][1] - b.lowest() > 0.06]
+        ref = (on or raised or [self.bodies[-1]])[0]
+        x = min(ref.heels[0][0], ref.toes[0][0], *([ref.heels[1][0]] if on else [])) - 0.03
+        for k, (f, b) in enumerate(pairs):
+            low = [px for px, py in b.points() if py < height - 0.01]
+            if f.get("on") != "step" and low and max(low) > x - 0.03:
+                self.bodies[k] = b.moved(x - 0.05 - max(low), 0.0)
+        return x
 
     def _place(self, b: Body, frame: dict, anchor: str) -> Body:
         floor = 0.0
         if frame.get("on") == "step":
             floor = BOX_H if "box" in self.props else STEP_H
+        elif "rower" in self.props:
+            floor = ROWER_SEAT
+        elif "leg_press" in self.props:
+            floor = LEG_PRESS_SEAT
         dy = floor - b.lowest()
         ax = b.point(anchor)[0]
         return b.moved(-ax, dy)
@@ -76,8 +106,11 @@ class Scene:
             seat = p[1] - 0.035
             if frames[i].get("pose") != "sit" and seat > 0.3:
                 seat = 0.27
-            back = p[0] - 0.09
-            front = p[0] + 0.17
+            # the seat's front edge behind the lower legs (standing in front of the chair)
+            shins = [x for b in bodies for x, y in (*b.knees, *b.ankles, *b.heels, *b.toes)
+                     if y < seat + 0.05]
+            front = min([p[0] + 0.17] + [x - 0.03 for x in shins])
+            back = min(p[0] - 0.09, front - 0.22)
             out += [("prop", ("line", (back, seat), (front, seat))),
                     ("prop", ("line", (back, 0), (back, seat + 0.3))),
                     ("prop", ("line", (front, 0), (front, seat)))]
@@ -91,11 +124,17 @@ class Scene:
                     ("prop", ("line", crank, b.hands[0])),
                     ("prop", ("line", (crank[0] - 0.25, 0), (crank[0] + 0.3, 0)))]
         held = [(f, b) for f, b in zip(frames, bodies)]
+        self.walk = self._walk_arrow()
         if "counter" in self.props:
             hand = next((b.hands[0] for f, b in held if f.get("hands") == "counter"), None)
-            x, top = (hand[0] - 0.02, hand[1]) if hand else (hi + 0.08, 0.5)
+            hx, top = (hand[0], hand[1]) if hand else (hi + 0.06, 0.5)
+            # the cupboard stands clear of the legs (and of a walk's arrow); its top
+            # reaches back to the hand
+            below = [x for b in bodies for x, y in b.points() if y < top - 0.02]
+            x = max([hx - 0.02] + [v + 0.05 for v in below]
+                    + ([max(self.walk[0], self.walk[1]) + 0.05] if self.walk else []))
             out += [("prop", ("rect", x, 0, 0.3, top)),
-                    ("prop", ("line", (x - 0.03, top), (x + 0.3, top)))]
+                    ("prop", ("line", (min(hx, x) - 0.03, top), (x + 0.3, top)))]
         for name in ("wall", "doorway"):
             if name not in self.props:
                 continue
@@ -109,21 +148,13 @@ class Scene:
                     for y in (0.1, 0.35, 0.6, 0.85)]
             if name == "doorway":
                 out.append(("prop", ("line", (x, 1.1), (x + 0.2, 1.1))))
-        if "step" in self.props or "box" in self.props:
-            height = BOX_H if "box" in self.props else STEP_H
-            on = [b for f, b in held if f.get("on") == "step"]
-            raised = [b for b in bodies if b.ankles[0][1] > 0.06 and b.ankles[0][1] - b.lowest() > 0.06]
-            ref = (on or raised or [bodies[-1]])[0]
-            x = min(ref.heels[0][0], ref.toes[0][0], *(
-                [ref.heels[1][0]] if on else [])) - 0.03
+        if self.step_x is not None:
+            height, x = BOX_H if "box" in self.props else STEP_H, self.step_x
             out.append(("prop", ("rect", x, 0, 0.3, height)))
-            if "rail" in self.props:
-                out += [("prop", ("line", (x + 0.25, height), (x + 0.25, height + 0.45))),
-                        ("prop", ("line", (x - 0.25, 0.45), (x + 0.4, height + 0.45)))]
-        elif "rail" in self.props:
-            hand = bodies[0].hands[0]
-            out += [("prop", ("line", (hand[0] - 0.3, hand[1] - 0.01), (hand[0] + 0.3, hand[1] - 0.01))),
-                    ("prop", ("line", (hand[0] + 0.2, 0), (hand[0] + 0.2, hand[1])))]
+            post = max(x + 0.24, hi + 0.06)
+            self.rail_post: tuple[float, float] = (post, height if post <= x + 0.3 else 0.0)
+        else:
+            self.rail_post = (hi + 0.06, 0.0)
         if "water" in self.props:
             y = bodies[0].chest[1] - 0.06
             pts = [(lo - 0.15 + k * 0.05, y + (0.015 if k % 2 else -0.015)) for k in range(
@@ -131,14 +162,82 @@ class Scene:
             out.append(("prop", ("poly", pts)))
         if "machine" in self.props:
             b = bodies[0]
-            out += [("prop", ("line", b.hands[0], (b.hands[0][0] + 0.12, 0))),
-                    ("prop", ("line", (lo - 0.1, 0), (hi + 0.2, 0)))]
+            hand = b.hands[0]
+            self.pulley: Point | None = None
+            if hand[1] > b.chest[1]:  # a pulley overhead (the cable is the frame's), on a frame ahead
+                top = max(y for bb in bodies for _, y in bb.points()) + 0.06
+                self.pulley = (hand[0], top)
+                out += [("prop", ("line", (hand[0] - 0.04, top), (hi + 0.12, top))),
+                        ("prop", ("line", (hi + 0.12, 0), (hi + 0.12, top)))]
+            else:  # handles down to the machine's base
+                out.append(("prop", ("line", hand, (hand[0] + 0.12, 0))))
+            out.append(("prop", ("line", (lo - 0.1, 0), (hi + 0.2, 0))))
+        if "rower" in self.props:  # a low rail from behind the seat to the flywheel
+            back = min(b.pelvis[0] for b in bodies) - 0.12
+            toe = max(max(b.toes[0][0], b.ankles[0][0]) for b in bodies)
+            wheel = (toe + 0.14, ROWER_SEAT + 0.1)
+            rail = ROWER_SEAT / 2
+            out += [("prop", ("line", (back, rail), (wheel[0], rail))),
+                    ("prop", ("line", (back, 0), (back, rail))),
+                    ("prop", ("line", (wheel[0], 0), wheel)),
+                    ("prop", ("circle", wheel, 0.07))]
+            self.rower_wheel: Point = wheel
+        if "leg_press" in self.props:  # the seat and back pad, the sled's track under the plate
+            b = bodies[0]
+            ang = math.radians(b.trunk_angle)
+            ux, uy = math.cos(ang), math.sin(ang)
+            nx, ny = -uy, ux  # behind the back (the figure faces +x)
+            if nx > 0:
+                nx, ny = -nx, -ny
+            p, q = b.pelvis, b.chest
+            pad = [(p[0] + nx * 0.05, p[1] + ny * 0.05), (q[0] + nx * 0.05 + ux * 0.05,
+                                                          q[1] + ny * 0.05 + uy * 0.05)]
+            seat = p[1] - 0.04
+            soles = [((b.heels[0][0] + b.toes[0][0]) / 2, (b.heels[0][1] + b.toes[0][1]) / 2)
+                     for b in bodies]
+            far = max(soles)
+            out += [("prop", ("line", pad[0], pad[1])),
+                    ("prop", ("line", (p[0] - 0.02, seat), (p[0] + 0.12, seat))),
+                    ("prop", ("line", (p[0] + 0.05, seat), (p[0] + 0.05, 0))),
+                    ("prop", ("line", (far[0] + 0.08, 0), (far[0] + 0.08, far[1])))]
         if "band" in self.props and self.view == "side":
             h = bodies[0].hands[0]
             self.band_anchor: Point | None = (max(h[0], hi) + 0.2, h[1])
             out += [("prop", ("rect", self.band_anchor[0], self.band_anchor[1] - 0.03, 0.03, 0.06))]
         else:
             self.band_anchor = None
+        return out
+
+    def _rail(self, hand: Point) -> list[tuple[str, Shape]]:
+        """A handrail under the hand, rising at a stair's slope to a post ahead of the
+        person (the hand slides along it, so each position has its own)."""
+        (x, height), slope = self.rail_post, 0.35 if "step" in self.props else 0.0
+        top = hand[1] - 0.01 + slope * (x - hand[0])
+        return [("prop", ("line", (hand[0] - 0.06, hand[1] - 0.01 - slope * 0.06), (x, top))),
+                ("prop", ("line", (x, height), (x, top)))]
+
+    def _walk_arrow(self) -> tuple[float, float, float] | None:
+        """A walk's arrow beside the figure: (from x, to x, height) in body units."""
+        kind = next((a for a in self.arrows if a in ("walk_forward", "walk_back", "walk_side")), None)
+        if kind is None:
+            return None
+        xs = [x for b in self.bodies for x, _ in b.points()]
+        y = 0.3 if kind != "walk_side" else 0.15
+        if kind == "walk_back":
+            return min(xs) - 0.04, min(xs) - 0.24, y
+        return max(xs) + 0.04, max(xs) + 0.24, y
+
+    def figure_lines(self, k: int) -> list[tuple[Point, Point]]:
+        """The straight strokes of the person in frame ``k`` (for checks that props
+        stay clear of the figure); a curved back as its two halves."""
+        b = self.bodies[k]
+        out = []
+        for i in (0, 1):
+            out += [(b.hips[i], b.knees[i]), (b.knees[i], b.ankles[i]), (b.heels[i], b.toes[i]),
+                    (b.shoulders[i], b.elbows[i]), (b.elbows[i], b.hands[i])]
+        out += [(b.pelvis, b.back()), (b.back(), b.chest)]
+        if self.view == "front":
+            out += [(b.shoulders[1], b.shoulders[0]), (b.hips[1], b.hips[0])]
         return out
 
     def frame_props(self, k: int) -> list[tuple[str, Shape]]:
@@ -150,6 +249,17 @@ class Scene:
                 out.append(("prop", ("line", near, self.band_anchor)))
             else:
                 out.append(("prop", ("line", near, far)))
+        if "rail" in self.props:
+            out += self._rail(near)
+        if "machine" in self.props and self.pulley is not None:
+            out.append(("prop", ("line", near, self.pulley)))
+        if "rower" in self.props:  # the seat on the rail, the foot plate, the handle's chain
+            p = b.pelvis
+            out += [("prop", ("rect", p[0] - 0.07, ROWER_SEAT / 2, 0.14, p[1] - 0.035 - ROWER_SEAT / 2)),
+                    ("prop", ("line", near, self.rower_wheel)),
+                    _sole_plate(b)]
+        if "leg_press" in self.props:
+            out.append(_sole_plate(b))
         if "strap" in self.props:
             out.append(("prop", ("line", near, b.toes[0])))
         if "poles" in self.props:
@@ -184,6 +294,8 @@ class Scene:
                 xs.append(x)
                 ys.append(y)
             shapes += self.frame_props(k)
+        if self.walk:
+            shapes.append(("arrow", ("line", (self.walk[0], self.walk[2]), (self.walk[1], self.walk[2]))))
         for _kind, s in shapes:
             for x, y in _shape_points(s):
                 xs.append(x)
@@ -191,6 +303,16 @@ class Scene:
         pad = 0.05
         return min(xs) - pad, min(min(ys), 0) - pad, max(xs) + pad, max(ys) + pad + (
             0.12 if "turn" in self.arrows else 0)
+
+
+def _sole_plate(b: Body) -> tuple[str, Shape]:
+    """A machine's foot plate against the near sole."""
+    heel, toe = b.heels[0], b.toes[0]
+    dx, dy = toe[0] - heel[0], toe[1] - heel[1]
+    length = math.hypot(dx, dy) or 1.0
+    ox, oy = dy / length * 0.02, -dx / length * 0.02  # just under the sole
+    return ("prop", ("line", (heel[0] - dx * 0.6 + ox, heel[1] - dy * 0.6 + oy),
+                     (toe[0] + dx * 0.4 + ox, toe[1] + dy * 0.4 + oy)))
 
 
 def _shape_points(s: Shape) -> list[Point]:
@@ -246,29 +368,53 @@ class _Pen:
             self.poly(s[1])
 
 
-def _draw_body(pen: _Pen, b: Body, view: str) -> None:
+def _draw_body(pen: _Pen, b: Body, view: str, *, dashed: bool = False) -> None:
+    """The person; ``dashed``: the start position under the end one (an overlay).
+    Side view: the far limbs, the trunk and head, then the near limbs over them
+    (a near arm reaching forward passes in front of the head; hands behind the
+    head stay under it)."""
     c = pen.c
-    c.setLineCap(1)
+    c.setLineCap(0 if dashed else 1)
     c.setLineJoin(1)
-    for i in (1, 0):  # the far limbs first, under the near ones
-        c.setLineWidth(FAR_PT if i and view == "side" else BODY_PT)
+    if dashed:
+        c.setDash(*START_DASH)
+
+    def limbs(i: int) -> None:
+        c.setLineWidth(FAR_PT if (i and view == "side") or dashed else BODY_PT)
         pen.poly([b.hips[i], b.knees[i], b.ankles[i]])
         pen.poly([b.heels[i], b.toes[i]])
         pen.poly([b.shoulders[i], b.elbows[i], b.hands[i]])
-    c.setLineWidth(BODY_PT)
+
+    near_over_head = view != "front" and math.dist(b.hands[0], b.head) > 1.5 * HEAD_R
+    limbs(1)
+    if not near_over_head:
+        limbs(0)
+    c.setLineWidth(FAR_PT if dashed else BODY_PT)
     if view == "front":
         pen.poly([b.shoulders[1], b.shoulders[0]])
         pen.poly([b.hips[1], b.hips[0]])
-    pen.line(b.pelvis, b.chest)
+    if b.spine:  # a curved back
+        path = c.beginPath()
+        (x0, y0), (cx, cy), (x1, y1) = pen.p(b.pelvis), pen.p(b.back_control()), pen.p(b.chest)
+        path.moveTo(x0, y0)
+        path.curveTo(x0 + 2 / 3 * (cx - x0), y0 + 2 / 3 * (cy - y0),
+                     x1 + 2 / 3 * (cx - x1), y1 + 2 / 3 * (cy - y1), x1, y1)
+        c.drawPath(path, stroke=1, fill=0)
+    else:
+        pen.line(b.pelvis, b.chest)
     hx, hy = pen.p(b.head)
     c.setFillGray(1)
-    c.circle(hx, hy, HEAD_R * pen.s, stroke=1, fill=1)
+    c.circle(hx, hy, HEAD_R * pen.s, stroke=1, fill=0 if dashed else 1)
     c.setFillGray(0)
-    if b.face is not None:  # a nose: which way the person looks
+    if b.face is not None and not dashed:  # a nose: which way the person looks
         r = math.radians(b.face)
         tip = (b.head[0] + (HEAD_R + 0.025) * math.cos(r), b.head[1] + (HEAD_R + 0.025) * math.sin(r))
         c.setLineWidth(FAR_PT)
         pen.line((b.head[0] + HEAD_R * math.cos(r), b.head[1] + HEAD_R * math.sin(r)), tip)
+    if near_over_head:
+        limbs(0)
+    if dashed:
+        c.setDash()
 
 
 def _arrow(pen: _Pen, a: Point, b: Point, bulge: float = 0.25, centre: Point | None = None) -> None:
@@ -303,13 +449,10 @@ def _head(c: Canvas, fx: float, fy: float, x: float, y: float, size: float = 7.0
     c.drawPath(path, stroke=0, fill=1)
 
 
-def _movement_arrow(pen: _Pen, kind: str, b: Body) -> None:
+def _movement_arrow(pen: _Pen, kind: str, b: Body, walk: tuple[float, float, float] | None) -> None:
     c = pen.c
-    xs = [x for x, _ in b.points()]
-    if kind in ("walk_forward", "walk_back", "walk_side"):
-        y = 0.3 if kind != "walk_side" else 0.15
-        x0 = max(xs) + 0.04 if kind != "walk_back" else min(xs) - 0.04
-        x1 = x0 + (0.2 if kind != "walk_back" else -0.2)
+    if walk is not None and kind in ("walk_forward", "walk_back", "walk_side"):
+        x0, x1, y = walk
         (ax, ay), (bx, by) = pen.p((x0, y)), pen.p((x1, y))
         c.setLineWidth(PROP_PT + 0.2)
         c.line(ax, ay, bx, by)
@@ -362,17 +505,26 @@ def draw_exercise(c: Canvas, drawing: dict, x: float, y: float, width: float, he
     cap_h = CAPTION_SIZE + 4 if caption and scene.cue else 0
     x0, y0, x1, y1 = scene.bounds()
     n = len(scene.bodies)
-    gap = ARROW_GAP if n > 1 else 0
-    scale = min((width - gap) / n / (x1 - x0), (height - cap_h) / (y1 - y0))
+    panels = 1 if scene.overlay else n
+    gap = ARROW_GAP if panels > 1 else 0
+    scale = min((width - gap) / panels / (x1 - x0), (height - cap_h) / (y1 - y0),
+                MAX_ZOOM * (height - cap_h) / STAND_H)
     panel = (x1 - x0) * scale
     if measure:
-        return n * panel + gap
+        return panels * panel + gap
     c.saveState()
     c.setStrokeGray(0)
     c.setFillGray(0)
     for k, b in enumerate(scene.bodies):
-        left = x + k * (panel + gap)
+        left = x if scene.overlay else x + k * (panel + gap)
         pen = _Pen(c, left - x0 * scale, y + cap_h - y0 * scale, scale)
+        if scene.overlay and k == 0:  # the start position, dashed, under the end one
+            for kind, s in scene.frame_props(k):
+                c.setDash(*START_DASH)
+                pen.shape(kind, s)
+                c.setDash()
+            _draw_body(pen, b, scene.view, dashed=True)
+            continue
         c.setLineWidth(PROP_PT)
         pen.line((x0, 0), (x1, 0))  # the floor
         for kind, s in scene.static + scene.frame_props(k):
@@ -384,11 +536,11 @@ def draw_exercise(c: Canvas, drawing: dict, x: float, y: float, width: float, he
             start = scene.bodies[0]
             for name in scene.arrows:
                 if name in ("walk_forward", "walk_back", "walk_side", "turn", "circle"):
-                    _movement_arrow(pen, name, b)
+                    _movement_arrow(pen, name, b, scene.walk)
                 elif n > 1:
-                    _arrow(pen, start.point(name), b.point(name), centre=b.pelvis if name not in (
-                        "pelvis",) else b.chest)
-    if n > 1:  # start -> end
+                    _arrow(pen, start.point(name), b.point(name), 0.1 if scene.overlay else 0.25,
+                           centre=b.pelvis if name not in ("pelvis",) else b.chest)
+    if panels > 1:  # start -> end
         ax, ay = x + panel + 4, y + cap_h + (height - cap_h) / 2
         c.setLineWidth(BODY_PT)
         c.line(ax, ay, ax + gap - 10, ay)
@@ -397,16 +549,7 @@ def draw_exercise(c: Canvas, drawing: dict, x: float, y: float, width: float, he
         c.setFont(BOLD, CAPTION_SIZE)
         c.drawString(x, y + 2, scene.cue)
     c.restoreState()
-    return n * panel + gap
-
-
-def drawing_size(drawing: dict, height: float) -> float:
-    """The width ``draw_exercise`` uses at ``height`` with room to spare."""
-    scene = Scene(drawing)
-    x0, y0, x1, y1 = scene.bounds()
-    cap_h = CAPTION_SIZE + 4 if scene.cue else 0
-    n = len(scene.bodies)
-    return n * (x1 - x0) * (height - cap_h) / (y1 - y0) + (ARROW_GAP if n > 1 else 0)
+    return panels * panel + gap
 
 
 def drawing_pdf(drawing: dict, *, width: float = 300, height: float = 110,

@@ -4,7 +4,8 @@ Body units: the figure is about 1 tall standing. The side view faces right
 (``x`` grows forward, ``y`` up); the front view faces the reader, the near
 side on the right. Angles are degrees, as the catalogue's ``drawing`` data
 gives them (planning/drawing.py completes it: every limb angle is
-``[near, far]``).
+``[near, far]``). A frame's ``spine`` curves the trunk (degrees of bend
+between its two ends; rounded +, hollow -).
 """
 
 from __future__ import annotations
@@ -46,9 +47,25 @@ class Body:
     toes: list[Point]
     heels: list[Point]
     trunk_angle: float  # the direction pelvis -> chest, degrees
+    spine: float = 0.0  # the trunk's bend (side view), degrees; rounded +
+
+    def back_control(self) -> Point:
+        """The control point of the trunk's curve (a quadratic bezier pelvis -> chest),
+        on the back's side for a rounded spine."""
+        (x0, y0), (x1, y1) = self.pelvis, self.chest
+        length = math.hypot(x1 - x0, y1 - y0)
+        bend = length / 2 * math.tan(math.radians(self.spine / 2))
+        nx, ny = _dir(self.trunk_angle + 90)  # the back's side (the figure faces +x)
+        return (x0 + x1) / 2 + nx * bend, (y0 + y1) / 2 + ny * bend
+
+    def back(self) -> Point:
+        """The middle of the back: the curve's midpoint."""
+        cx, cy = self.back_control()
+        (x0, y0), (x1, y1) = self.pelvis, self.chest
+        return (x0 + 2 * cx + x1) / 4, (y0 + 2 * cy + y1) / 4
 
     def points(self) -> list[Point]:
-        return [self.pelvis, self.chest, *self.shoulders, *self.elbows, *self.hands, *self.hips,
+        return [self.pelvis, self.chest, self.back(), *self.shoulders, *self.elbows, *self.hands, *self.hips,
                 *self.knees, *self.ankles, *self.toes, *self.heels,
                 (self.head[0], self.head[1] - HEAD_R), (self.head[0], self.head[1] + HEAD_R),
                 (self.head[0] - HEAD_R, self.head[1]), (self.head[0] + HEAD_R, self.head[1])]
@@ -63,7 +80,7 @@ class Body:
                     *[[m(p) for p in ps] for ps in (self.shoulders, self.elbows, self.hands,
                                                      self.hips, self.knees, self.ankles, self.toes,
                                                      self.heels)],
-                    trunk_angle=self.trunk_angle)
+                    trunk_angle=self.trunk_angle, spine=self.spine)
 
     def point(self, name: str) -> Point:
         """A named point (planning/drawing.py POINTS)."""
@@ -71,7 +88,7 @@ class Body:
         i = 1 if far else 0
         base = name.removesuffix("_far")
         return {"head": lambda: self.head, "chest": lambda: self.chest,
-                "pelvis": lambda: self.pelvis, "hand": lambda: self.hands[i],
+                "pelvis": lambda: self.pelvis, "back": self.back, "hand": lambda: self.hands[i],
                 "elbow": lambda: self.elbows[i], "knee": lambda: self.knees[i],
                 "foot": lambda: self.ankles[i], "heel": lambda: self.heels[i]}[base]()
 
@@ -84,7 +101,8 @@ def side_body(frame: dict) -> Body:
     pelvis = (0.0, 0.0)
     chest = _add(pelvis, TRUNK, up)
     neck = frame["neck"]
-    head = _add(chest, NECK + HEAD_R, up - neck * 0.6)
+    spine = frame.get("spine", 0.0)
+    head = _add(chest, NECK + HEAD_R, up - neck * 0.6 - spine / 2)
     out: dict[str, list[Point]] = {k: [] for k in ("shoulders", "elbows", "hands", "hips", "knees",
                                                    "ankles", "toes", "heels")}
     for i in (0, 1):
@@ -103,7 +121,7 @@ def side_body(frame: dict) -> Body:
         out["ankles"].append(ankle)
         out["toes"].append(_add(ankle, FOOT, foot))
         out["heels"].append(_add(ankle, -HEEL, foot))
-    return Body(pelvis, chest, head, -t - neck, trunk_angle=up, **out)
+    return Body(pelvis, chest, head, -t - neck - spine / 2, trunk_angle=up, spine=spine, **out)
 
 
 def front_body(frame: dict) -> Body:

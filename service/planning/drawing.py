@@ -9,15 +9,23 @@ draws it; planning only checks and completes the data)::
      "end": {"pose": "stand"},            # optional: a held position has one frame
      "arrows": ["pelvis"],                # body points that move, start -> end; or WALKS
      "cue": "Back straight",              # a short caption under the drawing
-     "guide": "back"}                     # optional: a visible cue (see GUIDES)
+     "guide": "back",                     # optional: a visible cue (see GUIDES)
+     "layout": "apart"}                   # optional: see LAYOUTS
 
 A frame is a ``pose`` from POSES and any joint angles (degrees) that change
 it: ``trunk`` (lean from upright, forward +), ``neck``, ``hip``, ``knee``,
 ``ankle`` (toes pointed +), ``shoulder``, ``elbow`` (flexion +; in the front
 view ``hip`` and ``shoulder`` are abduction and ``elbow`` bends the forearm
 toward the midline). A limb angle is one number (both sides) or
-``[near, far]``. ``hands`` puts the hands on a prop (``"counter"``,
+``[near, far]``. ``spine`` curves the back in the side view (degrees of
+bend along it: rounded +, hollow -). ``hands`` puts the hands on a prop (``"counter"``,
 ``"wall"``, ``"rail"``), ``on`` stands the figure on the step.
+
+``layout`` says how two positions are shown: ``"apart"`` side by side with
+an arrow between them, or ``"overlay"`` in one picture, the start dashed
+under the end (a lying or kneeling body is wide: side by side it would be
+small). It defaults to ``"overlay"`` when both positions are on the floor
+(FLOOR_POSES), else ``"apart"``.
 
 The data is completed here (a pose's angles filled in, every angle as
 ``[near, far]``) so that what a plan carries is all the drawer needs.
@@ -31,16 +39,18 @@ from typing import Any
 VIEWS = ("side", "front")
 PROPS = ("chair", "wall", "counter", "band", "step", "mat", "dumbbells", "ankle_weight", "strap",
          "poles", "water", "bike", "doorway", "rail", "box", "rope", "racquet", "club", "barbell",
-         "pillow", "machine")
+         "pillow", "machine", "rower", "leg_press")
 JOINTS = ("trunk", "neck", "hip", "knee", "ankle", "shoulder", "elbow")
 LIMBS = ("hip", "knee", "ankle", "shoulder", "elbow")
 HANDS = ("free", "counter", "wall", "rail", "thighs", "chest", "head")
 ON = ("floor", "step")
 GUIDES = ("back", "upright")
-POINTS = ("head", "chest", "pelvis", "hand", "hand_far", "elbow", "elbow_far", "knee", "knee_far",
+POINTS = ("head", "chest", "back", "pelvis", "hand", "hand_far", "elbow", "elbow_far", "knee", "knee_far",
           "foot", "foot_far", "heel")
 WALKS = ("walk_forward", "walk_back", "walk_side", "turn", "circle")
 ANCHORS = ("auto", "foot", "foot_far", "pelvis", "knee", "hand")
+LAYOUTS = ("apart", "overlay")
+FLOOR_POSES = ("lie_back", "lie_back_knees_bent", "lie_front", "hands_knees")
 
 # The pose vocabulary: the angles each pose starts from.
 POSES: dict[str, dict[str, float]] = {
@@ -50,7 +60,7 @@ POSES: dict[str, dict[str, float]] = {
     "lie_back_knees_bent": {"trunk": -90, "neck": 0, "hip": 50, "knee": 100, "ankle": 0,
                             "shoulder": 0, "elbow": 0},
     "lie_front": {"trunk": 90, "neck": 0, "hip": 0, "knee": 0, "ankle": 60, "shoulder": 0, "elbow": 0},
-    "hands_knees": {"trunk": 90, "neck": 0, "hip": 90, "knee": 90, "ankle": 60, "shoulder": 90,
+    "hands_knees": {"trunk": 90, "neck": 0, "hip": 90, "knee": 90, "ankle": 80, "shoulder": 90,
                     "elbow": 0},
     "at_wall": {"trunk": 10, "neck": 0, "hip": 0, "knee": 0, "ankle": 0, "shoulder": 80, "elbow": 20},
     "hold_counter": {"trunk": 0, "neck": 0, "hip": 0, "knee": 0, "ankle": 0, "shoulder": 35,
@@ -59,7 +69,7 @@ POSES: dict[str, dict[str, float]] = {
 # What a pose implies unless the frame says otherwise.
 POSE_HANDS = {"at_wall": "wall", "hold_counter": "counter", "sit": "thighs"}
 LIMITS = {"trunk": (-120, 120), "neck": (-60, 60), "hip": (-60, 150), "knee": (0, 160),
-          "ankle": (-40, 80), "shoulder": (-90, 200), "elbow": (-180, 180)}
+          "ankle": (-40, 80), "shoulder": (-90, 200), "elbow": (-180, 180), "spine": (-60, 90)}
 CUE_MAX = 60
 
 
@@ -82,7 +92,7 @@ def _angle(value: Any, where: str, joint: str) -> list[float]:
 def _frame(frame: Any, where: str, view: str) -> dict:
     if not isinstance(frame, Mapping):
         raise DrawingError(f"drawing.{where} must be an object")
-    unknown = set(frame) - set(JOINTS) - {"pose", "hands", "on"}
+    unknown = set(frame) - set(JOINTS) - {"pose", "hands", "on", "spine"}
     if unknown:
         raise DrawingError(f"drawing.{where} has unknown key {sorted(unknown)[0]!r}")
     pose = frame.get("pose", "stand")
@@ -98,6 +108,9 @@ def _frame(frame: Any, where: str, view: str) -> dict:
         value = frame.get(joint, base[joint])
         angles = _angle(value, where, joint)
         out[joint] = angles[0] if joint in ("trunk", "neck") else angles
+    if view == "front" and frame.get("spine"):
+        raise DrawingError(f"drawing.{where}.spine is drawn in the side view only")
+    out["spine"] = _angle(frame.get("spine", 0), where, "spine")[0]
     hands = frame.get("hands", POSE_HANDS.get(pose, "free"))
     if hands not in HANDS:
         raise DrawingError(f"drawing.{where}.hands is not one of " + ", ".join(HANDS))
@@ -112,7 +125,8 @@ def validate_drawing(drawing: Any) -> dict:
     """The completed drawing data, or ``DrawingError`` naming what is wrong."""
     if not isinstance(drawing, Mapping):
         raise DrawingError("drawing must be an object")
-    unknown = set(drawing) - {"view", "props", "start", "end", "arrows", "cue", "guide", "anchor"}
+    unknown = set(drawing) - {"view", "props", "start", "end", "arrows", "cue", "guide", "anchor",
+                              "layout"}
     if unknown:
         raise DrawingError(f"drawing has unknown key {sorted(unknown)[0]!r}")
     view = drawing.get("view", "side")
@@ -146,4 +160,10 @@ def validate_drawing(drawing: Any) -> dict:
     if anchor not in ANCHORS:
         raise DrawingError("drawing.anchor is not one of " + ", ".join(ANCHORS))
     out["anchor"] = anchor
+    frames = [out["start"]] + ([out["end"]] if "end" in out else [])
+    floor = all(f["pose"] in FLOOR_POSES for f in frames)
+    layout = drawing.get("layout", "overlay" if floor and len(frames) > 1 else "apart")
+    if layout not in LAYOUTS:
+        raise DrawingError("drawing.layout is not one of " + ", ".join(LAYOUTS))
+    out["layout"] = layout
     return out
