@@ -12,8 +12,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    # --- indexes for /api/v1/stats (stats helper) ---
+    op.create_index("ix_referrals_created_status_practice", "referrals",
+                    ["created_at", "status", "practice_id"])
+    # --- end of indexes for /api/v1/stats ---
 
 
 def downgrade() -> None:
-    pass
+    # --- indexes for /api/v1/stats (stats helper) ---
+    op.drop_index("ix_referrals_created_status_practice", table_name="referrals")
+    # --- end of indexes for /api/v1/stats ---
