@@ -1,10 +1,11 @@
 """``refflow scheduler``: the loop that turns new timeline events into webhook
 messages and relays the outbox to the broker (every ``relay_interval_seconds``),
 re-drives stuck work and webhook messages (every 5 s), fetches received faxes
-when ``fax_inbox_poll`` is on (every ``fax_inbox_poll_seconds``), and expires
-idempotency keys, old outbox rows and received faxes past their retention
-(hourly). Several schedulers may run at once: the relay locks the rows it
-publishes, the webhook fan-out its cursor.
+when ``fax_inbox_poll`` is on (every ``fax_inbox_poll_seconds``), evaluates
+the alert conditions (``ops.alerts``, every ``alert_check_seconds``), and expires
+idempotency keys, old outbox rows, received faxes and the documents of closed
+referrals past their retention (hourly). Several schedulers may run at once:
+the relay locks the rows it publishes, the webhook fan-out its cursor.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from refflow.config import Settings
 from refflow.faxin import inbox
 from refflow.faxin.poll import InboxPoller
 from refflow.interop import webhooks
-from refflow.pipeline import outbox, redrive
+from refflow.ops import alerts
+from refflow.pipeline import outbox, redrive, stored_documents
 from refflow.pipeline.context import Pipeline
 from refflow.workers.celery_app import create_celery
 from refflow.workers.publisher import celery_publisher
@@ -41,6 +43,7 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
     next_housekeeping = time.monotonic()
     next_fan_out = 0.0
     fax_poller = InboxPoller(pipeline) if settings.fax_inbox_poll else None
+    alert_sweep = alerts.Sweep(pipeline)
     log.info("scheduler started (relay every %.2f s)", settings.relay_interval_seconds)
     while not stop.is_set():
         try:
@@ -62,12 +65,15 @@ def run_scheduler(settings: Settings, stop: threading.Event) -> None:
                     log.warning("webhook re-drive failed (%s)", type(exc).__name__)
             if fax_poller is not None:
                 fax_poller.run_if_due(now)
+            alert_sweep.run_if_due(now)
             if now >= next_housekeeping:
                 expired = redrive.expire_idempotency_keys(pipeline)
                 pruned = outbox.prune(pipeline.db)
                 purged = inbox.purge(pipeline)
+                documents = stored_documents.purge_expired(pipeline)
                 log.info("housekeeping: %d idempotency keys expired, %d outbox rows pruned, "
-                         "%d received faxes purged", expired, pruned, purged)
+                         "%d received faxes purged, %d documents purged", expired, pruned,
+                         purged, documents)
                 next_housekeeping = now + HOUSEKEEPING_EVERY
         except Exception as exc:  # noqa: BLE001 - the database may be away; keep going
             log.warning("scheduler round failed (%s); retrying", type(exc).__name__)

@@ -1,5 +1,6 @@
-"""What every pipeline step runs with: settings, the database, the plugins and
-their channels, the clinic's details, and the publisher the relay uses."""
+"""What every pipeline step runs with: settings, the database, the document
+store, the plugins and their channels, the clinic's details, and the publisher
+the relay uses."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ class Pipeline:
         from refflow.plugins.manager import channels
 
         return channels(self.pm, self.settings)
+
+    @cached_property
+    def store(self):
+        """The document store (``refflow.db.blobstore``) the settings name."""
+        from refflow.db.blobstore import store_for
+
+        return store_for(self.settings)
 
     @cached_property
     def clinic(self):

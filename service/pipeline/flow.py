@@ -39,7 +39,7 @@ from refflow.intake.schemas import Referral as ReferralIn
 from refflow.pipeline import outbox
 from refflow.pipeline.context import WORKER, Pipeline
 from refflow.pipeline.routing import delivery_fields, routes_for_plan
-from refflow.pipeline.stored_documents import store_documents
+from refflow.pipeline.stored_documents import document_bytes, store_documents
 from refflow.planning.decision import with_flags
 from refflow.referrals import patient_page, states
 from refflow.referrals.states import IllegalTransition
@@ -195,7 +195,7 @@ def _queue_deliveries(p: Pipeline, session, row: Referral, documents: dict[str, 
     """planned → delivering in ``session``: store the documents (and make the
     patient's link the handout carries), create the deliveries and queue one
     ``deliver`` message each (or ``finalize``). Returns the outbox messages' ids."""
-    store_documents(session, row.id, documents)
+    store_documents(p.store, session, row.id, documents)
     if patient_token:
         patient_page.make_link(session, row.id, token=patient_token,
                                days=p.settings.patient_link_days, actor=WORKER)
@@ -272,9 +272,9 @@ def deliver(p: Pipeline, delivery_id: str) -> str | None:
         session.flush()
         channel = p.channels.get(delivery.channel)
         needs = set(getattr(channel, "documents", ()) or ()) | {delivery.document}
-        documents = dict(session.execute(
-            select(Document.name, Document.content).where(
-                Document.referral_id == delivery.referral_id, Document.name.in_(needs))).all())
+        documents = {doc.name: document_bytes(p.store, doc) for doc in session.scalars(
+            select(Document).where(
+                Document.referral_id == delivery.referral_id, Document.name.in_(needs)))}
         payload = session.scalar(select(Referral.payload)
                                  .where(Referral.id == delivery.referral_id))
         language = _language(session, delivery)

@@ -24,7 +24,7 @@ def queue_decline(p: Pipeline, session, row: Referral, documents: dict[str, byte
     message), in ``session``; returns the outbox messages' ids. A route
     whose channel is missing or refuses the target fails at once, on the
     timeline for staff."""
-    store_documents(session, row.id, documents)
+    store_documents(p.store, session, row.id, documents)
     created = create_deliveries(p, session, row, routes, actor=actor)
     states.record_event(
         session, row.id, "decline_letter", actor=actor,

@@ -7,6 +7,7 @@ trail, committed with the outbox message that carries the work on."""
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
@@ -170,17 +171,33 @@ def _readdress_fax(p: Pipeline, session, row: Referral, fax_number: str) -> None
     referral = referral_input(row)
     referral = referral.model_copy(
         update={"referrer": referral.referrer.model_copy(update={"fax": fax_number})})
-    store_documents(session, row.id, {FAX: render_fax(
+    store_documents(p.store, session, row.id, {FAX: render_fax(
         referral, plan, p.clinic, resolution=p.settings.fax_resolution, paper=p.settings.paper)})
 
 
-def new_patient_link(p: Pipeline, referral_id: str, *, actor: str) -> str:
+@dataclass(frozen=True)
+class NewLink:
+    """What "New link" did: the link's ``url`` (shown to staff once) and the
+    email to the patient: ``sent``, ``failed`` (``error`` says why, without
+    PHI), ``waiting`` (the first email has not gone yet and will carry the
+    new link) or ``none`` (no email to the patient on file)."""
+
+    url: str
+    email: str
+    error: str | None = None
+
+
+def new_patient_link(p: Pipeline, referral_id: str, *, actor: str) -> NewLink:
     """A new link to the patient's page for a released plan (the old one stops
     working): the handout is rendered again with the new link's QR code and
-    the link the email carries is replaced (nothing is sent). Returns the URL,
-    for staff to give the patient: only its hash is kept."""
+    the link the email carries is replaced. A patient the plan was emailed to
+    gets the new link and handout by email at once, through the email
+    channel that sent the first (its address, the plan's language; a
+    Message-ID of its own, so it is not taken for the first); the timeline
+    says whether it went. Only the link's hash is kept."""
     from refflow.documents.names import HANDOUT, PATIENT_LINK
-    from refflow.pipeline.flow import _render
+    from refflow.pipeline.flow import _language, _recipient_name, _render, _send, _subject
+    from refflow.plugins.channels.base import Delivery as ChannelDelivery
     from refflow.referrals import patient_page
 
     with p.db.session() as session:
@@ -194,9 +211,31 @@ def new_patient_link(p: Pipeline, referral_id: str, *, actor: str) -> str:
         referral = referral_input(row)
     token = patient_page.new_token()
     documents = _render(p, referral, plan, token)
+    sending = {HANDOUT: documents[HANDOUT], PATIENT_LINK: documents[PATIENT_LINK]}
     with p.db.session() as session:
-        store_documents(session, referral_id, {HANDOUT: documents[HANDOUT],
-                                               PATIENT_LINK: documents[PATIENT_LINK]})
-        patient_page.make_link(session, referral_id, token=token,
-                               days=p.settings.patient_link_days, actor=actor)
-    return patient_page.link_url(p.settings.public_url, token)
+        store_documents(p.store, session, referral_id, sending)
+        link, _token = patient_page.make_link(session, referral_id, token=token,
+                                              days=p.settings.patient_link_days, actor=actor)
+        email = session.scalar(select(Delivery).where(
+            Delivery.referral_id == referral_id, Delivery.channel == "email",
+            Delivery.document == HANDOUT))
+        url = patient_page.link_url(p.settings.public_url, token)
+        if email is None:
+            return NewLink(url, "none")
+        if email.status in ("pending", "retrying", "sending"):
+            return NewLink(url, "waiting")  # it reads the stored link when it goes
+        request = ChannelDelivery(
+            id=f"{email.id}.link-{link.id}", referral_id=referral_id, channel=email.channel,
+            target=email.target, documents=sending, document_name=HANDOUT,
+            subject=_subject(p, email), language=_language(session, email),
+            recipient_name=_recipient_name(session.get(Referral, referral_id).payload, email))
+        email_id = email.id
+    outcome = _send(p.channels.get(request.channel), request)
+    went = outcome.outcome in ("sent", "held")
+    with p.db.session() as session:
+        states.record_event(
+            session, referral_id, "patient_link_emailed" if went else "patient_link_email_failed",
+            actor=actor, delivery_id=email_id,
+            reason="email: the new patient link sent to the patient" if went
+            else f"email: the new patient link was not sent ({outcome.error})")
+    return NewLink(url, "sent" if went else "failed", None if went else outcome.error)

@@ -1,14 +1,19 @@
 """Serving a referral's documents to a signed-in person: PDFs inline, pages as PNG
-(fax TIFF pages, and PDF pages for the draft previews)."""
+(fax TIFF pages, and PDF pages for the draft previews). The bytes come from
+the document store through ``content``: 410 Gone once the retention period
+deleted them."""
 
 from __future__ import annotations
 
 import io
 
-from flask import Response, abort
+from flask import Response, abort, current_app
 from sqlalchemy import select
 
 from refflow.db.models import Document
+from refflow.pipeline.stored_documents import DocumentPurged, document_bytes
+
+PURGED = "this document was deleted from the document store after the retention period"
 
 INLINE = {"handout.pdf", "summary.pdf", "chart.pdf", "decline.pdf"}
 # What a signed-in person may open, in the order the pages list them (a referral
@@ -27,8 +32,16 @@ def load(session, referral_id: str, name: str) -> Document:
     return doc
 
 
+def content(doc: Document) -> bytes:
+    """The document's bytes (410 when the retention period deleted them)."""
+    try:
+        return document_bytes(current_app.extensions["refflow.pipeline"].store, doc)
+    except DocumentPurged:
+        abort(410, description=PURGED)
+
+
 def file_response(doc: Document, *, download: bool = False) -> Response:
-    response = Response(doc.content, mimetype=doc.content_type)
+    response = Response(content(doc), mimetype=doc.content_type)
     disposition = "attachment" if download or doc.name not in INLINE else "inline"
     response.headers["Content-Disposition"] = f'{disposition}; filename="{doc.name}"'
     private(response)

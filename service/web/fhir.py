@@ -33,6 +33,7 @@ from refflow.interop.fhir.codes import FHIR_JSON
 from refflow.interop.fhir.outcome import FhirError, Issue, error_outcome, operation_outcome
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries
+from refflow.web import downloads, refused_reads
 from refflow.web.api.referrals import read_json_body
 from refflow.web.converters import is_id
 from refflow.web.errors import ApiError, answer_errors_under
@@ -169,6 +170,8 @@ def search_tasks():
             if is_id(referral_id) else None
         if referral is not None:
             tasks.append(resources_out.task(session, referral, clinic_name=_settings().clinic_name))
+        elif referral_id is not None:
+            refused_reads.refused(principal.actor, referral_id)
         _audit(session, principal, "referral.read" if referral else "referral.list",
                referral.id if referral else None, "Task search")
     self_url = f"{_base()}/Task?based-on=ServiceRequest/{referral_id}" if referral_id \
@@ -204,9 +207,10 @@ def read_binary(document_id: str):
         _audit(session, principal, "document.read", referral.id, "Binary")
         best = request.accept_mimetypes.best_match([document.content_type, FHIR_JSON,
                                                     "application/json"])
+        content = downloads.content(document)
         if best in (FHIR_JSON, "application/json"):
-            return _resource(resources_out.binary(document))
-        response = Response(document.content, mimetype=document.content_type)
+            return _resource(resources_out.binary(document, content))
+        response = Response(content, mimetype=document.content_type)
     response.headers["Content-Disposition"] = f'inline; filename="{document.name}"'
     response.headers["ETag"] = document.sha256
     return response
@@ -215,6 +219,7 @@ def read_binary(document_id: str):
 def _visible(session, principal: Principal, referral_id: str):
     referral = queries.visible(session, referral_id, principal.practice_id)
     if referral is None:
+        refused_reads.refused(principal.actor, referral_id)
         raise ApiError(404, "no such resource (or not this practice's)")
     return referral
 
@@ -222,5 +227,6 @@ def _visible(session, principal: Principal, referral_id: str):
 def _visible_document(session, principal: Principal, document_id: str):
     found = resources_out.visible_document(session, document_id, principal.practice_id)
     if found is None:
+        refused_reads.refused(principal.actor, document_id=document_id)
         raise ApiError(404, "no such resource (or not this practice's)")
     return found

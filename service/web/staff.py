@@ -253,7 +253,7 @@ def fax_page(user: WebUser, referral_id: str, page: int):
         row = _load(s, referral_id)
         doc = downloads.load(s, row.id, "fax.tiff")
         _audit(s, user, "document.read", row.id, detail=f"fax.tiff page {page}")
-        content = doc.content
+        content = downloads.content(doc)
     response = Response(downloads.fax_page_png(content, page), mimetype="image/png")
     return downloads.private(response)
 
@@ -383,17 +383,32 @@ def revoke_patient_link(user: WebUser, referral_id: str):
 @staff_required
 def new_patient_link(user: WebUser, referral_id: str):
     """A new link (the old one stops working; the handout is rendered again
-    with its QR code), shown once on the page."""
+    with its QR code), shown once on the page; a patient the plan was
+    emailed to gets it by email, and the page says whether it went."""
     with _db().session() as s:
         _load(s, referral_id)
     try:
-        url = staff_actions.new_patient_link(_pipeline(), referral_id, actor=user.actor)
+        new = staff_actions.new_patient_link(_pipeline(), referral_id, actor=user.actor)
     except StepError as exc:
         flash(f"No new link: {exc}.", "error")
         return redirect(url_for("staff.referral", referral_id=referral_id) + "#exercise-log")
     with _db().session() as s:
-        _audit(s, user, "patient_link.new", referral_id)
-    return _referral_page(user, referral_id, new_patient_url=url)
+        _audit(s, user, "patient_link.new", referral_id, detail=f"email {new.email}")
+    flash(*_new_link_email(new))
+    return _referral_page(user, referral_id, new_patient_url=new.url)
+
+
+def _new_link_email(new) -> tuple[str, str]:
+    """What became of the email with a new patient link, for staff (message, category)."""
+    if new.email == "sent":
+        return "New link sent by email to the patient.", "success"
+    if new.email == "waiting":
+        return "The email to the patient has not gone yet: it will carry the new link.", "success"
+    if new.email == "none":
+        return ("No email on file for the patient: give them the new handout (Documents) or "
+                "this address."), "success"
+    return (f"The email with the new link could not be sent ({new.error}): give the patient "
+            "the new handout (Documents) or this address."), "error"
 
 
 # -- the plan editor (a plan held for review) ---------------------------------------

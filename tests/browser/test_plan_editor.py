@@ -178,14 +178,18 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     expect(page.get_by_text("Plan approved.")).to_be_visible()
     site.stack.wait_for([rid], timeout=90)
 
+    from refflow.db.blobstore import store_for
     from refflow.db.models import Document, Plan, Referral
     from refflow.documents.clinic import ClinicInfo
     from refflow.documents.render import render_fax
     from refflow.pipeline.flow import referral_input
+    from refflow.pipeline.stored_documents import document_bytes
 
     with site.stack.db.session() as s:
         plan = s.scalar(select(Plan.body).where(Plan.referral_id == rid))
         docs = {d.name: d for d in s.scalars(select(Document).where(Document.referral_id == rid))}
+        stored = {name: document_bytes(store_for(site.stack.settings), d)
+                  for name, d in docs.items()}
         referral_in = referral_input(s.get(Referral, rid))
     assert plan["version"] == 6 and plan["approved"]["by"] == site.staff_email
     ids = [e["id"] for e in plan["exercises"]]
@@ -203,7 +207,7 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     [attachment] = [part.get_payload(decode=True) for part in message.walk()
                     if part.get_content_type() == "application/pdf"]
     handout = pdf_text(attachment)
-    assert attachment == docs["handout.pdf"].content
+    assert attachment == stored["handout.pdf"]
     assert REMOVED not in handout
     assert ADDED in handout and "2 sets of 15" in handout
     assert RISKY in handout
@@ -238,9 +242,9 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     assert v5_fax not in candidates
 
     # the override is printed on the chart record (the referrer's summary names no rules)
-    chart = pdf_text(docs["chart.pdf"].content)
+    chart = pdf_text(stored["chart.pdf"])
     assert "Safety rules overridden by a clinician" in chart
-    assert RISKY_RULE not in pdf_text(docs["summary.pdf"].content).replace(" ", "")
+    assert RISKY_RULE not in pdf_text(stored["summary.pdf"]).replace(" ", "")
     squeezed = chart.replace(" ", "")
     assert RISKY_RULE in squeezed and RISKY_ID in squeezed
     assert OVERRIDE.replace(" ", "") in squeezed

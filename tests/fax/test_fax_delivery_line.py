@@ -21,6 +21,7 @@ from refflow.app import create_app
 from refflow.db.models import Delivery, Document, Referral, ReferralEvent
 from refflow.pipeline import flow, staff_actions
 from refflow.pipeline.context import Pipeline
+from refflow.pipeline.stored_documents import document_bytes
 from refflow.plugins.channels.fax import FaxChannel
 from refflow.plugins.channels.fax.hylafax import HylafaxClient, HylafaxTransport
 
@@ -119,8 +120,8 @@ def test_referral_fax_is_sent_and_confirmed_by_the_fax_server(fax_lab, line_pipe
 
     with p.db.session() as session:
         delivery = session.get(Delivery, delivery_id)
-        fax_tiff = session.scalar(select(Document.content).where(
-            Document.referral_id == referral_id, Document.name == "fax.tiff"))
+        fax_tiff = document_bytes(p.store, session.scalar(select(Document).where(
+            Document.referral_id == referral_id, Document.name == "fax.tiff")))
         status = session.scalar(select(Referral.status).where(Referral.id == referral_id))
         assert delivery.reference == job_id and delivery.sent_at is not None
         confirmed = delivery.detail

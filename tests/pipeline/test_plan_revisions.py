@@ -16,6 +16,7 @@ from sqlalchemy import select
 from refflow.accounts.users import create_user
 from refflow.db.models import AuditEntry, Document, PlanVersion, ReferralEvent
 from refflow.pipeline import flow
+from refflow.pipeline.stored_documents import document_bytes
 
 STAFF = "physio@clinic.example"
 PASSWORD = "correct horse battery staple"
@@ -65,10 +66,11 @@ def ids(plan) -> list[str]:
     return [e["id"] for e in plan["exercises"]]
 
 
-def pdf_text(db, rid, name) -> str:
-    with db.session() as s:
-        content = s.scalar(select(Document.content).where(Document.referral_id == rid,
-                                                          Document.name == name))
+def pdf_text(app, rid, name) -> str:
+    p = app.extensions["refflow.pipeline"]
+    with p.db.session() as s:
+        content = document_bytes(p.store, s.scalar(select(Document).where(
+            Document.referral_id == rid, Document.name == name)))
     text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
     return " ".join(text.split())
 
@@ -126,11 +128,11 @@ def test_edit_override_approve_render(app, client, db, staff, held):
     assert r.status_code == 409
 
     assert flow.render_documents(app.extensions["refflow.pipeline"], rid) == "delivering"
-    handout = pdf_text(db, rid, "handout.pdf")
+    handout = pdf_text(app, rid, "handout.pdf")
     assert note in handout and "Jumping rope" in handout
     assert f"Approved by {STAFF}" in handout
-    assert f"Approved by {STAFF}" in pdf_text(db, rid, "summary.pdf")
-    chart = pdf_text(db, rid, "chart.pdf")  # the clinic's full record: rules and overrides
+    assert f"Approved by {STAFF}" in pdf_text(app, rid, "summary.pdf")
+    chart = pdf_text(app, rid, "chart.pdf")  # the clinic's full record: rules and overrides
     assert f"approved by {STAFF}" in chart
     assert "no_high_impact" in chart and "supervised by the PT in clinic" in chart
 

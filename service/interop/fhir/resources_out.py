@@ -178,10 +178,10 @@ def document_reference(document: Document, referral: Referral) -> DocumentRefere
             Reference(reference=f"ServiceRequest/{referral.id}")]))
 
 
-def binary(document: Document) -> Binary:
+def binary(document: Document, content: bytes) -> Binary:
     return Binary(id=document.id, contentType=document.content_type,
                   securityContext=Reference(reference=f"ServiceRequest/{document.referral_id}"),
-                  data=base64.b64encode(document.content).decode("ascii"))
+                  data=base64.b64encode(content).decode("ascii"))
 
 
 def searchset(resources: list, *, base: str, self_url: str) -> Bundle:

@@ -18,6 +18,7 @@ from refflow.intake.validation import clinic_today, parse_referral
 from refflow.pipeline import accept as intake
 from refflow.pipeline import staff_actions
 from refflow.referrals import queries, states
+from refflow.web import downloads, refused_reads
 from refflow.web.api.paging import list_query
 from refflow.web.converters import is_id
 from refflow.web.errors import ApiError
@@ -44,6 +45,7 @@ def _load_visible(session, principal: Principal, referral_id: str):
     referral = queries.visible(session, referral_id,
                                None if principal.is_staff else principal.practice_id)
     if referral is None:
+        refused_reads.refused(principal.actor, referral_id)
         raise ApiError(404, "no such referral")
     return referral
 
@@ -59,9 +61,19 @@ def read_json_body() -> object:
     if len(raw) > limit:
         raise ApiError(413, f"request body is larger than {limit} bytes")
     try:
-        data = json.loads(raw)
+        marked: list[_RepeatedKeys] = []
+        data = json.loads(raw, object_pairs_hook=lambda pairs: _json_object(pairs, marked))
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
         raise ApiError(400, "the request body is not valid JSON", code="malformed_json") from None
+    if marked:  # json.loads would keep the last value silently: which one was meant?
+        try:
+            repeated = _repeated_paths(data, "")
+        except RecursionError:
+            repeated = [key for obj in marked for key in obj.repeated]
+        shown = ", ".join(repeated[:20]) + (f" and {len(repeated) - 20} more"
+                                            if len(repeated) > 20 else "")
+        raise ApiError(422, "a key is given more than once: " + shown,
+                       fields={path: "given more than once" for path in repeated})
     if b"\\u0000" in raw:  # a NUL character: no database column can store it
         try:
             paths = _nul_paths(data, "")
@@ -72,6 +84,41 @@ def read_json_body() -> object:
         if fields:
             raise ApiError(422, "text must not contain NUL characters", fields=fields)
     return data
+
+
+class _RepeatedKeys(dict):
+    """A decoded JSON object in which ``repeated`` keys were given more than once."""
+
+    repeated: list[str]
+
+
+def _json_object(pairs: list[tuple[str, object]], marked: list) -> dict:
+    obj: dict = {}
+    repeated = []
+    for key, value in pairs:
+        if key in obj and key not in repeated:
+            repeated.append(key)
+        obj[key] = value
+    if not repeated:
+        return obj
+    found = _RepeatedKeys(obj)
+    found.repeated = repeated
+    marked.append(found)
+    return found
+
+
+def _repeated_paths(value, path: str) -> list[str]:
+    """The dotted paths of the keys given more than once in ``value``."""
+    found = []
+    if isinstance(value, _RepeatedKeys):
+        found += [f"{path}.{key}" if path else key for key in value.repeated]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _repeated_paths(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found += _repeated_paths(item, f"{path}.{i}" if path else str(i))
+    return found
 
 
 def _nul_paths(value, path: str) -> list[str]:
@@ -198,7 +245,7 @@ def get_document(referral_id: str, name: str):
         if doc is None:
             raise ApiError(404, "no such document")
         _audit(session, principal, "document.read", referral.id)
-        response = Response(doc.content, mimetype=doc.content_type)
+        response = Response(downloads.content(doc), mimetype=doc.content_type)
     response.headers["Content-Disposition"] = f'inline; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"
     response.headers["ETag"] = doc.sha256
