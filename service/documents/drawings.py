@@ -497,18 +497,35 @@ def _guide(pen: _Pen, b: Body, guide: str) -> None:
     c.setDash()
 
 
-def draw_exercise(c: Canvas, drawing: dict, x: float, y: float, width: float, height: float, *,
-                  caption: bool = True, measure: bool = False) -> float:
-    """Draw the exercise's start and end positions side by side in the box
-    (x, y bottom left; points). Returns the width used (``measure``: only that)."""
-    scene = Scene(drawing)
+def drawing_scale(drawing: dict, width: float, height: float, *, caption: bool = True) -> float:
+    """Points per body unit of the drawing in a box ``width`` x ``height`` (points): as
+    big as it fits (both positions, the caption below), at most MAX_ZOOM times a
+    standing person's size, so that a body lying wide is not drawn far bigger than
+    the rest."""
+    return _layout(Scene(drawing), width, height, caption)[0]
+
+
+def _layout(scene: Scene, width: float, height: float, caption: bool
+            ) -> tuple[float, int, float, float]:
+    """(scale, panels, caption's height, gap between the panels)."""
     cap_h = CAPTION_SIZE + 4 if caption and scene.cue else 0
     x0, y0, x1, y1 = scene.bounds()
-    n = len(scene.bodies)
-    panels = 1 if scene.overlay else n
+    panels = 1 if scene.overlay else len(scene.bodies)
     gap = ARROW_GAP if panels > 1 else 0
     scale = min((width - gap) / panels / (x1 - x0), (height - cap_h) / (y1 - y0),
                 MAX_ZOOM * (height - cap_h) / STAND_H)
+    return scale, panels, cap_h, gap
+
+
+def draw_exercise(c: Canvas, drawing: dict, x: float, y: float, width: float, height: float, *,
+                  caption: bool = True, measure: bool = False) -> float:
+    """Draw the exercise's start and end positions in the box (x, y bottom left;
+    points): side by side with an arrow between, or one over the other (an
+    overlay). Returns the width used (``measure``: only that)."""
+    scene = Scene(drawing)
+    scale, panels, cap_h, gap = _layout(scene, width, height, caption)
+    x0, y0, x1, y1 = scene.bounds()
+    n = len(scene.bodies)
     panel = (x1 - x0) * scale
     if measure:
         return panels * panel + gap
