@@ -196,8 +196,11 @@ class S3Store:
         self.extra = {"ServerSideEncryption": server_side_encryption} \
             if server_side_encryption else {}
         # bounded waits: a store that does not answer fails the step, which is retried
+        # (another S3-compatible server is addressed by path: bucket names in host
+        # names need DNS entries such servers seldom have)
         config = Config(connect_timeout=5, read_timeout=30,
-                        retries={"max_attempts": 3, "mode": "standard"})
+                        retries={"max_attempts": 3, "mode": "standard"},
+                        s3={"addressing_style": "path" if endpoint_url else "auto"})
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url or None, region_name=region or None,
             aws_access_key_id=access_key_id or None,
