@@ -82,6 +82,10 @@ Date = Annotated[dt.date, BeforeValidator(_date_text)]
 PastDate = Annotated[dt.date, BeforeValidator(_date_text), AfterValidator(_not_in_future)]
 
 
+# No patient referred for exercise is older than this: an earlier birth date is a typo.
+MAX_AGE = 120
+
+
 class Strict(BaseModel):
     """Base for every input model: unknown fields are errors, strings trimmed."""
 
@@ -102,8 +106,11 @@ class Patient(Strict):
     def _not_in_future(cls, value: dt.date, info: ValidationInfo) -> dt.date:
         if value > today(info):
             raise ValueError("birth date is in the future")
-        if value.year < 1890:
-            raise ValueError("birth date is implausibly early")
+        now = today(info)
+        if (now.year - value.year - ((now.month, now.day) < (value.month, value.day))
+                > MAX_AGE):
+            raise ValueError(f"birth date makes the patient older than {MAX_AGE} years; "
+                             "check the year")
         return value
 
 
@@ -277,13 +284,23 @@ class Referral(Strict):
 
     @model_validator(mode="after")
     def _dates_consistent(self) -> "Referral":
-        for fracture in self.clinical.fractures or []:
-            if fracture.date and fracture.date < self.patient.birth_date:
-                raise ValueError("a fracture date is before the birth date")
-        for condition in self.clinical.conditions or []:
-            if isinstance(condition, Condition) and condition.since \
-                    and condition.since < self.patient.birth_date:
-                raise ValueError("a condition's date is before the birth date")
+        """None of the referral's own dates falls before the patient was born."""
+        born = self.patient.birth_date
+        clinical = self.clinical
+        dated = [(f"clinical.fractures.{i}.date", "a fracture date", f.date)
+                 for i, f in enumerate(clinical.fractures or [])]
+        dated += [(f"clinical.conditions.{i}.since", "a condition's date", c.since)
+                  for i, c in enumerate(clinical.conditions or []) if isinstance(c, Condition)]
+        if clinical.pain:
+            dated.append(("clinical.pain.since", "the pain's start", clinical.pain.since))
+        for i, m in enumerate(clinical.medications or []):
+            if isinstance(m, Medication):
+                dated.append((f"clinical.medications.{i}.since", "a medication's start", m.since))
+                dated += [(f"clinical.medications.{i}.courses.{j}.start", "a course's start",
+                           c.start) for j, c in enumerate(m.courses or [])]
+        for path, what, day in dated:
+            if day and day < born:
+                raise ValueError(f"{what} is before the birth date ({path})")
         return self
 
     def age_on(self, day: dt.date) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,6 +75,8 @@ def accept_in(session: Session, submitter: Submitter, data: dict, referral: Refe
         if stored is not None:
             return stored
     problems = find_problems(referral) if find_problems else []
+    problems += _possible_duplicate(session, submitter.practice_id, referral.external_id,
+                                    clinic_timezone)
     rejects = [p for p in problems if p.get("severity") == "reject"]
     now = utcnow()
     payload = referral.model_dump(mode="json", exclude_none=True)  # normalised (E.164, ...)
@@ -107,7 +110,8 @@ def accept_in(session: Session, submitter: Submitter, data: dict, referral: Refe
             "created_at": now.isoformat(), "links": referral_links(row.id)}
     if problems:
         body["problems"] = [
-            {k: p[k] for k in ("code", "severity", "message", "field", "source") if k in p}
+            {k: p[k] for k in ("code", "severity", "message", "field", "source", "duplicate_of")
+             if k in p}
             for p in problems
         ]
     if idempotency_key:
@@ -115,3 +119,23 @@ def accept_in(session: Session, submitter: Submitter, data: dict, referral: Refe
                              row.id, body, retention)
     session.flush()
     return body
+
+
+def _possible_duplicate(session: Session, practice_id: str, external_id: str | None,
+                        clinic_timezone: str) -> list[dict]:
+    """A problem when the practice sent a referral with this ``external_id``
+    before (without an Idempotency-Key replay): it is accepted, and a
+    clinician decides whether it is a copy before anything is sent twice."""
+    if not external_id:
+        return []
+    earlier = session.execute(
+        select(Referral.id, Referral.created_at)
+        .where(Referral.practice_id == practice_id, Referral.external_id == external_id)
+        .order_by(Referral.created_at, Referral.id).limit(1)).first()
+    if earlier is None:
+        return []
+    day = earlier.created_at.astimezone(ZoneInfo(clinic_timezone)).date().isoformat()
+    return [{"code": "possible_duplicate", "severity": "needs_review", "source": "intake",
+             "duplicate_of": earlier.id,
+             "message": f"Possible duplicate: the practice sent a referral with the same "
+                        f"reference on {day}. Check it is not a copy before approving."}]

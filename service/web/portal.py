@@ -30,7 +30,7 @@ from refflow.intake.validation import clinic_today
 from refflow.interop import webhooks
 from refflow.pipeline import accept as intake
 from refflow.referrals import queries, states
-from refflow.web import downloads, forms, paper_forms, queue
+from refflow.web import downloads, forms, paper_forms, queue, refused_reads
 from refflow.web.auth import WebUser, practice_required
 from refflow.web.formatting import STATE_HELP
 
@@ -52,6 +52,7 @@ def _audit(s, user: WebUser, action: str, referral_id: str | None = None,
 def _own(s, user: WebUser, referral_id: str):
     referral = queries.visible(s, referral_id, user.practice_id)
     if referral is None:
+        refused_reads.refused(user.actor, referral_id)
         abort(404)
     return referral
 
@@ -135,7 +136,9 @@ def _detail(s, referral) -> dict:
             "documents": [n for n in downloads.NAMES if n in names],
             "terminal": referral.status in states.TERMINAL,
             "decision": decision, "progress": _progress(referral.status, decision["kind"]),
-            "plan_sent": _sent(outcome["plan_sent_to_referrer"])}
+            "plan_sent": _sent(outcome["plan_sent_to_referrer"]),
+            "duplicate_of": next((p["duplicate_of"] for p in referral.intake_problems or []
+                                  if p.get("duplicate_of")), None)}
 
 
 def _progress(status: str, kind: str) -> str:
