@@ -95,7 +95,11 @@ def _schemas(states: tuple[str, ...]) -> dict:
                               "severity": {"type": "string",
                                            "enum": ["reject", "needs_review", "caution", "info"]},
                               "message": {"type": "string"}, "field": {"type": "string"},
-                              "source": {"type": "string"}}}
+                              "source": {"type": "string"},
+                              "duplicate_of": {
+                                  "type": "string", "format": "uuid",
+                                  "description": "possible_duplicate: the earlier referral "
+                                                 "with the same external_id"}}}
     links = {"type": "object", "additionalProperties": {"type": "string"}}
     schemas.update({
         "Error": {
@@ -255,6 +259,7 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                                                   "email address"}}},
         "StatusChange": {"type": "object", "required": ["id", "status"],
                          "properties": {"id": {"type": "string"}, "status": status}},
+        **_stats_schemas(),
         "Queue": {
             "type": "object",
             "required": ["counts", "oldest_waiting_seconds", "review_queue", "deliveries",
@@ -376,6 +381,85 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                             "additionalProperties": {"type": "string"}}}},
     })
     return schemas
+
+
+def _stats_schemas() -> dict:
+    """``GET /api/v1/stats``: each field described as ``refflow.referrals.stats`` defines it."""
+    integer, hours = {"type": "integer", "minimum": 0}, {"type": ["number", "null"]}
+    counts = {
+        "received": "referrals created in the period (the cohort every figure is about)",
+        "released": "of those, how many reached `planned`: the plan went out by itself or a "
+                    "clinician approved it (a do-not-exercise plan counts)",
+        "held": "how many were held for a clinician (reached `needs_review` at least once)",
+        "rejected": "how many are rejected", "completed": "how many are completed",
+        "failed": "how many are failed now (a delivery gave up; staff can retry)",
+        "cancelled": "how many are cancelled",
+        "in_progress": "the rest: received, planning, needs_review, planned or delivering"}
+    times = {
+        "receipt_to_release": "from created to the first `planned`",
+        "receipt_to_referrer_notified": "from created to the first delivery to the referring "
+                                        "office that was sent (the plan summary's fax or PDF, "
+                                        "or the 'referral not accepted' letter)",
+        "held_in_review": "time in `needs_review`, every stay added up; a referral still held "
+                          "is left out and counted in `still_held`"}
+    period = {"type": "object", "required": ["from", "to", "days", "timezone", "start", "end"],
+              "properties": {"from": {"type": "string", "format": "date"},
+                             "to": {"type": "string", "format": "date",
+                                    "description": "the last day, included"},
+                             "days": integer, "timezone": {"type": "string"},
+                             "start": {"type": "string", "format": "date-time"},
+                             "end": {"type": "string", "format": "date-time",
+                                     "description": "the first instant after the period"}}}
+    practice_count = {"type": "object", "required": ["id", "name", "referrals"],
+                      "properties": {"id": {"type": "string"},
+                                     "name": {"type": ["string", "null"]},
+                                     "referrals": integer}}
+    return {
+        "StatsPeriod": period,
+        "StatsTime": {
+            "type": "object", "required": ["count", "median_hours", "p90_hours"],
+            "properties": {"count": integer, "median_hours": hours,
+                           "p90_hours": {**hours, "description": "90th percentile, "
+                                         "interpolated (as percentile_cont)"},
+                           "still_held": integer}},
+        "Stats": {
+            "type": "object",
+            "description": "Figures about the referrals received in the period (clinic days "
+                           "`from`..`to` in the clinic's time zone), optionally of one practice.",
+            "required": ["period", "previous_period", "practice", "counts", "times",
+                         "deliveries", "top_practices", "practices_falling_off"],
+            "properties": {
+                "period": _ref("StatsPeriod"),
+                "previous_period": {**_ref("StatsPeriod"),
+                                    "description": "the period of the same length just before"},
+                "practice": {"type": ["object", "null"],
+                             "properties": {"id": {"type": "string"},
+                                            "name": {"type": ["string", "null"]}}},
+                "counts": {"type": "object", "required": list(counts),
+                           "properties": {k: {**integer, "description": v}
+                                          for k, v in counts.items()}},
+                "times": {"type": "object", "required": list(times),
+                          "properties": {k: {**_ref("StatsTime"), "description": v}
+                                         for k, v in times.items()}},
+                "deliveries": {"type": "array", "description": "the cohort's deliveries by "
+                               "channel and status", "items": {
+                                   "type": "object", "required": ["channel", "status", "count"],
+                                   "properties": {"channel": {"type": "string"},
+                                                  "status": {"type": "string"},
+                                                  "count": integer}}},
+                "top_practices": {"type": "array", "maxItems": 10, "items": practice_count},
+                "practices_falling_off": {
+                    "type": "array",
+                    "description": "practices with referrals in the previous period and none "
+                                   "now (`stopped`), or at least 10 before and at most half "
+                                   "as many now",
+                    "items": {**practice_count,
+                              "required": ["id", "name", "referrals", "previous_referrals",
+                                           "stopped"],
+                              "properties": {**practice_count["properties"],
+                                             "previous_referrals": integer,
+                                             "stopped": {"type": "boolean"}}}}}},
+    }
 
 
 def _optional_body(name: str) -> dict:
@@ -532,6 +616,31 @@ def _build(state_names: tuple[str, ...]) -> dict:
                 "security": STAFF,
                 "responses": {"200": _json(_ref("Queue"), "The queue"),
                               **_errors(403, *COMMON)}}},
+        "/api/v1/stats": {
+            "get": {
+                "operationId": "getStats", "tags": ["staff"],
+                "summary": "The Reports numbers of the referrals received in a period: counts, "
+                           "median and 90th percentile times, deliveries, top practices and "
+                           "practices whose referrals stopped coming (staff)",
+                "security": STAFF,
+                "parameters": [
+                    {"name": "from", "in": "query", "required": False,
+                     "description": "first day (clinic time zone); default: 29 days before `to`",
+                     "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "required": False,
+                     "description": "last day, included; default: today. At most 366 days "
+                                    "from `from`",
+                     "schema": {"type": "string", "format": "date"}},
+                    {"name": "practice", "in": "query", "required": False,
+                     "description": "one practice's id", "schema": {"type": "string"}},
+                    {"name": "format", "in": "query", "required": False,
+                     "description": "`csv`: one long table `section,item,measure,value` "
+                                    "(also chosen by `Accept: text/csv`)",
+                     "schema": {"type": "string", "enum": ["json", "csv"]}}],
+                "responses": {"200": {"description": "The numbers", "content": {
+                                  "application/json": {"schema": _ref("Stats")},
+                                  "text/csv": {"schema": {"type": "string"}}}},
+                              **_errors(403, 422, *COMMON)}}},
         "/api/v1/faxes": {
             "get": {
                 "operationId": "listFaxes", "tags": ["staff"],
