@@ -374,3 +374,121 @@ def test_a_spanish_patients_closed_link_is_in_spanish(client, spanish, db, setti
     assert r.status_code == 404 and "No encontramos este enlace" in _words(r.text)
     r = client.get("/p/not-a-real-token", headers={"Accept-Language": "fr"})
     assert "We could not find this link" in _words(r.text)
+
+
+# ---- staff "New link" emails the patient ------------------------------------------------
+
+class _Mailbox:
+    """A real SMTP server (aiosmtpd) on a free local port, keeping what it gets."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+        import email.policy
+
+        self.messages.append(email.message_from_bytes(envelope.original_content,
+                                                      policy=email.policy.default))
+        return "250 OK queued"
+
+
+@pytest.fixture
+def mailbox():
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    box = _Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    box.url = f"smtp://127.0.0.1:{port}"
+    yield box
+    controller.stop()
+
+
+def _staff_login(app):
+    staff = app.test_client()
+    page = staff.get("/login")
+    assert staff.post("/login", data={"email": "staff@clinic.example",
+                                      "password": "correct horse battery",
+                                      "csrf_token": csrf(page.text)}).status_code == 302
+    return staff
+
+
+def _staff_client(app, db):
+    from refflow.accounts.users import create_user
+
+    with db.session() as s:
+        create_user(s, "staff@clinic.example", "correct horse battery", role="staff")
+    return _staff_login(app)
+
+
+def _page_status(app, url: str) -> int:
+    return app.test_client().get("/p/" + url.rsplit("/", 1)[1]).status_code
+
+
+def _new_link(staff, rid: str):
+    page = staff.get(f"/referrals/{rid}")
+    r = staff.post(f"/referrals/{rid}/patient-link/new", data={"csrf_token": csrf(page.text)})
+    assert r.status_code == 200, r.text
+    return r, re.search(r"data-new-patient-url>([^<]+)<", r.text).group(1)
+
+
+def _plain(message) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_new_link_is_emailed_to_the_patient_through_the_email_channel(settings, db, mailbox,
+                                                                      auth):
+    from refflow.app import create_app
+    from refflow.db.models import Delivery, ReferralEvent
+
+    settings = settings.with_overrides(smtp_url=mailbox.url)
+    app = create_app(settings, {"TESTING": True})
+    rid, token = _release(app.test_client(), auth, settings, db, RELEASED)
+    staff = _staff_client(app, db)
+
+    # the first email has not gone yet: it will carry the new link (nothing sent now)
+    r, waiting_url = _new_link(staff, rid)
+    assert "has not gone yet: it will carry the new link" in r.text and not mailbox.messages
+    with db.session() as s:
+        email_id = s.scalar(select(Delivery.id).where(Delivery.referral_id == rid,
+                                                      Delivery.channel == "email"))
+    p = Pipeline(settings, db=db, publish=lambda task, args: None)
+    assert flow.deliver(p, email_id) == "sent"
+    (first,) = mailbox.messages
+    assert waiting_url in _plain(first)
+
+    # sent: a second email, to the same address, with the new link and handout
+    r, new_url = _new_link(staff, rid)
+    assert "New link sent by email to the patient." in r.text
+    assert len(mailbox.messages) == 2
+    second = mailbox.messages[1]
+    assert second["To"] == first["To"] and "mary.stone@example.org" in second["To"]
+    assert new_url in _plain(second) and waiting_url not in _plain(second)
+    assert second["Message-ID"] != first["Message-ID"]  # not taken for a duplicate
+    (attachment,) = second.iter_attachments()
+    assert attachment.get_content() == stored(settings, rid, "handout.pdf")
+    assert _page_status(app, new_url) == 200 and _page_status(app, waiting_url) == 410
+    with db.session() as s:
+        kinds = [k for k, in s.execute(select(ReferralEvent.kind).where(
+            ReferralEvent.referral_id == rid))]
+    assert "patient_link_emailed" in kinds
+
+    # no SMTP server there (the discard port): staff are told it did not go
+    down = create_app(settings.with_overrides(smtp_url="smtp://127.0.0.1:9"), {"TESTING": True})
+    r, _ = _new_link(_staff_login(down), rid)
+    assert "could not be sent" in r.text and "give the patient the new handout" in r.text
+    assert len(mailbox.messages) == 2
+
+
+def test_new_link_without_an_email_says_to_give_the_handout(client, auth, settings, db):
+    body = {**RELEASED, "external_id": "EHR-NO-EMAIL",
+            "patient": {k: v for k, v in RELEASED["patient"].items() if k != "email"}}
+    rid, _ = _release(client, auth, settings, db, body)
+    r, _ = _new_link(_staff_client(client.application, db), rid)
+    assert "No email on file for the patient: give them the new handout" in r.text
