@@ -103,3 +103,51 @@ def test_patient_logs_two_sessions_on_a_phone_and_staff_see_them(page, browser, 
     assert sum(int(t) for t in log.locator("td[data-week]").all_inner_texts()) == 2
     log.scroll_into_view_if_needed()
     log.screenshot(path=str(SCREENSHOTS / "patient_phone_staff_log.png"))
+
+
+@pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
+def test_a_spanish_speaking_patients_page_on_a_phone(browser, app, live_server, settings, db,
+                                                     practice):
+    """The page in Spanish at 390x844 (the app served in a thread; the plan
+    built in-process with the clinic allowing the unreviewed Spanish)."""
+    from sqlalchemy import select
+
+    from refflow.db.models import Document
+    from refflow.pipeline import flow, outbox
+    from refflow.pipeline.context import Pipeline
+    from refflow.pipeline.stored_documents import document_bytes
+
+    body = sample_referrals.routine(external_id="PHONE-ES")
+    body["patient"]["preferred_language"] = "es"
+    r = app.test_client().post("/api/v1/referrals", json=body,
+                               headers={"Authorization": f"Bearer {practice[1]}"})
+    assert r.status_code == 202, r.text
+    rid = r.get_json()["id"]
+    outbox.relay(db, lambda task, args: None)
+    p = Pipeline(settings.with_overrides(allow_unreviewed_translations=True), db=db,
+                 publish=lambda task, args: None)
+    assert flow.build_plan(p, rid) == "delivering"
+    with db.session() as s:
+        url = document_bytes(p.store, s.scalar(select(Document).where(
+            Document.referral_id == rid, Document.name == "patient-link.txt"))).decode()
+
+    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
+                                device_scale_factor=2, locale="es-US")
+    phone.set_default_timeout(15000)
+    pg = phone.new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    try:
+        pg.goto(live_server + "/p/" + url.rsplit("/", 1)[1])
+        expect(pg.locator("html")).to_have_attribute("lang", "es-US")
+        expect(pg.get_by_role("heading", name="Su plan de ejercicios")).to_be_visible()
+        pg.get_by_label("Fecha de nacimiento").fill(body["patient"]["birth_date"])
+        pg.get_by_role("button", name="Ver mis ejercicios").click()
+        expect(pg.get_by_role("heading", name="Los ejercicios de esta semana")).to_be_visible()
+        expect(pg.locator("#unreviewed")).to_contain_text("todavía no ha sido revisada")
+        assert pg.locator("article.exercise").count() >= 3
+        assert pg.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        pg.screenshot(path=str(SCREENSHOTS / "patient_phone_spanish.png"), full_page=False)
+        pg.locator("article.exercise").first.scroll_into_view_if_needed()
+        pg.screenshot(path=str(SCREENSHOTS / "patient_phone_spanish_card.png"), full_page=False)
+    finally:
+        phone.close()
