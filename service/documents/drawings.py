@@ -126,15 +126,19 @@ class Scene:
         held = [(f, b) for f, b in zip(frames, bodies)]
         self.walk = self._walk_arrow()
         if "counter" in self.props:
-            hand = next((b.hands[0] for f, b in held if f.get("hands") == "counter"), None)
+            hand = next((b.hands[self._holding(b)] for f, b in held if f.get("hands") == "counter"),
+                        None)
             hx, top = (hand[0], hand[1]) if hand else (hi + 0.06, 0.5)
+            # the side the hand reaches to (the front view's far hand: the left)
+            side = -1 if hand and hand[0] < bodies[0].pelvis[0] else 1
             # the cupboard stands clear of the legs (and of a walk's arrow); its top
-            # reaches back to the hand
-            below = [x for b in bodies for x, y in b.points() if y < top - 0.02]
-            x = max([hx - 0.02] + [v + 0.05 for v in below]
-                    + ([max(self.walk[0], self.walk[1]) + 0.05] if self.walk else []))
-            out += [("prop", ("rect", x, 0, 0.3, top)),
-                    ("prop", ("line", (min(hx, x) - 0.03, top), (x + 0.3, top)))]
+            # reaches back to the hand. Worked out on the hand's side as if it were the right.
+            below = [side * x for b in bodies for x, y in b.points() if y < top - 0.02]
+            walk = [side * v + 0.05 for v in self.walk[:2]] if self.walk else []
+            x = max([side * hx - 0.02] + [v + 0.05 for v in below] + walk)
+            near, far = min(side * hx, x) - 0.03, x + 0.3
+            out += [("prop", ("rect", x if side > 0 else -far, 0, 0.3, top)),
+                    ("prop", ("line", (side * near, top), (side * far, top)))]
         for name in ("wall", "doorway"):
             if name not in self.props:
                 continue
@@ -207,6 +211,13 @@ class Scene:
         else:
             self.band_anchor = None
         return out
+
+    def _holding(self, b: Body) -> int:
+        """Which hand holds the support: the near one, or in the front view the one
+        reaching further out."""
+        if self.view != "front":
+            return 0
+        return 1 if abs(b.hands[1][0] - b.pelvis[0]) > abs(b.hands[0][0] - b.pelvis[0]) else 0
 
     def _rail(self, hand: Point) -> list[tuple[str, Shape]]:
         """A handrail under the hand, rising at a stair's slope to a post ahead of the
@@ -488,6 +499,9 @@ def _guide(pen: _Pen, b: Body, guide: str) -> None:
             nx, ny = -nx, -ny
         a = (b.pelvis[0] + nx * off - ux * 0.05, b.pelvis[1] + ny * off - uy * 0.05)
         z = (b.chest[0] + nx * off + ux * 0.17, b.chest[1] + ny * off + uy * 0.17)
+    elif b.face is None:  # the front view: a plumb line through the middle, under the body
+        x = b.pelvis[0]
+        a, z = (x, 0.02), (x, b.head[1] + HEAD_R + 0.06)
     else:
         x = b.pelvis[0] - 0.1
         a, z = (x, 0.02), (x, b.head[1] + HEAD_R)
