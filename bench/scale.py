@@ -1,0 +1,341 @@
+"""Staff and API reads at a large network's volume (issue 20).
+
+Fills a PostgreSQL database of its own (``refflow_scale`` by default, created
+and dropped here) with ``--referrals`` referrals across 200 practices — each
+with its timeline, three deliveries and their attempts, a plan and three
+documents, written by bulk SQL (``generate_series``) in the shapes the
+pipeline writes — then measures p50/p95 of every staff and API read through
+the app (Flask's test client, signed in as staff or with a practice's API
+key): the dashboard unfiltered and with each filter, its 5-second refresh
+(``/queue/fragment``, alone and with six tabs refreshing at once), a
+referral's page, the JSON list's first and a deep page, ``/api/v1/queue``,
+``/api/v1/stats`` (when the app has it), ``/metrics``, and the portal list of
+a practice with 5,000 referrals.
+
+Prints one JSON object; the targets are p95 <= 200 ms for every read.
+Usage: python bench/scale.py [--referrals 1000000] [--repeat 30] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from refflow.config import load_settings
+from refflow.db import database_for, migrate
+
+SERVER = os.environ.get("REFFLOW_BENCH_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
+PASSWORD = "bench-password-1234"
+TARGET_P95_S = 0.2
+PRACTICES = 200
+BIG_PRACTICE_REFERRALS = 5000  # practice 0: the portal list of a large practice
+IN_FLIGHT = 300  # the newest referrals are still moving through the pipeline
+GIVEN = ["Maria", "James", "Ann", "Robert", "Linda", "Michael", "Patricia", "David", "Susan",
+         "Jose", "Karen", "Daniel", "Nancy", "Paul", "Lisa", "Mark", "Betty", "Steven"]
+FAMILY = ["Gonzalez", "Smith", "Johnson", "Williams", "Brown", "Jones", "Garcia", "Miller",
+          "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Wilson", "Anderson",
+          "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Perez", "Thompson",
+          "White", "Harris", "Sanchez", "Clark", "Ramirez", "Lewis", "Robinson", "Walker"]
+
+
+def pct(values, q):
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 4) if values else None
+
+
+def _array(words) -> str:
+    return "(ARRAY[" + ", ".join(f"'{w}'" for w in words) + "])"
+
+
+# Row shapes: what intake, planning and delivery write (columns, JSON keys, states).
+# $N is the number of referrals; i runs 1..N, newest last.
+FILL = [
+    ("practices", """
+INSERT INTO practices (id, name, fax, email, created_at)
+SELECT 'p' || lpad(p::text, 35, '0'), 'Practice ' || p, '+1 763 555 0198',
+       'office' || p || '@example.org', now() - interval '4 years'
+FROM generate_series(0, :practices - 1) p"""),
+    ("referrals", """
+INSERT INTO referrals (id, practice_id, status, external_id, urgency, payload, payload_sha256,
+                       received_on, intake_problems, flagged, request_id, created_at,
+                       updated_at)
+SELECT md5('r' || i)::uuid::text,
+       'p' || lpad((CASE WHEN i % (:n / :big) = 0 THEN 0
+                         ELSE 1 + i % (:practices - 1) END)::text, 35, '0'),
+       st, 'EHR-' || i, CASE WHEN i % 10 = 0 THEN 'urgent' ELSE 'routine' END,
+       jsonb_build_object(
+         'external_id', 'EHR-' || i,
+         'patient', jsonb_build_object(
+            'given_name', (GIVEN)[1 + i % GIVEN_N], 'family_name', (FAMILY)[1 + (i / 7) % FAMILY_N],
+            'birth_date', (date '1930-01-01' + (i * 37) % 25000)::text, 'sex', 'female',
+            'email', 'patient' || i || '@example.org'),
+         'referrer', jsonb_build_object('name', 'Dr. R. Patel', 'npi', '1234567893',
+                                        'fax', '+1 763 555 0198'),
+         'diagnosis', jsonb_build_object('codes', jsonb_build_array('M85.80'),
+                                         'text', 'osteopenia'),
+         'clinical', jsonb_build_object('t_score', -1.8, 'falls_last_12_months', 0,
+                                        'mobility_aid', 'none'),
+         'goals', jsonb_build_array('walk to the store')),
+       md5('payload' || i) || md5('payload2' || i), (at)::date, '[]'::jsonb,
+       st = 'needs_review', 'req-' || i, at, at + interval '3 minutes'
+FROM (SELECT i, now() - (:n - i) * (interval '3 years' / :n) AS at,
+             CASE WHEN i > :n - :in_flight THEN
+                    (ARRAY['received', 'planning', 'planned', 'delivering', 'needs_review'])
+                    [1 + i % 5]
+                  WHEN i % 2000 = 7 THEN 'failed'
+                  WHEN i % 5000 = 11 THEN 'needs_review'
+                  WHEN i % 50 = 3 THEN 'rejected'
+                  WHEN i % 100 = 5 THEN 'cancelled'
+                  ELSE 'completed' END AS st
+      FROM generate_series(1, :n) i) s"""),
+    ("referral_events", """
+INSERT INTO referral_events (referral_id, at, actor, kind, from_status, to_status, reason)
+SELECT r.id, r.created_at + (k * interval '1 minute'), CASE k WHEN 0 THEN 'practice:' ||
+       r.practice_id ELSE 'worker' END, 'status',
+       (ARRAY[NULL, 'received', 'planning'])[k + 1],
+       (ARRAY['received', 'planning', r.status])[k + 1], NULL
+FROM referrals r CROSS JOIN generate_series(0, 2) k
+WHERE k = 0 OR r.status NOT IN ('received')"""),
+    ("plans", """
+INSERT INTO plans (id, referral_id, decision, engine_version, body, created_at)
+SELECT md5('plan' || id)::uuid::text, id,
+       CASE status WHEN 'needs_review' THEN 'review' ELSE 'release' END, '1.0',
+       CAST(:plan AS jsonb),
+       created_at + interval '1 minute'
+FROM referrals WHERE status NOT IN ('received', 'planning')"""),
+    ("documents", """
+INSERT INTO documents (id, referral_id, name, content_type, sha256, size, pages, content,
+                       created_at)
+SELECT md5(d.name || r.id)::uuid::text, r.id, d.name, d.ct, md5(d.name || r.id) || md5(r.id),
+       600, d.pages, convert_to(repeat('x', 600), 'UTF8'), r.created_at + interval '2 minutes'
+FROM referrals r CROSS JOIN (VALUES ('handout.pdf', 'application/pdf', 2),
+                                    ('summary.pdf', 'application/pdf', 1),
+                                    ('fax.tiff', 'image/tiff', 3)) d(name, ct, pages)
+WHERE r.status IN ('planned', 'delivering', 'completed', 'failed', 'needs_review')"""),
+    ("deliveries", """
+INSERT INTO deliveries (id, referral_id, channel, document, target, status, attempts,
+                        max_attempts, last_error, reference, sent_at, created_at, updated_at)
+SELECT md5(c.channel || r.id)::uuid::text, r.id, c.channel, c.document, c.target, s.st,
+       CASE s.st WHEN 'failed' THEN 5 WHEN 'pending' THEN 0 ELSE 1 END, 5,
+       CASE s.st WHEN 'failed' THEN 'fax: no answer (busy)' END,
+       CASE s.st WHEN 'sent' THEN 'ref-' || left(r.id, 8) END,
+       CASE s.st WHEN 'sent' THEN r.created_at + interval '3 minutes' END,
+       r.created_at + interval '2 minutes', r.updated_at
+FROM referrals r
+CROSS JOIN (VALUES ('fax', 'fax.tiff', '+1 763 555 0198'),
+                   ('email', 'handout.pdf', 'patient@example.org'),
+                   ('pdf', 'summary.pdf', '')) c(channel, document, target)
+CROSS JOIN LATERAL (SELECT CASE
+    WHEN r.status = 'failed' AND c.channel = 'fax' THEN 'failed'
+    WHEN r.status = 'delivering' THEN 'pending'
+    ELSE 'sent' END AS st) s
+WHERE r.status IN ('delivering', 'completed', 'failed')"""),
+    ("delivery_attempts", """
+INSERT INTO delivery_attempts (delivery_id, number, started_at, finished_at, outcome, error)
+SELECT d.id, 1, d.created_at, d.created_at + interval '5 seconds',
+       CASE d.status WHEN 'failed' THEN 'permanent' ELSE 'sent' END, d.last_error
+FROM deliveries d WHERE d.status IN ('sent', 'failed')"""),
+]
+
+
+def engine_plan(settings) -> str:
+    """A plan as the engine builds it for a routine referral (every referral's plan)."""
+    import datetime as dt
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline"))
+    from sample_referrals import routine
+
+    from refflow.intake.schemas import Referral as ReferralIn
+    from refflow.plugins.manager import get_plugin_manager, plan_for
+
+    referral = ReferralIn.model_validate(routine())
+    return json.dumps(plan_for(referral, as_of=dt.date.today(),
+                               pm=get_plugin_manager(settings)))
+
+
+def fill(engine, n: int, plan: str) -> dict:
+    """Bulk-write ``n`` referrals; seconds per table."""
+    seconds = {}
+    params = {"n": n, "practices": PRACTICES, "big": BIG_PRACTICE_REFERRALS,
+              "in_flight": IN_FLIGHT, "plan": plan}
+    for table, sql in FILL:
+        sql = (sql.replace("(GIVEN)", _array(GIVEN)).replace("(FAMILY)", _array(FAMILY))
+               .replace("GIVEN_N", str(len(GIVEN))).replace("FAMILY_N", str(len(FAMILY))))
+        started = time.monotonic()
+        with engine.begin() as conn:
+            conn.execute(text(sql), params)
+        seconds[table] = round(time.monotonic() - started, 1)
+    started = time.monotonic()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE"))
+    seconds["vacuum_analyze"] = round(time.monotonic() - started, 1)
+    return seconds
+
+
+def _token(page: str) -> str:
+    return re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', page).group(1)
+
+
+def sign_in(app, email: str):
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    answer = client.post("/login", data={"email": email, "password": PASSWORD,
+                                         "csrf_token": _token(page)})
+    assert answer.status_code == 302, answer.status_code
+    return client
+
+
+def measure(get, repeat: int) -> dict:
+    get()  # warm: the first request builds caches and prepared statements
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        answer = get()
+        times.append(time.perf_counter() - started)
+        assert answer.status_code == 200, (answer.status_code, answer.get_data()[:300])
+    return {"p50_s": pct(times, 0.5), "p95_s": pct(times, 0.95), "n": len(times)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--referrals", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--database", default="refflow_scale")
+    parser.add_argument("--keep", action="store_true", help="keep a filled database (and reuse "
+                        "it if it exists: no fill)")
+    args = parser.parse_args()
+
+    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :d"),
+                              {"d": args.database}).scalar()
+        if exists and not args.keep:
+            conn.execute(text(f'DROP DATABASE "{args.database}"'))
+        if not exists or not args.keep:
+            conn.execute(text(f'CREATE DATABASE "{args.database}"'))
+    url = f"{SERVER}/{args.database}"
+    tmp = Path(tempfile.mkdtemp(prefix="refflow-scale-"))
+    settings = load_settings({"REFFLOW_SECRET_KEY": "bench"}, database_url=url,
+                             data_dir=tmp / "data")
+    db = database_for(settings)
+    result: dict = {"referrals": args.referrals, "practices": PRACTICES, "repeat": args.repeat,
+                    "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                "platform": platform.platform()}}
+    try:
+        with db.engine.connect() as conn:
+            filled = conn.execute(text("SELECT to_regclass('referrals') IS NOT NULL")).scalar() \
+                and conn.execute(text("SELECT count(*) FROM delivery_attempts")).scalar()
+        migrate.upgrade(db)
+        if not filled:
+            started = time.monotonic()
+            filler = create_engine(url)  # no statement timeout, unlike the app's engine
+            result["fill_seconds"] = fill(filler, args.referrals, engine_plan(settings))
+            filler.dispose()
+            result["fill_seconds"]["total"] = round(time.monotonic() - started, 1)
+        result.update(measure_reads(settings, db, args.repeat))
+    finally:
+        db.dispose()
+        if not args.keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{args.database}" WITH (FORCE)'))
+    slow = {k: v["p95_s"] for k, v in result["reads"].items() if v["p95_s"] > TARGET_P95_S}
+    result["targets"] = {"every_p95_le_0.2s": not slow, "over_target": slow}
+    print(json.dumps(result, indent=2))
+
+
+def measure_reads(settings, db, repeat: int) -> dict:
+    from refflow.accounts.practices import issue_key
+    from refflow.accounts.users import create_user
+    from refflow.app import create_app
+    from refflow.db.models import Practice, Referral
+
+    tag = os.urandom(3).hex()
+    with db.session() as session:
+        create_user(session, f"staff-{tag}@clinic.example", PASSWORD, role="staff")
+        big = session.get(Practice, "p" + "0" * 35)
+        create_user(session, f"office-{tag}@practice.example", PASSWORD, role="practice",
+                    practice=big.name)
+        _, key = issue_key(session, big)
+        some = session.scalar(text("SELECT id FROM referrals WHERE status = 'completed' "
+                                   "ORDER BY created_at DESC OFFSET 5000 LIMIT 1"))
+        assert session.get(Referral, some) is not None
+    app = create_app(settings.with_overrides(login_rate_limit="1000/minute"))
+    staff = sign_in(app, f"staff-{tag}@clinic.example")
+    office = sign_in(app, f"office-{tag}@practice.example")
+    csrf = _token(staff.get("/").get_data(as_text=True))
+
+    def dashboard(**filters):
+        def get():
+            return staff.get("/")
+        staff.post("/queue/filters", data={"csrf_token": csrf, **filters})
+        return measure(get, repeat)
+
+    reads = {}
+    reads["dashboard"] = dashboard()
+    reads["dashboard_search_name"] = dashboard(q="gonzalez maria")
+    reads["dashboard_search_reference"] = dashboard(q="EHR-123457")
+    reads["dashboard_failed_delivery"] = dashboard(failed="1")
+    reads["dashboard_flagged"] = dashboard(flagged="1")
+    reads["dashboard_state_completed"] = dashboard(status="completed")
+    reads["dashboard_practice"] = dashboard(practice_id="p" + "0" * 34 + "7")
+    reads["dashboard_dates"] = dashboard(date_from="2025-01-01", date_to="2025-01-31")
+    staff.post("/queue/filters", data={"csrf_token": csrf, "clear": "1"})
+    reads["dashboard_refresh"] = measure(lambda: staff.get("/queue/fragment"), repeat)
+    reads["dashboard_refresh_six_tabs"] = six_tabs(app, f"staff-{tag}@clinic.example", repeat)
+    reads["referral_page"] = measure(lambda: staff.get(f"/referrals/{some}"), repeat)
+    reads["api_list_first_page"] = measure(lambda: staff.get("/api/v1/referrals?limit=50"),
+                                           repeat)
+    deep = staff.get("/api/v1/referrals?limit=200").get_json()
+    for _ in range(24):  # 5,000 referrals in
+        deep = staff.get(deep["links"]["next"]).get_json()
+    reads["api_list_deep_page"] = measure(lambda: staff.get(deep["links"]["next"]), repeat)
+    reads["api_list_state_failed"] = measure(
+        lambda: staff.get("/api/v1/referrals?status=failed&limit=50"), repeat)
+    reads["api_queue"] = measure(lambda: staff.get("/api/v1/queue"), repeat)
+    if any(rule.rule == "/api/v1/stats" for rule in app.url_map.iter_rules()):
+        reads["api_stats"] = measure(lambda: staff.get("/api/v1/stats"), repeat)
+    reads["metrics"] = measure(lambda: app.test_client().get("/metrics"), repeat)
+    practice_api = app.test_client()
+    reads["practice_api_list"] = measure(lambda: practice_api.get(
+        "/api/v1/referrals?limit=50", headers={"Authorization": f"Bearer {key}"}), repeat)
+    reads["portal_list_5000"] = measure(lambda: office.get("/portal/"), repeat)
+    return {"reads": reads}
+
+
+def six_tabs(app, email: str, repeat: int) -> dict:
+    """Six signed-in tabs refreshing the queue at once (each as soon as its last
+    answer came, the worst case of six 5-second timers lining up)."""
+    clients = [sign_in(app, email) for _ in range(6)]
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def tab(client):
+        client.get("/queue/fragment")
+        for _ in range(max(3, repeat // 3)):
+            started = time.perf_counter()
+            answer = client.get("/queue/fragment")
+            elapsed = time.perf_counter() - started
+            assert answer.status_code == 200
+            with lock:
+                times.append(elapsed)
+
+    threads = [threading.Thread(target=tab, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return {"p50_s": pct(times, 0.5), "p95_s": pct(times, 0.95), "n": len(times)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
