@@ -382,8 +382,7 @@ class _Pen:
 def _draw_body(pen: _Pen, b: Body, view: str, *, dashed: bool = False) -> None:
     """The person; ``dashed``: the start position under the end one (an overlay).
     Side view: the far limbs, the trunk and head, then the near limbs over them
-    (a near arm reaching forward passes in front of the head; hands behind the
-    head stay under it)."""
+    (a near arm passes in front of the head; hands on the head stay under it)."""
     c = pen.c
     c.setLineCap(0 if dashed else 1)
     c.setLineJoin(1)
