@@ -257,6 +257,7 @@ def _schemas(states: tuple[str, ...]) -> dict:
                                                    "maxLength": 1000,
                                                    "description": "a corrected fax number or "
                                                                   "email address"}}},
+        **_bulk_schemas(),
         "StatusChange": {"type": "object", "required": ["id", "status"],
                          "properties": {"id": {"type": "string"}, "status": status}},
         **_stats_schemas(),
@@ -462,6 +463,43 @@ def _stats_schemas() -> dict:
     }
 
 
+def _bulk_schemas() -> dict:
+    """The bulk staff actions (``web.bulk``, ``pipeline.bulk_actions``)."""
+    ids = {"type": "array", "minItems": 1, "maxItems": 1000,
+           "items": {"type": "string", "minLength": 1, "maxLength": 64}}
+    return {
+        "BulkRetryRequest": {
+            "description": "`ids`, or `since` (with an optional `channel`): every delivery "
+                           "that failed since then",
+            "oneOf": [
+                {"type": "object", "additionalProperties": False, "required": ["ids"],
+                 "properties": {"ids": ids}},
+                {"type": "object", "additionalProperties": False, "required": ["since"],
+                 "properties": {"since": {"type": "string", "format": "date-time"},
+                                "channel": {"type": ["string", "null"], "maxLength": 40}}}]},
+        "BulkCancelRequest": {
+            "type": "object", "additionalProperties": False, "required": ["ids"],
+            "properties": {"ids": ids, "reason": {"type": ["string", "null"], "maxLength": 500,
+                                                  "description": "on each referral's timeline"}}},
+        "BulkResult": {
+            "type": "object", "required": ["done", "skipped", "ids", "skipped_items",
+                                           "skipped_reasons"],
+            "properties": {
+                "done": {"type": "integer", "minimum": 0,
+                         "description": "how many were retried (cancelled)"},
+                "skipped": {"type": "integer", "minimum": 0},
+                "ids": {"type": "array", "items": {"type": "string"},
+                        "description": "the ids acted on"},
+                "skipped_items": {"type": "array", "items": {
+                    "type": "object", "required": ["id", "reason"],
+                    "properties": {"id": {"type": "string"}, "reason": {"type": "string"}}}},
+                "skipped_reasons": {"type": "object",
+                                    "additionalProperties": {"type": "integer"},
+                                    "description": "reason -> how many, e.g. "
+                                                   "{\"already sent\": 2}"}}},
+    }
+
+
 def _optional_body(name: str) -> dict:
     return {"required": False, "content": {"application/json": {"schema": _ref(name)}}}
 
@@ -609,6 +647,27 @@ def _build(state_names: tuple[str, ...]) -> dict:
                 "requestBody": _optional_body("RetryRequest"),
                 "responses": {"200": _json(_ref("Delivery"), "Queued again"),
                               **_errors(*WRITE_BODY, *READ, 403, 409)}}},
+        "/api/v1/deliveries/retry": {
+            "post": {
+                "operationId": "retryDeliveries", "tags": ["staff"],
+                "summary": "Send failed deliveries again in one action: the ids given, or every "
+                           "one failed since a time (of a channel); any not failed is skipped "
+                           "with the reason, so nothing is sent twice (staff)",
+                "security": STAFF,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("BulkRetryRequest")}}},
+                "responses": {"200": _json(_ref("BulkResult"), "What was done and skipped"),
+                              **_errors(*WRITE_BODY, *COMMON, 403)}}},
+        "/api/v1/referrals/cancel": {
+            "post": {
+                "operationId": "cancelReferrals", "tags": ["staff"],
+                "summary": "Cancel referrals in one action; ended ones are skipped with the "
+                           "reason (staff)",
+                "security": STAFF,
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("BulkCancelRequest")}}},
+                "responses": {"200": _json(_ref("BulkResult"), "What was done and skipped"),
+                              **_errors(*WRITE_BODY, *COMMON, 403)}}},
         "/api/v1/queue": {
             "get": {
                 "operationId": "getQueue", "tags": ["staff"],

@@ -63,12 +63,12 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.extensions["refflow.broker_check"] = lambda: stats()
 
     from refflow import web
-    from refflow.web import errors, fhir, headers, health, limits, metrics
+    from refflow.web import bulk, errors, fhir, headers, health, limits, metrics
     from refflow.web.api import faxes, openapi, plugins, referrals, staff, stats
 
     errors.init_app(app, html_handler=web.error_page)
     for blueprint in (health.bp, referrals.bp, staff.bp, faxes.bp, plugins.bp, openapi.bp,
-                      fhir.bp, stats.bp):
+                      fhir.bp, stats.bp, bulk.bp, bulk.api_bp):
         app.register_blueprint(blueprint)
     # REFFLOW_PROXY_HOPS: how many reverse proxies (TLS terminators) sit in
     # front; only then are X-Forwarded-For/-Proto believed (client address for

@@ -202,3 +202,36 @@ def test_bulk_cancel_of_stuck_referrals(client, auth, pipeline, smtp):
     again = bulk_actions.cancel_referrals(pipeline, [delivering[0], failed], actor=STAFF,
                                           reason="again")
     assert (again.done, again.reasons()) == ([], {"already cancelled": 2})
+
+
+def test_the_api_retries_and_cancels_in_bulk_for_staff_only(client, auth, pipeline, smtp, db):
+    from web_forms import PASSWORD, sign_in, token
+
+    from refflow.accounts.users import create_user
+
+    failed = _failed(client, auth, pipeline, smtp, 2)
+    assert client.post("/api/v1/deliveries/retry", json={"ids": failed},
+                       headers=auth).status_code == 403  # a practice's key
+    with db.session() as session:
+        create_user(session, "pt@clinic.example", PASSWORD, role="staff")
+    sign_in(client, "pt@clinic.example")
+    page = client.get("/failures").text
+    assert all(f'value="{d}"' in page for d in failed)  # both listed to choose from
+    csrf = {"X-CSRFToken": token(page)}
+    bad = client.post("/api/v1/deliveries/retry", json={"ids": failed, "since": "x"}, headers=csrf)
+    assert bad.status_code == 422
+    r = client.post("/api/v1/deliveries/retry", json={"ids": [*failed, "gone"]}, headers=csrf)
+    assert r.status_code == 200
+    assert r.get_json() == {"done": 2, "skipped": 1, "ids": failed,
+                            "skipped_items": [{"id": "gone", "reason": "not found"}],
+                            "skipped_reasons": {"not found": 1}}
+    r = client.post("/api/v1/deliveries/retry", headers=csrf,
+                    json={"since": "2020-01-01T00:00:00+00:00", "channel": "email"})
+    assert r.get_json()["done"] == 0  # nothing failed any more
+    with db.session() as session:
+        referral_ids = [session.get(Delivery, d).referral_id for d in failed]
+    r = client.post("/api/v1/referrals/cancel", json={"ids": referral_ids, "reason": "test"},
+                    headers=csrf)
+    assert (r.status_code, r.get_json()["done"]) == (200, 2)
+    with db.session() as session:
+        assert {session.get(Referral, i).status for i in referral_ids} == {states.CANCELLED}
