@@ -52,7 +52,7 @@ class Scene:
             self.arrows = list(drawing.get("arrows") or [])
             self.guide = drawing.get("guide")
             self.cue = str(drawing.get("cue") or "")
-            self.overlay = drawing.get("layout") == "overlay" and "end" in drawing
+            self.overlay = drawing.get("layout") == "overlay" and len(self.frames) > 1
             anchor = drawing.get("anchor", "auto")
             if anchor == "auto":  # what stays put: the hands on a support, else the far foot
                 held = all(f.get("hands") in ("counter", "wall", "rail") for f in self.frames)

@@ -328,3 +328,13 @@ def test_a_bad_spine_or_layout_is_refused(bad, message):
 def test_the_band_pull_apart_stands_with_the_feet_apart():
     body = Scene(dict(next(e for e in CATALOG if e.id == "band_pull_apart").drawing)).bodies[0]
     assert body.ankles[0][0] - body.ankles[1][0] > 0.15
+
+
+def test_drawing_data_from_an_older_plan_is_still_drawn_side_by_side():
+    """A plan saved before 'layout' and 'spine' existed carries neither: it draws, apart."""
+    bridge = dict(next(e for e in CATALOG if e.id == "glute_bridge").drawing)
+    old = {k: v for k, v in bridge.items() if k != "layout"}
+    old["start"] = {k: v for k, v in bridge["start"].items() if k != "spine"}
+    old["end"] = {k: v for k, v in bridge["end"].items() if k != "spine"}
+    assert ink(fax_image(card_pdf(old))) > 500
+    assert drawing_scale(old, CARD_WIDTH, CARD_HEIGHT) < drawing_scale(bridge, CARD_WIDTH, CARD_HEIGHT)
