@@ -284,3 +284,28 @@ def test_alerts_by_signed_webhook(client, auth, settings, db, smtp):
         assert len(receiver.requests) == 3
     finally:
         receiver.stop()
+
+
+def test_the_dashboard_lists_open_and_recently_cleared_incidents(client, pipeline, db):
+    from web_forms import PASSWORD, sign_in
+
+    from refflow.accounts.users import create_user
+
+    now = utcnow()
+    alerts.record(pipeline, alerts.Condition(alerts.CHANNEL_FAILING, "fax", True,
+                                             "7 of 8 delivery attempts failed"), now)
+    alerts.record(pipeline, alerts.Condition(alerts.NO_WORKER, "", True, "0 worker(s) online"),
+                  now - dt.timedelta(days=3))
+    alerts.record(pipeline, alerts.Condition(alerts.NO_WORKER, "", False, "1 worker(s) online"),
+                  now - dt.timedelta(days=2))  # cleared two days ago: no longer listed
+    alerts.record(pipeline, alerts.Condition(alerts.OUTBOX_BACKLOG, "", True, "600 waiting"),
+                  now - dt.timedelta(hours=2))
+    alerts.record(pipeline, alerts.Condition(alerts.OUTBOX_BACKLOG, "", False, "2 waiting"), now)
+    with db.session() as session:
+        create_user(session, "pt@clinic.example", PASSWORD, role="staff")
+    sign_in(client, "pt@clinic.example")
+    page = client.get("/").text
+    assert "Incidents: 1 open" in page
+    assert "deliveries failing on channel fax" in page and "7 of 8 delivery attempts" in page
+    assert "outbox backlog" in page and "no worker online" not in page
+    assert 'href="/failures?channel=fax"' in page
