@@ -73,7 +73,17 @@ class SessionInterface(SecureCookieSessionInterface):
 
 def init_app(app: Flask) -> None:
     """Register the web pages on ``app`` (called by ``create_app``)."""
-    from refflow.web import auth, fax_inbox, oidc, paper_forms, patient, portal, staff, users
+    from refflow.web import (
+        auth,
+        fax_inbox,
+        oidc,
+        paper_forms,
+        patient,
+        portal,
+        reports,
+        staff,
+        users,
+    )
     from refflow.web.principal import uses_session_cookie
 
     settings = app.extensions["refflow.settings"]
@@ -103,6 +113,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(staff.bp)
     app.register_blueprint(portal.bp)
     app.register_blueprint(fax_inbox.bp)
+    app.register_blueprint(reports.bp)
     app.register_blueprint(paper_forms.bp)
     app.register_blueprint(patient.bp)
     app.register_blueprint(users.bp)  # admins only
