@@ -57,6 +57,8 @@ from refflow.referrals import states
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
+# dates a period may name (its previous period and its end stay valid dates)
+FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(9000, 12, 31)
 TOP_PRACTICES = 10
 FALL_MIN_PREVIOUS = 10  # "down sharply" only counts for a practice that sent this many before
 # What the referring office receives: the plan summary (by fax, or as the PDF a
@@ -128,9 +130,12 @@ def _date(parameter: str, text: str) -> dt.date:
     try:
         if len(text) != 10:
             raise ValueError
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise InvalidPeriod(parameter, f"{parameter} must be a date written YYYY-MM-DD") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise InvalidPeriod(parameter, f"{parameter} must be between {FIRST_DAY} and {LAST_DAY}")
+    return day
 
 
 class seconds_between(FunctionElement):  # noqa: N801 - used like a SQL function

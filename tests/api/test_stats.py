@@ -196,6 +196,8 @@ def test_default_period_is_the_last_30_days(staff):
     ({"to": "2026-03-10T00:00"}, "to"),
     ({"from": "2026-03-10", "to": "2026-03-01"}, "from"),
     ({"from": "2025-01-01", "to": "2026-03-01"}, "to"),
+    ({"from": "0001-01-01", "to": "2026-01-02"}, "from"),
+    ({"to": "9999-12-31"}, "to"),
     ({"practice": "not-a-practice"}, "practice"),
     ({"practice": "00000000-0000-4000-8000-000000000000"}, "practice"),
     ({"format": "xlsx"}, "format"),
