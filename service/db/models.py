@@ -290,7 +290,8 @@ class DeliveryAttempt(Base):
     delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id"), index=True)
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # indexed: the alerts read each channel's attempts of the last minutes (ops.alerts)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     outcome: Mapped[str] = mapped_column(String(20), default="sending")  # sent|transient|permanent
     error: Mapped[str | None] = mapped_column(String(500))
 

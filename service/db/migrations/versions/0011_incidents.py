@@ -1,6 +1,7 @@
 """incidents: alert conditions from start to clear (ops.alerts), at most one
 open per (kind, key) through a partial unique index, with when each of the two
-notifications was sent
+notifications was sent; delivery_attempts.finished_at indexed (the alerts
+count each channel's attempts of the last minutes)
 
 Revision ID: 0011
 Revises: 0010
@@ -36,9 +37,12 @@ def upgrade() -> None:
     op.create_index(op.f("ix_incidents_cleared_at"), "incidents", ["cleared_at"])
     op.create_index("uq_incidents_open", "incidents", ["kind", "key"], unique=True,
                     postgresql_where=OPEN, sqlite_where=OPEN)
+    op.create_index(op.f("ix_delivery_attempts_finished_at"), "delivery_attempts",
+                    ["finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_delivery_attempts_finished_at"), table_name="delivery_attempts")
     op.drop_index("uq_incidents_open", table_name="incidents")
     op.drop_index(op.f("ix_incidents_cleared_at"), table_name="incidents")
     op.drop_table("incidents")
