@@ -25,6 +25,7 @@ COMMANDS = (
     "user",
     "fax",
     "webhook",
+    "audit",
     "plugins",
     "plan",
     "render",
@@ -69,7 +70,15 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="refflow")
 def cli() -> None:
-    """refflow — referral workflow service for rehabilitation clinics."""
+    """refflow — referral workflow service for rehabilitation clinics.
+
+    \b
+    Data: on embedded defaults every command uses the folder REFFLOW_DATA_DIR
+    (default ./refflow-data, relative to the folder you run it from): the
+    SQLite database, the secret key, and the email outbox, fax spool and
+    chart PDFs that `refflow run` writes. Run commands from the folder where
+    `refflow run` runs, or set REFFLOW_DATA_DIR (REFFLOW_DATABASE_URL in
+    production). `plan`, `render`, `catalog` and `plugins` need no data."""
 
 
 def _plugin_commands() -> None:

@@ -80,6 +80,7 @@ def init_app(app: Flask) -> None:
         paper_forms,
         patient,
         portal,
+        refused_reads,
         reports,
         staff,
         users,
@@ -110,6 +111,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(assets)
     app.register_blueprint(auth.bp)
     oidc.init_app(app)  # single sign-on, when configured
+    refused_reads.init_app(app)  # a referral refused to its caller: on the audit trail
     app.register_blueprint(staff.bp)
     app.register_blueprint(portal.bp)
     app.register_blueprint(fax_inbox.bp)
