@@ -36,12 +36,13 @@ import datetime as dt
 import json
 import logging
 import smtplib
+import threading
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from refflow.config import Settings
@@ -102,21 +103,28 @@ def channel_conditions(session, settings: Settings, now: dt.datetime) -> list[Co
         select(Incident.key, func.max(Incident.cleared_at))
         .where(Incident.kind == CHANNEL_FAILING, Incident.cleared_at.is_not(None))
         .group_by(Incident.key)).all())
-    finished = (select(Delivery.channel, DeliveryAttempt.outcome, DeliveryAttempt.finished_at)
-                .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
-                .where(DeliveryAttempt.finished_at >= now - window,
-                       DeliveryAttempt.outcome.in_(("sent", *FAILED_OUTCOMES))))
-    counts: dict[str, dict[str, int]] = {}
-    for channel, outcome, at in session.execute(finished):
-        if channel in last_cleared and at <= last_cleared[channel]:
-            continue  # counted for the incident that has cleared
-        seen = counts.setdefault(channel, {"failed": 0, "total": 0})
-        seen["total"] += 1
-        seen["failed"] += outcome in FAILED_OUTCOMES
+
+    def counts(since: dt.datetime, channel: str | None = None) -> dict[str, tuple[int, int]]:
+        """channel -> (failed, total) of the attempts finished after ``since``."""
+        query = (select(Delivery.channel,
+                        func.sum(case((DeliveryAttempt.outcome.in_(FAILED_OUTCOMES), 1), else_=0)),
+                        func.count())
+                 .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
+                 .where(DeliveryAttempt.finished_at > since,
+                        DeliveryAttempt.outcome.in_(("sent", *FAILED_OUTCOMES)))
+                 .group_by(Delivery.channel))
+        if channel is not None:
+            query = query.where(Delivery.channel == channel)
+        return {c: (int(failed or 0), total) for c, failed, total in session.execute(query)}
+
+    seen = counts(now - window)
+    for channel, cleared in last_cleared.items():
+        if channel in seen and cleared > now - window:  # counted for the incident that cleared
+            seen[channel] = counts(cleared, channel).get(channel, (0, 0))
     conditions = []
     minutes = f"{settings.alert_window_minutes:g} min"
-    for channel in sorted(set(counts) | open_keys):
-        failed, total = counts.get(channel, {}).get("failed", 0), counts.get(channel, {}).get("total", 0)
+    for channel in sorted(set(seen) | open_keys):
+        failed, total = seen.get(channel, (0, 0))
         detail = f"{failed} of {total} delivery attempts failed in the last {minutes}"
         if channel in open_keys:
             need = max(1, settings.alert_channel_clear_successes)
@@ -380,7 +388,9 @@ def recent(session, now: dt.datetime | None = None) -> list[Incident]:
 
 
 class Sweep:
-    """The scheduler's alert round, every ``REFFLOW_ALERT_CHECK_SECONDS``."""
+    """The scheduler's alert round, every ``REFFLOW_ALERT_CHECK_SECONDS``, in a
+    thread of its own: a mail server or webhook receiver that hangs never
+    holds up the outbox relay (a round still running skips the next)."""
 
     def __init__(self, p: Pipeline) -> None:
         from refflow.ops.queues import broker_stats_reader
@@ -389,13 +399,18 @@ class Sweep:
         self.broker_stats = (broker_stats_reader(p.settings.broker_url)
                              if p.settings.broker_url else None)
         self.next_at = 0.0
+        self.thread: threading.Thread | None = None
 
     def run_if_due(self, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
-        if now < self.next_at:
+        if now < self.next_at or (self.thread is not None and self.thread.is_alive()):
             return
         self.next_at = now + self.p.settings.alert_check_seconds
+        self.thread = threading.Thread(target=self._round, name="refflow-alerts", daemon=True)
+        self.thread.start()
+
+    def _round(self) -> None:
         try:
             evaluate(self.p, self.broker_stats)
-        except Exception as exc:  # noqa: BLE001 - alerts never hold up the relay
+        except Exception as exc:  # noqa: BLE001 - the database may be away: next round
             log.warning("alert round failed (%s)", type(exc).__name__)
