@@ -16,6 +16,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from web_forms import PASSWORD, sign_in
 
 from refflow.accounts.users import create_user
+from refflow.db.models import new_id
 
 JSONL_FIELDS = ["id", "at", "actor", "action", "referral_id", "ip", "detail"]
 
@@ -53,6 +54,7 @@ def trail(client, db, make_practice, referral_body):
     assert client.get(f"/fhir/R4/Task/{rid}", headers=lake).status_code == 404
     assert client.get("/fhir/R4/Task", query_string={"based-on": f"ServiceRequest/{rid}"},
                       headers=lake).get_json()["total"] == 0
+    assert client.get(f"/fhir/R4/Binary/{new_id()}", headers=lake).status_code == 404
     assert sign_in(client, "lake@practice.example").status_code == 302
     assert client.get(f"/portal/referrals/{rid}").status_code == 404
     assert client.post(f"/api/v1/referrals/{rid}/cancel", headers=north).status_code == 200
@@ -80,9 +82,10 @@ def test_reads_changes_and_refused_reads_export_as_json_lines(run, trail, referr
         "GET referrals_api.get_referral: another practice's referral",
         "GET fhir.read_task: another practice's referral",
         "GET fhir.search_tasks: another practice's referral",
+        "GET fhir.read_binary: no such document",
         "GET portal.referral: another practice's referral",
     ]
-    assert {row["referral_id"] for row in refused} == {rid}
+    assert [row["referral_id"] for row in refused] == [rid, rid, rid, None, rid]
     assert {row["ip"] for row in refused} == {"127.0.0.1"}
     assert refused[-1]["actor"].startswith("user:")  # the portal's signed-in practice user
     # ids only: nothing of the patient
@@ -110,9 +113,9 @@ def test_the_fhir_format_is_one_valid_audit_event_a_line(run, trail):
     assert by_action["referral.cancel"][0].action == "U"
     assert by_action["login"][0].type.code == "110114"
     refused = by_action["referral.read_refused"]
-    assert len(refused) == 4
-    assert {(e.action, e.outcome, e.entity[0].what.reference) for e in refused} == {
-        ("R", "4", f"Task/{rid}")}
+    assert [(e.action, e.outcome, e.entity[0].what and e.entity[0].what.reference)
+            for e in refused] == [("R", "4", f"Task/{rid}")] * 3 + [("R", "4", None)] \
+        + [("R", "4", f"Task/{rid}")]
 
 
 def test_since_and_until_choose_the_entries(run, trail):
