@@ -107,6 +107,9 @@ class Settings:
     oidc_provider_name: str = "single sign-on"  # the sign-in page: "Sign in with <this>"
     stuck_after_seconds: int = 30  # work not moving for this long is queued again
     task_time_limit: int = 300  # seconds; a delivery lease outlives it by a minute
+    # GET /metrics answers only "Authorization: Bearer <this>" when set (empty: open,
+    # for a metrics port reachable only by the scraper; docs/operations.md)
+    metrics_token: str = ""
     alert_email: str = ""  # alerts (ops.alerts) are emailed here through REFFLOW_SMTP_URL ...
     alert_webhook_url: str = ""  # ... and/or POSTed here, signed (Standard Webhooks)
     alert_webhook_secret: str = ""  # the alert webhook's signing secret (whsec_...)
@@ -157,11 +160,16 @@ class Settings:
         return replace(self, **overrides)
 
 
-def load_settings(environ: dict[str, str] | None = None, **overrides) -> Settings:
+def load_settings(environ: dict[str, str] | None = None, *, create_data_dir: bool = True,
+                  **overrides) -> Settings:
     """Read ``Settings`` from the environment (``REFFLOW_`` prefix), then apply overrides.
 
     Raises ``ConfigError`` with a message naming the variable when a value is
-    malformed or a production setting is missing.
+    malformed or a production setting is missing. On embedded defaults the
+    secret key lives in the data dir: with ``create_data_dir`` (the service's
+    own processes) it is made there the first time; without it (commands
+    that only use a service's data) a missing one is an error, so such a
+    command run from the wrong folder creates nothing there.
     """
     environ = os.environ if environ is None else environ
     values: dict = {}
@@ -187,10 +195,10 @@ def load_settings(environ: dict[str, str] | None = None, **overrides) -> Setting
             raise ConfigError(f"{key}: {exc}") from None
     values.update(overrides)
     settings = Settings(**values)
-    return _finish(settings)
+    return _finish(settings, create_data_dir=create_data_dir)
 
 
-def _finish(settings: Settings) -> Settings:
+def _finish(settings: Settings, *, create_data_dir: bool) -> Settings:
     if settings.env not in {"embedded", "production"}:
         raise ConfigError("REFFLOW_ENV must be 'embedded' or 'production'")
     if settings.fax_resolution not in {"fine", "normal"}:
@@ -221,7 +229,8 @@ def _finish(settings: Settings) -> Settings:
                 "REFFLOW_SECRET_KEY is required in production "
                 "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
             )
-        settings = replace(settings, secret_key=_embedded_secret(settings.data_dir))
+        settings = replace(settings, secret_key=_embedded_secret(settings.data_dir,
+                                                                 create=create_data_dir))
     if not settings.embedded:
         if not settings.database_url:
             raise ConfigError("REFFLOW_DATABASE_URL is required in production")
@@ -267,13 +276,17 @@ def _check_database_url(url: str) -> None:
                           f"use {DATABASE_URL_FORMS}")
 
 
-def _embedded_secret(data_dir: Path) -> str:
+def _embedded_secret(data_dir: Path, *, create: bool) -> str:
     """Generate the secret key once and keep it in the data dir (mode 0600)."""
     path = data_dir / "secret_key"
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        pass
+        if not create:
+            raise ConfigError(
+                f"there is no refflow data in {data_dir.resolve()} (REFFLOW_DATA_DIR, "
+                "default ./refflow-data in the current folder): run this where `refflow run` "
+                "runs, or set REFFLOW_DATA_DIR to its folder") from None
     data_dir.mkdir(parents=True, exist_ok=True)
     key = secrets.token_urlsafe(48)
     tmp = path.with_suffix(".tmp")

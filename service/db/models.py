@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -71,6 +72,11 @@ class UTCDateTime(TypeDecorator):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# What the dashboard's search matches on PostgreSQL (a trigram index holds it):
+# the patient's names and the practice's reference, lower-cased.
+SEARCH_TEXT_SQL = ("lower(coalesce(payload #>> '{patient,family_name}', '') || ' ' || "
+                   "coalesce(payload #>> '{patient,given_name}', '') || ' ' || "
+                   "coalesce(external_id, ''))")
 IdColumn = String(36)
 
 
@@ -139,6 +145,19 @@ class Referral(Base):
         Index("ix_referrals_practice_created", "practice_id", "created_at"),
         Index("ix_referrals_status_updated", "status", "updated_at"),
         Index("ix_referrals_practice_external", "practice_id", "external_id"),
+        # the staff lists' order, newest first (keyset pages on it)
+        Index("ix_referrals_created_id", "created_at", "id"),
+        # the dashboard's "plan not yet sent to the referrer": only those not sent
+        Index("ix_referrals_plan_unsent", "created_at", "status",
+              postgresql_where=text("plan_sent_at IS NULL"),
+              sqlite_where=text("plan_sent_at IS NULL")),
+        # the dashboard's "flagged" filter: the few flagged referrals
+        Index("ix_referrals_flagged", "created_at", postgresql_where=text("flagged"),
+              sqlite_where=text("flagged")),
+        # name search on PostgreSQL: trigrams of the text the dashboard searches
+        # (SQLite, for one clinic, reads the table)
+        Index("ix_referrals_search_trgm", text(f"{SEARCH_TEXT_SQL} public.gin_trgm_ops"),
+              postgresql_using="gin").ddl_if(dialect="postgresql"),
         # the Reports' period: referrals received between two times (stats)
         Index("ix_referrals_created_status_practice", "created_at", "status", "practice_id"),
     )
@@ -157,6 +176,9 @@ class Referral(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # when the plan first reached the referring office (a plan document sent to a
+    # referrer's target); the database sets it as the delivery is marked sent
+    plan_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     practice: Mapped[Practice] = relationship()
     events: Mapped[list[ReferralEvent]] = relationship(
@@ -249,6 +271,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("referral_id", "channel", "document"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_deliveries_failed_referral", "referral_id",
+              postgresql_where=text("status = 'failed'"), sqlite_where=text("status = 'failed'")),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
@@ -294,6 +318,22 @@ class DeliveryAttempt(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     outcome: Mapped[str] = mapped_column(String(20), default="sending")  # sent|transient|permanent
     error: Mapped[str | None] = mapped_column(String(500))
+
+
+class StateCount(Base):
+    """Referrals by state, deliveries by channel and state and attempts by
+    channel and outcome, kept as work happens: database triggers (migration
+    0010) add a row of +n/-n for every change, so the dashboard and
+    ``/metrics`` sum a few rows instead of counting all history.
+    ``refflow.referrals.counts`` reads and folds them."""
+
+    __tablename__ = "state_counts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(20))  # referral | delivery | attempt
+    channel: Mapped[str] = mapped_column(String(40))  # "" for referrals
+    state: Mapped[str] = mapped_column(String(20))
+    n: Mapped[int] = mapped_column(BigInteger)
 
 
 class OutboxMessage(Base):

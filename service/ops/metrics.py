@@ -8,6 +8,9 @@ and marks dead workers). State that lives in the database or the broker —
 referrals by state, deliveries by channel and outcome, the outbox backlog,
 queue depth, workers online — is read at scrape time by a collector, so every
 web process reports the same numbers whichever machine the workers run on.
+The counts are the few rows the database keeps as work happens
+(``refflow.referrals.counts``), never aggregates over all history, so a
+scrape costs the same at any volume.
 
 Labels are route rules (``/api/v1/referrals/<referral_id>``), task names,
 channel names, states and status codes: never ids, never patient data.
@@ -51,6 +54,7 @@ TASKS = Counter("refflow_tasks_total", "Celery task runs by task and final state
 TASK_RETRIES = Counter("refflow_task_retries_total", "Celery task retries by task", ["task"])
 
 INTAKE_RULE = "/api/v1/referrals"
+ATTEMPT_OUTCOMES = ("sent", "transient", "permanent")  # an attempt is "sending" until then
 
 
 def enable_multiprocess(directory: str) -> None:
@@ -82,26 +86,18 @@ class StateCollector:
         return []
 
     def collect(self):
-        from sqlalchemy import func, select
-
-        from refflow.db.models import Delivery, DeliveryAttempt, Referral
         from refflow.pipeline.outbox import backlog
-        from refflow.referrals import states
+        from refflow.referrals import counts, states
 
         up = GaugeMetricFamily("refflow_database_up", "1 when the scrape could read the database")
         try:
+            kept = counts.read_and_fold(self.db)
             with self.db.session() as session:
-                by_state = dict(session.execute(
-                    select(Referral.status, func.count()).group_by(Referral.status)).all())
-                deliveries = session.execute(
-                    select(Delivery.channel, Delivery.status, func.count())
-                    .group_by(Delivery.channel, Delivery.status)).all()
-                attempts = session.execute(
-                    select(Delivery.channel, DeliveryAttempt.outcome, func.count())
-                    .join(Delivery, Delivery.id == DeliveryAttempt.delivery_id)
-                    .where(DeliveryAttempt.outcome.is_not(None))
-                    .group_by(Delivery.channel, DeliveryAttempt.outcome)).all()
                 outbox = backlog(session)
+            by_state = kept.referrals
+            deliveries = [(c, s, n) for (c, s), n in sorted(kept.deliveries.items())]
+            attempts = [(c, o, n) for (c, o), n in sorted(kept.attempts.items())
+                        if o in ATTEMPT_OUTCOMES]
         except Exception as exc:  # noqa: BLE001 - a scrape must not fail with the database
             log.warning("metrics: database unavailable (%s)", type(exc).__name__)
             up.add_metric([], 0)

@@ -1,4 +1,6 @@
-"""The queue at a glance: what the dashboard and GET /api/v1/queue show."""
+"""The queue at a glance: what the dashboard and GET /api/v1/queue show.
+Counts are the ones the database keeps as work happens (``referrals.counts``);
+the rest reads only referrals and deliveries still in the pipeline."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ from sqlalchemy import func, select
 
 from refflow.db.models import Delivery, Referral, utcnow
 from refflow.pipeline.outbox import backlog
-from refflow.referrals import states
+from refflow.referrals import counts, states
 
 WAITING = (states.RECEIVED, states.PLANNING, states.NEEDS_REVIEW, states.PLANNED,
            states.DELIVERING)
@@ -15,8 +17,7 @@ WAITING = (states.RECEIVED, states.PLANNING, states.NEEDS_REVIEW, states.PLANNED
 def queue_overview(db, broker_stats=None) -> dict:
     now = utcnow()
     with db.session() as session:
-        counts = dict(session.execute(
-            select(Referral.status, func.count()).group_by(Referral.status)).all())
+        kept = counts.read(session)
         oldest = {}
         for status, created in session.execute(
                 select(Referral.status, func.min(Referral.updated_at))
@@ -31,15 +32,16 @@ def queue_overview(db, broker_stats=None) -> dict:
                    Delivery.last_error, Delivery.updated_at)
             .where(Delivery.status == "failed").order_by(Delivery.updated_at.desc()).limit(50)
         ).all()
-        deliveries = dict(session.execute(
-            select(Delivery.status, func.count()).group_by(Delivery.status)).all())
         outbox_backlog = backlog(session)
+    if kept.rows > counts.FOLD_ABOVE:
+        counts.fold(db)
+    by_state = kept.referrals
     body = {
-        "counts": {s: counts.get(s, 0) for s in states.STATES},
+        "counts": {s: by_state.get(s, 0) for s in states.STATES},
         "oldest_waiting_seconds": oldest,
         "oldest_waiting": max(oldest.values()) if oldest else None,
-        "review_queue": counts.get(states.NEEDS_REVIEW, 0),
-        "deliveries": deliveries,
+        "review_queue": by_state.get(states.NEEDS_REVIEW, 0),
+        "deliveries": kept.deliveries_by_state(),
         "failures": [
             {"delivery_id": d.id, "referral_id": d.referral_id, "channel": d.channel,
              "attempts": d.attempts, "last_error": d.last_error,

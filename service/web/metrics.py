@@ -1,15 +1,18 @@
 """``GET /metrics`` (Prometheus text format) and the per-request samples
 behind it (``refflow.ops.metrics``): labels are route rules, never URLs.
-A request that fails on the server is also logged (rule and status only)."""
+A request that fails on the server is also logged (rule and status only).
+With ``REFFLOW_METRICS_TOKEN`` set, a scrape must send it as a bearer token."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
 from flask import Flask, Response, current_app, g, request
 
 from refflow.ops import metrics
+from refflow.web.errors import ApiError
 
 log = logging.getLogger("refflow.http")
 
@@ -35,6 +38,19 @@ def init_app(app: Flask) -> None:
 
 
 def serve_metrics():
+    _check_token(current_app.extensions["refflow.settings"].metrics_token)
     body, content_type = metrics.render(current_app.extensions["refflow.db"],
                                         current_app.extensions.get("refflow.broker_stats"))
     return Response(body, content_type=content_type)
+
+
+def _check_token(token: str) -> None:
+    """Nothing when no token is set or the request sends it; else a 401."""
+    if not token:
+        return
+    scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(),
+                                                             token.encode()):
+        raise ApiError(401, "send the metrics token: Authorization: Bearer <token>",
+                       code="unauthorized",
+                       headers={"WWW-Authenticate": 'Bearer realm="refflow metrics"'})

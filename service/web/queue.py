@@ -13,14 +13,18 @@ import datetime as dt
 from dataclasses import asdict, dataclass, replace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import case, func, literal_column, or_, select
 
 from refflow.accounts import sealing
-from refflow.db.models import Delivery, Practice, Referral
-from refflow.referrals import states
-from refflow.referrals.queries import PLAN_TO_REFERRER
+from refflow.db.models import SEARCH_TEXT_SQL, Delivery, Practice, Referral
+from refflow.referrals import counts, states
 
 LIMIT = 100
+COUNT_CAP = 1000  # a filtered list counts its matches up to this many
+# Written out, not bound, so PostgreSQL's prepared plans can use the partial
+# indexes (ix_deliveries_failed_referral, ix_referrals_flagged) they match.
+FAILED_DELIVERY = literal_column("deliveries.status = 'failed'")
+FLAGGED = literal_column("referrals.flagged")
 SEARCH_PURPOSE = "queue search"  # the sealing key's purpose (refflow.accounts.sealing)
 
 
@@ -86,9 +90,11 @@ def _patient(key: str):
 
 
 def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
-    """(rows, total) newest first; each row is (Referral, practice name, failed count)."""
+    """(rows, total) newest first; each row is (Referral, practice name, failed
+    count). ``total`` is counted up to ``COUNT_CAP + 1`` (more is shown as
+    "over COUNT_CAP"); without filters it is the count the database keeps."""
     failed_count = (select(func.count()).where(Delivery.referral_id == Referral.id,
-                                               Delivery.status == "failed")
+                                               FAILED_DELIVERY)
                     .correlate(Referral).scalar_subquery())
     query = select(Referral, Practice.name, failed_count).join(
         Practice, Practice.id == Referral.practice_id)
@@ -98,11 +104,16 @@ def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
     if filters.practice_id:
         conditions.append(Referral.practice_id == filters.practice_id)
     if filters.flagged:
-        conditions.append(or_(Referral.flagged.is_(True),
-                              Referral.status == states.NEEDS_REVIEW))
+        # each side has its index (a partial one of flagged referrals)
+        conditions.append(Referral.id.in_(
+            select(Referral.id).where(FLAGGED).union(
+                select(Referral.id).where(Referral.status == states.NEEDS_REVIEW))))
     if filters.failed:
-        conditions.append(or_(Referral.status == states.FAILED, exists().where(
-            Delivery.referral_id == Referral.id, Delivery.status == "failed")))
+        # the few referrals with a failed delivery (a partial index holds them)
+        # or failed themselves, not a probe of deliveries for every referral
+        conditions.append(Referral.id.in_(
+            select(Delivery.referral_id).where(FAILED_DELIVERY).union(
+                select(Referral.id).where(Referral.status == states.FAILED))))
     tz = ZoneInfo(timezone)
     if filters.date_from:
         start = dt.datetime.combine(dt.date.fromisoformat(filters.date_from), dt.time(),
@@ -112,16 +123,23 @@ def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
         end = dt.datetime.combine(dt.date.fromisoformat(filters.date_to) + dt.timedelta(days=1),
                                   dt.time(), tzinfo=tz)
         conditions.append(Referral.created_at < end.astimezone(dt.UTC))
+    postgresql = session.get_bind().dialect.name == "postgresql"
     for word in filters.q.split()[:5]:
         like = f"%{_escape_like(word.lower())}%"
-        conditions.append(or_(
-            func.lower(_patient("given_name")).like(like, escape="\\"),
-            func.lower(_patient("family_name")).like(like, escape="\\"),
-            func.lower(Referral.external_id).like(like, escape="\\"),
-        ))
+        if postgresql:  # the trigram index's expression, word for word
+            conditions.append(literal_column(SEARCH_TEXT_SQL).like(like, escape="\\"))
+        else:
+            conditions.append(or_(
+                func.lower(_patient("given_name")).like(like, escape="\\"),
+                func.lower(_patient("family_name")).like(like, escape="\\"),
+                func.lower(Referral.external_id).like(like, escape="\\"),
+            ))
     query = query.where(*conditions)
-    total = session.scalar(select(func.count()).select_from(
-        select(Referral.id).where(*conditions).subquery()))
+    if conditions:
+        total = session.scalar(select(func.count()).select_from(
+            select(Referral.id).where(*conditions).limit(COUNT_CAP + 1).subquery()))
+    else:
+        total = sum(counts.read(session).referrals.values())
     rows = session.execute(query.order_by(Referral.created_at.desc(), Referral.id.desc())
                            .limit(limit)).all()
     return rows, total
@@ -132,10 +150,13 @@ def _escape_like(text: str) -> str:
 
 
 def review_queue(session, limit: int = 20):
+    """Referrals waiting for a clinician: urgent ones first, then the longest waiting."""
     return session.execute(
         select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
         .where(Referral.status == states.NEEDS_REVIEW)
-        .order_by(Referral.updated_at).limit(limit)).all()
+        .order_by(case((Referral.urgency == "urgent", 0), else_=1), Referral.updated_at,
+                  Referral.id)
+        .limit(limit)).all()
 
 
 def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
@@ -143,10 +164,12 @@ def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
     not reached the referring office (no plan document sent to a referrer's
     target), oldest first; rejected and cancelled ones are left out (no plan
     will be sent). Each row is (Referral, practice name)."""
-    sent = exists().where(Delivery.referral_id == Referral.id, Delivery.status == "sent",
-                          Delivery.document.in_(PLAN_TO_REFERRER), Delivery.target != "")
-    conditions = (Referral.created_at < now - dt.timedelta(days=days),
-                  Referral.status.not_in((states.REJECTED, states.CANCELLED)), ~sent)
+    # plan_sent_at is set by the database as a plan document is sent to a
+    # referrer's target (refflow.referrals.queries.PLAN_TO_REFERRER); a partial
+    # index holds the referrals without it
+    conditions = (Referral.plan_sent_at.is_(None),
+                  Referral.created_at < now - dt.timedelta(days=days),
+                  Referral.status.not_in((states.REJECTED, states.CANCELLED)))
     total = session.scalar(select(func.count()).select_from(
         select(Referral.id).where(*conditions).subquery()))
     rows = session.execute(

@@ -116,6 +116,7 @@ def _queue_context(user: WebUser) -> dict:
             "failure_names": names,
             "states": states.STATES,
             "limit": queue.LIMIT,
+            "count_cap": queue.COUNT_CAP,
             "now": utcnow(),
         }
     return ctx
@@ -427,21 +428,13 @@ def _one_line(value: str | None) -> str:
 
 def _catalogue() -> list:
     """The exercise catalogue and the plugins' exercises (as catalogue entries)."""
-    from refflow.planning.catalog import CatalogError, exercise_from_mapping, load_catalog
+    from refflow.planning.catalog import load_catalog, plugin_exercises
     from refflow.plugins.manager import exercise_catalog
 
     items = list(load_catalog().exercises)
-    seen = {e.id for e in items}
-    extra, _failures = exercise_catalog(_pipeline().pm)
-    for entry in extra:
-        try:
-            ex = exercise_from_mapping(entry, source=str(entry.get("plugin") or "plugin")[:60])
-        except CatalogError:
-            continue
-        if ex.id not in seen:
-            seen.add(ex.id)
-            items.append(ex)
-    return items
+    extra, _refused = plugin_exercises(exercise_catalog(_pipeline().pm)[0],
+                                       {e.id for e in items})
+    return items + extra
 
 
 def _search(items: list, q: str, category: str, tag: str) -> list:
