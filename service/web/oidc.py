@@ -99,6 +99,7 @@ def start():
                     type(exc).__name__)
         return _refused("The sign-in provider could not be reached. Try again in a moment, "
                         "or sign in with your password.", 502)
+    session.pop(NEXT_KEY, None)
     if nxt:
         session[NEXT_KEY] = nxt
     return response

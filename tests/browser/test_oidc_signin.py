@@ -156,6 +156,18 @@ def test_an_error_from_the_provider_signs_no_one_in(sso_client):
     assert sso_client.get("/").status_code == 302
 
 
+def test_a_provider_that_does_not_answer_is_said_so(settings):
+    from refflow import embedded
+
+    down = settings.with_overrides(oidc_issuer=f"http://127.0.0.1:{embedded.free_port()}",
+                                   oidc_client_id="refflow", oidc_client_secret="secret")
+    client = create_app(down, {"TESTING": True}).test_client()
+    r = client.get("/login/oidc")
+    assert r.status_code == 502
+    assert "The sign-in provider could not be reached" in r.text
+    assert "Sign in</button>" in r.text  # the password form is still there
+
+
 def test_passwords_still_work_next_to_single_sign_on(sso_client, db):
     email = _staff(db)
     page = sso_client.get("/login")
