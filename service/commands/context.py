@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 
 import click
@@ -12,9 +13,12 @@ from refflow.config import ConfigError, load_settings
 from refflow.db import database_for
 
 
-def settings_or_exit():
+def settings_or_exit(*, create_data_dir: bool = False):
+    """The settings, or a one-line error. Only the commands that run the
+    service (or create its database) pass ``create_data_dir``: any other
+    command run outside a data dir says so and leaves the folder as it was."""
     try:
-        return load_settings()
+        return load_settings(create_data_dir=create_data_dir)
     except ConfigError as exc:
         raise CLIError(str(exc)) from None
 
@@ -22,22 +26,30 @@ def settings_or_exit():
 def database(settings=None, *, migrated: bool = True):
     """The configured database, reachable, or a one-line error; with ``migrated``
     (the default) only one that holds refflow's tables, else an error that says
-    what to run."""
+    what to run. Without ``migrated`` (``refflow db upgrade``) an embedded
+    SQLite database may be created."""
     from sqlalchemy.exc import SQLAlchemyError
 
     from refflow.db import migrate
 
-    db = database_for(settings or settings_or_exit())
+    db = database_for(settings or settings_or_exit(create_data_dir=not migrated))
     where = db.engine.url.render_as_string(hide_password=True)
+    path = db.engine.url.database if db.engine.url.get_backend_name() == "sqlite" else None
+    if migrated and path and path != ":memory:" and not os.path.exists(path):
+        raise _no_database(where)  # checked first: connecting would create the file
     try:
         revision = migrate.current_revision(db)
     except SQLAlchemyError as exc:
         raise unreachable(db, exc) from None
     if migrated and revision is None:
-        raise CLIError(f"there is no refflow database at {where}: run `refflow db upgrade` "
-                       "(or `refflow run`) first, or set REFFLOW_DATA_DIR or "
-                       "REFFLOW_DATABASE_URL to yours")
+        raise _no_database(where)
     return db
+
+
+def _no_database(where: str) -> CLIError:
+    return CLIError(f"there is no refflow database at {where}: run `refflow db upgrade` "
+                    "(or `refflow run`) first, or set REFFLOW_DATA_DIR or "
+                    "REFFLOW_DATABASE_URL to yours")
 
 
 def unreachable(db, exc: Exception) -> CLIError:

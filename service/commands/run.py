@@ -36,7 +36,7 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
     from refflow.db import database_for, migrate
 
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_or_exit()
+    settings = settings_or_exit(create_data_dir=True)
     port_free_or_exit(host, port)
     data_dir = settings.data_dir.resolve()
     env = dict(os.environ, REFFLOW_DATA_DIR=str(data_dir), REFFLOW_SECRET_KEY=settings.secret_key)
@@ -66,6 +66,9 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
         click.echo(f"refflow is running: dashboard http://{shown_host}:{port}/")
         click.echo(_login_line(login))
+        click.echo(f"data in {data_dir}: emails in {settings.mail_outbox_dir.name}/, "
+                   f"faxes in {settings.fax_spool_dir.name}/, chart PDFs in "
+                   f"{settings.documents_dir.name}/chart/")
         click.echo("press Ctrl+C to stop")
         supervisor.watch(stopping.is_set)
     finally:

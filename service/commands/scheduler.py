@@ -13,7 +13,7 @@ from refflow.commands.context import settings_or_exit
 @click.command("scheduler")
 def command() -> None:
     """Relay the outbox to the broker and re-drive stuck referrals (runs until stopped)."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(create_data_dir=True)
     from refflow.ops.logging import configure_logging
     from refflow.workers.schedule import run_scheduler
 

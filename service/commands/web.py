@@ -19,7 +19,7 @@ from refflow.commands.context import (
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
 def command(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the API, the dashboard and the portal (gunicorn)."""
-    settings = settings_or_exit()
+    settings = settings_or_exit(create_data_dir=True)
     port_free_or_exit(host, port)
     from refflow.web.server import serve
 

@@ -26,7 +26,7 @@ def default_concurrency() -> int:
 @click.option("--loglevel", default="INFO", show_default=True)
 def command(queues: str, concurrency: int, loglevel: str) -> None:
     """Run a worker (same as `celery -A refflow.workers worker`)."""
-    settings_or_exit()
+    settings_or_exit(create_data_dir=True)
     from refflow.workers import app
 
     concurrency = concurrency or default_concurrency()

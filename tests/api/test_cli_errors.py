@@ -88,7 +88,9 @@ def test_serving_commands_still_keep_one_secret_key_per_data_dir(tmp_path, monke
     for name in [k for k in os.environ if k.startswith("REFFLOW_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("REFFLOW_DATA_DIR", str(tmp_path / "data"))
-    first = settings_or_exit().secret_key  # what `refflow run` and `refflow web` read
-    assert first and settings_or_exit().secret_key == first
+    # what `refflow run` and `refflow web` read
+    first = settings_or_exit(create_data_dir=True).secret_key
+    assert first and settings_or_exit(create_data_dir=True).secret_key == first
+    assert settings_or_exit().secret_key == first  # other commands read the same key
     assert (tmp_path / "data" / "secret_key").read_text().strip() == first
     assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o777 == 0o600
