@@ -18,28 +18,18 @@ def command(gallery: str) -> None:
     """The exercise catalogue: its drawings as a gallery PDF."""
     from refflow.config import load_settings
     from refflow.documents.drawings import DrawingDataError, gallery_pdf
-    from refflow.planning.catalog import CatalogError, exercise_from_mapping, load_catalog
+    from refflow.planning.catalog import load_catalog, plugin_exercises
     from refflow.plugins.manager import exercise_catalog, get_plugin_manager
 
     exercises = list(load_catalog().exercises)
-    seen = {e.id for e in exercises}
     # A listing needs no secret; passing one keeps load_settings from creating a key file.
-    extra, failures = exercise_catalog(get_plugin_manager(load_settings(secret_key="unused-by-catalog")))
-    problems = [f.message for f in failures]
-    plugin_count = 0
-    for entry in extra:
-        source = str(entry.get("plugin") or "plugin")[:60]
-        try:
-            ex = exercise_from_mapping(entry, source=source)
-        except CatalogError as exc:
-            problems.append(f"plugin {source}: {exc}")
-            continue
-        if ex.id in seen:
-            problems.append(f"plugin {source}: exercise {ex.id!r} is already in the catalogue")
-            continue
-        seen.add(ex.id)
-        exercises.append(ex)
-        plugin_count += 1
+    entries, failures = exercise_catalog(
+        get_plugin_manager(load_settings(secret_key="unused-by-catalog")))
+    extra, refused = plugin_exercises(entries, {e.id for e in exercises})
+    exercises += extra
+    plugin_count = len(extra)
+    problems = [f.message for f in failures] + [f"plugin {r.source}: {r.message}"
+                                                for r in refused]
     try:
         pdf = gallery_pdf([(e.id if e.source == "refflow" else f"{e.id} (plugin {e.source})", e.name,
                             dict(e.drawing) if e.drawing else None) for e in exercises])

@@ -142,6 +142,40 @@ def exercise_from_mapping(entry: Mapping[str, Any], *, source: str = "refflow") 
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ExtraRefused:
+    """A plugin's exercise that was left out: ``code`` is ``invalid_plugin_exercise``
+    or ``duplicate_plugin_exercise``."""
+
+    source: str
+    code: str
+    message: str
+
+
+def plugin_exercises(entries, known_ids) -> tuple[list[Exercise], list[ExtraRefused]]:
+    """The plugins' catalogue entries as exercises (each tagged ``plugin``),
+    leaving out, and naming, any that do not load or whose id is taken."""
+    out: list[Exercise] = []
+    refused: list[ExtraRefused] = []
+    seen = set(known_ids)
+    for entry in entries:
+        source = "plugin"
+        if isinstance(entry, Mapping):
+            source = str(entry.get("plugin") or entry.get("source") or "plugin")[:60]
+        try:
+            ex = exercise_from_mapping(entry, source=source)
+        except CatalogError as exc:
+            refused.append(ExtraRefused(source, "invalid_plugin_exercise", str(exc)))
+            continue
+        if ex.id in seen:
+            refused.append(ExtraRefused(source, "duplicate_plugin_exercise",
+                                        f"exercise {ex.id!r} is already in the catalogue"))
+            continue
+        seen.add(ex.id)
+        out.append(ex)
+    return out, refused
+
+
 @dataclass(frozen=True, eq=False)  # hashed by identity (used as a cache key)
 class Catalog:
     version: str

@@ -34,6 +34,7 @@ from refflow.planning.catalog import (
     Exercise,
     exercise_from_mapping,
     load_catalog,
+    plugin_exercises,
 )
 from refflow.planning.decision import decide
 from refflow.planning.evidence import RULES as EVIDENCE_RULES
@@ -161,26 +162,15 @@ def _translate(plan: dict, d: R.Draft, extra_exercises: Sequence[Mapping]) -> No
 
 
 def _load_extras(entries: Sequence[Mapping], d: R.Draft) -> tuple[Exercise, ...]:
-    out: list[Exercise] = []
-    seen = set(d.catalog.by_id)
-    for entry in entries:
-        source = "plugin"
-        if isinstance(entry, Mapping):
-            source = str(entry.get("plugin") or entry.get("source") or "plugin")[:60]
-        try:
-            ex = exercise_from_mapping(entry, source=source)
-        except CatalogError as exc:
-            d.flag("invalid_plugin_exercise", "caution",
-                   f"An exercise from plugin {source} was ignored: {exc}.", source=source)
-            continue
-        if ex.id in seen:
-            d.flag("duplicate_plugin_exercise", "caution",
-                   f"Plugin {source} offered an exercise id that already exists; it was ignored.",
-                   source=source)
-            continue
-        seen.add(ex.id)
-        out.append(ex)
-    return tuple(out)
+    exercises, refused = plugin_exercises(entries, d.catalog.by_id)
+    for r in refused:
+        if r.code == "invalid_plugin_exercise":
+            d.flag(r.code, "caution", f"An exercise from plugin {r.source} was ignored: "
+                   f"{r.message}.", source=r.source)
+        else:
+            d.flag(r.code, "caution", f"Plugin {r.source} offered an exercise id that already "
+                   "exists; it was ignored.", source=r.source)
+    return tuple(exercises)
 
 
 class _Builtin:
