@@ -31,6 +31,7 @@ from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, defer
 
+from refflow.db import blobstore
 from refflow.db.models import AuditEntry, Practice, ReceivedFax, Referral, utcnow
 from refflow.faxin import pages, reading
 from refflow.intake.contact import normalize_phone
@@ -137,8 +138,9 @@ class FaxView:
 
 def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None = None,
             from_number: str | None = None, to_number: str | None = None) -> Stored:
-    """Store a received fax (TIFF or PDF) once by its SHA-256, match the caller
-    to a practice by fax number, queue ``refflow.read_fax``. Raises
+    """Store a received fax (TIFF or PDF) once by its SHA-256 (the image in the
+    document store, under ``received-faxes/<fax id>``), match the caller to a
+    practice by fax number, queue ``refflow.read_fax``. Raises
     ``faxin.pages.NotAFax`` for anything else."""
     content_type = pages.content_type_of(content)
     count = pages.page_count(content, content_type)
@@ -151,12 +153,14 @@ def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None 
             existing = _by_sha256(session, digest)
             if existing is not None:
                 return Stored(existing, False)
-            now = utcnow()
-            row = ReceivedFax(id=str(uuid.uuid4()), sha256=digest, source=source[:60],
+            now, fax_id = utcnow(), str(uuid.uuid4())
+            key = f"received-faxes/{fax_id}"
+            blobstore.put_in(session, p.store, key, content)
+            row = ReceivedFax(id=fax_id, sha256=digest, source=source[:60],
                               source_ref=_one_line(source_ref, 200),
                               from_number=caller, to_number=called,
                               practice_id=_practice_by_fax(session, caller),
-                              content_type=content_type, content=content, pages=count,
+                              content_type=content_type, store_key=key, pages=count,
                               status=RECEIVED, received_at=now, updated_at=now)
             session.add(row)
             session.flush()
@@ -247,14 +251,16 @@ def read(p: Pipeline, fax_id: str) -> str | None:
     (None for an unknown id)."""
     with p.db.session() as session:
         row = session.execute(select(ReceivedFax.status, ReceivedFax.reading,
-                                     ReceivedFax.content, ReceivedFax.content_type)
+                                     ReceivedFax.content_type, ReceivedFax.store_key,
+                                     ReceivedFax.sha256, ReceivedFax.content)
                               .where(ReceivedFax.id == fax_id)).first()
         if row is None:
             log.warning("read_fax: no fax %s", fax_id)
             return None
         if row.reading is not None:
             return row.status
-        content, content_type = row.content, row.content_type
+        content_type = row.content_type
+        content = blobstore.read(p.store, row.store_key, row.sha256, row.content)
     started = time.monotonic()
     try:
         images = pages.page_images(content, content_type)
@@ -371,15 +377,20 @@ def archive(p: Pipeline, fax_id: str, reason: str, *, actor: str, ip: str | None
 def purge(p: Pipeline, *, older_than: dt.timedelta | None = None) -> int:
     """Delete handled or archived faxes older than the retention period
     (``older_than``, default ``settings.fax_retention_days``); a fax still in
-    the inbox is never deleted. Returns how many were deleted."""
+    the inbox is never deleted, nor is an image in the document store kept
+    for a deleted fax. Returns how many were deleted."""
     if older_than is None:
         older_than = dt.timedelta(days=p.settings.fax_retention_days)
     cutoff = utcnow() - older_than
     with p.db.session() as session:
-        ids = session.scalars(select(ReceivedFax.id).where(
+        rows = session.execute(select(ReceivedFax.id, ReceivedFax.store_key).where(
             ReceivedFax.status.in_(HANDLED), ReceivedFax.handled_at < cutoff)).all()
-        if not ids:
+        if not rows:
             return 0
+        ids = [row.id for row in rows]
+        for row in rows:  # before the rows go: never a row gone with its image still kept
+            if row.store_key is not None:
+                p.store.delete(row.store_key)
         session.execute(delete(ReceivedFax).where(ReceivedFax.id.in_(ids),
                                                   ReceivedFax.status.in_(HANDLED))
                         .execution_options(synchronize_session=False))
@@ -468,18 +479,20 @@ def counts(session: Session) -> dict[str, int]:
     return {status: found.get(status, 0) for status in STATUSES}
 
 
-def page_png(session: Session, fax_id: str, number: int, *, actor: str, ip: str | None = None,
-             width: int | None = None) -> bytes | None:
+def page_png(session: Session, store: blobstore.BlobStore, fax_id: str, number: int, *,
+             actor: str, ip: str | None = None, width: int | None = None) -> bytes | None:
     """Page ``number`` (1-based) of a fax as PNG, or None when there is no such
     fax or page; the read is audited."""
     row = session.execute(select(ReceivedFax.content, ReceivedFax.content_type,
+                                 ReceivedFax.store_key, ReceivedFax.sha256,
                                  ReceivedFax.pages, ReceivedFax.referral_id)
                           .where(ReceivedFax.id == fax_id)).first()
     if row is None or not 1 <= number <= row.pages:
         return None
     _audit(session, actor, "fax.page", fax_id, ip=ip, referral_id=row.referral_id,
            detail=f"fax:{fax_id} page {number}")
-    images = pages.page_images(row.content, row.content_type)
+    content = blobstore.read(store, row.store_key, row.sha256, row.content)
+    images = pages.page_images(content, row.content_type)
     if number > len(images):
         return None
     return pages.png(images[number - 1], width=width)

@@ -359,8 +359,8 @@ def page_png(user: WebUser, fax_id: str, page: int):
     width = None if request.args.get("size") == "full" else PAGE_WIDTH
     with _db().session() as s:
         try:
-            body = inbox.page_png(s, fax_id, page, actor=user.actor, ip=request.remote_addr,
-                                  width=width)
+            body = inbox.page_png(s, _pipeline().store, fax_id, page, actor=user.actor,
+                                  ip=request.remote_addr, width=width)
         except pages.NotAFax:
             body = None
     if body is None:

@@ -45,7 +45,8 @@ def test_the_same_fax_twice_is_one_fax_in_the_inbox(p, db, fax_document):
     assert first.created and not again.created and again.fax_id == first.fax_id
     fax = _fax(db, first.fax_id)
     assert (fax.status, fax.pages, fax.content_type, fax.content) == (
-        "received", 2, "image/tiff", tiff)
+        "received", 2, "image/tiff", None)  # the image is in the document store
+    assert p.store.get(fax.store_key) == tiff and fax.store_key == f"received-faxes/{fax.id}"
     assert (fax.source, fax.source_ref) == ("cli", "fax000000001.tif")
     assert fax.reading is None and fax.received_at is not None
     # one message for the worker that reads it, committed with the fax
@@ -289,8 +290,8 @@ def test_views_and_lists_are_audited(p, db, fax_document):
     assert [f.id for f in first + rest] == ids[::-1] and end is None
     with db.session() as session:
         fax = inbox.view(session, ids[0], actor="user:physio", ip="10.0.0.9")
-        png = inbox.page_png(session, ids[0], 1, actor="user:physio")
-        assert inbox.page_png(session, ids[0], 2, actor="user:physio") is None
+        png = inbox.page_png(session, p.store, ids[0], 1, actor="user:physio")
+        assert inbox.page_png(session, p.store, ids[0], 2, actor="user:physio") is None
         assert inbox.counts(session)["received"] == 3
     assert fax.pages == 1 and png.startswith(b"\x89PNG")
     with db.session() as session:

@@ -1,6 +1,7 @@
 """The document store: documents' bytes live in a folder or in S3-compatible
 object storage, never in the database; every read is checked against the
 recorded SHA-256; the retention period purges closed referrals' documents.
+Received faxes' images live in the same store.
 
 S3 is a real S3-compatible HTTP server (moto's server, started here) that
 boto3 talks to over HTTP. The in-process tests run on SQLite and PostgreSQL,
@@ -25,7 +26,8 @@ from refflow import embedded
 from refflow.app import create_app
 from refflow.config import ConfigError, load_settings
 from refflow.db import blobstore
-from refflow.db.models import AuditEntry, Delivery, Document, Referral
+from refflow.db.models import AuditEntry, Delivery, Document, ReceivedFax, Referral
+from refflow.faxin import inbox
 from refflow.pipeline import flow, outbox, staff_actions
 from refflow.pipeline.context import Pipeline
 from refflow.pipeline.stored_documents import purge_expired, store_documents
@@ -230,6 +232,21 @@ def test_a_document_stored_before_the_store_is_read_from_its_row(planned):
                   .values(store_key=None, content=old, sha256=sha256(old), size=len(old)))
     r = client.get(f"/api/v1/referrals/{rid}/documents/summary.pdf", headers=auth)
     assert r.status_code == 200 and r.data == old
+
+
+def test_a_received_fax_image_lives_in_the_store_and_goes_with_its_purge(store, fax_document):
+    settings, objects = store
+    p = Pipeline(settings)
+    tiff = fax_document("Referral: knee", pages=1)
+    fax_id = inbox.receive(p, tiff, source="cli").fax_id
+    with p.db.session() as s:
+        row = s.get(ReceivedFax, fax_id)
+        assert row.content is None and row.store_key == f"received-faxes/{fax_id}"
+        png = inbox.page_png(s, p.store, fax_id, 1, actor="user:staff")
+    assert objects.get(row.store_key) == tiff and png.startswith(b"\x89PNG")
+    inbox.archive(p, fax_id, "not for this clinic", actor="user:staff")
+    assert inbox.purge(p, older_than=dt.timedelta(0)) == 1
+    assert objects.get(row.store_key) is None
 
 
 @pytest.mark.parametrize("value", ["ftp://host/x", "file:relative/path", "s3://", "file:"])

@@ -166,8 +166,8 @@ def get_page(fax_id: str, page: str):
         raise ApiError(404, "no such page")
     with _pipeline().db.session() as session:
         try:
-            image = inbox.page_png(session, fax_id, int(page), actor=staff.actor,
-                                   ip=request.remote_addr)
+            image = inbox.page_png(session, _pipeline().store, fax_id, int(page),
+                                   actor=staff.actor, ip=request.remote_addr)
         except pages.NotAFax:
             image = None
         if image is None:
