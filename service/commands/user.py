@@ -84,8 +84,9 @@ def list_(as_json: bool) -> None:
     settings = settings_or_exit()
     throttle = _throttle(settings)
     with database(settings).session() as session:
-        rows = [_json(u, throttle.wait_for(u.email) > 0 if throttle else None)
-                for u in users.list_users(session)]
+        people = users.list_users(session)
+        waits = throttle.waits([u.email for u in people]) if throttle else {}
+        rows = [_json(u, waits[u.email] > 0 if throttle else None) for u in people]
     if as_json:
         emit_json({"items": rows})
         return

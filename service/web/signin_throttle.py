@@ -37,6 +37,11 @@ Trusted browsers
     owner on a browser they signed in with before; an attacker cannot make
     such a cookie without the secret key.
 
+Unlocking
+    An administrator can forget an account's counters (``clear_account``:
+    the shared one and its trusted browsers'), from the staff Users page or
+    ``refflow user unlock``; ``waits`` says which accounts are slowed now.
+
 Without Redis (no ``redis://`` broker URL, or Redis not answering) the
 counts live in this process's memory: still a growing delay, but per process
 and forgotten on restart. ``refflow run`` always has Redis; an outage is
@@ -279,20 +284,24 @@ class SigninThrottle:
                 raise ThrottleUnavailable("the sign-in counters (Redis) did not answer "
                                           f"({type(exc).__name__}); try again") from None
 
-    def wait_for(self, email: str) -> float:
-        """The seconds before the account's shared counter allows another
+    def waits(self, emails: list[str]) -> dict[str, float]:
+        """Each account's seconds before its shared counter allows another
         attempt (0 when it is not slowed): what the Users page shows as locked."""
-        key = self.account_key(self.account(email))
+        keys = {email: self.account_key(self.account(email)) for email in emails}
         if self.storage == "redis":
             import redis
 
             try:
-                next_at = self.redis.hget(key, "next_at")
-                seconds, micros = self.redis.time()
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.time()
+                for key in keys.values():
+                    pipe.hget(key, "next_at")
+                (seconds, micros), *next_ats = pipe.execute()
             except redis.RedisError:
-                return 0.0
-            return max(0.0, float(next_at or 0) - (seconds + micros / 1e6))
-        return self.memory.wait(key)
+                return dict.fromkeys(emails, 0.0)
+            now = seconds + micros / 1e6
+            return {email: max(0.0, float(at or 0) - now) for email, at in zip(keys, next_ats)}
+        return {email: self.memory.wait(key) for email, key in keys.items()}
 
 
 class ThrottleUnavailable(RuntimeError):
