@@ -26,6 +26,7 @@ COMMANDS = (
     "fax",
     "webhook",
     "audit",
+    "documents",
     "plugins",
     "plan",
     "render",

@@ -56,15 +56,27 @@ def get_checked(store: BlobStore, key: str, sha256: str) -> bytes:
     return data
 
 
+def document_key(referral_id: str, document_id: str, sha256: str) -> str:
+    """A referral document's key: a new one whenever its bytes change."""
+    return f"documents/{referral_id}/{document_id}-{sha256}"
+
+
+def fax_key(fax_id: str) -> str:
+    """A received fax's image (never changes)."""
+    return f"received-faxes/{fax_id}"
+
+
 def read(store: BlobStore, key: str | None, sha256: str, legacy: bytes | None = None) -> bytes:
-    """The bytes of a row that names its blob by ``key`` (checked against
-    ``sha256``), or, for a row written before the store, those it holds
-    (``legacy``)."""
-    if key is None:
-        if legacy is None:
-            raise BlobMissing("a row with neither a store key nor bytes")
-        return legacy
-    return get_checked(store, key, sha256)
+    """The bytes of a row that names its blob by ``key``, or, for a row written
+    before the store, those it holds (``legacy``); checked against ``sha256``."""
+    if key is not None:
+        return get_checked(store, key, sha256)
+    if legacy is None:
+        raise BlobMissing("a row with neither a store key nor bytes")
+    if hashlib.sha256(legacy).hexdigest() != sha256:
+        log.error("a row's bytes do not match its recorded SHA-256: refused")
+        raise BlobCorrupt("row")
+    return legacy
 
 
 # -- blobs and the transaction that records them -------------------------------------

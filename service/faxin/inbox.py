@@ -154,7 +154,7 @@ def receive(p: Pipeline, content: bytes, *, source: str, source_ref: str | None 
             if existing is not None:
                 return Stored(existing, False)
             now, fax_id = utcnow(), str(uuid.uuid4())
-            key = f"received-faxes/{fax_id}"
+            key = blobstore.fax_key(fax_id)
             blobstore.put_in(session, p.store, key, content)
             row = ReceivedFax(id=fax_id, sha256=digest, source=source[:60],
                               source_ref=_one_line(source_ref, 200),

@@ -21,7 +21,15 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import defer
 
 from refflow.db import blobstore
-from refflow.db.models import AuditEntry, Delivery, Document, Referral, new_id, utcnow
+from refflow.db.models import (
+    AuditEntry,
+    Delivery,
+    Document,
+    ReceivedFax,
+    Referral,
+    new_id,
+    utcnow,
+)
 from refflow.documents.names import CONTENT_TYPES
 from refflow.referrals import states
 
@@ -48,7 +56,7 @@ def store_documents(store: blobstore.BlobStore, session, referral_id: str,
             doc = Document(id=new_id(), referral_id=referral_id, name=name)
             session.add(doc)
         digest = hashlib.sha256(content).hexdigest()
-        key = f"documents/{referral_id}/{doc.id}-{digest}"
+        key = blobstore.document_key(referral_id, doc.id, digest)
         if doc.store_key != key:
             blobstore.put_in(session, store, key, content)
             if doc.store_key is not None:
@@ -110,6 +118,30 @@ def purge_expired(p, *, older_than: dt.timedelta | None = None) -> int:
         log.info("purged %d document(s) of referrals closed over %d day(s) ago", purged,
                  older_than.days)
     return purged
+
+
+def move_into_store(p, *, batch: int = 50) -> tuple[int, int]:
+    """Move the bytes that rows written before the store (migration 0012) hold
+    in the database into the store, ``batch`` rows a transaction; reads work
+    before, during and after. Returns (documents, received faxes) moved."""
+    moved = []
+    for model in (Document, ReceivedFax):
+        count = 0
+        while True:
+            with p.db.session() as session:
+                rows = session.scalars(select(model).where(
+                    model.store_key.is_(None), model.content.is_not(None))
+                    .order_by(model.id).limit(batch).with_for_update(skip_locked=True)).all()
+                if not rows:
+                    break
+                for row in rows:
+                    key = blobstore.document_key(row.referral_id, row.id, row.sha256) \
+                        if model is Document else blobstore.fax_key(row.id)
+                    blobstore.put_in(session, p.store, key, row.content)
+                    row.store_key, row.content = key, None
+                count += len(rows)
+        moved.append(count)
+    return moved[0], moved[1]
 
 
 def tiff_pages(content: bytes) -> int | None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import subprocess
+import sys
 import uuid
 
 import boto3
@@ -30,7 +32,7 @@ from refflow.db.models import AuditEntry, Delivery, Document, ReceivedFax, Refer
 from refflow.faxin import inbox
 from refflow.pipeline import flow, outbox, staff_actions
 from refflow.pipeline.context import Pipeline
-from refflow.pipeline.stored_documents import purge_expired, store_documents
+from refflow.pipeline.stored_documents import move_into_store, purge_expired, store_documents
 
 BUCKET = "refflow-documents"
 CREDENTIALS = {"document_store_access_key_id": "test-key",
@@ -232,6 +234,44 @@ def test_a_document_stored_before_the_store_is_read_from_its_row(planned):
                   .values(store_key=None, content=old, sha256=sha256(old), size=len(old)))
     r = client.get(f"/api/v1/referrals/{rid}/documents/summary.pdf", headers=auth)
     assert r.status_code == 200 and r.data == old
+
+
+def test_rows_from_before_the_store_move_into_it(store, planned, fax_document):
+    _, objects = store
+    client, auth, p, rid = planned
+    old = b"%PDF-1.4 kept in the database before migration 0012"
+    tiff = fax_document("Referral: hip", pages=1)
+    fax_id = inbox.receive(p, tiff, source="cli").fax_id
+    with p.db.session() as s:  # as the rows were before: bytes in content, no key
+        s.execute(update(Document).where(Document.referral_id == rid,
+                                         Document.name == "summary.pdf")
+                  .values(store_key=None, content=old, sha256=sha256(old), size=len(old)))
+        s.execute(update(ReceivedFax).where(ReceivedFax.id == fax_id)
+                  .values(store_key=None, content=tiff))
+    p.store.delete(blobstore.fax_key(fax_id))
+    assert move_into_store(p) == (1, 1)
+    assert move_into_store(p) == (0, 0)
+    summary = documents(p, rid)["summary.pdf"]
+    assert summary.content is None and objects.get(summary.store_key) == old
+    with p.db.session() as s:
+        fax = s.get(ReceivedFax, fax_id)
+    assert fax.content is None and objects.get(fax.store_key) == tiff
+    r = client.get(f"/api/v1/referrals/{rid}/documents/summary.pdf", headers=auth)
+    assert r.data == old
+
+
+def test_refflow_documents_migrate(sqlite_settings):
+    env = {"REFFLOW_DATA_DIR": str(sqlite_settings.data_dir), "REFFLOW_SECRET_KEY": "test-secret",
+           "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "refflow", "documents", "migrate"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("moved 0 document(s) and 0 received fax(es) into ")
+    bad = subprocess.run([sys.executable, "-m", "refflow", "documents", "migrate"],
+                         env={**env, "REFFLOW_DOCUMENT_STORE": "ftp://elsewhere"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "REFFLOW_DOCUMENT_STORE must be" in bad.stderr
 
 
 def test_a_received_fax_image_lives_in_the_store_and_goes_with_its_purge(store, fax_document):
