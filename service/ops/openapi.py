@@ -465,7 +465,9 @@ def _stats_schemas() -> dict:
 
 def _bulk_schemas() -> dict:
     """The bulk staff actions (``web.bulk``, ``pipeline.bulk_actions``)."""
-    ids = {"type": "array", "minItems": 1, "maxItems": 1000,
+    from refflow.pipeline.bulk_actions import MAX_ITEMS
+
+    ids = {"type": "array", "minItems": 1, "maxItems": MAX_ITEMS,
            "items": {"type": "string", "minLength": 1, "maxLength": 64}}
     return {
         "BulkRetryRequest": {
@@ -483,7 +485,7 @@ def _bulk_schemas() -> dict:
                                                   "description": "on each referral's timeline"}}},
         "BulkResult": {
             "type": "object", "required": ["done", "skipped", "ids", "skipped_items",
-                                           "skipped_reasons"],
+                                           "skipped_reasons", "remaining"],
             "properties": {
                 "done": {"type": "integer", "minimum": 0,
                          "description": "how many were retried (cancelled)"},
@@ -496,7 +498,10 @@ def _bulk_schemas() -> dict:
                 "skipped_reasons": {"type": "object",
                                     "additionalProperties": {"type": "integer"},
                                     "description": "reason -> how many, e.g. "
-                                                   "{\"already sent\": 2}"}}},
+                                                   "{\"already sent\": 2}"},
+                "remaining": {"type": "integer", "minimum": 0,
+                              "description": "what the filter still finds beyond the most one "
+                                             "action takes: send it again"}}},
     }
 
 

@@ -16,16 +16,18 @@ import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from refflow.db.models import AuditEntry, Delivery, Referral, utcnow
+from refflow.documents.names import DECLINE_NAMES
 from refflow.pipeline import staff_actions
 from refflow.pipeline.context import Pipeline, StepError
 from refflow.referrals import states
 from refflow.referrals.states import IllegalTransition
 
-# The most items one bulk action takes (a filter that finds more leaves the rest).
-MAX_ITEMS = 1000
+# The most items one bulk action takes (a filter that finds more leaves the rest,
+# and says how many): about 20 s of a web request on a busy PostgreSQL.
+MAX_ITEMS = 500
 # Referrals that may be stuck: not ended, and not moving on their own.
 STUCK_STATES = (states.RECEIVED, states.PLANNING, states.NEEDS_REVIEW, states.PLANNED,
                 states.DELIVERING, states.FAILED)
@@ -47,6 +49,7 @@ class BulkResult:
 
     done: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    remaining: int = 0  # what a filter still finds after this action (beyond MAX_ITEMS)
 
     def skip(self, item_id: str, reason: str) -> None:
         self.skipped[item_id] = reason
@@ -60,12 +63,14 @@ class BulkResult:
         text = f"{verb} {len(self.done)}, skipped {len(self.skipped)}"
         if self.skipped:
             text += " (" + "; ".join(f"{reason}: {n}" for reason, n in self.reasons().items()) + ")"
+        if self.remaining:
+            text += f"; {self.remaining} more to do: run it again"
         return text
 
     def as_json(self) -> dict:
         return {"done": len(self.done), "skipped": len(self.skipped), "ids": self.done,
                 "skipped_items": [{"id": i, "reason": r} for i, r in self.skipped.items()],
-                "skipped_reasons": self.reasons()}
+                "skipped_reasons": self.reasons(), "remaining": self.remaining}
 
 
 def _unique(ids) -> list[str]:
@@ -83,16 +88,31 @@ def _status_reason(p: Pipeline, delivery_id: str) -> str:
     return NOT_FOUND if status is None else NOT_FAILED.get(status, status)
 
 
-def failed_deliveries(session, *, channel: str | None = None, since: dt.datetime | None = None,
-                      limit: int = MAX_ITEMS) -> list[Delivery]:
-    """Failed deliveries, oldest failure first: of ``channel`` only and failed
-    at or after ``since`` when given."""
-    query = select(Delivery).where(Delivery.status == "failed")
+def _failed(query, channel: str | None, since: dt.datetime | None):
+    """Failed deliveries that can be sent again: their referral is failed or
+    delivering (or rejected, for its "not accepted" letter), not cancelled."""
+    retryable = select(Referral.id).where(Referral.status.in_((states.FAILED, states.DELIVERING)))
+    rejected = select(Referral.id).where(Referral.status == states.REJECTED)
+    query = query.where(Delivery.status == "failed",
+                        Delivery.referral_id.in_(retryable)
+                        | (Delivery.document.in_(DECLINE_NAMES) & Delivery.referral_id.in_(rejected)))
     if channel:
         query = query.where(Delivery.channel == channel)
     if since is not None:
         query = query.where(Delivery.updated_at >= since)
+    return query
+
+
+def failed_deliveries(session, *, channel: str | None = None, since: dt.datetime | None = None,
+                      limit: int = MAX_ITEMS) -> list[Delivery]:
+    """Failed deliveries that can be sent again, oldest failure first: of
+    ``channel`` only and failed at or after ``since`` when given."""
+    query = _failed(select(Delivery), channel, since)
     return list(session.scalars(query.order_by(Delivery.updated_at, Delivery.id).limit(limit)))
+
+
+def count_failed(session, *, channel: str | None = None, since: dt.datetime | None = None) -> int:
+    return session.scalar(_failed(select(func.count()).select_from(Delivery), channel, since)) or 0
 
 
 def retry_deliveries(p: Pipeline, delivery_ids, *, actor: str, ip: str | None = None,
@@ -132,10 +152,15 @@ def retry_failed(p: Pipeline, *, channel: str | None, since: dt.datetime | None,
                  ip: str | None = None) -> BulkResult:
     """Send again every delivery of ``channel`` that failed since ``since`` (up to MAX_ITEMS)."""
     with p.db.session() as session:
-        ids = [d.id for d in failed_deliveries(session, channel=channel, since=since)]
+        ids = [d.id for d in failed_deliveries(session, channel=channel, since=since,
+                                               limit=MAX_ITEMS)]
     label = f"all failed{' ' + channel if channel else ''}" + (
         f" since {since.isoformat(timespec='minutes')}" if since else "")
-    return retry_deliveries(p, ids, actor=actor, ip=ip, label=label)
+    result = retry_deliveries(p, ids, actor=actor, ip=ip, label=label)
+    if len(ids) == MAX_ITEMS:
+        with p.db.session() as session:
+            result.remaining = count_failed(session, channel=channel, since=since)
+    return result
 
 
 def stuck_referrals(session, *, older_than: dt.timedelta, status: str | None = None,

@@ -167,6 +167,24 @@ def test_retry_all_failed_for_a_channel_since_a_time(client, auth, pipeline, smt
     assert detail.startswith("all failed email since ") and detail.endswith("retried 2, skipped 0")
 
 
+def test_send_all_again_takes_at_most_max_items_and_says_how_many_are_left(
+        client, auth, pipeline, smtp, monkeypatch):
+    failed = _failed(client, auth, pipeline, smtp, 3)
+    with pipeline.db.session() as session:  # a cancelled referral's failure is not offered
+        bulk_actions.staff_actions.cancel(session, session.get(Referral, session.get(
+            Delivery, failed[2]).referral_id), actor=STAFF, reason="test")
+    with pipeline.db.session() as session:
+        assert bulk_actions.count_failed(session) == 2
+    monkeypatch.setattr(bulk_actions, "MAX_ITEMS", 1)
+    first = bulk_actions.retry_failed(pipeline, channel="email", since=None, actor=STAFF)
+    assert (len(first.done), first.remaining) == (1, 1)
+    assert first.summary("sent again") == "sent again 1, skipped 0; 1 more to do: run it again"
+    second = bulk_actions.retry_failed(pipeline, channel="email", since=None, actor=STAFF)
+    assert (second.done, second.remaining) == ([d for d in failed[:2] if d not in first.done], 0)
+    pipeline.worker.run(pipeline)
+    assert _received(smtp, failed) == {failed[0]: 1, failed[1]: 1, failed[2]: 0}
+
+
 def test_bulk_retry_skips_what_is_not_failed_with_the_reason(client, auth, pipeline, smtp):
     (failed,) = _failed(client, auth, pipeline, smtp, 1)
     (pending,) = _email_deliveries(pipeline, _delivering_referrals(client, auth, pipeline, 1))
@@ -224,7 +242,7 @@ def test_the_api_retries_and_cancels_in_bulk_for_staff_only(client, auth, pipeli
     assert r.status_code == 200
     assert r.get_json() == {"done": 2, "skipped": 1, "ids": failed,
                             "skipped_items": [{"id": "gone", "reason": "not found"}],
-                            "skipped_reasons": {"not found": 1}}
+                            "skipped_reasons": {"not found": 1}, "remaining": 0}
     r = client.post("/api/v1/deliveries/retry", headers=csrf,
                     json={"since": "2020-01-01T00:00:00+00:00", "channel": "email"})
     assert r.get_json()["done"] == 0  # nothing failed any more
