@@ -20,6 +20,18 @@ from refflow.documents import formatting as fmt
 from refflow.documents import translations as tr
 from refflow.documents.clinic import ClinicInfo
 from refflow.documents.drawings import CardDrawing, card_drawing_height
+from refflow.documents.exercise_text import (
+    DAYS,
+    UNREVIEWED_ENGLISH,
+    UNREVIEWED_NOTICE,
+    and_days,
+    exercise_days,
+    exercise_rows,
+    handout_language,
+    in_language,
+    start_weeks,
+    unreviewed_translation,
+)
 from refflow.documents.fonts import BOLD, REGULAR
 from refflow.documents.layout import Flow, Style, draft_watermark
 from refflow.documents.plan_text import plan_sentence
@@ -31,7 +43,6 @@ DRAFT_TEXT = N_("DRAFT – not yet approved")
 # handout shows it as a box of its own.
 FALL_PLAN_TITLE = N_("If you fall and cannot get up")
 DO_NOT_EXERCISE_TEXT = N_("Please do not start exercises until you have seen your doctor.")
-DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 LOG_WEEKS = 12  # the program's 12 weeks to the target level (guidance 4.1)
 FOOTER_SIZE = 12  # the smallest type in the handout
 
@@ -53,18 +64,6 @@ class Styles:
         return cls(body=Style(REGULAR, size, lead), bold=Style(BOLD, size, lead),
                    title=Style(BOLD, size + 8, size + 14), h1=Style(BOLD, size + 4, size + 9),
                    h2=Style(BOLD, size + 2, size + 5), box_title=Style(BOLD, size + 2, size + 7))
-
-
-def handout_language(plan: dict) -> str:
-    """The language the plan's engine chose for the patient (``plan["language"]``),
-    if the handout can be written in it: its catalogue ships and every
-    exercise carries its texts in it; else English."""
-    language = plan.get("language") or tr.SOURCE_LANGUAGE
-    if language == tr.SOURCE_LANGUAGE or not tr.available(language):
-        return tr.SOURCE_LANGUAGE
-    if any(language not in (ex.get("translations") or {}) for ex in plan.get("exercises") or []):
-        return tr.SOURCE_LANGUAGE
-    return language
 
 
 def render_handout(referral, plan: dict, clinic: ClinicInfo, **options) -> bytes:
@@ -215,35 +214,11 @@ def _patient_link(flow: Flow, st: Styles, url: str) -> None:
     flow.y = min(top - QR_SIZE, y) - 8
 
 
-UNREVIEWED_NOTICE = N_("This translation has not yet been checked by a native speaker. If "
-                       "anything is unclear, please call us.")
-UNREVIEWED_ENGLISH = ("This translation has not yet been checked by a native speaker. If "
-                      "anything is unclear, please call us.")
-
-
 def _unreviewed_notice(flow: Flow, st: Styles) -> None:
     """An unreviewed translation says so, in the patient's language and in English."""
     flow.space(4)
     flow.paragraph(_(UNREVIEWED_NOTICE), st.bold, after=0)
     flow.paragraph(f"({UNREVIEWED_ENGLISH})", st.body, after=0)
-
-
-def unreviewed_translation(plan: dict) -> bool:
-    """Whether the texts are in a translation not yet reviewed (the current
-    language's catalogue or the plan's exercise texts): the handout and the
-    patient's page say so."""
-    language = tr.current_language()
-    return language != tr.SOURCE_LANGUAGE and not (plan.get("translation_reviewed") is True
-                                                   and tr.reviewed(language))
-
-
-def in_language(exercises: list[dict]) -> list[dict]:
-    """The plan's exercises with their texts in the current language (the
-    plan's ``translations``; English as they are)."""
-    language = tr.current_language()
-    if language == tr.SOURCE_LANGUAGE:
-        return exercises
-    return [{**ex, **ex["translations"][language]} for ex in exercises]
 
 
 def _notes(flow: Flow, st: Styles, plan: dict) -> None:
@@ -252,42 +227,6 @@ def _notes(flow: Flow, st: Styles, plan: dict) -> None:
     if notes:
         flow.heading(_("A note from your therapist"), st.h1, rule=True, keep_with=st.body.lead * 2)
         flow.bullets([fmt.sentence(n) for n in notes], st.body)
-
-
-def start_weeks(plan: dict) -> dict[str, int]:
-    """The week each exercise that starts in a later stage starts in (by id):
-    the first week of its ``phase_from``. Exercises of the first stage are
-    not listed."""
-    first_week = {ph.get("phase"): ph.get("week_from") for ph in plan.get("phases") or []}
-    starts = {}
-    for ex in plan.get("exercises") or []:
-        phase = ex.get("phase_from") or 1
-        week = first_week.get(phase)
-        if phase > 1 and week:
-            starts[ex.get("id")] = week
-    return starts
-
-
-def exercise_days(schedule: list[dict]) -> dict[str, list[str]]:
-    """The days of the week each exercise is scheduled on (by id)."""
-    days: dict[str, list[str]] = {}
-    for day in schedule:
-        for ex_id in day.get("exercises") or []:
-            days.setdefault(ex_id, []).append(day.get("day") or "")
-    return days
-
-
-def days_words(days: list[str]) -> str:
-    """"every day", "Monday and Thursday", "every day except Thursday and Sunday"."""
-    if len(days) >= 7:
-        return _("every day")
-    if len(days) >= 5:
-        return _("every day except {days}").format(days=_and([d for d in DAYS if d not in days]))
-    return _and(days)
-
-
-def _and(words: list[str]) -> str:
-    return tr.and_list([tr.day_name(w, "en_US") for w in words])  # day names in the language
 
 
 def _numbers(numbers: list[int]) -> str:
@@ -301,7 +240,7 @@ def _numbers(numbers: list[int]) -> str:
     parts = []
     for run in runs:
         parts += [f"{run[0]}–{run[-1]}"] if len(run) >= 3 else [str(n) for n in run]
-    return _and(parts)
+    return and_days(parts)
 
 
 def _week(flow: Flow, st: Styles, schedule: list[dict], exercises: list[dict],
@@ -323,7 +262,7 @@ def _week(flow: Flow, st: Styles, schedule: list[dict], exercises: list[dict],
     intro = _("A tick (✓) means: do these exercises on that day.")
     rest = [day for day, d in zip(days, schedule) if not d.get("exercises")]
     if rest:
-        intro += " " + _("Rest day: {days}.").format(days=_and(rest))
+        intro += " " + _("Rest day: {days}.").format(days=and_days(rest))
     flow.paragraph(intro, st.body)
     flow.table(rows, [5.0] + [1.1] * len(days), st.body, st.bold, padding=2)
 
@@ -371,33 +310,6 @@ def _label_width(st: Styles, stages: bool = False) -> float:
         _("Do:"), _("You need:"), _("Stay safe:"), _("When easy:"), _("If too hard:")]
     widest = max(stringWidth(label, st.bold.font, st.bold.size) for label in labels)
     return max(width, widest + st.body.size * 0.8)
-
-
-def exercise_rows(ex: dict, start_week: int | None = None,
-                   days: list[str] | None = None) -> list[tuple[str, str]]:
-    """The exercise card as (label, text) rows; a label "1." … is a numbered step.
-    "You need" lists only the equipment the steps do not already name."""
-    english = tr.current_language() == tr.SOURCE_LANGUAGE
-    when = days_words(days) if days else (
-        fmt.days_text(ex.get("days_per_week")) if english else tr.days_words(ex.get("days_per_week")))
-    if start_week:
-        when += _(", from week {n}").format(n=start_week)
-    dose = fmt.dose_text(ex.get("dose")) if english else (
-        tr.dose_words(ex.get("dose")) or fmt.dose_text(ex.get("dose")))
-    rows = [(_("Do:"), fmt.sentence(f"{dose}, {when}"))]
-    steps = " ".join(ex.get("instructions") or []).lower()
-    equipment = [item.strip() for item in (ex.get("equipment") or "").replace(";", ",").split(",")]
-    needed = [item for item in equipment if item and item.lower() not in steps
-              and item.lower() not in {"none", "no equipment", _("none")}]
-    if needed:  # what the steps do not name already
-        rows.append((_("You need:"), fmt.sentence(", ".join(needed))))
-    for i, step in enumerate(ex.get("instructions") or [], 1):
-        rows.append((f"{i}.", fmt.sentence(step)))
-    for label, key in ((_("Stay safe:"), "safety_cue"), (_("When easy:"), "progression"),
-                       (_("If too hard:"), "regression")):
-        if ex.get(key):
-            rows.append((label, fmt.sentence(ex[key])))
-    return rows
 
 
 def _exercise(flow: Flow, st: Styles, number: int, ex: dict, start_week: int | None,

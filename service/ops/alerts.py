@@ -237,8 +237,14 @@ def record(p: Pipeline, condition: Condition, now: dt.datetime) -> None:
     except IntegrityError:
         pass  # another scheduler opened it a moment ago
     else:
-        log.warning("incident started: %s (%s)", title(condition.kind, condition.key),
-                    condition.detail)
+        grace = _grace(p.settings, condition.kind)
+        if grace:  # a worker starting or restarting: told only if it lasts
+            log.info("incident started: %s (%s); alert if it lasts %d s",
+                     title(condition.kind, condition.key), condition.detail,
+                     grace.total_seconds())
+        else:
+            log.warning("incident started: %s (%s)", title(condition.kind, condition.key),
+                        condition.detail)
 
 
 def _grace(settings: Settings, kind: str) -> dt.timedelta:

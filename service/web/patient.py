@@ -12,10 +12,10 @@ token is never logged (the server keeps no access log and the metrics label
 is the route rule).
 
 Every screen is in the language of the plan's handout
-(``documents.handout.handout_language``), through the same gettext
+(``documents.exercise_text.handout_language``), through the same gettext
 catalogue (``documents.translations``: ``with using(language)`` around the
 view, ``_()`` in the templates) and the same exercise cards
-(``handout.exercise_rows`` over the plan's translated texts), so the page
+(``exercise_text.exercise_rows`` over the plan's translated texts), so the page
 and the printed handout say the same thing; dates and numbers in that
 language's locale (Babel). An unreviewed translation says so, as the
 handout does. A link that is not found is answered in the browser's
@@ -44,7 +44,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Plan
-from refflow.documents import handout
+from refflow.documents import exercise_text
 from refflow.documents import translations as tr
 from refflow.documents.translations import N_, _
 from refflow.intake.validation import clinic_today
@@ -103,7 +103,7 @@ def _language(plan: dict | None) -> str:
     """The handout's language for a known link; for a link not found, the
     browser's preferred one among those shipped."""
     if plan is not None:
-        return handout.handout_language(plan)
+        return exercise_text.handout_language(plan)
     return request.accept_languages.best_match(tr.languages()) or tr.SOURCE_LANGUAGE
 
 
@@ -117,9 +117,9 @@ def _page(template: str, plan: dict | None, status: int = 200, **ctx) -> Respons
     body = render_template(
         template, clinic_name=s.clinic_name, clinic_phone=s.clinic_phone,
         lang=_locale().replace("_", "-"), _=_, ngettext=tr.ngettext,
-        unreviewed=plan is not None and handout.unreviewed_translation(plan),
-        unreviewed_notice=_(handout.UNREVIEWED_NOTICE),
-        unreviewed_english=handout.UNREVIEWED_ENGLISH, **ctx)
+        unreviewed=plan is not None and exercise_text.unreviewed_translation(plan),
+        unreviewed_notice=_(exercise_text.UNREVIEWED_NOTICE),
+        unreviewed_english=exercise_text.UNREVIEWED_ENGLISH, **ctx)
     return downloads.private(make_response(body, status))
 
 
@@ -178,12 +178,12 @@ def _logged(row) -> dict:
 def _cards(plan: dict, exercises: list[dict]) -> list[dict]:
     """The exercises as the handout's cards, in the current language: the
     same rows (dose and days, what you need, steps, safety cue, easier and
-    harder) from ``handout.exercise_rows``."""
-    starts = handout.start_weeks(plan)
-    days = handout.exercise_days(plan.get("weekly_schedule") or [])
+    harder) from ``exercise_text.exercise_rows``."""
+    starts = exercise_text.start_weeks(plan)
+    days = exercise_text.exercise_days(plan.get("weekly_schedule") or [])
     cards = []
-    for ex in handout.in_language(exercises):
-        rows = handout.exercise_rows(ex, starts.get(ex.get("id")), days.get(ex.get("id")))
+    for ex in exercise_text.in_language(exercises):
+        rows = exercise_text.exercise_rows(ex, starts.get(ex.get("id")), days.get(ex.get("id")))
         steps = [text for label, text in rows if label[:-1].isdigit()]
         labelled = [{"label": label, "text": text, "safety": label == _("Stay safe:")}
                     for label, text in rows if not label[:-1].isdigit()]
