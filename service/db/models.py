@@ -77,6 +77,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 SEARCH_TEXT_SQL = ("lower(coalesce(payload #>> '{patient,family_name}', '') || ' ' || "
                    "coalesce(payload #>> '{patient,given_name}', '') || ' ' || "
                    "coalesce(external_id, ''))")
+# Referrals whose plan has not reached the referrer, and will (not rejected or cancelled).
+PLAN_UNSENT_SQL = "plan_sent_at IS NULL AND status NOT IN ('rejected', 'cancelled')"
 IdColumn = String(36)
 
 
@@ -148,9 +150,9 @@ class Referral(Base):
         # the staff lists' order, newest first (keyset pages on it)
         Index("ix_referrals_created_id", "created_at", "id"),
         # the dashboard's "plan not yet sent to the referrer": only those not sent
-        Index("ix_referrals_plan_unsent", "created_at", "status",
-              postgresql_where=text("plan_sent_at IS NULL"),
-              sqlite_where=text("plan_sent_at IS NULL")),
+        # (refflow.web.queue.PLAN_UNSENT is the same condition)
+        Index("ix_referrals_plan_unsent", "created_at", postgresql_where=text(PLAN_UNSENT_SQL),
+              sqlite_where=text(PLAN_UNSENT_SQL)),
         # the dashboard's "flagged" filter: the few flagged referrals
         Index("ix_referrals_flagged", "created_at", postgresql_where=text("flagged"),
               sqlite_where=text("flagged")),

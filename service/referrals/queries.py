@@ -6,7 +6,7 @@ import base64
 import datetime as dt
 import json
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from refflow.db.models import Delivery, Document, Plan, ReceivedFax, Referral, ReferralEvent
@@ -235,8 +235,8 @@ def page(session: Session, *, practice_id: str | None, statuses: list[str] | Non
         query = query.where(Referral.status.in_(statuses))
     if cursor:
         created, rid = decode_cursor(cursor)
-        query = query.where(or_(Referral.created_at < created,
-                                and_(Referral.created_at == created, Referral.id < rid)))
+        # a row comparison: an index range on (created_at, id), however deep the page
+        query = query.where(tuple_(Referral.created_at, Referral.id) < tuple_(created, rid))
     rows = session.scalars(query.order_by(Referral.created_at.desc(), Referral.id.desc())
                            .limit(limit + 1)).all()
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import case, func, literal_column, or_, select
 
 from refflow.accounts import sealing
-from refflow.db.models import SEARCH_TEXT_SQL, Delivery, Practice, Referral
+from refflow.db.models import PLAN_UNSENT_SQL, SEARCH_TEXT_SQL, Delivery, Practice, Referral
 from refflow.referrals import counts, states
 
 LIMIT = 100
@@ -25,6 +25,7 @@ COUNT_CAP = 1000  # a filtered list counts its matches up to this many
 # indexes (ix_deliveries_failed_referral, ix_referrals_flagged) they match.
 FAILED_DELIVERY = literal_column("deliveries.status = 'failed'")
 FLAGGED = literal_column("referrals.flagged")
+PLAN_UNSENT = literal_column(f"({PLAN_UNSENT_SQL})")  # ix_referrals_plan_unsent's condition
 SEARCH_PURPOSE = "queue search"  # the sealing key's purpose (refflow.accounts.sealing)
 
 
@@ -167,9 +168,7 @@ def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
     # plan_sent_at is set by the database as a plan document is sent to a
     # referrer's target (refflow.referrals.queries.PLAN_TO_REFERRER); a partial
     # index holds the referrals without it
-    conditions = (Referral.plan_sent_at.is_(None),
-                  Referral.created_at < now - dt.timedelta(days=days),
-                  Referral.status.not_in((states.REJECTED, states.CANCELLED)))
+    conditions = (PLAN_UNSENT, Referral.created_at < now - dt.timedelta(days=days))
     total = session.scalar(select(func.count()).select_from(
         select(Referral.id).where(*conditions).subquery()))
     rows = session.execute(

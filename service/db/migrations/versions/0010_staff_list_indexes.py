@@ -19,6 +19,7 @@ depends_on = None
 SEARCH_TEXT_SQL = ("lower(coalesce(payload #>> '{patient,family_name}', '') || ' ' || "
                    "coalesce(payload #>> '{patient,given_name}', '') || ' ' || "
                    "coalesce(external_id, ''))")
+PLAN_UNSENT = "plan_sent_at IS NULL AND status NOT IN ('rejected', 'cancelled')"
 PLAN_SENT = ("status = 'sent' AND document IN ('fax.tiff', 'summary.pdf') "
              "AND target <> ''")
 
@@ -177,9 +178,8 @@ def upgrade() -> None:
     for statement in BACKFILL:
         op.execute(statement)
     op.create_index("ix_referrals_created_id", "referrals", ["created_at", "id"])
-    op.create_index("ix_referrals_plan_unsent", "referrals", ["created_at", "status"],
-                    postgresql_where=sa.text("plan_sent_at IS NULL"),
-                    sqlite_where=sa.text("plan_sent_at IS NULL"))
+    op.create_index("ix_referrals_plan_unsent", "referrals", ["created_at"],
+                    postgresql_where=sa.text(PLAN_UNSENT), sqlite_where=sa.text(PLAN_UNSENT))
     op.create_index("ix_referrals_flagged", "referrals", ["created_at"],
                     postgresql_where=sa.text("flagged"), sqlite_where=sa.text("flagged"))
     op.create_index("ix_deliveries_failed_referral", "deliveries", ["referral_id"],
