@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from collections import defaultdict
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -181,20 +180,13 @@ def report(session: Session, period: Period, practice_id: str | None = None) -> 
     by_status = dict(session.execute(
         select(Referral.status, func.count()).where(*cohort).group_by(Referral.status)).all())
 
-    released = session.scalars(
-        select(func.min(seconds_between(Referral.created_at, ReferralEvent.at)))
-        .join(ReferralEvent, ReferralEvent.referral_id == Referral.id)
-        .where(*cohort, ReferralEvent.kind == "status",
-               ReferralEvent.to_status == states.PLANNED)
-        .group_by(Referral.id)).all()
+    released, review, still_held = _timeline_times(session, cohort)
 
     notified = session.scalars(
         select(func.min(seconds_between(Referral.created_at, Delivery.sent_at)))
-        .join(Delivery, Delivery.referral_id == Referral.id)
+        .select_from(Referral).join(Delivery, Delivery.referral_id == Referral.id)
         .where(*cohort, Delivery.status == "sent", Delivery.document.in_(REFERRER_DOCUMENTS))
         .group_by(Referral.id)).all()
-
-    review, still_held = _review_times(session, cohort)
 
     deliveries = session.execute(
         select(Delivery.channel, Delivery.status, func.count())
@@ -230,27 +222,30 @@ def report(session: Session, period: Period, practice_id: str | None = None) -> 
     }
 
 
-def _review_times(session: Session, cohort: list) -> tuple[list[float], int]:
-    """Seconds each held referral of the cohort spent in needs_review (its stays
-    added up), and how many are in needs_review now."""
+def _timeline_times(session: Session, cohort: list) -> tuple[list[float], list[float], int]:
+    """From the cohort's timeline, in one pass: the seconds from receipt to the
+    first ``planned`` of each released referral; the seconds each held
+    referral spent in ``needs_review`` (its stays added up: every leaving
+    time minus every entering time); and how many are in ``needs_review``
+    now (entered once more than left)."""
+    since = seconds_between(Referral.created_at, ReferralEvent.at)
+    into_review = ReferralEvent.to_status == states.NEEDS_REVIEW
+    out_of_review = ReferralEvent.from_status == states.NEEDS_REVIEW
     rows = session.execute(
-        select(ReferralEvent.referral_id, ReferralEvent.to_status,
-               seconds_between(Referral.created_at, ReferralEvent.at))
-        .join(Referral, Referral.id == ReferralEvent.referral_id)
+        select(func.min(case((ReferralEvent.to_status == states.PLANNED, since))),
+               func.sum(case((into_review, 1), else_=0)),
+               func.sum(case((out_of_review, 1), else_=0)),
+               func.sum(case((out_of_review, since), else_=0.0))
+               - func.sum(case((into_review, since), else_=0.0)))
+        .select_from(Referral).join(ReferralEvent, ReferralEvent.referral_id == Referral.id)
         .where(*cohort, ReferralEvent.kind == "status",
-               or_(ReferralEvent.to_status == states.NEEDS_REVIEW,
-                   ReferralEvent.from_status == states.NEEDS_REVIEW))
-        .order_by(ReferralEvent.referral_id, ReferralEvent.id)).all()
-    held: dict[str, float] = defaultdict(float)
-    entered: dict[str, float | None] = {}
-    for referral_id, to_status, at in rows:
-        if to_status == states.NEEDS_REVIEW:
-            entered[referral_id] = at
-        elif entered.get(referral_id) is not None:
-            held[referral_id] += at - entered[referral_id]
-            entered[referral_id] = None
-    still_held = sum(1 for at in entered.values() if at is not None)
-    return [held[r] for r in held if entered.get(r) is None], still_held
+               or_(ReferralEvent.to_status.in_((states.PLANNED, states.NEEDS_REVIEW)),
+                   out_of_review))
+        .group_by(Referral.id)).all()
+    released = [r for r, _, _, _ in rows if r is not None]
+    review = [float(held) for _, entered, left, held in rows if entered and entered == left]
+    still_held = sum(1 for _, entered, left, _ in rows if entered > left)
+    return released, review, still_held
 
 
 def _practice(session: Session, practice_id: str | None) -> dict | None:

@@ -31,6 +31,9 @@ COUNT_LABELS = {"received": "Received", "released": "Plan released", "held": "He
 TIME_LABELS = {"receipt_to_release": "Receipt to plan released",
                "receipt_to_referrer_notified": "Receipt to referrer notified",
                "held_in_review": "Time held in review"}
+TIME_SHORT = {"receipt_to_release": "To plan released",
+              "receipt_to_referrer_notified": "To referrer notified",
+              "held_in_review": "Held in review"}
 
 # Chart geometry (SVG user units; the SVG scales to its column's width)
 WIDTH, LABEL_W, VALUE_W, ROW_H, BAR_H, PAD = 520, 190, 80, 26, 16, 6
@@ -79,16 +82,16 @@ def _hours(value: float | None) -> str:
 def charts(body: dict) -> dict[str, Chart]:
     counts, times = body["counts"], body["times"]
     time_rows = []
-    for key, label in TIME_LABELS.items():
+    for key, label in TIME_SHORT.items():
         t = times[key]
-        time_rows.append((f"{label}: median", t["median_hours"] or 0,
+        time_rows.append((f"{label}, median", t["median_hours"] or 0,
                           _hours(t["median_hours"]), "main"))
-        time_rows.append((f"{label}: 90%", t["p90_hours"] or 0, _hours(t["p90_hours"]), "second"))
+        time_rows.append((f"{label}, 90%", t["p90_hours"] or 0, _hours(t["p90_hours"]), "second"))
     return {
         "counts": bar_chart("counts", "Referrals received and what became of them", [
             (COUNT_LABELS[k], counts[k], str(counts[k]), "main" if k == "received" else "second")
             for k in stats.COUNTS]),
-        "times": bar_chart("times", "How long it took (median and 90th percentile)",
+        "times": bar_chart("times", "How long it took from receipt (median and 90%)",
                            time_rows, legend=("median", "90th percentile")),
         "deliveries": bar_chart("deliveries", "Deliveries by channel and outcome", [
             (f"{CHANNEL_LABELS.get(d['channel'], d['channel'])}: "
