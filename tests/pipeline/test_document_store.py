@@ -190,6 +190,8 @@ def test_retention_purges_a_closed_referrals_documents_and_downloads_say_gone(st
     assert r.status_code == 410
     assert r.get_json()["error"]["code"] == "gone"
     assert "retention period" in r.get_json()["error"]["message"]
+    fhir = client.get(f"/fhir/R4/Binary/{docs['summary.pdf'].id}", headers=auth)
+    assert fhir.status_code == 410 and fhir.get_json()["resourceType"] == "OperationOutcome"
     assert purge_expired(p, older_than=dt.timedelta(0)) == 0  # once
 
 
