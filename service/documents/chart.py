@@ -102,15 +102,15 @@ def _patient(flow: Flow, referral, plan, locale: str) -> None:
     _kv(flow, "Patient", f"{p.family_name}, {p.given_name}")
     _kv(flow, "Born", f"{fmt.date_text(p.birth_date, locale)} (age {referral.age_on(age_day)}), "
                       f"sex {p.sex}")
-    _kv(flow, "Patient contact", f"phone {fmt.phone(p.phone)}; email {p.email or fmt.UNKNOWN}; "
-                                 f"language {p.preferred_language}")
+    _kv(flow, "Patient contact", f"phone {fmt.phone(p.phone, locale)}; "
+                                 f"email {p.email or fmt.UNKNOWN}; language {p.preferred_language}")
     r = referral.referrer
     who = r.name or fmt.UNKNOWN
     if r.npi:
         who += f" (NPI {r.npi})"
     _kv(flow, "Referred by", who)
-    _kv(flow, "Referrer contact", f"phone {fmt.phone(r.phone)}; fax {fmt.phone(r.fax)}; "
-                                  f"email {r.email or fmt.UNKNOWN}")
+    _kv(flow, "Referrer contact", f"phone {fmt.phone(r.phone, locale)}; "
+                                  f"fax {fmt.phone(r.fax, locale)}; email {r.email or fmt.UNKNOWN}")
     _kv(flow, "Referral", f"{referral.external_id or 'no external id'}; urgency {referral.urgency}")
     d = referral.diagnosis
     diag = ", ".join(d.codes) if d.codes else "no code"

@@ -50,8 +50,8 @@ def render_cover(
     when = fmt.local(sent_at, clinic.zone)
     rows = [
         ("To:", referrer.name or "Referring office"),
-        ("Fax:", fmt.phone(referrer.fax) if referrer.fax else "not on file"),
-        ("Phone:", fmt.phone(referrer.phone) if referrer.phone else "not on file"),
+        ("Fax:", fmt.phone(referrer.fax, clinic.locale) if referrer.fax else "not on file"),
+        ("Phone:", fmt.phone(referrer.phone, clinic.locale) if referrer.phone else "not on file"),
         ("From:", clinic.name),
         ("Phone:", clinic.phone),
         ("Fax:", clinic.fax),

@@ -87,7 +87,7 @@ def render_decline_letter(referral, clinic: ClinicInfo, *, reason: str | None,
     flow.paragraph(f"To: {fmt.clip(referrer.name or 'The referring office', LONGEST)}",
                    BOLD_BODY, after=0)
     if referrer.fax:
-        flow.paragraph(f"Fax: {fmt.phone(referrer.fax)}", BODY, after=0)
+        flow.paragraph(f"Fax: {fmt.phone(referrer.fax, clinic.locale)}", BODY, after=0)
     flow.space(12)
     flow.lines([TITLE_TEXT], TITLE)
     flow.space(6)

@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 import phonenumbers
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
 
 from refflow.documents.facts import UNKNOWN
@@ -73,15 +74,40 @@ def date_time(moment: dt.datetime, locale: str = DEFAULT_LOCALE) -> str:
     return f"{day}, {time_text(moment, locale)}"
 
 
-def phone(value: str | None) -> str:
-    """An E.164 number written for people: '+1 763-555-0198'."""
-    if not value:
-        return UNKNOWN
+def clinic_region(locale: str | None) -> str:
+    """The clinic's country (``en_GB`` → ``GB``) from its locale; ``US`` when the
+    locale names none."""
     try:
-        number = phonenumbers.parse(value, "US")
+        territory = Locale.parse((locale or DEFAULT_LOCALE).replace("-", "_")).territory
+    except (ValueError, UnknownLocaleError):
+        territory = None
+    return territory or "US"
+
+
+def phone_text(number: str | None, region: str) -> str:
+    """A phone or fax number as people in the clinic write it: the national format
+    for a number of the clinic's country (``(763) 555-0198``), the international one
+    for any other (``+44 20 7946 0018``), and as given when it is not a phone
+    number (an email address, a fax machine's name); '' when absent. The one way
+    numbers are written, on paper and on the pages."""
+    number = (number or "").strip()
+    if not number:
+        return ""
+    try:
+        parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
-        return value
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        return number
+    if not phonenumbers.is_valid_number(parsed):
+        return number
+    same = phonenumbers.region_code_for_number(parsed) == region
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL if same
+                                      else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def phone(value: str | None, locale: str = DEFAULT_LOCALE) -> str:
+    """A number on paper as the clinic writes it ('(763) 555-0198' for a US
+    clinic); 'not known' when absent."""
+    return phone_text(value, clinic_region(locale)) or UNKNOWN
 
 
 def known(value: Any, unit: str = "") -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import phonenumbers
 from flask import (
     Blueprint,
     Response,
@@ -34,6 +33,7 @@ from flask import (
 from sqlalchemy import select
 
 from refflow.db.models import ReceivedFax, Referral, User
+from refflow.documents.formatting import clinic_region, phone_text
 from refflow.faxin import draft, inbox, pages
 from refflow.intake.validation import InvalidReferral
 from refflow.pipeline.context import Pipeline, StepError
@@ -90,26 +90,13 @@ def _navigation() -> dict:
 # -- how a fax is shown ----------------------------------------------------------------
 
 def caller_text(number: str | None, region: str) -> str:
-    """The caller's number as people write it (national format for the clinic's own
-    country), or as received when it is not a phone number (a fax machine's TSI)."""
-    number = (number or "").strip()
-    if not number:
-        return "Number withheld"
-    try:
-        parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException:
-        return number
-    if not phonenumbers.is_valid_number(parsed):
-        return number
-    same = phonenumbers.region_code_for_number(parsed) == region
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.NATIONAL if same
-                                      else phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+    """The caller's number as the clinic writes numbers, or as received when it is
+    not a phone number (a fax machine's TSI)."""
+    return phone_text(number, region) or "Number withheld"
 
 
 def _region() -> str:
-    locale = _settings().clinic_locale or "en_US"
-    region = locale.replace("-", "_").split("_")[-1].upper()
-    return region if len(region) == 2 else "US"
+    return clinic_region(_settings().clinic_locale or "en_US")
 
 
 def kind_of(fax: inbox.FaxView) -> str:

@@ -90,7 +90,7 @@ def test_cover_page_counts_pages_and_dates_in_the_clinic_zone(referral, clinic):
                                                   sent_at=SENT))))
     assert "Tuesday, November 24, 2026, 9:00 PM CST" in text
     assert "4 (including this cover page)" in text
-    assert "Dr. R. Patel" in text and "+1 763-555-0198" in text
+    assert "Dr. R. Patel" in text and "(763) 555-0198" in text
     assert clinic.phone in text and clinic.fax in text
     assert "CONFIDENTIALITY NOTICE" in text
     assert "Ann" not in text and "Lee" not in text  # no patient details on the cover
