@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 from refflow.intake.schemas import Referral
@@ -146,6 +147,18 @@ FIELDSETS = [
 FIELDS = {f.name: f for fs in FIELDSETS for f in fs.fields}
 
 
+def _own_names() -> dict[str, str]:
+    """Each input's name where it is named away from the form (the error summary):
+    its label, with its section where two inputs share one ("Phone (patient)",
+    "Phone (referring clinician)")."""
+    shared = Counter(f.label for f in FIELDS.values())
+    return {f.name: f.label if shared[f.label] == 1 else f"{f.label} ({fs.legend.lower()})"
+            for fs in FIELDSETS for f in fs.fields}
+
+
+OWN_NAMES = _own_names()
+
+
 def defaults(practice_fax: str | None = None, practice_email: str | None = None) -> dict:
     values = {name: f.default for name, f in FIELDS.items() if f.default}
     if practice_fax:
@@ -257,6 +270,15 @@ def validate(values: dict[str, str], *, today):
     if errors:
         return None, body, errors
     return referral, body, {}
+
+
+def summary(errors: dict[str, str]) -> list[tuple[str, str, str]]:
+    """The error summary above the form: (input id, the input's own name, message)
+    in the form's order; an error of the whole referral first, linked to the top."""
+    order = {name: i for i, name in enumerate(FIELDS)}
+    return [(FIELDS[name].id, OWN_NAMES[name], text) if name in FIELDS
+            else ("form-top", "The referral", text)
+            for name, text in sorted(errors.items(), key=lambda item: order.get(item[0], -1))]
 
 
 def input_for(key: str) -> str:

@@ -114,11 +114,8 @@ def new_referral(user: WebUser):
 
 def _form(user: WebUser, values: dict, errors: dict):
     shown = {name: forms.message(text, name) for name, text in errors.items()}
-    summary = [(forms.FIELDS[n].id if n in forms.FIELDS else "form-top",
-                forms.FIELDS[n].label if n in forms.FIELDS else "The referral", text)
-               for n, text in shown.items()]
     body = render_template("portal/form.html", user=user, fieldsets=forms.FIELDSETS,
-                           values=values, errors=shown, summary=summary)
+                           values=values, errors=shown, summary=forms.summary(shown))
     return downloads.private(Response(body))
 
 

@@ -104,3 +104,32 @@ def test_number_errors_name_the_allowed_range_in_plain_words(client, people):
     summary = _summary(r.text)
     assert "Pain score (0–10): Enter a whole number from 0 to 10." in summary
     assert "Lowest T-score: Enter a number from -7 to 4." in summary
+
+
+def test_the_error_summary_follows_the_form_and_names_each_field(client, people):
+    sign_in(client, "north@practice.example")
+    r = client.post("/portal/referrals/new", data=_form(client, **{
+        "patient.given_name": "",
+        "patient.phone": "555",
+        "diagnosis.codes": "M81.0",
+        "referrer.phone": "12",
+        "clinical.fracture_history": "none",  # a form-only error, found before the schema's
+        "clinical.fractures.0.site": "hip",
+        "clinical.pain.score": "11"}))
+    assert r.status_code == 422
+    assert _summary(r.text) == [
+        "Given name: This is required.",
+        "Phone (patient): Not a valid phone number",
+        "Phone (referring clinician): Not a valid phone number",
+        "Fractures since age 50: You chose None but described a fracture",
+        "Pain score (0–10): Enter a whole number from 0 to 10.",
+    ]
+    # each line leads to its own input, which carries the same message
+    box = r.text.split('id="error-summary"', 1)[1].split("</div>", 1)[0]
+    links = re.findall(r'<a href="#([^"]+)">', box)
+    assert links == ["f-patient-given_name", "f-patient-phone", "f-referrer-phone",
+                     "f-clinical-fracture_history", "f-clinical-pain-score"]
+    errors = _errors(r.text)
+    assert list(errors) == links  # the messages beside the fields, in the same order
+    for line, link in zip(_summary(r.text), links, strict=True):
+        assert line.endswith(errors[link])
