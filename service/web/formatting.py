@@ -1,4 +1,5 @@
-"""How the pages show dates, ages, states and actors (dates in the clinic's time zone)."""
+"""How the pages show dates, ages, states, actors and phone numbers (dates in the
+clinic's time zone; numbers as the documents write them, ``documents.formatting``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from refflow.documents.facts import (
     medications_text,
     yes_no,
 )
+from refflow.documents.formatting import clinic_region, phone_text
 from refflow.documents.names import DECLINE_NAMES
 
 STATE_LABELS = {
@@ -146,11 +148,23 @@ def blood_pressure_text(bp) -> str:
     return f"{bp.get('systolic')}/{bp.get('diastolic')} mmHg"
 
 
+def diagnosis_text(diagnosis) -> str:
+    """'M81.0, M85.80 — osteoporosis', a code or a text alone without a stray
+    dash, or 'not known'."""
+    diagnosis = diagnosis or {}
+    parts = [", ".join(c for c in diagnosis.get("codes") or () if c),
+             (diagnosis.get("text") or "").strip()]
+    return " — ".join(p for p in parts if p) or UNKNOWN
+
+
 def init_app(app, settings) -> None:
     tz = ZoneInfo(settings.clinic_timezone)
+    region = clinic_region(settings.clinic_locale or "")
 
     app.add_template_filter(lambda v, fmt=TIME_FORMAT: local_time(v, tz, fmt), "local")
     app.add_template_filter(day, "day")
+    app.add_template_filter(lambda v: phone_text(v, region), "phone")
+    app.add_template_filter(diagnosis_text, "diagnosis")
     app.add_template_filter(yes_no, "yes_no")
     app.add_template_filter(known, "known")
     app.add_template_filter(fractures_text, "fractures")

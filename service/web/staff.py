@@ -22,6 +22,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    get_flashed_messages,
     redirect,
     render_template,
     request,
@@ -41,6 +42,7 @@ from refflow.db.models import (
     User,
     utcnow,
 )
+from refflow.documents.formatting import clinic_region, phone_text
 from refflow.intake.validation import clinic_today
 from refflow.pipeline import plan_revisions, staff_actions
 from refflow.pipeline.context import Pipeline, StepError
@@ -61,6 +63,7 @@ from refflow.web.auth import WebUser, current_user, home_for, staff_required
 bp = Blueprint("staff", __name__)
 
 FILTERS_KEY = "queue_filters"
+FEEDBACK_KEY = "feedback_place"  # where on the referral page the next message goes
 NOTE_MAX = 1000
 
 
@@ -207,6 +210,7 @@ def referral_context(s, referral: Referral) -> dict:
         "patient_name": queue.patient_name(referral),
         "can_cancel": states.can_transition(referral.status, states.CANCELLED),
         "plan_sent": _plan_sent(deliveries, docs),
+        "decision": queries.decision(referral, plan.body if plan else None, events, deliveries),
     }
 
 
@@ -225,13 +229,26 @@ def referral(user: WebUser, referral_id: str):
 
 
 def _referral_page(user: WebUser, referral_id: str, *, edit: dict | None = None,
-                   status: int = 200, new_patient_url: str | None = None) -> Response:
-    """The referral page; ``edit`` is a refused change (its problem and what was typed)."""
+                   status: int = 200, new_patient_url: str | None = None,
+                   feedback: dict | None = None, typed: dict | None = None) -> Response:
+    """The referral page; ``edit`` is a refused change (its problem and what was typed).
+
+    ``feedback`` is what became of an action, ``{"place", "messages"}``, shown in
+    the part of the page the action was in (``place``: ``actions``,
+    ``delivery-<id>``, ``plan``, ``exercise-log``, else the top), as the element
+    ``#feedback`` the page opens on; without it, the messages flashed before a
+    redirect go where ``_done`` said. ``typed`` keeps what was typed in a refused
+    action's form, by the input's id."""
+    place = session.pop(FEEDBACK_KEY, None)
+    if feedback is None:
+        messages = get_flashed_messages(with_categories=True)
+        feedback = {"place": place or "top", "messages": messages} if messages else None
     with _db().session() as s:
         row = _load(s, referral_id)
         _audit(s, user, "referral.view", row.id)
         ctx = referral_context(s, row)
-        ctx.update(_exercise_log(s, row.id), new_patient_url=new_patient_url)
+        ctx.update(_exercise_log(s, row.id), new_patient_url=new_patient_url,
+                   feedback=feedback, typed=typed or {})
     ctx.update(_editor_context(ctx, edit))
     body = render_template("staff/referral.html", user=user, **ctx)
     return downloads.private(Response(body, status=status))
@@ -266,8 +283,19 @@ def _note(field: str = "note") -> str | None:
     return note or None
 
 
-def _back(referral_id: str):
-    return redirect(url_for("staff.referral", referral_id=referral_id) + "#actions")
+def _done(referral_id: str, text: str, place: str = "actions", category: str = "success"):
+    """After an action: back to the referral page, opened on the message, which
+    is shown at ``place`` (where the action's form was)."""
+    flash(text, category)
+    session[FEEDBACK_KEY] = place
+    return redirect(url_for("staff.referral", referral_id=referral_id) + "#feedback")
+
+
+def _refused(user: WebUser, referral_id: str, text: str, place: str, typed: dict) -> Response:
+    """A refused action: the referral page again (422) with the reason at ``place``
+    and what was typed still in the form (``typed``, by input id)."""
+    return _referral_page(user, referral_id, status=422, typed=typed,
+                          feedback={"place": place, "messages": [("error", text)]})
 
 
 @bp.post("/referrals/<referral_id>/approve")
@@ -275,30 +303,32 @@ def _back(referral_id: str):
 def approve(user: WebUser, referral_id: str):
     with _db().session() as s:
         _load(s, referral_id)
+    note = _note()
     try:
-        staff_actions.approve(_pipeline(), referral_id, actor=user.actor, note=_note())
-        flash("Plan approved. The documents will now be prepared and sent.", "success")
+        staff_actions.approve(_pipeline(), referral_id, actor=user.actor, note=note)
     except StepError as exc:
-        flash(f"Not approved: {exc}.", "error")
-    return _back(referral_id)
+        return _refused(user, referral_id, f"Not approved: {exc}.", "actions",
+                        {"approve-note": note or ""})
+    return _done(referral_id, "Plan approved. The documents will now be prepared and sent.")
 
 
 @bp.post("/referrals/<referral_id>/reject")
 @staff_required
 def reject(user: WebUser, referral_id: str):
     note = _note()
-    if not note:
-        flash("Say why the plan is rejected (the note is required).", "error")
-        return _back(referral_id)
     with _db().session() as s:
         _load(s, referral_id)
+    if not note:
+        return _refused(user, referral_id,
+                        "Not rejected: say why the plan is rejected (the note is required).",
+                        "actions", {"reject-note": ""})
     try:
         staff_actions.reject(_pipeline(), referral_id, actor=user.actor, note=note)
-        flash("Plan rejected. The patient gets nothing; the referring office is sent "
-              "a letter with your reason.", "success")
     except StepError as exc:
-        flash(f"Not rejected: {exc}.", "error")
-    return _back(referral_id)
+        return _refused(user, referral_id, f"Not rejected: {exc}.", "actions",
+                        {"reject-note": note})
+    return _done(referral_id, "Plan rejected. The patient gets nothing; the referring office "
+                              "is sent a letter with your reason.")
 
 
 @bp.post("/referrals/<referral_id>/cancel")
@@ -312,11 +342,10 @@ def cancel(user: WebUser, referral_id: str):
                                  reason="cancelled by staff" + (f": {reason}" if reason else ""))
         except states.IllegalTransition as exc:
             s.rollback()
-            flash(f"A {exc.current} referral cannot be cancelled.", "error")
-            return _back(referral_id)
+            return _refused(user, referral_id, f"Not cancelled: a {exc.current} referral "
+                            "cannot be cancelled.", "actions", {"cancel-reason": reason or ""})
         _audit(s, user, "referral.cancel", row.id)
-    flash("Referral cancelled.", "success")
-    return _back(referral_id)
+    return _done(referral_id, "Referral cancelled.")
 
 
 @bp.post("/deliveries/<delivery_id>/retry")
@@ -327,18 +356,21 @@ def retry(user: WebUser, delivery_id: str):
         if delivery is None:
             abort(404)
         referral_id, old_target = delivery.referral_id, delivery.target
-    target = (request.form.get("target") or "").strip()[:254] or None
-    if target == old_target:
-        target = None
+    typed = (request.form.get("target") or "").strip()[:254]
+    region = clinic_region(_settings().clinic_locale)
+    # the form shows the number as people write it: unchanged is not a correction
+    target = typed if typed and (phone_text(typed, region)
+                                 != phone_text(old_target, region)) else None
+    place = f"delivery-{delivery_id}"
     try:
         staff_actions.retry_delivery(_pipeline(), delivery_id, actor=user.actor, target=target)
-        flash("Sending again" + (" to the corrected address." if target else "."), "success")
     except LookupError:
         abort(404)
     except StepError as exc:
-        flash(f"Not sent again: {exc}.", "error")
-    return redirect(url_for("staff.referral", referral_id=referral_id)
-                    + f"#delivery-{delivery_id}")
+        return _refused(user, referral_id, f"Not sent again: {exc}.", place,
+                        {f"target-{delivery_id}": typed})
+    return _done(referral_id, "Sending again" + (" to the corrected address." if target else "."),
+                 place)
 
 
 # -- the patient's page: exercise log, link ----------------------------------------
@@ -375,9 +407,8 @@ def revoke_patient_link(user: WebUser, referral_id: str):
         _load(s, referral_id)
         count = patient_page.revoke(s, referral_id, actor=user.actor)
         _audit(s, user, "patient_link.revoke", referral_id)
-    flash("The patient's link is revoked: it no longer opens their page." if count
-          else "There was no link in use.", "success")
-    return redirect(url_for("staff.referral", referral_id=referral_id) + "#exercise-log")
+    return _done(referral_id, "The patient's link is revoked: it no longer opens their page."
+                 if count else "There was no link in use.", "exercise-log")
 
 
 @bp.post("/referrals/<referral_id>/patient-link/new")
@@ -391,12 +422,12 @@ def new_patient_link(user: WebUser, referral_id: str):
     try:
         new = staff_actions.new_patient_link(_pipeline(), referral_id, actor=user.actor)
     except StepError as exc:
-        flash(f"No new link: {exc}.", "error")
-        return redirect(url_for("staff.referral", referral_id=referral_id) + "#exercise-log")
+        return _done(referral_id, f"No new link: {exc}.", "exercise-log", "error")
     with _db().session() as s:
         _audit(s, user, "patient_link.new", referral_id, detail=f"email {new.email}")
-    flash(*_new_link_email(new))
-    return _referral_page(user, referral_id, new_patient_url=new.url)
+    text, category = _new_link_email(new)
+    return _referral_page(user, referral_id, new_patient_url=new.url,
+                          feedback={"place": "exercise-log", "messages": [(category, text)]})
 
 
 def _new_link_email(new) -> tuple[str, str]:
@@ -612,12 +643,13 @@ def revise(user: WebUser, referral_id: str):
     change = form.get("change")
     if change not in CHANGES:
         abort(400)
+    # the message goes where the change's form was: under an exercise, or the editor
+    place = "plan" if change in ("remove", "dose") else "editor"
     with _db().session() as s:
         _load(s, referral_id)
         plan = s.scalar(select(Plan.body).where(Plan.referral_id == referral_id))
     if plan is None:
-        flash("Not saved: this referral has no plan yet.", "error")
-        return _back(referral_id)
+        return _done(referral_id, "Not saved: this referral has no plan yet.", place, "error")
     typed = {k: v[:TEXT_MAX + 1] for k, v in form.items() if k != "csrf_token"}
     reason = _one_line(form.get("reason"))
     override = _one_line(form.get("override")) or None
@@ -634,8 +666,7 @@ def revise(user: WebUser, referral_id: str):
     except LookupError:
         abort(404)
     except StepError as exc:
-        flash(f"Not saved: {exc}.", "error")
-        return _back(referral_id)
+        return _done(referral_id, f"Not saved: {exc}.", place, "error")
     except VersionConflict as exc:
         problem = {"kind": "conflict", "current": exc.current}
         return _referral_page(user, referral_id, edit={"problem": problem, "typed": typed},
@@ -655,8 +686,7 @@ def revise(user: WebUser, referral_id: str):
         problem = {"kind": "invalid", "message": exc.message, "fields": fields}
         return _referral_page(user, referral_id, edit={"problem": problem, "typed": typed},
                               status=422)
-    flash(f"Saved as version {new['version']}: {reason}", "success")
-    return redirect(url_for("staff.referral", referral_id=referral_id) + "#plan")
+    return _done(referral_id, f"Saved as version {new['version']}: {reason}", place)
 
 
 # -- draft documents (rendered on demand from the current version) ---------------------

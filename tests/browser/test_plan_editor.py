@@ -36,6 +36,7 @@ import pytest
 import sample_referrals
 from playwright.sync_api import expect
 from pypdf import PdfReader
+from referral_page import open_section
 from sqlalchemy import select
 
 pytestmark = pytest.mark.browser
@@ -78,6 +79,7 @@ def exercise_editor(page, ex_id: str):
 
 def add_from_catalogue(page, name_query: str, ex_id: str, name: str, reason: str,
                        category: str | None = None) -> None:
+    open_section(page, "editor")
     page.get_by_label("Name", exact=True).fill(name_query)
     if category:
         page.get_by_label("Category", exact=True).select_option(category)
@@ -131,6 +133,7 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     saved(page, 4)
 
     # 4. a note to the patient
+    open_section(page, "editor")
     page.get_by_label("Note to the patient").fill(NOTE)
     page.locator("#reason-note").fill("safety at home")
     page.get_by_role("button", name="Add the note").click()
@@ -151,6 +154,7 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     expect(page.locator("[data-overrides]")).to_contain_text(OVERRIDE)
 
     # the draft documents of version 6, as images
+    open_section(page, "documents")
     page.get_by_role("button", name="Show the draft handout, summary and fax").click()
     first = page.get_by_alt_text("Draft Patient handout (PDF), page 1 of", exact=False)
     first.scroll_into_view_if_needed()
@@ -160,6 +164,7 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     expect(page.locator("[data-draft='fax.tiff'] img").first).to_be_visible()
 
     # the versions and their difference
+    open_section(page, "versions")
     page.get_by_label("From version").select_option("1")
     page.get_by_label("To version").select_option("6")
     page.get_by_role("button", name="Compare").click()
@@ -255,6 +260,7 @@ def test_clinician_edits_overrides_and_approves(page, site, smtp):
     for n in range(2, 7):
         expect(timeline).to_contain_text(f"version {n}:")
     expect(timeline).to_contain_text(f"rule {RISKY_RULE} overridden")
+    open_section(page, "versions")
     for n in range(1, 7):
         expect(page.locator(f"#versions [data-version='{n}']")).to_be_visible()
     expect(page.locator("#versions [data-version='6']")).to_contain_text("released")
@@ -271,6 +277,7 @@ def test_two_tabs_editing_the_same_version(page, site):
     second.goto(f"/referrals/{rid}")
     for tab in (first, second):
         expect(tab.locator("[data-plan-version]")).to_contain_text("Version 1")
+        open_section(tab, "editor")
 
     first.get_by_label("Note to the patient").fill("Walk with a friend when you can.")
     first.locator("#reason-note").fill("company helps")

@@ -1,4 +1,5 @@
-/* refflow pages: auto-refresh of [data-poll-url] regions and focus on error summaries.
+/* refflow pages: auto-refresh of [data-poll-url] regions, focus on error summaries, and
+   a folded section opened when a link leads into it.
    No inline script anywhere, so a strict Content-Security-Policy holds. */
 (function () {
   "use strict";
@@ -34,7 +35,26 @@
     window.setInterval(tick, Math.max(2, seconds) * 1000);
   }
 
+  // a link to a folded section (the referral page's "On this page", #delivery-…)
+  // opens it, as a click on its title would
+  function openFold() {
+    var id = window.location.hash.slice(1);
+    var target = id && document.getElementById(decodeURIComponent(id));
+    var fold = target && target.closest(".fold");
+    var details = fold && fold.querySelector("details");
+    if (details && !details.open) {
+      details.open = true;
+      target.scrollIntoView();
+    }
+  }
+  window.addEventListener("hashchange", openFold);
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("a[href^='#']");
+    if (link) { window.setTimeout(openFold, 0); }  // the same link again: no hashchange
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
+    openFold();
     var regions = document.querySelectorAll("[data-poll-url]");
     for (var i = 0; i < regions.length; i++) { poll(regions[i]); }
     var summary = document.getElementById("error-summary");
