@@ -8,6 +8,8 @@ import os
 import secrets
 import signal
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
 import click
@@ -22,6 +24,7 @@ from refflow.commands.context import (
 from refflow.commands.worker import default_concurrency
 
 STAFF_EMAIL = "staff@refflow.example.org"
+READY_TIMEOUT = 120.0  # seconds the banner waits for the web server (a slow first start)
 
 
 @click.command("run")
@@ -64,6 +67,8 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
                          "--loglevel", "WARNING")
         supervisor.start("scheduler", "scheduler")
         shown_host = "127.0.0.1" if host in {"0.0.0.0", "::"} else host
+        if not _wait_until_ready(f"http://{shown_host}:{port}/readyz", stopping.is_set):
+            click.echo("the web server is not ready yet: see its log above")
         click.echo(f"refflow is running: dashboard http://{shown_host}:{port}/")
         click.echo(_login_line(login))
         click.echo(f"data in {data_dir}: emails in {settings.mail_outbox_dir.name}/, "
@@ -77,6 +82,21 @@ def command(host: str, port: int, worker_concurrency: int) -> None:
             redis_proc.terminate()
             redis_proc.wait(10)
         click.echo("refflow stopped")
+
+
+def _wait_until_ready(url: str, stopping, timeout: float = READY_TIMEOUT) -> bool:
+    """Wait for the web server's /readyz to answer 200, so that the banner is
+    printed when a request would be served."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stopping():
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:  # not listening yet, or 503 while it starts
+            pass
+        time.sleep(0.2)
+    return False
 
 
 def _staff_login(db, data_dir: Path) -> dict:
