@@ -65,8 +65,13 @@ def test_refflow_run_serves_a_referral_to_completion_and_stops_cleanly(tmp_path)
             assert proc.poll() is None, (tmp_path / "run.log").read_text()
             assert time.monotonic() < deadline, (tmp_path / "run.log").read_text()
             time.sleep(0.2)
-        log = (tmp_path / "run.log").read_text()
-        assert f"dashboard http://127.0.0.1:{port}/" in log
+        banner = f"dashboard http://127.0.0.1:{port}/"
+        for _ in range(50):  # printed once it has seen /readyz answer too
+            log = (tmp_path / "run.log").read_text()
+            if banner in log:
+                break
+            time.sleep(0.2)
+        assert banner in log
         assert "staff login: staff@refflow.example.org / " in log
 
         added = subprocess.run([sys.executable, "-m", "refflow", "practice", "add", "Demo",
