@@ -68,8 +68,10 @@ def index(user: WebUser):
             for rid, name in s.execute(select(Document.referral_id, Document.name)
                                        .where(Document.referral_id.in_(ids))):
                 docs.setdefault(rid, []).append(name)
-        plans = {rid: body for rid, body in s.execute(
-            select(Plan.referral_id, Plan.body).where(Plan.referral_id.in_(ids)))} if ids else {}
+        # only what the decision reads: a whole plan is ~34 KB of JSON a row
+        plans = {rid: {"decision": decided, "flags": flags} for rid, decided, flags in s.execute(
+            select(Plan.referral_id, Plan.body["decision"], Plan.body["flags"])
+            .where(Plan.referral_id.in_(ids)))} if ids else {}
         _audit(s, user, "referral.list")
         items = [{"id": r.id, "name": queue.patient_name(r), "external_id": r.external_id,
                   "status": r.status, "created_at": r.created_at,
