@@ -11,19 +11,12 @@ import uuid
 
 from playwright.sync_api import expect
 from sample_referrals import routine
+from signing_in import sign_in
 from sqlalchemy import select
 
 from refflow.db.models import Delivery
 
 NAMES = ("Ada", "Bea", "Cleo")
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def _wait(condition, timeout: float = 60.0):

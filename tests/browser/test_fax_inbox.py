@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from signing_in import sign_in
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, ReceivedFax, Referral, ReferralEvent
@@ -45,14 +46,6 @@ VALUES = {
     "goals": "",  # the office left the goals blank: staff fill them in from the phone call
     "deliver.email_to_patient": "no", "deliver.fax_to_referrer": "yes",
 }
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def receive_by_cli(site, tmp_path: Path, content: bytes, number: str) -> str:

@@ -11,6 +11,7 @@ import pytest
 import sample_referrals
 from playwright.sync_api import expect
 from referral_page import open_section
+from signing_in import sign_in
 from sqlalchemy import select
 
 from refflow.db.models import AuditEntry, Delivery, Referral
@@ -18,14 +19,6 @@ from refflow.db.models import AuditEntry, Delivery, Referral
 pytestmark = pytest.mark.browser
 
 VOICE_LINE = "+17635550111"  # the test fax transport answers it as a voice line
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def reload_until(page, locator_text: str, timeout: float = 60.0) -> None:

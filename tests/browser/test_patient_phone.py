@@ -14,19 +14,12 @@ from pathlib import Path
 import pytest
 import sample_referrals
 from playwright.sync_api import expect
+from signing_in import sign_in
 
 pytestmark = pytest.mark.browser
 
 PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def _emailed_link(smtp, address: str) -> str:

@@ -37,6 +37,7 @@ import sample_referrals
 from playwright.sync_api import expect
 from pypdf import PdfReader
 from referral_page import open_section
+from signing_in import sign_in
 from sqlalchemy import select
 
 pytestmark = pytest.mark.browser
@@ -47,14 +48,6 @@ RISKY_ID, RISKY = "double_knee_to_chest", "Double knee-to-chest (supine)"
 RISKY_RULE = "no_loaded_or_end_range_flexion"
 NOTE = "Hold the back of a sturdy kitchen chair for every standing exercise."
 OVERRIDE = "Surgeon cleared gentle knee-to-chest; we teach it at the first visit."
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def held_referral(site, external_id: str) -> str:

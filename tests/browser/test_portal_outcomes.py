@@ -12,18 +12,11 @@ import pytest
 import requests
 import sample_referrals
 from playwright.sync_api import expect
+from signing_in import sign_in
 
 pytestmark = pytest.mark.browser
 
 REASON = "The surgeon's hip precautions must reach us in writing before we plan exercise."
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def _open(page, site, rid: str) -> None:

@@ -13,6 +13,7 @@ import time
 import pytest
 import sample_referrals
 from playwright.sync_api import expect
+from signing_in import sign_in
 from sqlalchemy import select
 from standardwebhooks import Webhook
 from webhook_receiver import Receiver
@@ -22,14 +23,6 @@ from refflow.db.models import ReferralEvent
 pytestmark = pytest.mark.browser
 
 CHAIN = ["received", "planning", "planned", "delivering", "completed"]
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def wait_until(check, timeout: float = 30.0):

@@ -10,16 +10,9 @@ import io
 from pathlib import Path
 
 from sample_referrals import flagged, routine
+from signing_in import sign_in
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def test_reports_page_shows_charts_and_downloads_the_csv(page, site):

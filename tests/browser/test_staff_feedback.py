@@ -16,19 +16,12 @@ import pytest
 import sample_referrals
 from playwright.sync_api import expect
 from referral_page import open_section
+from signing_in import sign_in
 
 pytestmark = pytest.mark.browser
 
 VOICE_LINE = "+17635550111"  # the test fax transport answers it as a voice line
 LAPTOP = {"width": 1280, "height": 650}
-
-
-def sign_in(page, email: str) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(page.site_password)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_load_state()
 
 
 def held_referral(site, family_name: str) -> str:

@@ -16,6 +16,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+import signing_in
 from playwright.sync_api import expect
 from sqlalchemy import select
 from werkzeug.serving import make_server
@@ -79,11 +80,7 @@ def their_page(browser, site):
 
 
 def sign_in(page, email: str, password: str = PASSWORD) -> None:
-    page.goto("/login")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in", exact=True).click()
-    page.wait_for_load_state()
+    signing_in.sign_in(page, email, password)
 
 
 def open_users(page, site) -> None:
