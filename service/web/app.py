@@ -58,8 +58,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     if settings.broker_url:
         from refflow.ops.queues import broker_stats_reader
 
-        broker_stats = broker_stats_reader(settings.broker_url)
-        app.extensions["refflow.broker_stats"] = broker_stats
+        app.extensions["refflow.broker_stats"] = broker_stats_reader(settings.broker_url)
 
     from refflow import web
     from refflow.web import bulk, errors, fhir, headers, health, limits, metrics

@@ -96,7 +96,7 @@ def caller_text(number: str | None, region: str) -> str:
 
 
 def _region() -> str:
-    return clinic_region(_settings().clinic_locale or "en_US")
+    return clinic_region(_settings().clinic_locale)
 
 
 def kind_of(fax: inbox.FaxView) -> str:

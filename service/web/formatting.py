@@ -159,7 +159,7 @@ def diagnosis_text(diagnosis) -> str:
 
 def init_app(app, settings) -> None:
     tz = ZoneInfo(settings.clinic_timezone)
-    region = clinic_region(settings.clinic_locale or "")
+    region = clinic_region(settings.clinic_locale)
 
     app.add_template_filter(lambda v, fmt=TIME_FORMAT: local_time(v, tz, fmt), "local")
     app.add_template_filter(day, "day")

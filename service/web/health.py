@@ -26,10 +26,10 @@ def readyz():
         checks["migrations"] = "ok" if migrate.at_head(db) else "not at head: run refflow db upgrade"
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"unreachable ({type(exc).__name__})"
-    broker_check = current_app.extensions.get("refflow.broker_stats")
-    if broker_check is not None:
+    broker_stats = current_app.extensions.get("refflow.broker_stats")
+    if broker_stats is not None:
         try:
-            broker_check()
+            broker_stats()
             checks["broker"] = "ok"
         except Exception as exc:  # noqa: BLE001
             checks["broker"] = f"unreachable ({type(exc).__name__})"
