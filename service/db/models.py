@@ -18,6 +18,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -181,6 +182,16 @@ class Referral(Base):
     # when the plan first reached the referring office (a plan document sent to a
     # referrer's target); the database sets it as the delivery is marked sent
     plan_sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Figures kept as the referral moves, for the Reports (referrals.stats): when
+    # its plan was first released (first reached ``planned``), when the referring
+    # office was first told (a summary or "not accepted" letter sent to it), when
+    # it last went into review, and its finished stays in review added up (None
+    # until the first stay ends). referrals.states.transition and
+    # pipeline.flow keep them.
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    referrer_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    review_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    review_seconds: Mapped[float | None] = mapped_column(Float)
 
     practice: Mapped[Practice] = relationship()
     events: Mapped[list[ReferralEvent]] = relationship(
@@ -275,10 +286,14 @@ class Delivery(Base):
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
         Index("ix_deliveries_failed_referral", "referral_id",
               postgresql_where=text("status = 'failed'"), sqlite_where=text("status = 'failed'")),
+        # the Reports' deliveries of the referrals received in a period
+        Index("ix_deliveries_referral_created", "referral_created_at", "channel", "status"),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
     referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), index=True)
+    # when its referral was received (a copy, set as the delivery is queued)
+    referral_created_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     channel: Mapped[str] = mapped_column(String(40))
     document: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(254))  # snapshot taken at queue time

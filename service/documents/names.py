@@ -16,6 +16,9 @@ DECLINE_FAX = "decline.tiff"
 DECLINE_TEXT = "decline.txt"
 DECLINE_NAMES = (DECLINE, DECLINE_FAX, DECLINE_TEXT)
 DOCUMENT_NAMES = (HANDOUT, SUMMARY, CHART, FAX, *DECLINE_NAMES)
+# What tells the referring office the outcome: the plan summary (by fax, or
+# the PDF a routing plugin may email) and the "referral not accepted" letter.
+FOR_THE_REFERRER = (FAX, SUMMARY, DECLINE_FAX, DECLINE)
 # The URL of the patient's page (its token) that the handout's QR code carries,
 # for the email to the patient: kept with the documents, never listed or served.
 PATIENT_LINK = "patient-link.txt"

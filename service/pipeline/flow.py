@@ -35,6 +35,7 @@ from refflow.db.models import (
     new_id,
     utcnow,
 )
+from refflow.documents.names import FOR_THE_REFERRER
 from refflow.intake.schemas import Referral as ReferralIn
 from refflow.pipeline import outbox
 from refflow.pipeline.context import WORKER, Pipeline
@@ -222,7 +223,8 @@ def create_deliveries(p: Pipeline, session, row: Referral, routes: list[dict], *
         if (route["channel"], route["document"]) in existing:
             continue
         existing.add((route["channel"], route["document"]))
-        delivery = Delivery(id=new_id(), referral_id=row.id, max_attempts=p.settings.delivery_max_attempts,
+        delivery = Delivery(id=new_id(), referral_id=row.id, referral_created_at=row.created_at,
+                            max_attempts=p.settings.delivery_max_attempts,
                             created_at=now, updated_at=now,
                             retry_until=now + retry_window(p, route["channel"]),
                             **delivery_fields(p, route))
@@ -457,6 +459,11 @@ def _record_outcome(p: Pipeline, delivery_id: str, attempt_id: int | None,
         elif outcome == "sent":
             delivery.status, delivery.sent_at = "sent", now
             delivery.last_error = None
+            if delivery.document in FOR_THE_REFERRER and delivery.target:
+                session.execute(update(Referral).where(
+                    Referral.id == delivery.referral_id, Referral.referrer_notified_at.is_(None))
+                    .values(referrer_notified_at=now)
+                    .execution_options(synchronize_session=False))
             states.record_event(session, delivery.referral_id, "delivery_sent", actor=WORKER,
                                 delivery_id=delivery.id,
                                 reason=f"{delivery.channel}: sent (attempt {delivery.attempts})"

@@ -7,13 +7,15 @@ change (``refflow_referral_status_changed``), in every process.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
-from sqlalchemy import event, update
+from sqlalchemy import event, func, literal, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from refflow.db.models import Referral, ReferralEvent, utcnow
+from refflow.db.durations import seconds_between
+from refflow.db.models import Referral, ReferralEvent, UTCDateTime, utcnow
 
 log = logging.getLogger("refflow.referrals")
 
@@ -72,7 +74,7 @@ def transition(session: Session, referral: Referral, new: str, *, actor: str,
     result = session.execute(
         update(Referral)
         .where(Referral.id == referral.id, Referral.status == current)
-        .values(status=new, updated_at=now)
+        .values(status=new, updated_at=now, **_figures(current, new, now))
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
@@ -82,11 +84,27 @@ def transition(session: Session, referral: Referral, new: str, *, actor: str,
     # (which would make the ORM write the same values a second time).
     set_committed_value(referral, "status", new)
     set_committed_value(referral, "updated_at", now)
+    session.expire(referral, list(_figures(current, new, now)))
     entry = ReferralEvent(referral_id=referral.id, at=now, actor=actor, kind="status",
                           from_status=current, to_status=new, reason=reason)
     session.add(entry)
     session.info.setdefault("status_changes", []).append((referral.id, current, new))
     return entry
+
+
+def _figures(current: str, new: str, now: dt.datetime) -> dict:
+    """The Reports' figures a move changes (``Referral.released_at`` and the
+    review times): the first release, the latest entry into review, and each
+    stay in review added up as it ends."""
+    figures = {}
+    if new == PLANNED:
+        figures["released_at"] = func.coalesce(Referral.released_at, now)
+    if new == NEEDS_REVIEW:
+        figures["review_started_at"] = now
+    if current == NEEDS_REVIEW:
+        figures["review_seconds"] = func.coalesce(Referral.review_seconds, 0.0) + \
+            seconds_between(Referral.review_started_at, literal(now, UTCDateTime()))
+    return figures
 
 
 def record_event(session: Session, referral_id: str, kind: str, *, actor: str,

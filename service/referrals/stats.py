@@ -3,7 +3,9 @@
 Every figure is about one *cohort*: the referrals **received** (created) in
 a period of clinic days, ``[from 00:00, to + 1 day 00:00)`` in the clinic's
 time zone, optionally of one practice. The queries are bounded by that
-period on ``referrals.created_at`` (indexed), so they cost what the period
+period on ``referrals.created_at`` and ``deliveries.referral_created_at``
+(both indexed), and read the times each referral keeps as it moves
+(migration 0014) rather than its timeline, so they cost what the period
 holds, never the whole history; a period is at most ``MAX_DAYS`` long.
 
 Definitions (the JSON's field names):
@@ -21,7 +23,9 @@ Definitions (the JSON's field names):
 - ``receipt_to_release``: from created to the first ``planned``.
 - ``receipt_to_referrer_notified``: from created to the first delivery to the
   referring office that was sent (the plan summary's fax, or the "referral
-  not accepted" letter by fax or email: documents ``REFERRER_DOCUMENTS``).
+  not accepted" letter by fax or email: documents
+  ``refflow.documents.names.FOR_THE_REFERRER``, to the office's number or
+  address).
 - ``held_in_review``: per held referral, the time spent in ``needs_review``
   (every stay added up); a referral still held is left out of the times and
   counted as ``still_held``.
@@ -42,16 +46,15 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Float, case, func, or_, select
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.expression import FunctionElement
 
-from refflow.db.models import Delivery, Practice, Referral, ReferralEvent
-from refflow.documents.names import DECLINE, DECLINE_FAX, FAX, SUMMARY
+from refflow.db.durations import seconds_between
+from refflow.db.models import Delivery, Practice, Referral
 from refflow.referrals import states
 
 DEFAULT_DAYS = 30
@@ -60,9 +63,6 @@ MAX_DAYS = 366
 FIRST_DAY, LAST_DAY = dt.date(1900, 1, 1), dt.date(9000, 12, 31)
 TOP_PRACTICES = 10
 FALL_MIN_PREVIOUS = 10  # "down sharply" only counts for a practice that sent this many before
-# What the referring office receives: the plan summary (by fax, or as the PDF a
-# routing plugin may email) and the "referral not accepted" letter.
-REFERRER_DOCUMENTS = (FAX, SUMMARY, DECLINE_FAX, DECLINE)
 COUNTS = ("received", "released", "held", "rejected", "completed", "failed", "cancelled",
           "in_progress")
 TIMES = ("receipt_to_release", "receipt_to_referrer_notified", "held_in_review")
@@ -137,27 +137,6 @@ def _date(parameter: str, text: str) -> dt.date:
     return day
 
 
-class seconds_between(FunctionElement):  # noqa: N801 - used like a SQL function
-    """Seconds from the first timestamp to the second, as a float, in SQL."""
-
-    type = Float()
-    inherit_cache = True
-
-
-@compiles(seconds_between, "postgresql")
-def _seconds_between_pg(element, compiler, **kw):
-    earlier, later = list(element.clauses)
-    return (f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - "
-            f"{compiler.process(earlier, **kw)}))")
-
-
-@compiles(seconds_between, "sqlite")
-def _seconds_between_sqlite(element, compiler, **kw):
-    earlier, later = list(element.clauses)
-    return (f"((julianday({compiler.process(later, **kw)}) - "
-            f"julianday({compiler.process(earlier, **kw)})) * 86400.0)")
-
-
 def summary(seconds: list[float]) -> dict:
     """``count``, ``median_hours`` and ``p90_hours`` of durations in seconds."""
     if not seconds:
@@ -172,40 +151,46 @@ def summary(seconds: list[float]) -> dict:
 
 
 def report(session: Session, period: Period, practice_id: str | None = None) -> dict:
-    """Every figure of the cohort received in ``period`` (of ``practice_id``)."""
-    cohort = [Referral.created_at >= period.start, Referral.created_at < period.end]
+    """Every figure of the cohort received in ``period`` (of ``practice_id``),
+    from the figures each referral keeps as it moves (``Referral.released_at``
+    and the rest) and each delivery's copy of its referral's receipt time."""
+    received = [Referral.created_at >= period.start, Referral.created_at < period.end]
     if practice_id is not None:
-        cohort.append(Referral.practice_id == practice_id)
+        received.append(Referral.practice_id == practice_id)
+    rows = session.execute(
+        select(Referral.status, seconds_between(Referral.created_at, Referral.released_at),
+               seconds_between(Referral.created_at, Referral.referrer_notified_at),
+               Referral.review_started_at.is_not(None), Referral.review_seconds)
+        .where(*received)).all()
+    by_status = Counter(status for status, *_ in rows)
+    released = [seconds for _, seconds, _, _, _ in rows if seconds is not None]
+    notified = [seconds for _, _, seconds, _, _ in rows if seconds is not None]
+    held = [(status, seconds) for status, _, _, was_held, seconds in rows if was_held]
+    still_held = sum(1 for status, _ in held if status == states.NEEDS_REVIEW)
+    review = [seconds for status, seconds in held
+              if status != states.NEEDS_REVIEW and seconds is not None]
 
-    by_status = dict(session.execute(
-        select(Referral.status, func.count()).where(*cohort).group_by(Referral.status)).all())
-
-    released, review, still_held = _timeline_times(session, cohort)
-
-    notified = session.scalars(
-        select(func.min(seconds_between(Referral.created_at, Delivery.sent_at)))
-        .select_from(Referral).join(Delivery, Delivery.referral_id == Referral.id)
-        .where(*cohort, Delivery.status == "sent", Delivery.document.in_(REFERRER_DOCUMENTS))
-        .group_by(Referral.id)).all()
-
+    of_cohort = [Delivery.referral_created_at >= period.start,
+                 Delivery.referral_created_at < period.end]
+    if practice_id is not None:
+        of_cohort.append(Delivery.referral_id.in_(select(Referral.id).where(*received)))
     deliveries = session.execute(
-        select(Delivery.channel, Delivery.status, func.count())
-        .join(Referral, Referral.id == Delivery.referral_id)
-        .where(*cohort).group_by(Delivery.channel, Delivery.status)
+        select(Delivery.channel, Delivery.status, func.count()).where(*of_cohort)
+        .group_by(Delivery.channel, Delivery.status)
         .order_by(Delivery.channel, Delivery.status)).all()
 
     counts = {
-        "received": sum(by_status.values()),
+        "received": len(rows),
         "released": len(released),
-        "held": len(review) + still_held,
-        "rejected": by_status.get(states.REJECTED, 0),
-        "completed": by_status.get(states.COMPLETED, 0),
-        "failed": by_status.get(states.FAILED, 0),
-        "cancelled": by_status.get(states.CANCELLED, 0),
+        "held": len(held),
+        "rejected": by_status[states.REJECTED],
+        "completed": by_status[states.COMPLETED],
+        "failed": by_status[states.FAILED],
+        "cancelled": by_status[states.CANCELLED],
     }
     counts["in_progress"] = counts["received"] - sum(
-        by_status.get(s, 0) for s in (states.REJECTED, states.COMPLETED, states.FAILED,
-                                      states.CANCELLED))
+        by_status[s] for s in (states.REJECTED, states.COMPLETED, states.FAILED,
+                               states.CANCELLED))
     return {
         "period": period.as_json(),
         "previous_period": period.previous().as_json(),
@@ -220,32 +205,6 @@ def report(session: Session, period: Period, practice_id: str | None = None) -> 
                        for channel, status, count in deliveries],
         **_practices(session, period, practice_id),
     }
-
-
-def _timeline_times(session: Session, cohort: list) -> tuple[list[float], list[float], int]:
-    """From the cohort's timeline, in one pass: the seconds from receipt to the
-    first ``planned`` of each released referral; the seconds each held
-    referral spent in ``needs_review`` (its stays added up: every leaving
-    time minus every entering time); and how many are in ``needs_review``
-    now (entered once more than left)."""
-    since = seconds_between(Referral.created_at, ReferralEvent.at)
-    into_review = ReferralEvent.to_status == states.NEEDS_REVIEW
-    out_of_review = ReferralEvent.from_status == states.NEEDS_REVIEW
-    rows = session.execute(
-        select(func.min(case((ReferralEvent.to_status == states.PLANNED, since))),
-               func.sum(case((into_review, 1), else_=0)),
-               func.sum(case((out_of_review, 1), else_=0)),
-               func.sum(case((out_of_review, since), else_=0.0))
-               - func.sum(case((into_review, since), else_=0.0)))
-        .select_from(Referral).join(ReferralEvent, ReferralEvent.referral_id == Referral.id)
-        .where(*cohort, ReferralEvent.kind == "status",
-               or_(ReferralEvent.to_status.in_((states.PLANNED, states.NEEDS_REVIEW)),
-                   out_of_review))
-        .group_by(Referral.id)).all()
-    released = [r for r, _, _, _ in rows if r is not None]
-    review = [float(held) for _, entered, left, held in rows if entered and entered == left]
-    still_held = sum(1 for _, entered, left, _ in rows if entered > left)
-    return released, review, still_held
 
 
 def _practice(session: Session, practice_id: str | None) -> dict | None:

@@ -44,9 +44,24 @@ def _place(db, rid, received: dt.datetime, status_hours: dict[str, float],
            sent_hours: dict[str, float]) -> None:
     """Set the referral's times: received at ``received``, each status reached
     ``status_hours[status]`` later, each delivery of a document sent
-    ``sent_hours[document]`` later."""
+    ``sent_hours[document]`` later; and the figures it keeps as it moves
+    (tests/pipeline/test_referral_figures.py checks the pipeline keeps them)
+    to match: first released, referrer first told, time in review."""
+    def later(hours):
+        return None if hours is None else received + dt.timedelta(hours=hours)
+
+    review = status_hours.get("needs_review")
+    review_end = min((h for h in status_hours.values() if review is not None and h > review),
+                     default=None)
+    told = min((h for d, h in sent_hours.items() if d in ("fax.tiff", "decline.tiff")),
+               default=None)
     with db.session() as session:
-        session.execute(update(Referral).where(Referral.id == rid).values(created_at=received))
+        session.execute(update(Referral).where(Referral.id == rid).values(
+            created_at=received, released_at=later(status_hours.get("planned")),
+            referrer_notified_at=later(told), review_started_at=later(review),
+            review_seconds=None if review_end is None else (review_end - review) * 3600))
+        session.execute(update(Delivery).where(Delivery.referral_id == rid)
+                        .values(referral_created_at=received))
         session.execute(update(ReferralEvent).where(ReferralEvent.referral_id == rid)
                         .values(at=received))
         for status, hours in status_hours.items():
