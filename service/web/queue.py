@@ -90,15 +90,32 @@ def _patient(key: str):
     return Referral.payload[("patient", key)].as_string()
 
 
+FAMILY_NAME = _patient("family_name")
+GIVEN_NAME = _patient("given_name")
+# What the lists show of each referral: its columns, the patient's names and
+# date of birth read out of the payload by the database (not the whole payload
+# and its decoding, for every row of every 5-second refresh), and the
+# practice's name. Built once, not for every refresh.
+LISTED = (Referral.id, Referral.status, Referral.external_id, Referral.urgency,
+          Referral.flagged, Referral.created_at, Referral.updated_at,
+          FAMILY_NAME.label("family_name"), GIVEN_NAME.label("given_name"),
+          _patient("birth_date").label("birth_date"), Practice.name.label("practice"))
+
+
+def _listed(*more):
+    """A list's rows (``LISTED``, and ``more``) of referrals and their practices."""
+    return select(*LISTED, *more).join(Practice, Practice.id == Referral.practice_id)
+
+
 def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
-    """(rows, total) newest first; each row is (Referral, practice name, failed
-    count). ``total`` is counted up to ``COUNT_CAP + 1`` (more is shown as
-    "over COUNT_CAP"); without filters it is the count the database keeps."""
+    """(rows, total) newest first; each row is a list's row (``LISTED``) with
+    ``failed``, the count of its failed deliveries. ``total`` is counted up to
+    ``COUNT_CAP + 1`` (more is shown as "over COUNT_CAP"); without filters it is
+    the count the database keeps."""
     failed_count = (select(func.count()).where(Delivery.referral_id == Referral.id,
                                                FAILED_DELIVERY)
                     .correlate(Referral).scalar_subquery())
-    query = select(Referral, Practice.name, failed_count).join(
-        Practice, Practice.id == Referral.practice_id)
+    query = _listed(failed_count.label("failed"))
     conditions = []
     if filters.status:
         conditions.append(Referral.status == filters.status)
@@ -131,8 +148,8 @@ def search(session, filters: Filters, timezone: str, limit: int = LIMIT):
             conditions.append(literal_column(SEARCH_TEXT_SQL).like(like, escape="\\"))
         else:
             conditions.append(or_(
-                func.lower(_patient("given_name")).like(like, escape="\\"),
-                func.lower(_patient("family_name")).like(like, escape="\\"),
+                func.lower(GIVEN_NAME).like(like, escape="\\"),
+                func.lower(FAMILY_NAME).like(like, escape="\\"),
                 func.lower(Referral.external_id).like(like, escape="\\"),
             ))
     query = query.where(*conditions)
@@ -151,10 +168,10 @@ def _escape_like(text: str) -> str:
 
 
 def review_queue(session, limit: int = 20):
-    """Referrals waiting for a clinician: urgent ones first, then the longest waiting."""
+    """Referrals waiting for a clinician (a list's rows, ``LISTED``): urgent ones
+    first, then the longest waiting."""
     return session.execute(
-        select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
-        .where(Referral.status == states.NEEDS_REVIEW)
+        _listed().where(Referral.status == states.NEEDS_REVIEW)
         .order_by(case((Referral.urgency == "urgent", 0), else_=1), Referral.updated_at,
                   Referral.id)
         .limit(limit)).all()
@@ -164,7 +181,7 @@ def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
     """(rows, total): referrals received more than ``days`` ago whose plan has
     not reached the referring office (no plan document sent to a referrer's
     target), oldest first; rejected and cancelled ones are left out (no plan
-    will be sent). Each row is (Referral, practice name)."""
+    will be sent). The rows are a list's (``LISTED``)."""
     # plan_sent_at is set by the database as a plan document is sent to a
     # referrer's target (refflow.referrals.queries.PLAN_TO_REFERRER); a partial
     # index holds the referrals without it
@@ -172,8 +189,7 @@ def plan_overdue(session, days: int, now: dt.datetime, limit: int = 20):
     total = session.scalar(select(func.count()).select_from(
         select(Referral.id).where(*conditions).subquery()))
     rows = session.execute(
-        select(Referral, Practice.name).join(Practice, Practice.id == Referral.practice_id)
-        .where(*conditions).order_by(Referral.created_at, Referral.id).limit(limit)).all()
+        _listed().where(*conditions).order_by(Referral.created_at, Referral.id).limit(limit)).all()
     return rows, total
 
 
@@ -181,6 +197,21 @@ def practices(session):
     return session.execute(select(Practice.id, Practice.name).order_by(Practice.name)).all()
 
 
+def full_name(family_name: str | None, given_name: str | None) -> str:
+    """The patient's name as the staff pages show it: "Family, Given"."""
+    return f"{family_name or ''}, {given_name or ''}".strip(", ")
+
+
 def patient_name(referral: Referral) -> str:
     patient = (referral.payload or {}).get("patient", {})
-    return f"{patient.get('family_name', '')}, {patient.get('given_name', '')}".strip(", ")
+    return full_name(patient.get("family_name"), patient.get("given_name"))
+
+
+def patient_names(session, referral_ids) -> dict[str, str]:
+    """{referral id: the patient's name} of these referrals (read without their
+    payloads)."""
+    if not referral_ids:
+        return {}
+    return {rid: full_name(family, given) for rid, family, given in session.execute(
+        select(Referral.id, FAMILY_NAME, GIVEN_NAME)
+        .where(Referral.id.in_(referral_ids)))}

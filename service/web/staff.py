@@ -87,7 +87,10 @@ def _audit(session, user: WebUser, action: str, referral_id: str | None = None,
 
 # -- the queue --------------------------------------------------------------------
 
-def _queue_context(user: WebUser) -> dict:
+def _queue_context(user: WebUser, *, whole_page: bool) -> dict:
+    """What the queue's part of the dashboard shows (``staff/_queue.html``, the
+    part refreshed every 5 seconds); ``whole_page`` adds what only the whole
+    dashboard shows around it (the filter form's practices, the exercise alerts)."""
     filters = queue.Filters.from_session(session.get(FILTERS_KEY), current_app.secret_key)
     overview = queue_overview(_db(), current_app.extensions.get("refflow.broker_stats"))
     with _db().session() as s:
@@ -95,34 +98,35 @@ def _queue_context(user: WebUser) -> dict:
         review = queue.review_queue(s)
         due_days = _settings().plan_due_days
         overdue, overdue_total = queue.plan_overdue(s, due_days, utcnow())
-        exercise_alerts = patient_page.alerts(s, clinic_today(_settings().clinic_timezone))
-        alert_rows = {r.id: r for r in s.scalars(select(Referral).where(
-            Referral.id.in_([a["referral_id"] for a in exercise_alerts])))} \
-            if exercise_alerts else {}
-        practices = queue.practices(s)
-        failing = {d["referral_id"] for d in overview["failures"]}
-        names = {r.id: queue.patient_name(r) for r in
-                 s.scalars(select(Referral).where(Referral.id.in_(failing)))} if failing else {}
         _audit(s, user, "queue.read")
         ctx = {
             "filters": filters,
             "overview": overview,
-            "rows": [(r, practice, failed, queue.patient_name(r)) for r, practice, failed in rows],
+            "rows": _named(rows),
             "total": total,
-            "review": [(r, practice, queue.patient_name(r)) for r, practice in review],
-            "overdue": [(r, practice, queue.patient_name(r)) for r, practice in overdue],
+            "review": _named(review),
+            "overdue": _named(overdue),
             "overdue_total": overdue_total,
-            "exercise_alerts": [dict(a, name=queue.patient_name(alert_rows[a["referral_id"]]))
-                                for a in exercise_alerts if a["referral_id"] in alert_rows],
             "plan_due_days": due_days,
-            "practices": practices,
-            "failure_names": names,
+            "failure_names": queue.patient_names(
+                s, {d["referral_id"] for d in overview["failures"]}),
             "states": states.STATES,
             "limit": queue.LIMIT,
             "count_cap": queue.COUNT_CAP,
             "now": utcnow(),
         }
+        if whole_page:
+            exercise_alerts = patient_page.alerts(s, clinic_today(_settings().clinic_timezone))
+            names = queue.patient_names(s, [a["referral_id"] for a in exercise_alerts])
+            ctx["exercise_alerts"] = [dict(a, name=names[a["referral_id"]])
+                                      for a in exercise_alerts if a["referral_id"] in names]
+            ctx["practices"] = queue.practices(s)
     return ctx
+
+
+def _named(rows) -> list:
+    """A list's rows (``queue.search`` and the others), each with its patient's name."""
+    return [(r, queue.full_name(r.family_name, r.given_name)) for r in rows]
 
 
 @bp.get("/")
@@ -137,14 +141,15 @@ def dashboard():
 
 @staff_required
 def _dashboard(user: WebUser):
-    return render_template("staff/dashboard.html", user=user, **_queue_context(user))
+    return render_template("staff/dashboard.html", user=user,
+                           **_queue_context(user, whole_page=True))
 
 
 @bp.get("/queue/fragment")
 @staff_required
 def queue_fragment(user: WebUser):
     response = Response(render_template("staff/_queue.html", user=user,
-                                        **_queue_context(user)))
+                                        **_queue_context(user, whole_page=False)))
     return downloads.private(response)
 
 
