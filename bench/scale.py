@@ -26,6 +26,7 @@ Usage: python bench/scale.py [--referrals 1000000] [--repeat 30] [--pipeline-sec
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -294,6 +295,7 @@ def measure_reads(settings, db, repeat: int) -> dict:
                                    "ORDER BY created_at DESC OFFSET 5000 LIMIT 1"))
         assert session.get(Referral, some) is not None
     app = create_app(settings.with_overrides(login_rate_limit="1000/minute"))
+    gc.freeze()  # as each web worker does once it has loaded the app (refflow.web.server)
     staff = sign_in(app, f"staff-{tag}@clinic.example")
     office = sign_in(app, f"office-{tag}@practice.example")
     csrf = _token(staff.get("/").get_data(as_text=True))
@@ -394,6 +396,7 @@ def measure_pipeline(url: str, tmp: Path, db, seconds: int) -> dict:
              for argv in (["worker", "--loglevel", "WARNING"], ["scheduler"])]
     try:
         app = create_app(load_settings(env))
+        gc.freeze()  # as each web worker does once it has loaded the app
         tag = os.urandom(3).hex()
         with db.session() as session:
             create_user(session, f"tabs-{tag}@clinic.example", PASSWORD, role="staff")

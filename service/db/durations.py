@@ -17,8 +17,9 @@ class seconds_between(FunctionElement):  # noqa: N801 - used like a SQL function
 @compiles(seconds_between, "postgresql")
 def _seconds_between_pg(element, compiler, **kw):
     earlier, later = list(element.clauses)
-    return (f"EXTRACT(EPOCH FROM ({compiler.process(later, **kw)} - "
-            f"{compiler.process(earlier, **kw)}))")
+    # date_part gives a float (EXTRACT gives a numeric since PostgreSQL 14)
+    return (f"date_part('epoch', {compiler.process(later, **kw)} - "
+            f"{compiler.process(earlier, **kw)})")
 
 
 @compiles(seconds_between, "sqlite")

@@ -161,8 +161,10 @@ class Referral(Base):
         # (SQLite, for one clinic, reads the table)
         Index("ix_referrals_search_trgm", text(f"{SEARCH_TEXT_SQL} public.gin_trgm_ops"),
               postgresql_using="gin").ddl_if(dialect="postgresql"),
-        # the Reports' period: referrals received between two times (stats)
-        Index("ix_referrals_created_status_practice", "created_at", "status", "practice_id"),
+        # the Reports' period: referrals received between two times with the
+        # figures they keep, read from the index alone (referrals.stats)
+        Index("ix_referrals_received_figures", "created_at", "status", "practice_id",
+              "released_at", "referrer_notified_at", "review_started_at", "review_seconds"),
     )
 
     id: Mapped[str] = mapped_column(IdColumn, primary_key=True, default=new_id)
