@@ -7,14 +7,15 @@ documents, written by bulk SQL (``generate_series``) in the shapes the
 pipeline writes — then measures p50/p95 of every staff and API read through
 the app (Flask's test client, signed in as staff or with a practice's API
 key): the dashboard unfiltered and with each filter, its 5-second refresh
-(``/queue/fragment``, alone and with six tabs refreshing at once), a
-referral's page, the JSON list's first and a deep page, ``/api/v1/queue``,
-``/api/v1/stats`` (when the app has it), ``/metrics``, and the portal list of
-a practice with 5,000 referrals. Then, with ``refflow worker`` and ``refflow
-scheduler`` running on the same database (a Redis of their own, a local SMTP
-server), POST → ``completed`` at one referral a second, without dashboards and
-with six tabs whose 5-second refreshes fire together, and those refreshes'
-times (``--pipeline-seconds``; 0 leaves it out).
+(``/queue/fragment``), a referral's page, the JSON list's first and a deep
+page, ``/api/v1/queue``, ``/api/v1/stats``, ``/metrics``, and the portal list
+of a practice with 5,000 referrals. Then, through ``refflow web`` (gunicorn,
+as browsers reach it) with ``refflow worker`` and ``refflow scheduler``
+running on the same database (a Redis of their own, a local SMTP server):
+six signed-in tabs refreshing the queue at once, back to back; and POST →
+``completed`` at one referral a second, without dashboards and with six tabs
+whose 5-second refreshes fire together, and those refreshes' times
+(``--pipeline-seconds``; 0 leaves that part out).
 
 Prints one JSON object; the targets are p95 <= 200 ms for every read. The
 baseline, measured in the same run through the same test client, is
@@ -264,14 +265,13 @@ def main() -> None:
             filler.dispose()
             result["fill_seconds"]["total"] = round(time.monotonic() - started, 1)
         result.update(measure_reads(settings, db, args.repeat))
-        if args.pipeline_seconds:
-            result["pipeline"] = measure_pipeline(url, tmp, db, args.pipeline_seconds)
+        result["served"] = measure_served(url, tmp, db, args.pipeline_seconds, args.repeat)
     finally:
         db.dispose()
         if not args.keep:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE "{args.database}" WITH (FORCE)'))
-    reads = {**result["reads"], **{k: v for k, v in result.get("pipeline", {}).items()
+    reads = {**result["reads"], **{k: v for k, v in result["served"].items()
                                    if k.startswith("dashboard")}}
     slow = {k: v["p95_s"] for k, v in reads.items() if v["p95_s"] > TARGET_P95_S}
     result["targets"] = {"every_p95_le_0.2s": not slow, "over_target": slow}
@@ -318,7 +318,6 @@ def measure_reads(settings, db, repeat: int) -> dict:
     reads["dashboard_dates"] = dashboard(date_from="2025-01-01", date_to="2025-01-31")
     staff.post("/queue/filters", data={"csrf_token": csrf, "clear": "1"})
     reads["dashboard_refresh"] = measure(lambda: staff.get("/queue/fragment"), repeat)
-    reads["dashboard_refresh_six_tabs"] = six_tabs(app, f"staff-{tag}@clinic.example", repeat)
     reads["referral_page"] = measure(lambda: staff.get(f"/referrals/{some}"), repeat)
     reads["api_list_first_page"] = measure(lambda: staff.get("/api/v1/referrals?limit=50"),
                                            repeat)
@@ -338,24 +337,37 @@ def measure_reads(settings, db, repeat: int) -> dict:
     return {"baseline_healthz": baseline, "reads": reads}
 
 
-def six_tabs(app, email: str, repeat: int) -> dict:
-    """Six signed-in tabs refreshing the queue at once (each as soon as its last
-    answer came, the worst case of six 5-second timers lining up)."""
-    clients = [sign_in(app, email) for _ in range(6)]
+def web_tab(base: str, email: str):
+    """A browser tab signed in to ``refflow web`` at ``base`` (its own
+    connection and cookie)."""
+    import requests
+
+    tab = requests.Session()
+    page = tab.get(f"{base}/login", timeout=30).text
+    answer = tab.post(f"{base}/login", data={"email": email, "password": PASSWORD,
+                                              "csrf_token": _token(page)},
+                      allow_redirects=False, timeout=30)
+    assert answer.status_code == 302, answer.status_code
+    return tab
+
+
+def six_tabs(tabs, base: str, repeat: int) -> dict:
+    """Six tabs refreshing the queue at once (each as soon as its last answer
+    came, the worst case of six 5-second timers lining up)."""
     times: list[float] = []
     lock = threading.Lock()
 
-    def tab(client):
-        client.get("/queue/fragment")
+    def tab(session):
+        session.get(f"{base}/queue/fragment", timeout=30)
         for _ in range(max(3, repeat // 3)):
             started = time.perf_counter()
-            answer = client.get("/queue/fragment")
+            answer = session.get(f"{base}/queue/fragment", timeout=30)
             elapsed = time.perf_counter() - started
             assert answer.status_code == 200
             with lock:
                 times.append(elapsed)
 
-    threads = [threading.Thread(target=tab, args=(c,)) for c in clients]
+    threads = [threading.Thread(target=tab, args=(t,)) for t in tabs]
     for t in threads:
         t.start()
     for t in threads:
@@ -363,18 +375,22 @@ def six_tabs(app, email: str, repeat: int) -> dict:
     return {"p50_s": pct(times, 0.5), "p95_s": pct(times, 0.95), "n": len(times)}
 
 
-def measure_pipeline(url: str, tmp: Path, db, seconds: int) -> dict:
-    """POST → completed at one referral a second with ``refflow worker`` and
-    ``refflow scheduler`` on this database: first with no dashboard open, then
-    with six staff tabs refreshing every 5 seconds, their timers lined up."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline"))
+def measure_served(url: str, tmp: Path, db, seconds: int, repeat: int) -> dict:
+    """Through ``refflow web`` (gunicorn, its default 2 workers x 4 threads),
+    as browser tabs reach it, with ``refflow worker`` and ``refflow scheduler``
+    on this database: six tabs refreshing the queue back to back; then (with
+    ``seconds``) POST -> completed at one referral a second, first with no
+    dashboard open, then with six tabs refreshing every 5 seconds, their timers
+    lined up."""
+    import requests
     from aiosmtpd.controller import Controller
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "pipeline"))
     from sample_referrals import routine
 
     from refflow import embedded
     from refflow.accounts.practices import issue_key
     from refflow.accounts.users import create_user
-    from refflow.app import create_app
     from refflow.db.models import Practice, Referral
 
     class Sink:
@@ -385,31 +401,45 @@ def measure_pipeline(url: str, tmp: Path, db, seconds: int) -> dict:
     smtp_port = embedded.free_port()
     smtp = Controller(Sink(), hostname="127.0.0.1", port=smtp_port)
     smtp.start()
+    port = embedded.free_port()
+    base = f"http://127.0.0.1:{port}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("REFFLOW_")},
            "REFFLOW_DATA_DIR": str(tmp / "data"), "REFFLOW_DATABASE_URL": url,
            "REFFLOW_BROKER_URL": broker, "REFFLOW_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
            "REFFLOW_SECRET_KEY": "bench", "REFFLOW_INTAKE_RATE_LIMIT": "1000000/minute",
-           "REFFLOW_LOGIN_RATE_LIMIT": "1000/minute"}
+           "REFFLOW_LOGIN_RATE_LIMIT": "1000/minute", "REFFLOW_PUBLIC_URL": base}
     logs = open(tmp / "services.log", "wb")
     procs = [subprocess.Popen([sys.executable, "-m", "refflow", *argv], env=env, stdout=logs,
                               stderr=subprocess.STDOUT, start_new_session=True)
-             for argv in (["worker", "--loglevel", "WARNING"], ["scheduler"])]
+             for argv in (["worker", "--loglevel", "WARNING"], ["scheduler"],
+                          ["web", "--host", "127.0.0.1", "--port", str(port)])]
     try:
-        app = create_app(load_settings(env))
-        gc.freeze()  # as each web worker does once it has loaded the app
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "refflow web did not start"
+            time.sleep(0.2)
         tag = os.urandom(3).hex()
         with db.session() as session:
             create_user(session, f"tabs-{tag}@clinic.example", PASSWORD, role="staff")
             _, key = issue_key(session, session.get(Practice, "p" + "0" * 34 + "7"))
-        client = app.test_client()
-        auth = {"Authorization": f"Bearer {key}"}
+        tabs = [web_tab(base, f"tabs-{tag}@clinic.example") for _ in range(6)]
+        result = {"dashboard_refresh_six_tabs": six_tabs(tabs, base, repeat)}
+        if not seconds:
+            return result
+        api = requests.Session()
+        api.headers["Authorization"] = f"Bearer {key}"
 
         def post() -> str:
             # an external_id of its own: the same one again is held as a possible duplicate
-            answer = client.post("/api/v1/referrals", headers=auth,
-                                 json=routine(external_id=f"BENCH-{os.urandom(6).hex()}"))
-            assert answer.status_code == 202, answer.get_json()
-            return answer.get_json()["id"]
+            answer = api.post(f"{base}/api/v1/referrals", timeout=30,
+                              json=routine(external_id=f"BENCH-{os.urandom(6).hex()}"))
+            assert answer.status_code == 202, answer.text
+            return answer.json()["id"]
 
         def done(rid: str) -> bool:
             with db.session() as session:
@@ -445,26 +475,25 @@ def measure_pipeline(url: str, tmp: Path, db, seconds: int) -> dict:
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
             return latencies
 
-        result = {"worker_left_in_flight_after_warm_up": last}
+        result["worker_left_in_flight_after_warm_up"] = last
         alone = latency_run()
-        tabs = [sign_in(app, f"tabs-{tag}@clinic.example") for _ in range(6)]
         refreshes: list[float] = []
         stop = threading.Event()
         first_tick = time.monotonic() + 1.0
 
-        def tab(tab_client):
+        def tab(session):
             tick = first_tick
             while not stop.is_set():
                 stop.wait(max(0.0, tick - time.monotonic()))
                 if stop.is_set():
                     break
                 started = time.perf_counter()
-                answer = tab_client.get("/queue/fragment")
+                answer = session.get(f"{base}/queue/fragment", timeout=30)
                 refreshes.append(time.perf_counter() - started)
                 assert answer.status_code == 200
                 tick += 5.0
 
-        threads = [threading.Thread(target=tab, args=(c,)) for c in tabs]
+        threads = [threading.Thread(target=tab, args=(t,)) for t in tabs]
         for t in threads:
             t.start()
         with_tabs = latency_run()

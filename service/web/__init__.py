@@ -86,8 +86,10 @@ def init_app(app: Flask) -> None:
         users,
     )
     from refflow.web.principal import uses_session_cookie
+    from refflow.web.shared_reading import SharedReading
 
     settings = app.extensions["refflow.settings"]
+    app.extensions["refflow.queue_readings"] = SharedReading(staff.QUEUE_SHARED_SECONDS)
     app.session_interface = SessionInterface()
     # Idle expiry is checked here from the session's own "seen" time (so the
     # page can say why you were signed out); the cookie itself lives up to the

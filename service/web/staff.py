@@ -87,18 +87,20 @@ def _audit(session, user: WebUser, action: str, referral_id: str | None = None,
 
 # -- the queue --------------------------------------------------------------------
 
-def _queue_context(user: WebUser, *, whole_page: bool) -> dict:
+def _filters() -> queue.Filters:
+    return queue.Filters.from_session(session.get(FILTERS_KEY), current_app.secret_key)
+
+
+def _queue_context(filters: queue.Filters, *, whole_page: bool) -> dict:
     """What the queue's part of the dashboard shows (``staff/_queue.html``, the
     part refreshed every 5 seconds); ``whole_page`` adds what only the whole
     dashboard shows around it (the filter form's practices, the exercise alerts)."""
-    filters = queue.Filters.from_session(session.get(FILTERS_KEY), current_app.secret_key)
     overview = queue_overview(_db(), current_app.extensions.get("refflow.broker_stats"))
     with _db().session() as s:
         rows, total = queue.search(s, filters, _settings().clinic_timezone)
         review = queue.review_queue(s)
         due_days = _settings().plan_due_days
         overdue, overdue_total = queue.plan_overdue(s, due_days, utcnow())
-        _audit(s, user, "queue.read")
         ctx = {
             "filters": filters,
             "overview": overview,
@@ -141,16 +143,28 @@ def dashboard():
 
 @staff_required
 def _dashboard(user: WebUser):
+    with _db().session() as s:
+        _audit(s, user, "queue.read")
     return render_template("staff/dashboard.html", user=user,
-                           **_queue_context(user, whole_page=True))
+                           **_queue_context(_filters(), whole_page=True))
+
+
+# Refreshes of the same view within this long share one reading (web.shared_reading).
+QUEUE_SHARED_SECONDS = 1.0
 
 
 @bp.get("/queue/fragment")
 @staff_required
 def queue_fragment(user: WebUser):
-    response = Response(render_template("staff/_queue.html", user=user,
-                                        **_queue_context(user, whole_page=False)))
-    return downloads.private(response)
+    """The queue's part of the dashboard, every 5 seconds from each open dashboard."""
+    filters = _filters()
+    with _db().session() as s:
+        _audit(s, user, "queue.read")
+    # the same view: the same filters, and links under the same path prefix
+    html = current_app.extensions["refflow.queue_readings"].get(
+        (filters, request.script_root),
+        lambda: render_template("staff/_queue.html", **_queue_context(filters, whole_page=False)))
+    return downloads.private(Response(html))
 
 
 @bp.post("/queue/filters")

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
+import time
 
 import pytest
 from sample_referrals import flagged, routine
+from sqlalchemy import event, select
 from web_forms import PASSWORD, sign_in
 
 from refflow.accounts.users import create_user
-from refflow.db.models import Delivery, Practice, Referral, utcnow
+from refflow.db.models import AuditEntry, Delivery, Practice, Referral, utcnow
 from refflow.pipeline import flow
 from refflow.pipeline.context import Pipeline
 from refflow.referrals import patient_page, states
+from refflow.web.staff import QUEUE_SHARED_SECONDS
 
 STAFF = "queue@clinic.example"
 
@@ -120,3 +124,49 @@ def test_the_dashboard_names_the_patient_of_an_exercise_alert(client, auth, db, 
     assert "Patients to call about their exercises: 1" in alerts
     assert (f'<a href="/referrals/{rid}#exercise-log">Stoppedlogging, Ann</a>: '
             f"no session logged since {days_ago.isoformat()}") in alerts
+
+
+def test_six_refreshes_at_once_are_one_reading_each_audited_and_a_change_shows_next(
+        app, client, auth, db, staff):
+    """Six open dashboards whose 5-second timers fire together read the queue
+    once between them; each refresh is still audited as its user's read; and
+    what changed shows in the refresh after the moment they shared."""
+    _submit(client, auth, routine(), family="Firstcomer")
+    tabs = []
+    for n in range(6):
+        with db.session() as session:
+            create_user(session, f"tab{n}@clinic.example", PASSWORD, role="staff")
+        tab = app.test_client()
+        assert sign_in(tab, f"tab{n}@clinic.example").status_code == 302
+        tabs.append(tab)
+    readings = []
+
+    @event.listens_for(db.engine, "before_cursor_execute")
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if "FROM state_counts" in statement:  # the queue's counts: read once a reading
+            readings.append(statement)
+
+    ready, pages = threading.Barrier(6), [None] * 6
+
+    def refresh(n):
+        ready.wait()
+        pages[n] = tabs[n].get("/queue/fragment").get_data(as_text=True)
+
+    try:
+        threads = [threading.Thread(target=refresh, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert all("Firstcomer, Ann" in page for page in pages)
+    assert len(set(pages)) == 1
+    assert len(readings) == 2  # the tiles and the list's total: one reading, not six
+    with db.session() as session:
+        actors = session.scalars(select(AuditEntry.actor).where(
+            AuditEntry.action == "queue.read")).all()
+    assert len(actors) == len(set(actors)) == 6  # each tab's read, under its own user
+    _submit(client, auth, routine(), family="Latecomer")
+    time.sleep(QUEUE_SHARED_SECONDS)
+    assert "Latecomer, Ann" in tabs[0].get("/queue/fragment").get_data(as_text=True)
