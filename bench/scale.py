@@ -99,8 +99,10 @@ SELECT md5('r' || i)::uuid::text,
          'goals', jsonb_build_array('walk to the store')),
        md5('payload' || i) || md5('payload2' || i), (at)::date, '[]'::jsonb,
        st = 'needs_review', 'req-' || i, at, at + interval '3 minutes',
-       -- the figures the pipeline keeps (the timeline below reaches its status,
-       -- released or held, at +2 min; a completed one's fax was sent at +3 min)
+       -- the figures the pipeline keeps: released (or held) at +2 min, when the
+       -- timeline below (simpler than the pipeline's: no 'planned' entry) reaches
+       -- its status; a completed one's fax sent at +3 min. No referral here was
+       -- held and then released, so review_seconds stays empty.
        CASE WHEN st IN ('planned', 'delivering', 'completed', 'failed')
             THEN at + interval '2 minutes' END,
        CASE WHEN st = 'completed' THEN at + interval '3 minutes' END,
@@ -392,7 +394,7 @@ def six_tabs(tabs, base: str, repeat: int) -> dict:
 def measure_served(url: str, tmp: Path, db, seconds: int, repeat: int) -> dict:
     """Through ``refflow web`` (gunicorn, its default 2 workers x 4 threads),
     as browser tabs reach it, with ``refflow worker`` and ``refflow scheduler``
-    on this database: six tabs refreshing the queue at once, ten times; then (with
+    on this database: six tabs refreshing the queue at once (``repeat // 3`` times); then (with
     ``seconds``) POST -> completed at one referral a second, first with no
     dashboard open, then with six tabs refreshing every 5 seconds, their timers
     lined up."""

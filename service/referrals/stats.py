@@ -22,10 +22,10 @@ Definitions (the JSON's field names):
   the rest (received, planning, needs_review, planned, delivering).
 - ``receipt_to_release``: from created to the first ``planned``.
 - ``receipt_to_referrer_notified``: from created to the first delivery to the
-  referring office that was sent (the plan summary's fax, or the "referral
-  not accepted" letter by fax or email: documents
-  ``refflow.documents.names.FOR_THE_REFERRER``, to the office's number or
-  address).
+  referring office that was sent (the plan summary, by fax or as the PDF a
+  routing plugin sends, or the "referral not accepted" letter by fax or
+  email: documents ``refflow.documents.names.FOR_THE_REFERRER``, to a
+  target — a delivery to no one, like the chart copy, does not count).
 - ``held_in_review``: per held referral, the time spent in ``needs_review``
   (every stay added up); a referral still held is left out of the times and
   counted as ``still_held``.

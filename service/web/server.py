@@ -59,7 +59,9 @@ def _post_worker_init(worker) -> None:
     # the process. Frozen, the cyclic garbage collector no longer walks them
     # on each full collection, which a request reading thousands of rows (the
     # Reports, the dashboard) sets off: ~60 ms a collection before, at 1,000,000
-    # referrals (docs/performance.md).
+    # referrals (docs/performance.md). Collected first: garbage of the loading
+    # frozen would never be freed.
+    gc.collect()
     gc.freeze()
 
 

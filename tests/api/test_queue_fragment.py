@@ -22,6 +22,7 @@ from refflow.db.models import AuditEntry, Delivery, Practice, Referral, utcnow
 from refflow.pipeline import flow
 from refflow.pipeline.context import Pipeline
 from refflow.referrals import patient_page, states
+from refflow.web.shared_reading import SharedReading
 from refflow.web.staff import QUEUE_SHARED_SECONDS
 
 STAFF = "queue@clinic.example"
@@ -170,3 +171,40 @@ def test_six_refreshes_at_once_are_one_reading_each_audited_and_a_change_shows_n
     _submit(client, auth, routine(), family="Latecomer")
     time.sleep(QUEUE_SHARED_SECONDS)
     assert "Latecomer, Ann" in tabs[0].get("/queue/fragment").get_data(as_text=True)
+
+
+def test_a_slow_reading_and_its_error_go_to_everyone_who_came_while_it_ran():
+    """A reading that takes longer than the moment (a database slow to answer)
+    is still the one the requests that came while it ran get, error included:
+    they do not read again one after another."""
+    shared = SharedReading(seconds=0.2)
+    calls, ready = [], threading.Barrier(4)
+
+    def slow(outcome):
+        def read():
+            calls.append(outcome)
+            time.sleep(0.5)
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome
+        return read
+
+    for outcome in ("the queue", RuntimeError("database gone")):
+        calls.clear()
+        results = []
+
+        def ask(outcome=outcome):
+            ready.wait()
+            try:
+                results.append(shared.get("view", slow(outcome)))
+            except RuntimeError as exc:
+                results.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert calls == [outcome] and results == [outcome] * 4
+    time.sleep(0.2)  # after the moment, a new request reads again
+    assert shared.get("view", lambda: "fresh") == "fresh"

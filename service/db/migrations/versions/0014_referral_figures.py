@@ -26,17 +26,22 @@ RECEIVED_FIGURES = ("created_at", "status", "practice_id", "released_at", "refer
 
 
 def _backfill(dialect: str) -> list[str]:
+    """Each referral's figures out of its timeline and deliveries: one pass over
+    the referrals that have any (a referral that was never planned, held or
+    sent to its referrer keeps NULLs), then the time in review of the few
+    that were held."""
     epoch = EPOCH[dialect].format
     events = ("FROM referral_events e WHERE e.referral_id = referrals.id "
               "AND e.kind = 'status'")
+    told = ("FROM deliveries d WHERE d.referral_id = referrals.id AND d.status = 'sent' "
+            f"AND d.target <> '' AND d.document IN {REFERRER_DOCUMENTS}")
     return [
-        f"UPDATE referrals SET released_at = (SELECT min(e.at) {events} "
-        f"AND e.to_status = 'planned')",
-        "UPDATE referrals SET referrer_notified_at = (SELECT min(d.sent_at) FROM deliveries d "
-        "WHERE d.referral_id = referrals.id AND d.status = 'sent' AND d.target <> '' "
-        f"AND d.document IN {REFERRER_DOCUMENTS})",
-        f"UPDATE referrals SET review_started_at = (SELECT max(e.at) {events} "
-        f"AND e.to_status = 'needs_review')",
+        f"UPDATE referrals SET "
+        f"released_at = (SELECT min(e.at) {events} AND e.to_status = 'planned'), "
+        f"referrer_notified_at = (SELECT min(d.sent_at) {told}), "
+        f"review_started_at = (SELECT max(e.at) {events} AND e.to_status = 'needs_review') "
+        f"WHERE EXISTS (SELECT 1 {events} AND e.to_status IN ('planned', 'needs_review')) "
+        f"OR EXISTS (SELECT 1 {told})",
         # every leaving time minus every entering time, the open stay's entry given back
         f"UPDATE referrals SET review_seconds = (SELECT "
         f"sum(CASE WHEN e.from_status = 'needs_review' THEN {epoch('e.at')} ELSE 0 END) - "
