@@ -435,7 +435,7 @@ def measure_served(url: str, tmp: Path, db, seconds: int, repeat: int) -> dict:
             try:
                 if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting
                 pass
             assert time.monotonic() < deadline, "refflow web did not start"
             time.sleep(0.2)

@@ -56,7 +56,7 @@ class Web:
             try:
                 if requests.get(url + "/healthz", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # bound, or its worker still loading
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError((self.data_dir / f"{name}.log").read_text()[-3000:])
