@@ -5,6 +5,7 @@ a growing delay that the real user waits out (no hard lock)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import time
@@ -41,6 +42,7 @@ class Web:
         self.procs: dict[str, tuple] = {}  # name -> (process, base URL)
 
     def start(self, name: str, **extra_env: str) -> str:
+        import os
         import subprocess
         import sys
 
@@ -59,6 +61,8 @@ class Web:
             except (requests.ConnectionError, requests.Timeout):  # bound, or its worker still loading
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):  # not left serving after it
+                    os.killpg(proc.pid, signal.SIGKILL)
                 raise AssertionError((self.data_dir / f"{name}.log").read_text()[-3000:])
             time.sleep(0.1)
         self.procs[name] = (proc, url)
